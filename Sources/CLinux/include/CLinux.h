@@ -1,0 +1,68 @@
+// CLinux: the Linux calls Swift cannot reach directly.
+// Why this exists: glibc's variadic functions (ioctl, prctl, syscall), macros
+// (CMSG_*), and system calls newer than Debian's headers (mseal) are not
+// importable into Swift. Every function here is a one-line pass-through;
+// logic lives in Swift (Sources/Shared).
+#ifndef CLINUX_H
+#define CLINUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <sys/uio.h>
+#include <sys/syscall.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <termios.h>
+#include <signal.h>
+#include <spawn.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <linux/memfd.h>
+
+// Seals (F_ADD_SEALS...) need _GNU_SOURCE, which this header must not set: it
+// would make glibc's types differ from the ones Swift's Glibc module sees.
+extern const int VMD_F_ADD_SEALS, VMD_F_GET_SEALS, VMD_F_SEAL_SEAL, VMD_F_SEAL_SHRINK, VMD_F_SEAL_GROW, VMD_F_SEAL_WRITE;
+static inline char **vmd_environ(void) { extern char **environ; return environ; }
+
+// mseal(2) is in Linux 6.10+; Debian 12's headers predate it.
+#define VMD_NR_MSEAL 462
+
+int vmd_memfd_create(const char *name, unsigned int flags);
+int vmd_mseal(void *address, size_t length);
+int vmd_ioctl_ptr(int fd, unsigned long request, void *argument);
+int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument);
+int vmd_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
+int vmd_fcntl_int(int fd, int command, int argument);
+
+// Pseudo-terminals: declared by glibc only under _XOPEN_SOURCE.
+int vmd_posix_openpt(int flags);
+int vmd_grantpt(int fd);
+int vmd_unlockpt(int fd);
+int vmd_ptsname(int fd, char *buffer, size_t length);
+
+// SCM_RIGHTS: the CMSG_* macros are not importable.
+size_t vmd_cmsg_space_for_fds(size_t count);
+// Fills `control` (of `controlLength` bytes, from vmd_cmsg_space_for_fds) with one SCM_RIGHTS message.
+void vmd_cmsg_put_fds(void *control, size_t controlLength, const int *fds, size_t count);
+// Returns the number of fds found in the first SCM_RIGHTS message of `message` and copies
+// at most `capacity` of them to `fds`.
+size_t vmd_cmsg_get_fds(struct msghdr *message, int *fds, size_t capacity);
+
+// Atomic accesses to guest memory (virtqueue indices), with the orderings virtio needs.
+static inline uint16_t vmd_atomic_load_u16_acquire(const void *p) { return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE); }
+static inline void vmd_atomic_store_u16_release(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE); }
+static inline uint32_t vmd_atomic_load_u32_acquire(const void *p) { return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE); }
+static inline void vmd_atomic_store_u32_release(void *p, uint32_t v) { __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE); }
+static inline void vmd_memory_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+// Variables of libc that are macros or thread-locals.
+static inline int vmd_errno(void) { return errno; }
+
+#endif

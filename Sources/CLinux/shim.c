@@ -1,0 +1,46 @@
+#define _GNU_SOURCE 1
+#include "CLinux.h"
+#include <sys/ioctl.h>
+#include <string.h>
+
+const int VMD_F_ADD_SEALS = F_ADD_SEALS, VMD_F_GET_SEALS = F_GET_SEALS, VMD_F_SEAL_SEAL = F_SEAL_SEAL,
+          VMD_F_SEAL_SHRINK = F_SEAL_SHRINK, VMD_F_SEAL_GROW = F_SEAL_GROW, VMD_F_SEAL_WRITE = F_SEAL_WRITE;
+
+int vmd_memfd_create(const char *name, unsigned int flags) { return (int)syscall(SYS_memfd_create, name, flags); }
+int vmd_mseal(void *address, size_t length) { return (int)syscall(VMD_NR_MSEAL, address, length, 0UL); }
+int vmd_ioctl_ptr(int fd, unsigned long request, void *argument) { return ioctl(fd, request, argument); }
+int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument) { return ioctl(fd, request, argument); }
+int vmd_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5) {
+    return prctl(option, arg2, arg3, arg4, arg5);
+}
+int vmd_fcntl_int(int fd, int command, int argument) { return fcntl(fd, command, argument); }
+
+int vmd_posix_openpt(int flags) { return posix_openpt(flags); }
+int vmd_grantpt(int fd) { return grantpt(fd); }
+int vmd_unlockpt(int fd) { return unlockpt(fd); }
+int vmd_ptsname(int fd, char *buffer, size_t length) { return ptsname_r(fd, buffer, length); }
+
+size_t vmd_cmsg_space_for_fds(size_t count) { return CMSG_SPACE(count * sizeof(int)); }
+
+void vmd_cmsg_put_fds(void *control, size_t controlLength, const int *fds, size_t count) {
+    struct msghdr message = { .msg_control = control, .msg_controllen = controlLength };
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(count * sizeof(int));
+    memcpy(CMSG_DATA(header), fds, count * sizeof(int));
+}
+
+size_t vmd_cmsg_get_fds(struct msghdr *message, int *fds, size_t capacity) {
+    size_t found = 0;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(message); header != NULL; header = CMSG_NXTHDR(message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        const int *data = (const int *)CMSG_DATA(header);
+        for (size_t i = 0; i < count; i++) {
+            if (found < capacity) fds[found] = data[i];
+            found++;
+        }
+    }
+    return found;
+}

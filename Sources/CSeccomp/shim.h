@@ -1,0 +1,2 @@
+// libseccomp (Debian libseccomp-dev): builds each child's syscall allowlist.
+#include <seccomp.h>

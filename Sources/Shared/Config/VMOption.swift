@@ -1,0 +1,61 @@
+/// The table of options allowed inside a `vm { }` block. Adding an option
+/// (disk, interface, owner, initrd, enable/disable) is one entry here plus a
+/// field in `VMBlockBuilder`; the block loop, duplicate detection, statement
+/// ends and the "expected one of" list follow from the table.
+struct VMOption: Sendable {
+    typealias Parse = @Sendable (
+        _ tokens: inout ConfigTokenStream,
+        _ block: inout VMBlockBuilder,
+        _ keyword: ConfigToken
+    ) throws(ConfigError) -> Void
+
+    let name: String
+    /// `disk` and `interface` will be repeatable; scalar options are not.
+    let repeatable: Bool
+    /// Reads the option's arguments (not the keyword, not the statement end).
+    let parse: Parse
+
+    static let all: [VMOption] = [
+        VMOption(name: "memory", repeatable: false, parse: parseMemory),
+        VMOption(name: "cpus", repeatable: false, parse: parseCPUs),
+        VMOption(name: "boot", repeatable: false, parse: parseBoot),
+        VMOption(name: "cmdline", repeatable: false, parse: parseCmdline),
+    ]
+
+    static let byName: [String: VMOption] = Dictionary(
+        all.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+
+    /// "boot, cmdline, cpus, memory"
+    static let namesForMessages: String = all.map(\.name).sorted().joined(separator: ", ")
+
+    // MARK: - Option parsers
+
+    @Sendable private static func parseMemory(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        let value = try tokens.next()
+        block.memoryBytes = try ConfigValues.memorySize(value)
+    }
+
+    @Sendable private static func parseCPUs(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        let value = try tokens.next()
+        block.cpus = try ConfigValues.cpuCount(value)
+    }
+
+    @Sendable private static func parseBoot(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        let value = try tokens.next()
+        guard let path = value.text else {
+            throw ConfigError(location: value.location, message: "expected a kernel path after 'boot', found \(value.description)")
+        }
+        guard !path.isEmpty else {
+            throw ConfigError(location: value.location, message: "boot path must not be empty")
+        }
+        block.boot = path
+    }
+
+    @Sendable private static func parseCmdline(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        let value = try tokens.next()
+        guard let cmdline = value.text else {
+            throw ConfigError(location: value.location, message: "expected a kernel command line after 'cmdline', found \(value.description)")
+        }
+        block.cmdline = cmdline
+    }
+}

@@ -1,0 +1,158 @@
+/// What the vm process needs to build and boot one VM; travels with `VMCommand.boot`.
+public struct BootRequest: Equatable, Sendable {
+    public var name: String
+    public var vcpus: Int
+    public var cmdline: String
+
+    public init(name: String, vcpus: Int, cmdline: String) {
+        self.name = name
+        self.vcpus = vcpus
+        self.cmdline = cmdline
+    }
+}
+
+/// vmd → vm. Descriptors travel beside the payload and are owned by the receiver.
+public enum VMCommand: ChannelMessage {
+    /// The SHAREMEM handoff (design §2): the slot table and one memfd per slot.
+    case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
+    /// Build the VM and run it: /dev/kvm, the boot image and the console, opened by vmd.
+    case boot(BootRequest, kvm: FileDescriptor, kernel: FileDescriptor, console: FileDescriptor)
+    /// Stop the guest now (vmd's deadline or a forced stop).
+    case stop
+
+    static let maximumSlots = 8
+
+    public var tag: UInt16 {
+        switch self {
+        case .shareMemory: 1
+        case .boot: 2
+        case .stop: 3
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        switch self {
+        case .shareMemory(let slots, let memfds):
+            writer.write(UInt32(slots.count))
+            for slot in slots {
+                writer.write(slot.guestBase.value)
+                writer.write(slot.size)
+                writer.write(slot.access.rawValue)
+            }
+            memfds.forEach { writer.write($0) }
+        case .boot(let request, let kvm, let kernel, let console):
+            writer.write(request.name)
+            writer.write(UInt32(request.vcpus))
+            writer.write(request.cmdline)
+            writer.write(kvm)
+            writer.write(kernel)
+            writer.write(console)
+        case .stop:
+            break
+        }
+    }
+
+    public static func decode(tag: UInt16, from reader: inout WireReader) throws -> VMCommand {
+        switch tag {
+        case 1:
+            let count = try reader.readCount(limit: maximumSlots)
+            var slots: [SlotDescriptor] = []
+            for _ in 0..<count {
+                let base = GuestAddress(try reader.read(UInt64.self))
+                let size = try reader.read(UInt64.self)
+                let rawAccess = try reader.read(UInt8.self)
+                guard let access = SlotAccess(rawValue: rawAccess) else { throw IPCError.malformed("slot access \(rawAccess)") }
+                slots.append(SlotDescriptor(guestBase: base, size: size, access: access))
+            }
+            let memfds = try (0..<count).map { _ in try reader.readDescriptor() }
+            return .shareMemory(slots: slots, memfds: memfds)
+        case 2:
+            let name = try reader.read(String.self, limit: 64)
+            let vcpus = Int(try reader.read(UInt32.self))
+            let cmdline = try reader.read(String.self)
+            return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline),
+                         kvm: try reader.readDescriptor(), kernel: try reader.readDescriptor(),
+                         console: try reader.readDescriptor())
+        case 3:
+            return .stop
+        default:
+            throw IPCError.unknownTag(tag)
+        }
+    }
+}
+
+/// How a guest ended, as the vm process saw it.
+public enum GuestEnd: Equatable, Sendable, CustomStringConvertible {
+    /// The guest wrote this code to the debug-exit port.
+    case exitCode(UInt8)
+    /// KVM_EXIT_SHUTDOWN: a triple fault.
+    case tripleFault
+    /// The guest asked for a reset (i8042 pulse or KVM system event).
+    case reset
+    /// The guest powered off (KVM system event).
+    case powerOff
+    /// vmd asked the VM to stop.
+    case stopped
+    /// KVM or the VMM failed; the text says how.
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case .exitCode(let code): "exited with code \(code)"
+        case .tripleFault: "triple fault"
+        case .reset: "reset requested by the guest"
+        case .powerOff: "powered off"
+        case .stopped: "stopped"
+        case .failed(let reason): "failed: \(reason)"
+        }
+    }
+}
+
+/// vm → vmd.
+public enum VMEvent: ChannelMessage, Equatable {
+    /// Memory is mapped and sealed, the vCPUs are about to run.
+    case running
+    case ended(GuestEnd)
+
+    public var tag: UInt16 {
+        switch self {
+        case .running: 1
+        case .ended: 2
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        switch self {
+        case .running:
+            break
+        case .ended(let end):
+            switch end {
+            case .exitCode(let code): writer.write(UInt8(0)); writer.write(code)
+            case .tripleFault: writer.write(UInt8(1))
+            case .reset: writer.write(UInt8(2))
+            case .powerOff: writer.write(UInt8(3))
+            case .stopped: writer.write(UInt8(4))
+            case .failed(let reason): writer.write(UInt8(5)); writer.write(reason)
+            }
+        }
+    }
+
+    public static func decode(tag: UInt16, from reader: inout WireReader) throws -> VMEvent {
+        switch tag {
+        case 1:
+            return .running
+        case 2:
+            switch try reader.read(UInt8.self) {
+            case 0: return .ended(.exitCode(try reader.read(UInt8.self)))
+            case 1: return .ended(.tripleFault)
+            case 2: return .ended(.reset)
+            case 3: return .ended(.powerOff)
+            case 4: return .ended(.stopped)
+            case 5: return .ended(.failed(try reader.read(String.self)))
+            case let kind: throw IPCError.malformed("guest end kind \(kind)")
+            }
+        default:
+            throw IPCError.unknownTag(tag)
+        }
+    }
+}

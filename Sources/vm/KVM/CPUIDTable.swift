@@ -1,0 +1,61 @@
+import CKVM
+
+/// struct kvm_cpuid2 with its flexible array of entries, as one buffer that
+/// the CPUID ioctls can read and write.
+struct CPUIDTable {
+    private var storage: [UInt8]
+    private static let headerSize = MemoryLayout<kvm_cpuid2>.size
+    private static let entrySize = MemoryLayout<kvm_cpuid_entry2>.stride
+
+    init(capacity: Int) {
+        storage = [UInt8](repeating: 0, count: CPUIDTable.headerSize + capacity * CPUIDTable.entrySize)
+        storage.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(capacity), as: UInt32.self) }  // nent
+    }
+
+    init(entries: [kvm_cpuid_entry2]) {
+        self.init(capacity: entries.count)
+        storage.withUnsafeMutableBytes { raw in
+            for (index, entry) in entries.enumerated() {
+                raw.storeBytes(of: entry, toByteOffset: CPUIDTable.headerSize + index * CPUIDTable.entrySize, as: kvm_cpuid_entry2.self)
+            }
+        }
+    }
+
+    var entries: [kvm_cpuid_entry2] {
+        storage.withUnsafeBytes { raw in
+            let count = Int(raw.load(as: UInt32.self))
+            return (0..<count).map {
+                raw.loadUnaligned(fromByteOffset: CPUIDTable.headerSize + $0 * CPUIDTable.entrySize, as: kvm_cpuid_entry2.self)
+            }
+        }
+    }
+
+    mutating func withRawPointer<Result>(_ body: (UnsafeMutableRawPointer) throws -> Result) rethrows -> Result {
+        try storage.withUnsafeMutableBytes { try body($0.baseAddress!) }
+    }
+}
+
+/// The guest's CPUID: what KVM supports, trimmed and tagged (design §3).
+enum GuestCPUID {
+    static let hypervisorBit: UInt32 = 1 << 31          // leaf 1 ECX: running under a hypervisor
+    static let archCapabilitiesBit: UInt32 = 1 << 29    // leaf 7 EDX: IA32_ARCH_CAPABILITIES, not usable on this host (design §8)
+
+    static func entries(supported: [kvm_cpuid_entry2], vcpuIndex: Int, vcpuCount: Int) -> [kvm_cpuid_entry2] {
+        supported.map { original in
+            var entry = original
+            switch entry.function {
+            case 1:
+                entry.ecx |= hypervisorBit
+                // Initial APIC id and the logical processor count.
+                entry.ebx = (entry.ebx & 0x0000_FFFF) | (UInt32(vcpuIndex) << 24) | (UInt32(vcpuCount & 0xff) << 16)
+            case 7 where entry.index == 0:
+                entry.edx &= ~archCapabilitiesBit
+            case 0xB, 0x1F:
+                entry.edx = UInt32(vcpuIndex)  // x2APIC id
+            default:
+                break
+            }
+            return entry
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Glibc
+import Shared
+import Synchronization
+
+/// The thread that runs one vCPU: KVM_RUN, handle the exit, repeat (design §3).
+final class VcpuThread: @unchecked Sendable {
+    let vcpu: Vcpu
+    private let buses: Buses
+    private let log: RateLimitedLog
+    private let onEnd: @Sendable (GuestEnd) -> Void
+    private let stopRequested = Atomic<Bool>(false)
+    private var thread: pthread_t?
+
+    /// The signal that kicks a vCPU thread out of KVM_RUN. Its handler does nothing:
+    /// the point is that the ioctl returns EINTR.
+    static let kickSignal = SIGUSR1
+
+    static func installKickHandler() {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0  // no SA_RESTART: KVM_RUN must return
+        sigaction(kickSignal, &action, nil)
+    }
+
+    init(vcpu: Vcpu, buses: Buses, log: RateLimitedLog, onEnd: @escaping @Sendable (GuestEnd) -> Void) {
+        self.vcpu = vcpu
+        self.buses = buses
+        self.log = log
+        self.onEnd = onEnd
+    }
+
+    func start() throws {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var handle = pthread_t()
+        let result = pthread_create(&handle, nil, { context in
+            let thread = Unmanaged<VcpuThread>.fromOpaque(context!).takeRetainedValue()
+            thread.loop()
+            return nil
+        }, context)
+        guard result == 0 else {
+            Unmanaged<VcpuThread>.fromOpaque(context).release()
+            throw SystemError("pthread_create", errno: result)
+        }
+        thread = handle
+    }
+
+    private func loop() {
+        while !stopRequested.load(ordering: .acquiring) {
+            let exit: VcpuExit
+            do {
+                exit = try vcpu.runOnce()
+            } catch {
+                onEnd(.failed("vCPU \(vcpu.index): \(error)"))
+                return
+            }
+            switch handleExit(exit, buses: buses, log: log) {
+            case .resume:
+                continue
+            case .completeRead(let data):
+                vcpu.completeRead(data)
+            case .stop(let end):
+                onEnd(end)
+                return
+            }
+        }
+    }
+
+    /// Asks the thread to leave KVM_RUN and end; returns at once.
+    func requestStop() {
+        stopRequested.store(true, ordering: .releasing)
+        vcpu.requestImmediateExit()
+        if let thread { pthread_kill(thread, VcpuThread.kickSignal) }
+    }
+
+    func join() {
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+    }
+}

@@ -1,0 +1,97 @@
+import Glibc
+import Logging
+import Shared
+import Synchronization
+
+/// One running VM inside the vm process: KVM objects, platform devices, vCPU threads.
+final class VirtualMachine {
+    let request: BootRequest
+    let memory: GuestMemory
+    private let kvm: KVMVirtualMachine
+    private let serial: Serial16550
+    private let vcpuThreads: [VcpuThread]
+    private let logger: Logger
+
+    /// The first way the guest ended; later reports (other vCPUs stopping) are ignored.
+    private let end = GuestEndLatch()
+    /// Signalled when `end` is set, so the main loop wakes up.
+    let endedEvent: FileDescriptor
+
+    init(request: BootRequest, memory: GuestMemory, kvmDevice: FileDescriptor, kernel: FileDescriptor,
+         console: FileDescriptor, logger: Logger) throws {
+        self.request = request
+        self.memory = memory
+        self.logger = logger
+        let system = try KVMSystem(fd: kvmDevice)
+        kvm = try KVMVirtualMachine(system: system)
+        try kvm.register(memory)
+
+        let kvmForIRQ = kvm
+        serial = Serial16550(
+            output: { bytes in try? console.writeAll(bytes) },
+            interruptLine: { high in try? kvmForIRQ.setIRQLine(Serial16550.com1IRQ, high: high) })
+        let ports = AddressBus(name: "port I/O")
+        try ports.register(serial, base: Serial16550.com1Port, size: Serial16550.size)
+        try ports.register(DebugExitPort(), base: DebugExitPort.port, size: DebugExitPort.size)
+        try ports.register(I8042(), base: I8042.port, size: I8042.size)
+        let buses = Buses(ports: ports, mmio: AddressBus(name: "MMIO"))
+
+        let image = try kernel.pread(count: Int(try kernel.fileSize()), offset: 0)
+        let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, into: memory)
+        logger.info("loaded \(image.count) bytes, entry \(entry)")
+
+        let supported = try system.supportedCPUID()
+        let endedEvent = try FileDescriptor.eventFD()
+        self.endedEvent = endedEvent
+        let guestLog = RateLimitedLog(logger: logger)
+        var threads: [VcpuThread] = []
+        let latch = end
+        for index in 0..<request.vcpus {
+            let vcpu = try kvm.createVcpu(index: index)
+            try vcpu.setCPUID(GuestCPUID.entries(supported: supported, vcpuIndex: index, vcpuCount: request.vcpus))
+            if index == 0 { try BootCPU.configure(vcpu, for: entry) }
+            threads.append(VcpuThread(vcpu: vcpu, buses: buses, log: guestLog) { [endedEvent] guestEnd in
+                if latch.record(guestEnd) { try? endedEvent.signalEvent() }
+            })
+        }
+        vcpuThreads = threads
+    }
+
+    func start() throws {
+        VcpuThread.installKickHandler()
+        for thread in vcpuThreads { try thread.start() }
+    }
+
+    /// Console input for the guest.
+    func receiveConsoleInput(_ bytes: [UInt8]) {
+        serial.receive(bytes)
+    }
+
+    /// How the guest ended, once it has.
+    var guestEnd: GuestEnd? { end.value }
+
+    /// Stops every vCPU and waits for its thread; records `reason` if nothing ended the guest before.
+    func stop(reason: GuestEnd) -> GuestEnd {
+        end.record(reason)
+        vcpuThreads.forEach { $0.requestStop() }
+        vcpuThreads.forEach { $0.join() }
+        return guestEnd ?? reason
+    }
+}
+
+/// Keeps the first `GuestEnd` reported by any thread.
+final class GuestEndLatch: Sendable {
+    private let slot = Mutex<GuestEnd?>(nil)
+
+    /// Records `end` unless one was recorded before; true if this was the first.
+    @discardableResult
+    func record(_ end: GuestEnd) -> Bool {
+        slot.withLock { value in
+            guard value == nil else { return false }
+            value = end
+            return true
+        }
+    }
+
+    var value: GuestEnd? { slot.withLock { $0 } }
+}

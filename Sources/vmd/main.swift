@@ -1,0 +1,112 @@
+import ArgumentParser
+import Glibc
+import Logging
+import Shared
+
+struct Vmd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vmd",
+        abstract: "swift-vmd: a multi-process KVM virtual machine monitor.",
+        discussion: """
+            vmd creates each VM's guest memory as sealed memfd slots and runs the VM in a \
+            separate vm process. The daemon mode with vmctl comes later; today vmd runs one \
+            VM in the foreground with `vmd boot guest.conf`.
+            """,
+        subcommands: [Boot.self, Check.self])
+}
+
+struct Boot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Boot one VM from a guest.conf in the foreground, with its console on stdin/stdout.",
+        discussion: """
+            The VM's serial console is forwarded to standard output, and standard input to it. \
+            When the guest ends, vmd prints how on standard error and exits with:
+              the guest's code  the guest wrote it to the debug-exit port (0xf4)
+              0                 the guest powered off or reset, or was stopped
+              \(ExitStatus.tripleFault)                triple fault
+              \(ExitStatus.deadline)                the --deadline passed (the VM was killed)
+              \(ExitStatus.interrupted)                vmd was interrupted (SIGINT/SIGTERM)
+              \(ExitStatus.vmFailure)                the vm process failed
+              \(ExitStatus.setupFailure)                the VM could not be set up (missing kernel, no /dev/kvm, ...)
+              \(ExitStatus.configError)                the configuration file is wrong
+            """)
+
+    @Argument(help: "A vm.conf-style file with one or more vm blocks.")
+    var config: String
+
+    @Option(name: .long, help: "Which vm block to boot (needed when the file has several).")
+    var name: String?
+
+    @Option(name: .long, help: "Kill the VM if it has not ended after this many seconds.")
+    var deadline: Double?
+
+    @Flag(name: .shortAndLong, help: "Log more (the vm process's boot details).")
+    var verbose = false
+
+    func run() throws {
+        let level: Logger.Level = verbose ? .info : .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        setenv("VMD_LOG_LEVEL", verbose ? "info" : "warning", 1)
+        let logger = Logger(label: "vmd")
+        let vm: VMConfig
+        do {
+            vm = try selectVM(from: try ConfigParser.load(path: config), named: name)
+        } catch {
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.configError)
+        }
+        guard let boot = vm.boot else {
+            FileDescriptor.standardError("vmd: \(config): vm \"\(vm.name)\" has no boot image\n")
+            throw ExitCode(ExitStatus.configError)
+        }
+        let kernelPath = boot.hasPrefix("/") ? boot : directory(of: config) + "/" + boot
+        let outcome: VMOutcome
+        do {
+            outcome = try ForegroundVM(config: vm, kernelPath: kernelPath, deadline: deadline, logger: logger).run()
+        } catch {
+            FileDescriptor.standardError("vmd: vm \"\(vm.name)\": \(error)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+        FileDescriptor.standardError("vmd: vm \"\(vm.name)\" ended: \(outcome)\n")
+        throw ExitCode(outcome.exitStatus)
+    }
+
+    private func selectVM(from file: ConfigFile, named name: String?) throws -> VMConfig {
+        if let name {
+            guard let vm = file.vms.first(where: { $0.name == name }) else { throw ValidationError("\(config): no vm named \"\(name)\"") }
+            return vm
+        }
+        guard file.vms.count == 1 else {
+            throw ValidationError("\(config): has \(file.vms.count) vm blocks; choose one with --name")
+        }
+        return file.vms[0]
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a configuration file and print what is wrong (like vmd -n).")
+
+    @Argument(help: "The file to check.")
+    var config: String
+
+    func run() throws {
+        do {
+            let file = try ConfigParser.load(path: config)
+            print("\(config): configuration OK (\(file.vms.count) vm\(file.vms.count == 1 ? "" : "s"))")
+        } catch {
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.configError)
+        }
+    }
+}
+
+func directory(of path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    return slash == path.startIndex ? "/" : String(path[..<slash])
+}
+
+Vmd.main()
