@@ -12,7 +12,8 @@ public final class ChildProcess {
     public let executable: String
     private var reaped = false
 
-    public init(executable: String, arguments: [String], channel: FileDescriptor) throws {
+    /// Starts `executable`. With `output`, the child's stdout and stderr go there instead of ours.
+    public init(executable: String, arguments: [String], channel: FileDescriptor, output: FileDescriptor? = nil) throws {
         self.executable = executable
         // dup2 onto the same number would keep FD_CLOEXEC, so first move the channel above 3.
         let lifted = try retryingInterrupts("fcntl(F_DUPFD_CLOEXEC)") {
@@ -25,6 +26,10 @@ public final class ChildProcess {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, lifted, ChildProcess.channelDescriptor)
+        if let output {
+            posix_spawn_file_actions_adddup2(&actions, output.rawValue, STDOUT_FILENO)
+            posix_spawn_file_actions_adddup2(&actions, output.rawValue, STDERR_FILENO)
+        }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
