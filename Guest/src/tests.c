@@ -1,0 +1,99 @@
+/* tests.c - ring-3 main and the test= handlers. Add a test by writing
+ * a handler and one line in `tests[]`. A handler returns the exit code
+ * (after printing its RESULT line) or never returns. */
+#include "kit.h"
+
+const char *kit_current_test;
+
+/* Generous TSC budget for waits: assumes at most a 4 GHz TSC, see boot. */
+#define TSC_GUESS_HZ 4000000000ull
+
+/* Exit code for a passing test: exit=N, default 0. */
+static unsigned int pass_code(void)
+{
+	return (unsigned int)cmdline_get_u64("exit", 0) & 0xff;
+}
+
+/* test=boot: the timer ticks reach ring 3 and we really are in ring 3. */
+static int test_boot(const char *name)
+{
+	uint64_t want = cmdline_get_u64("ticks", 10);
+	/* 10 s plus the expected time at 100 Hz, even if the TSC is 4 GHz. */
+	uint64_t budget = (10 + want / 100 + 1) * TSC_GUESS_HZ;
+	uint64_t t0 = rdtsc(), t_first = 0, n_first = 0;
+
+	while (kit_ticks < want) {
+		if (rdtsc() - t0 > budget) {
+			RESULT(name, "fail", " reason=no-timer-ticks ticks=%lu", kit_ticks);
+			return EXIT_FAIL;
+		}
+		if (!n_first && kit_ticks) {
+			n_first = kit_ticks;
+			t_first = rdtsc();
+		}
+		cpu_relax();
+	}
+	/* Informational: TSC rate measured against the (assumed 100 Hz) timer,
+	 * and how long ring-0 setup took (kit_main entry -> ring 3). */
+	uint64_t t_last = rdtsc(), n_last = kit_ticks;
+	if (n_first && n_last > n_first) {
+		uint64_t tsc_hz = (t_last - t_first) * 100 / (n_last - n_first);
+		kit_printf("info tsc-mhz=%lu setup-us=%lu\n", tsc_hz / 1000000,
+			   (kit_boot.tsc_user - kit_boot.tsc_main) * 1000000 / tsc_hz);
+	}
+	unsigned int cpl = current_cpl();
+	if (cpl != 3) {
+		RESULT(name, "fail", " reason=wrong-cpl cpl=%u", cpl);
+		return EXIT_FAIL;
+	}
+	RESULT(name, "pass", " ticks=%lu cpl=%u entry=%s", kit_ticks, cpl,
+	       entry_name(kit_boot.entry));
+	return pass_code();
+}
+
+/* test=triple-fault: ask ring 0 to load an empty IDT and fault. */
+static int test_triple_fault(const char *name)
+{
+	(void)name;
+	kit_puts("info triple-fault now\n");
+	kit_triple_fault();
+}
+
+/* test=hang: spin in ring 3 with interrupts on until killed. */
+static int test_hang(const char *name)
+{
+	RESULT(name, "running", "");
+	for (;;)
+		cpu_relax();
+	return EXIT_FAIL; /* not reached */
+}
+
+/* test=exception: raise #UD in ring 3 to exercise the exception report
+ * (expected: RESULT ... status=fail reason=exception vector=6, exit 3). */
+static int test_exception(const char *name)
+{
+	(void)name;
+	__asm__ volatile("ud2");
+	return EXIT_FAIL; /* not reached */
+}
+
+static const struct {
+	const char *name;
+	int (*run)(const char *name);
+} tests[] = {
+	{ "boot", test_boot },
+	{ "triple-fault", test_triple_fault },
+	{ "hang", test_hang },
+	{ "exception", test_exception },
+};
+
+void user_main(void)
+{
+	kit_boot.tsc_user = rdtsc();
+	kit_puts("READY\n");
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+		if (strcmp(tests[i].name, kit_current_test) == 0)
+			kit_exit(tests[i].run(kit_current_test));
+	RESULT(kit_current_test, "fail", " reason=unknown-test");
+	kit_exit(EXIT_UNKNOWN_TEST);
+}
