@@ -1,0 +1,119 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// The guest kit boots under vmd → vm and ends the way it chose (issue: foundation).
+final class BootTests: XCTestCase {
+    override func setUpWithError() throws {
+        try VmdHarness.requireKVMAndRoot()
+    }
+
+    func testGuestKitBootsTakesTimerTicksInRing3AndExitsWithItsCode() throws {
+        let vm = try VmdHarness("boot")
+        let run = try vm.run(config: try vm.writeConfig(cmdline: "test=boot ticks=12 exit=7"), arguments: ["--deadline", "30"])
+        XCTAssertEqual(run.status, 7, "vmd exits with the guest's code; stderr: \(run.stderr)")
+        XCTAssertTrue(run.stdout.contains("swift-vmd guest kit v1 entry=pvh"), "banner; stdout: \(run.stdout)")
+        XCTAssertTrue(run.stdout.contains("READY"))
+        let result = try XCTUnwrap(VmdHarness.result("boot", in: run.stdout), "no RESULT line in: \(run.stdout)")
+        XCTAssertEqual(result["status"], "pass")
+        XCTAssertEqual(result["cpl"], "3", "the ticks were taken while in ring 3")
+        XCTAssertGreaterThanOrEqual(Int(result["ticks"] ?? "") ?? 0, 10)
+        XCTAssertTrue(run.stderr.contains("vm \"\(vm.name)\" ended: exited with code 7"), run.stderr)
+        XCTAssertEqual(vm.vmProcesses(), [], "no process of the VM remains")
+    }
+
+    func testPlainELF64EntryBootsTheSameGuest() throws {
+        let vm = try VmdHarness("elf64")
+        let run = try vm.run(config: try vm.writeConfig(boot: VmdHarness.guestKitELF64, cmdline: "test=boot exit=0"),
+                             arguments: ["--deadline", "30"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(VmdHarness.result("boot", in: run.stdout)?["entry"], "elf64", run.stdout)
+        XCTAssertEqual(VmdHarness.result("boot", in: run.stdout)?["status"], "pass", run.stdout)
+    }
+
+    func testTripleFaultIsReportedAndNothingRemains() throws {
+        let vm = try VmdHarness("triple")
+        let run = try vm.run(config: try vm.writeConfig(cmdline: "test=triple-fault"), arguments: ["--deadline", "30"])
+        XCTAssertEqual(run.status, 65, run.stderr)
+        XCTAssertTrue(run.stderr.contains("ended: triple fault"), run.stderr)
+        XCTAssertTrue(run.stdout.contains("READY"), "it did boot first: \(run.stdout)")
+        XCTAssertEqual(vm.vmProcesses(), [])
+    }
+
+    func testHangPastTheDeadlineIsReportedAndKilled() throws {
+        let vm = try VmdHarness("hang")
+        let run = try vm.run(config: try vm.writeConfig(cmdline: "test=hang"), arguments: ["--deadline", "2"])
+        XCTAssertEqual(run.status, 66, run.stderr)
+        XCTAssertTrue(run.stderr.contains("ended: deadline of 2s passed; vm process killed"), run.stderr)
+        XCTAssertEqual(VmdHarness.result("hang", in: run.stdout)?["status"], "running", run.stdout)
+        XCTAssertEqual(vm.vmProcesses(), [], "the killed vm process was reaped")
+    }
+
+    func testRunningVMHasSealedGuestRAMAndNoBootFiles() throws {
+        let vm = try VmdHarness("sealed")
+        let run = try vm.start(config: try vm.writeConfig(cmdline: "test=hang"), arguments: ["--deadline", "60"])
+        defer { if run.process.isRunning { kill(run.process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(run.waitForOutput("status=running"), "guest did not start: \(run.stdout) \(run.stderr)")
+        let children = VmdHarness.children(of: run.process.processIdentifier)
+        XCTAssertEqual(children.count, 1, "vmd runs one vm process")
+        let vmPid = try XCTUnwrap(children.first)
+        XCTAssertEqual(vm.vmProcesses(), [vmPid])
+
+        let smaps = VmdHarness.readProcFile("/proc/\(vmPid)/smaps")
+        var slotFlags: [Set<Substring>] = []
+        var inSlot = false
+        for line in smaps.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.first?.contains("-") == true && fields.count >= 5 && !line.hasPrefix("VmFlags") {
+                inSlot = fields.count >= 6 && fields[5].hasPrefix("/memfd:vmd-\(vm.name)-ram")
+            } else if inSlot && line.hasPrefix("VmFlags:") {
+                slotFlags.append(Set(fields.dropFirst()))
+            }
+        }
+        XCTAssertEqual(slotFlags.count, 1, "one RAM slot for 64M; smaps:\n\(smaps.prefix(2000))")
+        for flags in slotFlags {
+            XCTAssertTrue(flags.isSuperset(of: ["dc", "dd", "sl"]), "\(flags)")
+            XCTAssertFalse(flags.contains("ex"))
+        }
+
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(vmPid)/fd")) ?? []
+        let targets = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(vmPid)/fd/\($0)") }
+        XCTAssertFalse(targets.contains(VmdHarness.guestKit), "the vm process keeps no boot file open: \(targets)")
+        XCTAssertFalse(targets.contains { $0.hasPrefix("/memfd:") }, "memfds are closed after mapping: \(targets)")
+
+        kill(run.process.processIdentifier, SIGTERM)
+        run.wait(seconds: 20)
+        XCTAssertEqual(run.status, 67, run.stderr)
+        XCTAssertTrue(run.stderr.contains("stopped by signal"), run.stderr)
+        XCTAssertEqual(vm.vmProcesses(), [], "SIGTERM to vmd leaves no vm process behind")
+    }
+
+    func testMissingBootImageFailsBeforeAnythingStarts() throws {
+        let vm = try VmdHarness("missing")
+        let run = try vm.run(config: try vm.writeConfig(boot: "/nonexistent/kernel.elf", cmdline: ""))
+        XCTAssertEqual(run.status, 71, run.stderr)
+        XCTAssertTrue(run.stderr.contains("/nonexistent/kernel.elf"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("No such file or directory"), run.stderr)
+        XCTAssertEqual(vm.vmProcesses(), [])
+    }
+
+    func testNotAnELFIsRefusedWithAReason() throws {
+        let vm = try VmdHarness("notelf")
+        let bogus = vm.directory.appendingPathComponent("kernel.txt").path
+        try String(repeating: "not a kernel\n", count: 10).write(toFile: bogus, atomically: true, encoding: .utf8)
+        let run = try vm.run(config: try vm.writeConfig(boot: bogus, cmdline: ""), arguments: ["--deadline", "30"])
+        XCTAssertEqual(run.status, 70, run.stderr)
+        XCTAssertTrue(run.stderr.contains("not an ELF file"), run.stderr)
+        XCTAssertEqual(vm.vmProcesses(), [])
+    }
+
+    func testMalformedConfigNamesFileLineAndColumn() throws {
+        let vm = try VmdHarness("badconf")
+        let path = vm.directory.appendingPathComponent("bad.conf").path
+        try "vm \"x\" {\n    memory lots\n    boot \"k.elf\"\n}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let run = try vm.run(config: path)
+        XCTAssertEqual(run.status, 78, run.stderr)
+        XCTAssertTrue(run.stderr.contains("\(path):2:12:"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("expected a size"), run.stderr)
+    }
+}
