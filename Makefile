@@ -1,0 +1,28 @@
+# swift-vmd: the two commands a user needs are `make boot` and `make test`.
+.PHONY: all setup build guest boot test clean
+
+SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
+
+all: setup
+
+# Install Debian packages, build the guest kit and swift-vmd.
+setup:
+	@scripts/setup
+
+build:
+	$(SWIFT) build
+
+guest:
+	@$(MAKE) -C Guest --no-print-directory -s
+
+# Boot the default guest (the guest kit) in the foreground.
+boot: setup
+	.build/debug/vmd boot examples/guest.conf --deadline 60
+
+# Unit tests and integration tests (the latter need /dev/kvm and root, else they skip).
+test: setup
+	$(SWIFT) test
+
+clean:
+	$(SWIFT) package clean
+	@$(MAKE) -C Guest --no-print-directory clean
