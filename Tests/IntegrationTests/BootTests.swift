@@ -31,6 +31,14 @@ final class BootTests: XCTestCase {
         XCTAssertEqual(VmdHarness.result("boot", in: run.stdout)?["status"], "pass", run.stdout)
     }
 
+    func testEveryVcpuThreadStopsWhenTheGuestEnds() throws {
+        // The second vCPU never gets a SIPI from the guest kit; it sits in KVM_RUN until kicked.
+        let vm = try VmdHarness("smp")
+        let run = try vm.run(config: try vm.writeConfig(cmdline: "test=boot exit=4", extra: "    cpus 2"), arguments: ["--deadline", "30"])
+        XCTAssertEqual(run.status, 4, run.stderr)
+        XCTAssertEqual(vm.vmProcesses(), [])
+    }
+
     func testTripleFaultIsReportedAndNothingRemains() throws {
         let vm = try VmdHarness("triple")
         let run = try vm.run(config: try vm.writeConfig(cmdline: "test=triple-fault"), arguments: ["--deadline", "30"])

@@ -21,7 +21,7 @@ final class SharedMemoryHandoffTests: XCTestCase {
         let viewOfSlot1 = try MemoryMapping(fd: slots[1].memfd, size: Int(Self.slotSize), writable: true)
 
         let (channel, childEnd) = try Channel.pair()
-        let log = try FileDescriptor(adopting: fileno(tmpfile()))
+        let log = FileDescriptor(adopting: fileno(tmpfile()))
         setenv(Self.childRoleVariable, "1", 1)
         let child = try ChildProcess(
             executable: try testBinaryPath(),
@@ -112,14 +112,7 @@ func vmFlags(pid: pid_t, mappingNamePrefix prefix: String) throws -> [Set<String
 
 /// Reads a /proc file to its end (its size is reported as 0, so whole-file readers see nothing).
 func readProcFile(_ path: String) throws -> String {
-    let fd = try FileDescriptor.open(path, flags: O_RDONLY)
-    var contents: [UInt8] = []
-    while true {
-        let chunk = try fd.read(upTo: 1 << 16)
-        if chunk.isEmpty { break }
-        contents += chunk
-    }
-    return String(decoding: contents, as: UTF8.self)
+    String(decoding: try FileDescriptor.open(path, flags: O_RDONLY).readToEnd(), as: UTF8.self)
 }
 
 /// Test-only messages between the handoff test and its receiver.

@@ -1,28 +1,15 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
-/// Reads a configuration file for `ConfigParser.load`. Plain POSIX calls so a
-/// failure keeps its errno (Foundation's errors lose or reword it).
+/// Reads a configuration file for `ConfigParser.load`, keeping errno on failure
+/// (Foundation's errors lose or reword it).
 enum ConfigFileReader {
     static func readAll(path: String) throws(ConfigFileReadError) -> [UInt8] {
-        let fd = retryingEINTR { open(path, O_RDONLY | O_CLOEXEC) }
-        guard fd >= 0 else { throw ConfigFileReadError(path: path, errno: errno) }
-        defer { _ = close(fd) }
-
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { buffer in
-                retryingEINTR { read(fd, buffer.baseAddress, buffer.count) }
-            }
-            if count < 0 { throw ConfigFileReadError(path: path, errno: errno) }  // e.g. EISDIR
-            if count == 0 { return bytes }
-            bytes.append(contentsOf: chunk[0..<count])
+        do {
+            return try FileDescriptor.open(path, flags: O_RDONLY).readToEnd()
+        } catch let error as SystemError {
+            throw ConfigFileReadError(path: path, errno: error.errno)  // e.g. ENOENT, EISDIR
+        } catch {
+            preconditionFailure("FileDescriptor throws SystemError only")
         }
     }
 
@@ -52,13 +39,6 @@ enum ConfigFileReader {
             case .emptyInput:
                 return text
             }
-        }
-    }
-
-    private static func retryingEINTR<T: BinaryInteger>(_ call: () -> T) -> T {
-        while true {
-            let result = call()
-            if result >= 0 || errno != EINTR { return result }
         }
     }
 }

@@ -105,6 +105,16 @@ public final class FileDescriptor: CustomStringConvertible {
         return buffer
     }
 
+    /// Reads from the current position to end of file (also for /proc files, whose size reads as 0).
+    public func readToEnd() throws -> [UInt8] {
+        var contents: [UInt8] = []
+        while true {
+            let chunk = try read(upTo: 64 * 1024)
+            if chunk.isEmpty { return contents }
+            contents += chunk
+        }
+    }
+
     /// Reads at `offset` until `count` bytes or end of file.
     public func pread(count: Int, offset: Int64) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: count)

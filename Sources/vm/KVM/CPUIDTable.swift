@@ -30,6 +30,7 @@ struct CPUIDTable {
         }
     }
 
+    @discardableResult
     mutating func withRawPointer<Result>(_ body: (UnsafeMutableRawPointer) throws -> Result) rethrows -> Result {
         try storage.withUnsafeMutableBytes { try body($0.baseAddress!) }
     }
