@@ -1,0 +1,57 @@
+/// One buffer of a descriptor chain, after every check of virtio 1.2 §2.7.5:
+/// inside guest RAM, length and address checked for overflow.
+public struct DescriptorBuffer: Equatable, Sendable {
+    public let address: GuestAddress
+    public let length: UInt32
+
+    public init(address: GuestAddress, length: UInt32) {
+        self.address = address
+        self.length = length
+    }
+}
+
+/// A validated descriptor chain popped from an available ring: the device-
+/// readable buffers, then the device-writable ones (virtio 1.2 §2.7.4.2: a
+/// driver MUST place readable descriptors before writable ones).
+public struct DescriptorChain: Equatable, Sendable {
+    /// The head descriptor index, returned to the driver in the used ring.
+    public let head: UInt16
+    public let readable: [DescriptorBuffer]
+    public let writable: [DescriptorBuffer]
+
+    public init(head: UInt16, readable: [DescriptorBuffer], writable: [DescriptorBuffer]) {
+        self.head = head
+        self.readable = readable
+        self.writable = writable
+    }
+
+    /// Total bytes the device may read, summed without overflow (the walker checked it).
+    public var readableLength: UInt64 { readable.reduce(0) { $0 + UInt64($1.length) } }
+    public var writableLength: UInt64 { writable.reduce(0) { $0 + UInt64($1.length) } }
+}
+
+/// Device types (virtio 1.2 §5) and their modern PCI device ids (0x1040 + type, §4.1.2).
+public enum VirtioDeviceType: UInt16, Sendable {
+    case network = 1
+    case block = 2
+
+    public var pciDeviceID: UInt16 { 0x1040 + rawValue }
+}
+
+/// Feature bits shared by all devices (virtio 1.2 §6).
+public enum VirtioFeature {
+    public static let indirectDescriptors: UInt64 = 1 << 28
+    public static let eventIndex: UInt64 = 1 << 29
+    public static let version1: UInt64 = 1 << 32
+    public static let accessPlatform: UInt64 = 1 << 33
+}
+
+/// Device status bits (virtio 1.2 §2.1).
+public enum VirtioStatus {
+    public static let acknowledge: UInt8 = 1
+    public static let driver: UInt8 = 2
+    public static let driverOK: UInt8 = 4
+    public static let featuresOK: UInt8 = 8
+    public static let deviceNeedsReset: UInt8 = 64
+    public static let failed: UInt8 = 128
+}
