@@ -8,6 +8,7 @@ struct VMBlockBuilder {
     var cpus: Int?
     var boot: String?
     var cmdline: String?
+    var disks: [DiskConfig] = []
     /// Where each option was first given, for "given twice" messages.
     var optionsSeen: [String: ConfigLocation] = [:]
 
@@ -28,6 +29,7 @@ struct VMBlockBuilder {
             cpus: cpus ?? VMConfig.defaultCPUs,
             boot: boot,
             cmdline: cmdline ?? "",
+            disks: disks,
             location: location
         )
     }

@@ -8,6 +8,7 @@ public struct VMConfig: Equatable, Sendable {
     /// (against the config file's directory or the working directory, its choice).
     public var boot: String?
     public var cmdline: String
+    public var disks: [DiskConfig]
     /// Where the `vm` keyword of this block is.
     public var location: ConfigLocation
 
@@ -17,6 +18,7 @@ public struct VMConfig: Equatable, Sendable {
         cpus: Int = VMConfig.defaultCPUs,
         boot: String?,
         cmdline: String = "",
+        disks: [DiskConfig] = [],
         location: ConfigLocation
     ) {
         self.name = name
@@ -24,6 +26,7 @@ public struct VMConfig: Equatable, Sendable {
         self.cpus = cpus
         self.boot = boot
         self.cmdline = cmdline
+        self.disks = disks
         self.location = location
     }
 

@@ -20,6 +20,7 @@ struct VMOption: Sendable {
         VMOption(name: "cpus", repeatable: false, parse: parseCPUs),
         VMOption(name: "boot", repeatable: false, parse: parseBoot),
         VMOption(name: "cmdline", repeatable: false, parse: parseCmdline),
+        VMOption(name: "disk", repeatable: true, parse: parseDisk),
     ]
 
     static let byName: [String: VMOption] = Dictionary(
@@ -57,5 +58,37 @@ struct VMOption: Sendable {
             throw ConfigError(location: value.location, message: "expected a kernel command line after 'cmdline', found \(value.description)")
         }
         block.cmdline = cmdline
+    }
+
+    /// `disk "path" [format raw] [readonly]` (vm.conf(5)); at most four per vm.
+    @Sendable private static func parseDisk(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        let value = try tokens.next()
+        guard let path = value.text, !path.isEmpty else {
+            throw ConfigError(location: value.location, message: "expected a disk image path after 'disk', found \(value.description)")
+        }
+        guard block.disks.count < DiskConfig.maximumPerVM else {
+            throw ConfigError(location: keyword.location, message: "too many disks; at most \(DiskConfig.maximumPerVM) per vm")
+        }
+        var disk = DiskConfig(path: path, location: keyword.location)
+        var seen: Set<String> = []
+        while case .word(let word) = try tokens.peek().kind {
+            let token = try tokens.next()
+            guard seen.insert(word).inserted else {
+                throw ConfigError(location: token.location, message: "'\(word)' given twice for this disk")
+            }
+            switch word {
+            case "readonly":
+                disk.readOnly = true
+            case "format":
+                let formatToken = try tokens.next()
+                guard let name = formatToken.text, let format = DiskConfig.Format(rawValue: name) else {
+                    throw ConfigError(location: formatToken.location, message: "expected a disk format after 'format' (supported: raw), found \(formatToken.description)")
+                }
+                disk.format = format
+            default:
+                throw ConfigError(location: token.location, message: "expected 'format', 'readonly' or end of line after the disk path, found '\(word)'")
+            }
+        }
+        block.disks.append(disk)
     }
 }

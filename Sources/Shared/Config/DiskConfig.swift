@@ -1,0 +1,23 @@
+/// One `disk "path" [format raw] [readonly]` line of a vm block.
+public struct DiskConfig: Equatable, Sendable {
+    public enum Format: String, Sendable {
+        case raw
+    }
+
+    /// The image path as written; the caller resolves relative paths.
+    public var path: String
+    public var format: Format
+    public var readOnly: Bool
+    /// Where the `disk` keyword is, for errors about the image (missing, locked).
+    public var location: ConfigLocation
+
+    public init(path: String, format: Format = .raw, readOnly: Bool = false, location: ConfigLocation) {
+        self.path = path
+        self.format = format
+        self.readOnly = readOnly
+        self.location = location
+    }
+
+    /// As vmd: up to four disks per VM.
+    public static let maximumPerVM = 4
+}
