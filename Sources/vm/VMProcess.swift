@@ -8,25 +8,42 @@ struct VMProcess {
     let channel: Channel
     var logger = Logger(label: "vm")
 
-    /// Receives the SHAREMEM handoff and the boot request, in that order.
-    func receiveSetup() throws -> (GuestMemory, BootRequest, kvm: FileDescriptor, kernel: FileDescriptor, console: FileDescriptor) {
+    struct Setup {
+        var memory: GuestMemory
+        var request: BootRequest
+        var kvm: FileDescriptor
+        var kernel: FileDescriptor
+        var console: FileDescriptor
+        var devices: [(VirtioAttachment, DeviceWiring)]
+    }
+
+    /// Receives the SHAREMEM handoff, then any devices, then the boot request.
+    func receiveSetup() throws -> Setup {
         guard case .shareMemory(let slots, let memfds) = try channel.receive(VMCommand.self) else {
             throw IPCError.malformed("expected shareMemory first")
         }
         let memory = try GuestMemory.mapShared(slots: slots, memfds: memfds)
-        guard case .boot(let request, let kvm, let kernel, let console) = try channel.receive(VMCommand.self) else {
-            throw IPCError.malformed("expected boot after shareMemory")
+        var devices: [(VirtioAttachment, DeviceWiring)] = []
+        while true {
+            switch try channel.receive(VMCommand.self) {
+            case .attachDevice(let attachment, let wiring):
+                devices.append((attachment, wiring))
+            case .boot(let request, let kvm, let kernel, let console):
+                return Setup(memory: memory, request: request, kvm: kvm, kernel: kernel, console: console, devices: devices)
+            case .shareMemory, .stop:
+                throw IPCError.malformed("expected attachDevice or boot")
+            }
         }
-        return (memory, request, kvm, kernel, console)
     }
 
     func run() throws -> GuestEnd {
-        let (memory, request, kvm, kernel, console) = try receiveSetup()
+        let setup = try receiveSetup()
+        let console = setup.console
         var logger = self.logger
-        logger[metadataKey: "vm"] = "\(request.name)"
-        let machine = try VirtualMachine(request: request, memory: memory, kvmDevice: kvm, kernel: kernel,
-                                         console: console, logger: logger)
-        kernel.close()  // loaded; the vm process keeps no boot files open
+        logger[metadataKey: "vm"] = "\(setup.request.name)"
+        let machine = try VirtualMachine(request: setup.request, memory: setup.memory, kvmDevice: setup.kvm,
+                                         kernel: setup.kernel, console: console, devices: setup.devices, logger: logger)
+        setup.kernel.close()  // loaded; the vm process keeps no boot files open
         try channel.send(VMEvent.running)
         try machine.start()
 
@@ -43,8 +60,8 @@ struct VMProcess {
                 case .stop:
                     outcome = machine.stop(reason: .stopped)
                     loop.stop()
-                case .shareMemory, .boot:
-                    logger.error("ignoring a second setup message")
+                case .shareMemory, .boot, .attachDevice:
+                    logger.error("ignoring a setup message after boot")
                 }
             } catch {
                 // vmd went away or sent garbage: nobody supervises this VM any more.
@@ -57,8 +74,24 @@ struct VMProcess {
         let consoleInput = try loop.watchReadable(console.rawValue) {
             if let bytes = try? console.read(upTo: 256), !bytes.isEmpty { machine.receiveConsoleInput(bytes) }
         }
+        let deviceEvents = try machine.virtioDevices.map { device in
+            try loop.watchReadable(device.events.socket.rawValue) {
+                switch Result(catching: { try device.events.receive(DeviceEvent.self) }) {
+                case .success(.needsReset(let reason)):
+                    logger.warning("\(device.transport.name): device needs reset: \(reason)")
+                    device.transport.markNeedsReset()
+                case .success(.configChanged):
+                    device.transport.configChanged()
+                case .failure(let error):
+                    // A device process that dies takes the VM down (design §1); vmd reports which.
+                    logger.error("\(device.transport.name): device channel: \(error)")
+                    outcome = machine.stop(reason: .failed("device \(device.transport.name) went away"))
+                    loop.stop()
+                }
+            }
+        }
         try loop.run()
-        withExtendedLifetime((ended, commands, consoleInput)) {}
+        withExtendedLifetime((ended, commands, consoleInput, deviceEvents)) {}
         return outcome ?? machine.stop(reason: .stopped)
     }
 }

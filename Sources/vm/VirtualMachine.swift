@@ -10,6 +10,12 @@ final class VirtualMachine {
     private let kvm: KVMVirtualMachine
     private let serial: Serial16550
     private let vcpuThreads: [VcpuThread]
+    private let poller: MaskedInterruptPoller
+    /// The virtio devices served by other processes, with their event channels.
+    let virtioDevices: [(transport: VirtioPCITransport, events: Channel)]
+    /// Where the vm places BARs before the guest moves them: the bottom of the MMIO hole.
+    static let barWindowBase: UInt64 = GuestPhysicalLayout.mmioHoleStart.value
+    static let barSpacing: UInt64 = 0x10_0000
     private let logger: Logger
 
     /// The first way the guest ended; later reports (other vCPUs stopping) are ignored.
@@ -18,7 +24,7 @@ final class VirtualMachine {
     let endedEvent: FileDescriptor
 
     init(request: BootRequest, memory: GuestMemory, kvmDevice: FileDescriptor, kernel: FileDescriptor,
-         console: FileDescriptor, logger: Logger) throws {
+         console: FileDescriptor, devices: [(VirtioAttachment, DeviceWiring)], logger: Logger) throws {
         self.request = request
         self.memory = memory
         self.logger = logger
@@ -34,7 +40,31 @@ final class VirtualMachine {
         try ports.register(serial, base: Serial16550.com1Port, size: Serial16550.size)
         try ports.register(DebugExitPort(), base: DebugExitPort.port, size: DebugExitPort.size)
         try ports.register(I8042(), base: I8042.port, size: I8042.size)
-        let buses = Buses(ports: ports, mmio: AddressBus(name: "MMIO"))
+        let mmio = AddressBus(name: "MMIO")
+        let buses = Buses(ports: ports, mmio: mmio)
+        let pci = PCIBus()
+        _ = pci.attach(PCIHostBridge())
+        try ports.register(pci, base: PCIBus.port, size: PCIBus.size)
+        let router = InterruptRouter(vm: kvm.fd)
+        try router.route(gsi: InterruptRouter.firstMSIGSI, to: nil)  // install the default routes once
+        poller = try MaskedInterruptPoller()
+        var virtioDevices: [(transport: VirtioPCITransport, events: Channel)] = []
+        for (attachment, wiring) in devices {
+            let client = try DeviceClient(socket: wiring.transport)
+            guard case .description(let description) = try client.request(.describe),
+                  description.type == attachment.type, Int(description.queueCount) == wiring.kicks.count else {
+                throw VMSetupError.unsupported("device \(attachment.name) described itself inconsistently")
+            }
+            let slot = virtioDevices.count + 1
+            let transport = VirtioPCITransport(
+                name: attachment.name, description: description, client: client, wiring: wiring, router: router,
+                mmio: mmio, poller: poller, initialBAR: VirtualMachine.barWindowBase + UInt64(slot) * VirtualMachine.barSpacing,
+                logger: logger)
+            guard pci.attach(transport) != nil else { throw VMSetupError.unsupported("no free PCI slot for \(attachment.name)") }
+            virtioDevices.append((transport, Channel(socket: wiring.events)))
+            logger.info("\(attachment.name): \(description.type) with \(description.queueCount) queues, features 0x\(String(description.features, radix: 16))")
+        }
+        self.virtioDevices = virtioDevices
 
         let image = try kernel.pread(count: Int(try kernel.fileSize()), offset: 0)
         let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, into: memory)
@@ -59,6 +89,7 @@ final class VirtualMachine {
 
     func start() throws {
         VcpuThread.installKickHandler()
+        try poller.start()
         for thread in vcpuThreads { try thread.start() }
     }
 

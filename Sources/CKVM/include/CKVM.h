@@ -44,6 +44,10 @@ static const unsigned long VMD_KVM_IOCTL_SET_SIGNAL_MASK = KVM_SET_SIGNAL_MASK;
 static const unsigned long VMD_KVM_IOCTL_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 static const unsigned long VMD_KVM_IOCTL_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 
+// Flag macros built from enums, which Swift does not import.
+static const unsigned int VMD_KVM_IOEVENTFD_FLAG_DEASSIGN = KVM_IOEVENTFD_FLAG_DEASSIGN;
+static const unsigned int VMD_KVM_IRQFD_FLAG_DEASSIGN = KVM_IRQFD_FLAG_DEASSIGN;
+
 // Layouts Swift code relies on (it reads kvm_run through the imported struct,
 // but computes the I/O data pointer from data_offset within the mapping).
 _Static_assert(sizeof(struct kvm_regs) == 144, "kvm_regs layout");
@@ -52,5 +56,7 @@ _Static_assert(sizeof(struct kvm_cpuid_entry2) == 40, "kvm_cpuid_entry2 layout")
 _Static_assert(sizeof(struct kvm_userspace_memory_region) == 32, "kvm_userspace_memory_region layout");
 _Static_assert(offsetof(struct kvm_run, exit_reason) == 8, "kvm_run.exit_reason");
 _Static_assert(offsetof(struct kvm_run, io) == 32, "kvm_run exit union");
+_Static_assert(sizeof(struct kvm_irq_routing_entry) == 48, "kvm_irq_routing_entry layout");
+_Static_assert(sizeof(struct kvm_irq_routing) == 8, "kvm_irq_routing header");
 
 #endif

@@ -19,27 +19,22 @@ public enum VMCommand: ChannelMessage {
     case boot(BootRequest, kvm: FileDescriptor, kernel: FileDescriptor, console: FileDescriptor)
     /// Stop the guest now (vmd's deadline or a forced stop).
     case stop
-
-    static let maximumSlots = 8
+    /// A virtio device served by another process; sent before `boot`.
+    case attachDevice(VirtioAttachment, wiring: DeviceWiring)
 
     public var tag: UInt16 {
         switch self {
         case .shareMemory: 1
         case .boot: 2
         case .stop: 3
+        case .attachDevice: 4
         }
     }
 
     public func encode(into writer: inout WireWriter) {
         switch self {
         case .shareMemory(let slots, let memfds):
-            writer.write(UInt32(slots.count))
-            for slot in slots {
-                writer.write(slot.guestBase.value)
-                writer.write(slot.size)
-                writer.write(slot.access.rawValue)
-            }
-            memfds.forEach { writer.write($0) }
+            writer.writeSlotTable(slots, memfds: memfds)
         case .boot(let request, let kvm, let kernel, let console):
             writer.write(request.name)
             writer.write(UInt32(request.vcpus))
@@ -49,22 +44,18 @@ public enum VMCommand: ChannelMessage {
             writer.write(console)
         case .stop:
             break
+        case .attachDevice(let attachment, let wiring):
+            writer.write(attachment.type.rawValue)
+            writer.write(attachment.name)
+            writer.write(UInt32(attachment.queueCount))
+            wiring.encode(into: &writer)
         }
     }
 
     public static func decode(tag: UInt16, from reader: inout WireReader) throws -> VMCommand {
         switch tag {
         case 1:
-            let count = try reader.readCount(limit: maximumSlots)
-            var slots: [SlotDescriptor] = []
-            for _ in 0..<count {
-                let base = GuestAddress(try reader.read(UInt64.self))
-                let size = try reader.read(UInt64.self)
-                let rawAccess = try reader.read(UInt8.self)
-                guard let access = SlotAccess(rawValue: rawAccess) else { throw IPCError.malformed("slot access \(rawAccess)") }
-                slots.append(SlotDescriptor(guestBase: base, size: size, access: access))
-            }
-            let memfds = try (0..<count).map { _ in try reader.readDescriptor() }
+            let (slots, memfds) = try reader.readSlotTable()
             return .shareMemory(slots: slots, memfds: memfds)
         case 2:
             let name = try reader.read(String.self, limit: 64)
@@ -75,6 +66,12 @@ public enum VMCommand: ChannelMessage {
                          console: try reader.readDescriptor())
         case 3:
             return .stop
+        case 4:
+            let rawType = try reader.read(UInt16.self)
+            guard let type = VirtioDeviceType(rawValue: rawType) else { throw IPCError.malformed("device type \(rawType)") }
+            let attachment = VirtioAttachment(type: type, name: try reader.read(String.self, limit: 64),
+                                              queueCount: Int(try reader.read(UInt32.self)))
+            return .attachDevice(attachment, wiring: try DeviceWiring.decode(from: &reader))
         default:
             throw IPCError.unknownTag(tag)
         }

@@ -1,0 +1,285 @@
+/// What vmd tells the vm process about one virtio device it attached.
+public struct VirtioAttachment: Equatable, Sendable {
+    public var type: VirtioDeviceType
+    /// For log lines: "disk0", "net1".
+    public var name: String
+    public var queueCount: Int
+
+    public init(type: VirtioDeviceType, name: String, queueCount: Int) {
+        self.type = type
+        self.name = name
+        self.queueCount = queueCount
+    }
+}
+
+/// One queue as the driver set it up, sent to the device at DRIVER_OK.
+public struct QueueActivation: Equatable, Sendable {
+    public var index: UInt16
+    public var size: UInt16
+    public var descriptorTable: UInt64
+    public var availableRing: UInt64
+    public var usedRing: UInt64
+
+    public init(index: UInt16, size: UInt16, descriptorTable: UInt64, availableRing: UInt64, usedRing: UInt64) {
+        self.index = index
+        self.size = size
+        self.descriptorTable = descriptorTable
+        self.availableRing = availableRing
+        self.usedRing = usedRing
+    }
+}
+
+/// What a device process offers, asked once by the transport.
+public struct DeviceDescription: Equatable, Sendable {
+    public var type: VirtioDeviceType
+    public var features: UInt64
+    public var queueCount: UInt16
+    public var maximumQueueSize: UInt16
+    public var configSize: UInt32
+
+    public init(type: VirtioDeviceType, features: UInt64, queueCount: UInt16, maximumQueueSize: UInt16, configSize: UInt32) {
+        self.type = type
+        self.features = features
+        self.queueCount = queueCount
+        self.maximumQueueSize = maximumQueueSize
+        self.configSize = configSize
+    }
+}
+
+/// vm → device: the slow path of the virtio transport (design §4). One request at a time.
+public enum TransportRequest: ChannelMessage, Equatable {
+    case describe
+    case readConfig(offset: UInt32, size: UInt32)
+    case writeConfig(offset: UInt32, bytes: [UInt8])
+    case activate(features: UInt64, queues: [QueueActivation])
+    case reset
+
+    static let maximumQueues = 64
+
+    public var tag: UInt16 {
+        switch self {
+        case .describe: 1
+        case .readConfig: 2
+        case .writeConfig: 3
+        case .activate: 4
+        case .reset: 5
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        switch self {
+        case .describe, .reset:
+            break
+        case .readConfig(let offset, let size):
+            writer.write(offset)
+            writer.write(size)
+        case .writeConfig(let offset, let bytes):
+            writer.write(offset)
+            writer.write(bytes)
+        case .activate(let features, let queues):
+            writer.write(features)
+            writer.write(UInt32(queues.count))
+            for queue in queues {
+                writer.write(queue.index)
+                writer.write(queue.size)
+                writer.write(queue.descriptorTable)
+                writer.write(queue.availableRing)
+                writer.write(queue.usedRing)
+            }
+        }
+    }
+
+    public static func decode(tag: UInt16, from reader: inout WireReader) throws -> TransportRequest {
+        switch tag {
+        case 1: return .describe
+        case 2: return .readConfig(offset: try reader.read(UInt32.self), size: try reader.read(UInt32.self))
+        case 3: return .writeConfig(offset: try reader.read(UInt32.self), bytes: try reader.readBytes(limit: 4096))
+        case 4:
+            let features = try reader.read(UInt64.self)
+            let count = try reader.readCount(limit: maximumQueues)
+            let queues = try (0..<count).map { _ in
+                QueueActivation(index: try reader.read(UInt16.self), size: try reader.read(UInt16.self),
+                                descriptorTable: try reader.read(UInt64.self), availableRing: try reader.read(UInt64.self),
+                                usedRing: try reader.read(UInt64.self))
+            }
+            return .activate(features: features, queues: queues)
+        case 5: return .reset
+        default: throw IPCError.unknownTag(tag)
+        }
+    }
+}
+
+/// device → vm: the answer to one `TransportRequest`.
+public enum TransportReply: ChannelMessage, Equatable {
+    case description(DeviceDescription)
+    case config([UInt8])
+    case done
+    /// The device cannot do what was asked (bad queue setup); the transport sets DEVICE_NEEDS_RESET.
+    case refused(String)
+
+    public var tag: UInt16 {
+        switch self {
+        case .description: 1
+        case .config: 2
+        case .done: 3
+        case .refused: 4
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        switch self {
+        case .description(let description):
+            writer.write(description.type.rawValue)
+            writer.write(description.features)
+            writer.write(description.queueCount)
+            writer.write(description.maximumQueueSize)
+            writer.write(description.configSize)
+        case .config(let bytes):
+            writer.write(bytes)
+        case .done:
+            break
+        case .refused(let reason):
+            writer.write(reason)
+        }
+    }
+
+    public static func decode(tag: UInt16, from reader: inout WireReader) throws -> TransportReply {
+        switch tag {
+        case 1:
+            let rawType = try reader.read(UInt16.self)
+            guard let type = VirtioDeviceType(rawValue: rawType) else { throw IPCError.malformed("device type \(rawType)") }
+            return .description(DeviceDescription(type: type, features: try reader.read(UInt64.self),
+                                                  queueCount: try reader.read(UInt16.self),
+                                                  maximumQueueSize: try reader.read(UInt16.self),
+                                                  configSize: try reader.read(UInt32.self)))
+        case 2: return .config(try reader.readBytes(limit: 4096))
+        case 3: return .done
+        case 4: return .refused(try reader.read(String.self))
+        default: throw IPCError.unknownTag(tag)
+        }
+    }
+}
+
+/// device → vm, unsolicited, on a channel of its own so it never mixes with replies.
+public enum DeviceEvent: ChannelMessage, Equatable {
+    /// A queue is broken by the driver (virtio 1.2 §2.1.2): the transport sets DEVICE_NEEDS_RESET.
+    case needsReset(String)
+    case configChanged
+
+    public var tag: UInt16 {
+        switch self {
+        case .needsReset: 1
+        case .configChanged: 2
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        if case .needsReset(let reason) = self { writer.write(reason) }
+    }
+
+    public static func decode(tag: UInt16, from reader: inout WireReader) throws -> DeviceEvent {
+        switch tag {
+        case 1: return .needsReset(try reader.read(String.self))
+        case 2: return .configChanged
+        default: throw IPCError.unknownTag(tag)
+        }
+    }
+}
+
+/// The descriptors of one virtio device's fast path and slow path, made by vmd
+/// and given to both the vm process and the device process.
+public struct DeviceWiring {
+    /// vm's end of the request/reply channel, or the device's.
+    public var transport: FileDescriptor
+    /// The device-event channel end.
+    public var events: FileDescriptor
+    /// One eventfd per queue, signalled by KVM on a queue notify (ioeventfd).
+    public var kicks: [FileDescriptor]
+    /// One eventfd per queue, signalled by the device; KVM injects the MSI (irqfd).
+    public var calls: [FileDescriptor]
+
+    public init(transport: FileDescriptor, events: FileDescriptor, kicks: [FileDescriptor], calls: [FileDescriptor]) {
+        self.transport = transport
+        self.events = events
+        self.kicks = kicks
+        self.calls = calls
+    }
+
+    static let maximumQueues = 64
+
+    func encode(into writer: inout WireWriter) {
+        writer.write(transport)
+        writer.write(events)
+        writer.writeDescriptors(kicks)
+        writer.writeDescriptors(calls)
+    }
+
+    static func decode(from reader: inout WireReader) throws -> DeviceWiring {
+        let transport = try reader.readDescriptor()
+        let events = try reader.readDescriptor()
+        let kicks = try reader.readDescriptors(limit: maximumQueues)
+        let calls = try reader.readDescriptors(limit: maximumQueues)
+        guard kicks.count == calls.count else { throw IPCError.malformed("\(kicks.count) kick and \(calls.count) call eventfds") }
+        return DeviceWiring(transport: transport, events: events, kicks: kicks, calls: calls)
+    }
+}
+
+/// What vmd gives a virtio-blk process besides its wiring.
+public struct BlockDeviceSetup: Equatable, Sendable {
+    public var name: String
+    public var readOnly: Bool
+    /// Up to 20 bytes, answered to GET_ID.
+    public var serial: String
+
+    public init(name: String, readOnly: Bool, serial: String) {
+        self.name = name
+        self.readOnly = readOnly
+        self.serial = serial
+    }
+}
+
+/// vmd → a device process.
+public enum DeviceSetupCommand: ChannelMessage {
+    case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
+    case block(BlockDeviceSetup, disk: FileDescriptor, wiring: DeviceWiring)
+    case stop
+
+    public var tag: UInt16 {
+        switch self {
+        case .shareMemory: 1
+        case .block: 2
+        case .stop: 3
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        switch self {
+        case .shareMemory(let slots, let memfds):
+            writer.writeSlotTable(slots, memfds: memfds)
+        case .block(let setup, let disk, let wiring):
+            writer.write(setup.name)
+            writer.write(setup.readOnly)
+            writer.write(setup.serial)
+            writer.write(disk)
+            wiring.encode(into: &writer)
+        case .stop:
+            break
+        }
+    }
+
+    public static func decode(tag: UInt16, from reader: inout WireReader) throws -> DeviceSetupCommand {
+        switch tag {
+        case 1:
+            let (slots, memfds) = try reader.readSlotTable()
+            return .shareMemory(slots: slots, memfds: memfds)
+        case 2:
+            let setup = BlockDeviceSetup(name: try reader.read(String.self, limit: 64), readOnly: try reader.read(Bool.self),
+                                         serial: try reader.read(String.self, limit: 20))
+            return .block(setup, disk: try reader.readDescriptor(), wiring: try DeviceWiring.decode(from: &reader))
+        case 3:
+            return .stop
+        default:
+            throw IPCError.unknownTag(tag)
+        }
+    }
+}
