@@ -7,6 +7,7 @@ enum VMOutcome: Equatable, CustomStringConvertible {
     case guest(GuestEnd)
     case deadlineExceeded(seconds: Double)
     case vmProcessDied(ChildProcess.Termination)
+    case deviceProcessDied(role: String, ChildProcess.Termination)
     case interrupted(signal: Int32)
 
     var description: String {
@@ -14,6 +15,7 @@ enum VMOutcome: Equatable, CustomStringConvertible {
         case .guest(let end): end.description
         case .deadlineExceeded(let seconds): "deadline of \(seconds.formatted)s passed; vm process killed"
         case .vmProcessDied(let termination): "vm process \(termination) without reporting"
+        case .deviceProcessDied(let role, let termination): "\(role) process \(termination); VM stopped"
         case .interrupted(let signal): "stopped by signal \(signal)"
         }
     }
@@ -26,7 +28,7 @@ enum VMOutcome: Equatable, CustomStringConvertible {
         case .guest(.tripleFault): ExitStatus.tripleFault
         case .guest(.failed): ExitStatus.vmFailure
         case .deadlineExceeded: ExitStatus.deadline
-        case .vmProcessDied: ExitStatus.vmFailure
+        case .vmProcessDied, .deviceProcessDied: ExitStatus.vmFailure
         case .interrupted: ExitStatus.interrupted
         }
     }
@@ -45,83 +47,80 @@ extension Double {
     var formatted: String { self == rounded() ? String(Int(self)) : String(self) }
 }
 
-/// Runs one VM in the foreground: creates its memory slots, starts the vm
-/// process, performs the SHAREMEM handoff, forwards the console to stdout and
-/// stdin, enforces the deadline, and reaps the child (design §1, §2).
+/// Runs one VM in the foreground: starts its processes (`VMLauncher`), forwards
+/// the console to stdout and stdin, enforces the deadline, and reaps every child.
+/// The death of any process of the VM stops the others (design §1).
 final class ForegroundVM {
-    let config: VMConfig
-    let kernelPath: String
+    let launcher: VMLauncher
     let deadline: Double?
     let logger: Logger
 
-    init(config: VMConfig, kernelPath: String, deadline: Double?, logger: Logger) {
-        self.config = config
-        self.kernelPath = kernelPath
+    init(launcher: VMLauncher, deadline: Double?, logger: Logger) {
+        self.launcher = launcher
         self.deadline = deadline
         self.logger = logger
     }
 
     func run() throws -> VMOutcome {
-        // Everything the VM needs is opened here, so a bad path fails before anything starts.
-        let kernel = try FileDescriptor.open(kernelPath, flags: O_RDONLY)
-        let kvm = try FileDescriptor.open("/dev/kvm", flags: O_RDWR)
-        let slots = try MemorySlot.ramSlots(ramBytes: config.memoryBytes, vmName: config.name)
-        let console = try PseudoTerminal()
-        let (channel, childEnd) = try Channel.pair()
-        let child = try ChildProcess(executable: try siblingExecutable("vm"), arguments: [config.name], channel: childEnd.socket)
-        childEnd.socket.close()
-        defer { child.terminate() }  // whatever happens below, no process of this VM outlives us
-        logger.info("vm \"\(config.name)\" started as pid \(child.pid), console \(console.devicePath)")
-
-        try channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
-        try channel.send(VMCommand.boot(BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline),
-                                        kvm: kvm, kernel: kernel, console: console.device))
-        // vmd never maps guest RAM and keeps none of the child's descriptors.
-        slots.forEach { $0.memfd.close() }
-        [kvm, kernel, console.device].forEach { $0.close() }
-
-        return try supervise(child: child, channel: channel, console: console.controller)
+        let launched = try launcher.launch()
+        defer { launched.children.forEach { $0.process.terminate() } }  // no process of this VM outlives us
+        return try supervise(launched)
     }
 
-    private func supervise(child: ChildProcess, channel: Channel, console: FileDescriptor) throws -> VMOutcome {
+    private func supervise(_ launched: LaunchedVM) throws -> VMOutcome {
         let loop = try EventLoop()
+        let console = launched.console.controller
+        let vm = launched.vm
         var reported: GuestEnd?
         var forced: VMOutcome?
         var watches: [EventWatch] = []
 
-        func finishIfExited() {
-            guard let termination = try? child.poll() else { return }
-            forwardConsole(from: console)  // whatever the guest printed last
-            if reported == nil && forced == nil { forced = .vmProcessDied(termination) }
-            loop.stop()
+        func stopEverything() {
+            try? vm.channel.send(VMCommand.stop)
+            launched.children.forEach { $0.process.kill() }
+        }
+
+        func reap() {
+            for child in launched.children where !child.process.hasBeenReaped {
+                guard let termination = try? child.process.poll() else { continue }
+                if child.process === vm.process {
+                    forwardConsole(from: console)  // whatever the guest printed last
+                    if reported == nil && forced == nil { forced = .vmProcessDied(termination) }
+                } else if reported == nil && forced == nil {
+                    logger.error("\(child.role) process \(termination)")
+                    forced = .deviceProcessDied(role: child.role, termination)
+                    stopEverything()
+                }
+            }
+            if launched.children.allSatisfy({ $0.process.hasBeenReaped }) { loop.stop() }
+            if vm.process.hasBeenReaped { launched.devices.forEach { $0.process.kill() } }
         }
 
         watches.append(try loop.watchReadable(console.rawValue) { [weak self] in self?.forwardConsole(from: console) })
-        watches.append(try loop.watchReadable(channel.socket.rawValue) { [logger] in
+        watches.append(try loop.watchReadable(vm.channel.socket.rawValue) { [logger, config = launcher.config] in
             do {
-                switch try channel.receive(VMEvent.self) {
-                case .running: logger.info("vm \"\(self.config.name)\" is running")
-                case .ended(let end): reported = end
+                switch try vm.channel.receive(VMEvent.self) {
+                case .running: logger.info("vm \"\(config.name)\" is running")
+                case .ended(let end): if reported == nil && forced == nil { reported = end }
                 }
             } catch IPCError.peerClosed {
                 // The vm process is exiting; SIGCHLD follows.
             } catch {
                 logger.error("vm channel: \(error)")
-                child.kill()
+                vm.process.kill()
             }
         })
-        watches.append(try loop.onSignal(SIGCHLD) { finishIfExited() })
+        watches.append(try loop.onSignal(SIGCHLD) { reap() })
         for signal in [SIGINT, SIGTERM] {
             watches.append(try loop.onSignal(signal) {
-                if forced == nil { forced = .interrupted(signal: signal) }
-                try? channel.send(VMCommand.stop)
-                child.kill()
+                if reported == nil && forced == nil { forced = .interrupted(signal: signal) }
+                stopEverything()
             })
         }
         if let deadline {
             watches.append(try loop.after(seconds: deadline) {
                 if reported == nil && forced == nil { forced = .deadlineExceeded(seconds: deadline) }
-                child.kill()
+                stopEverything()
             })
         }
         try? console.setNonBlocking(true)
@@ -139,8 +138,8 @@ final class ForegroundVM {
             }
             watches.append(inputWatch!)
         }
-        finishIfExited()  // the child may have died before the SIGCHLD watch existed
-        if !child.hasBeenReaped { try loop.run() }
+        reap()  // a child may have died before the SIGCHLD watch existed
+        if !launched.children.allSatisfy({ $0.process.hasBeenReaped }) { try loop.run() }
         watches.forEach { $0.cancel() }
         return reported.map { .guest($0) } ?? forced ?? .vmProcessDied(.exited(-1))
     }

@@ -66,7 +66,8 @@ struct Boot: ParsableCommand {
         let kernelPath = boot.hasPrefix("/") ? boot : directory(of: config) + "/" + boot
         let outcome: VMOutcome
         do {
-            outcome = try ForegroundVM(config: vm, kernelPath: kernelPath, deadline: deadline, logger: logger).run()
+            let launcher = VMLauncher(config: vm, kernelPath: kernelPath, configDirectory: directory(of: config), logger: logger)
+            outcome = try ForegroundVM(launcher: launcher, deadline: deadline, logger: logger).run()
         } catch {
             FileDescriptor.standardError("vmd: vm \"\(vm.name)\": \(error)\n")
             throw ExitCode(ExitStatus.setupFailure)

@@ -111,7 +111,12 @@ struct VmdHarness {
 
     /// Pids of the vm processes of this test's VM (vm is started with the VM name as its argument).
     func vmProcesses() -> [pid_t] {
-        let vmBinary = VmdHarness.productsDirectory + "/vm"
+        processes(named: "vm")
+    }
+
+    /// Pids of this VM's processes of one kind ("vm", "virtio-blk", ...), from /proc.
+    func processes(named executable: String) -> [pid_t] {
+        let vmBinary = VmdHarness.productsDirectory + "/" + executable
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { pid_t($0) }.filter { pid in
             guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
@@ -127,6 +132,27 @@ struct VmdHarness {
             let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
             return text.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
+    }
+
+    /// Paths of a process's open files.
+    static func openFiles(of pid: pid_t) -> [String] {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        return fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+    }
+
+    /// VmFlags of each guest RAM slot mapped in `pid`.
+    static func slotFlags(pid: pid_t, vmName: String) -> [Set<Substring>] {
+        var result: [Set<Substring>] = []
+        var inSlot = false
+        for line in readProcFile("/proc/\(pid)/smaps").split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.first?.contains("-") == true && fields.count >= 5 && !line.hasPrefix("VmFlags") {
+                inSlot = fields.count >= 6 && fields[5].hasPrefix("/memfd:vmd-\(vmName)-ram")
+            } else if inSlot && line.hasPrefix("VmFlags:") {
+                result.append(Set(fields.dropFirst()))
+            }
+        }
+        return result
     }
 
     /// Reads a /proc file to its end (its reported size is 0).

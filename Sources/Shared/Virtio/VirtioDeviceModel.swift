@@ -1,0 +1,66 @@
+/// What a device process implements; `VirtioDeviceRunner` does the rest
+/// (the slow-path channel, queue creation and validation, kicks and calls).
+public protocol VirtioDeviceModel: AnyObject {
+    var description: DeviceDescription { get }
+    /// Bytes of the device-specific configuration space (virtio 1.2 §4.1.4.6).
+    func readConfig(offset: Int, size: Int) -> [UInt8]
+    func writeConfig(offset: Int, bytes: [UInt8])
+    /// The driver set DRIVER_OK with these features and queues.
+    func activate(features: UInt64, queues: ActiveQueues) throws
+    /// The driver notified queue `index`; serve what it made available.
+    /// Throws a `VirtqueueError` only when the ring itself is broken.
+    func queueNotified(_ index: Int) throws
+    /// Device reset: drop the queues and any state derived from the driver.
+    func reset()
+}
+
+extension VirtioDeviceModel {
+    public func readConfigBytes(_ space: [UInt8], offset: Int, size: Int) -> [UInt8] {
+        // Reads past the end of the structure return zeros rather than failing the vCPU.
+        (0..<size).map { offset + $0 < space.count && offset >= 0 ? space[offset + $0] : 0 }
+    }
+}
+
+/// The live queues of an activated device and the way to interrupt the driver.
+public final class ActiveQueues {
+    public let memory: GuestMemory
+    public let features: UInt64
+    /// Indexed by queue number; nil for a queue the driver did not enable.
+    public let queues: [SplitVirtqueue?]
+    private let calls: [FileDescriptor]
+
+    init(memory: GuestMemory, features: UInt64, queues: [SplitVirtqueue?], calls: [FileDescriptor]) {
+        self.memory = memory
+        self.features = features
+        self.queues = queues
+        self.calls = calls
+    }
+
+    /// Signals the queue's call eventfd if the driver wants an interrupt now
+    /// (EVENT_IDX or NO_INTERRUPT decide, virtio 1.2 §2.7.7, §2.7.10).
+    public func interruptIfNeeded(_ index: Int) {
+        guard let queue = queues[index], queue.needsInterrupt() else { return }
+        try? calls[index].signalEvent()
+    }
+
+    /// Serves every available chain of queue `index` with `handle`, which returns the
+    /// number of bytes written into the chain; malformed chains complete with length 0.
+    /// Loops until the driver has added nothing more after notifications were re-enabled.
+    public func drain(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void = { _, _ in },
+                      _ handle: (DescriptorChain) -> UInt32) throws {
+        guard let queue = queues[index] else { return }
+        repeat {
+            queue.disableNotifications()
+            while let entry = try queue.popAvailable() {
+                switch entry {
+                case .chain(let chain):
+                    try queue.pushUsed(head: chain.head, length: handle(chain))
+                case .malformed(let head, let error):
+                    onMalformed(head, error)
+                    try queue.pushUsed(head: head, length: 0)
+                }
+            }
+        } while queue.enableNotifications()
+        interruptIfNeeded(index)
+    }
+}

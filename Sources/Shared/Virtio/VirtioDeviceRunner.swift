@@ -1,0 +1,132 @@
+import Glibc
+import Logging
+
+/// The event loop of a virtio device process (design §4): requests from the
+/// vm process on the slow path, kicks from KVM's ioeventfds on the fast path,
+/// calls to KVM's irqfds, and vmd's control channel. Nothing here is device-specific.
+public final class VirtioDeviceRunner {
+    private let model: VirtioDeviceModel
+    private let memory: GuestMemory
+    private let wiring: DeviceWiring
+    private let transport: Channel
+    private let events: Channel
+    private let control: Channel
+    private let logger: Logger
+    private let guestLog: RateLimitedLog
+    private let loop: EventLoop
+    private var watches: [EventWatch] = []
+    private var kickWatches: [EventWatch] = []
+    /// Set when the driver broke a ring; nothing is served until it resets the device.
+    private var broken = false
+
+    public init(model: VirtioDeviceModel, memory: GuestMemory, wiring: DeviceWiring, control: Channel, logger: Logger) throws {
+        self.model = model
+        self.memory = memory
+        self.wiring = wiring
+        self.control = control
+        self.logger = logger
+        guestLog = RateLimitedLog(logger: logger)
+        transport = Channel(socket: wiring.transport)
+        events = Channel(socket: wiring.events)
+        loop = try EventLoop()
+    }
+
+    /// Runs until vmd says stop or a channel closes.
+    public func run() throws {
+        watches.append(try loop.watchReadable(transport.socket.rawValue) { [unowned self] in self.serveTransport() })
+        watches.append(try loop.watchReadable(control.socket.rawValue) { [unowned self] in
+            // vmd only ever says stop here; anything else, or its going away, ends us too.
+            if case .stop? = try? self.control.receive(DeviceSetupCommand.self) { self.logger.info("stopping") }
+            self.loop.stop()
+        })
+        try loop.run()
+    }
+
+    private func serveTransport() {
+        let request: TransportRequest
+        do {
+            request = try transport.receive(TransportRequest.self)
+        } catch {
+            logger.info("vm channel closed: \(error)")
+            loop.stop()
+            return
+        }
+        let reply: TransportReply
+        switch request {
+        case .describe:
+            reply = .description(model.description)
+        case .readConfig(let offset, let size):
+            reply = .config(model.readConfig(offset: Int(offset), size: Int(min(size, 8))))
+        case .writeConfig(let offset, let bytes):
+            model.writeConfig(offset: Int(offset), bytes: bytes)
+            reply = .done
+        case .activate(let features, let queues):
+            reply = activate(features: features, queues: queues)
+        case .reset:
+            deactivate()
+            model.reset()
+            broken = false
+            reply = .done
+        }
+        do {
+            try transport.send(reply)
+        } catch {
+            logger.error("replying to vm: \(error)")
+            loop.stop()
+        }
+    }
+
+    private func activate(features: UInt64, queues: [QueueActivation]) -> TransportReply {
+        deactivate()
+        let description = model.description
+        guard features & ~description.features == 0 else { return .refused("features 0x\(String(features, radix: 16)) were not offered") }
+        var live = [SplitVirtqueue?](repeating: nil, count: Int(description.queueCount))
+        for queue in queues {
+            guard Int(queue.index) < live.count else { return .refused("queue \(queue.index) does not exist") }
+            let configuration = VirtqueueConfiguration(
+                size: queue.size, descriptorTable: GuestAddress(queue.descriptorTable),
+                availableRing: GuestAddress(queue.availableRing), usedRing: GuestAddress(queue.usedRing))
+            do {
+                live[Int(queue.index)] = try SplitVirtqueue(
+                    configuration: configuration, maximumSize: description.maximumQueueSize, memory: memory,
+                    eventIndex: features & VirtioFeature.eventIndex != 0,
+                    indirectDescriptors: features & VirtioFeature.indirectDescriptors != 0)
+            } catch {
+                return .refused("queue \(queue.index): \(error)")
+            }
+        }
+        do {
+            try model.activate(features: features, queues: ActiveQueues(memory: memory, features: features, queues: live, calls: wiring.calls))
+            for index in live.indices where live[index] != nil {
+                let kick = wiring.kicks[index]
+                kickWatches.append(try loop.watchReadable(kick.rawValue) { [unowned self] in
+                    _ = kick.drainEvent()
+                    self.queueNotified(index)
+                })
+                // Buffers may be waiting already (a kick before DRIVER_OK is allowed, §3.1.1).
+                queueNotified(index)
+            }
+        } catch {
+            return .refused("activation: \(error)")
+        }
+        logger.info("activated with features 0x\(String(features, radix: 16)), \(queues.count) queues")
+        return .done
+    }
+
+    private func deactivate() {
+        kickWatches.forEach { $0.cancel() }
+        kickWatches = []
+    }
+
+    private func queueNotified(_ index: Int) {
+        guard !broken else { return }
+        do {
+            try model.queueNotified(index)
+        } catch {
+            // The ring itself is broken (virtio 1.2 §2.1.2): stop and ask for a reset.
+            broken = true
+            guestLog.note("queue \(index): \(error); device needs reset")
+            try? events.send(DeviceEvent.needsReset("queue \(index): \(error)"))
+        }
+    }
+}
