@@ -42,7 +42,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(name: "virtio-blk", dependencies: ["Shared"]),
+        .executableTarget(name: "virtio-blk", dependencies: ["Shared", "CLinux"]),
         .executableTarget(name: "virtio-net", dependencies: ["Shared"]),
         .executableTarget(
             name: "vmctl",
