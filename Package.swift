@@ -52,6 +52,7 @@ let package = Package(
         .testTarget(name: "SharedTests", dependencies: ["Shared", "CLinux"]),
         .testTarget(name: "VMTests", dependencies: ["vm", "Shared"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Shared"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["virtio-blk", "Shared", "CLinux"]),
     ],
     swiftLanguageModes: [.v5]
 )
