@@ -42,7 +42,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(name: "virtio-blk", dependencies: ["Shared"]),
+        .executableTarget(name: "virtio-blk", dependencies: ["Shared", "CLinux"]),
         .executableTarget(name: "virtio-net", dependencies: ["Shared"]),
         .executableTarget(
             name: "vmctl",
@@ -52,6 +52,7 @@ let package = Package(
         .testTarget(name: "SharedTests", dependencies: ["Shared", "CLinux"]),
         .testTarget(name: "VMTests", dependencies: ["vm", "Shared"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Shared"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["virtio-blk", "Shared", "CLinux"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -15,6 +15,9 @@ int vmd_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long 
 }
 int vmd_fcntl_int(int fd, int command, int argument) { return fcntl(fd, command, argument); }
 
+int vmd_fallocate(int fd, int mode, off_t offset, off_t length) { return fallocate(fd, mode, offset, length); }
+const int VMD_SEEK_DATA = SEEK_DATA, VMD_SEEK_HOLE = SEEK_HOLE;
+
 int vmd_posix_openpt(int flags) { return posix_openpt(flags); }
 int vmd_grantpt(int fd) { return grantpt(fd); }
 int vmd_unlockpt(int fd) { return unlockpt(fd); }

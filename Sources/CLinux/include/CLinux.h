@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <errno.h>
 #include <linux/memfd.h>
+#include <linux/falloc.h>
 
 // Seals (F_ADD_SEALS...) need _GNU_SOURCE, which this header must not set: it
 // would make glibc's types differ from the ones Swift's Glibc module sees.
@@ -40,6 +41,12 @@ int vmd_ioctl_ptr(int fd, unsigned long request, void *argument);
 int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument);
 int vmd_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
 int vmd_fcntl_int(int fd, int command, int argument);
+
+// Disk images (virtio-blk discard and write-zeroes): fallocate(2) and SEEK_DATA/SEEK_HOLE are
+// declared by glibc only under _GNU_SOURCE (see the seals note above). FALLOC_FL_* come from
+// <linux/falloc.h>, included above.
+int vmd_fallocate(int fd, int mode, off_t offset, off_t length);
+extern const int VMD_SEEK_DATA, VMD_SEEK_HOLE;
 
 // Pseudo-terminals: declared by glibc only under _XOPEN_SOURCE.
 int vmd_posix_openpt(int flags);
