@@ -97,7 +97,7 @@ struct engine {
 	const char *error;
 };
 
-static struct disk disks[MAX_DISKS];
+static struct disk *disks; /* DMA pool: .bss is cleared in slow ring 0 */
 static int ndisks;
 static uint64_t tsc_hz;
 
@@ -173,6 +173,10 @@ static int disks_init(void)
 	if (!tsc_hz)
 		tsc_hz = 4000000000ull; /* no timer: assume the fastest TSC for timeouts */
 	ndisks = 0;
+	if (!disks)
+		disks = dma_alloc(sizeof(*disks) * MAX_DISKS, 64);
+	if (!disks)
+		return 0;
 	for (int i = 0; i < n && ndisks < MAX_DISKS; i++) {
 		if (f[i].vendor != VIRTIO_PCI_VENDOR || f[i].device != VIRTIO_BLK_PCI_DEVICE)
 			continue;

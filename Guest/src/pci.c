@@ -5,13 +5,15 @@
  * aligned to their size and clear of every BAR the firmware placed. */
 #include "kit.h"
 #include "pci.h"
+#include "virtio.h" /* dma_alloc */
 
 #define PCI_ADDR 0xcf8
 #define PCI_DATA 0xcfc
 #define PCI_ALLOC_BASE  0xc0000000ull
 #define PCI_ALLOC_LIMIT 0xfec00000ull /* IOAPIC/LAPIC/firmware above */
 
-static struct pci_func funcs[PCI_MAX_FUNCS];
+/* From the DMA pool (cleared in ring 3), not .bss (cleared in slow ring 0). */
+static struct pci_func *funcs;
 static int nfuncs = -1;
 
 static uint32_t cfg_addr(uint8_t bus, uint8_t dev, uint8_t fn, uint8_t off)
@@ -186,14 +188,19 @@ static void walk_caps(struct pci_func *f)
 
 int pci_scan(struct pci_func **out)
 {
-	*out = funcs;
-	if (nfuncs >= 0)
+	if (nfuncs >= 0) {
+		*out = funcs;
 		return nfuncs;
+	}
+	funcs = dma_alloc(sizeof(*funcs) * PCI_MAX_FUNCS, 64);
+	*out = funcs;
 	nfuncs = 0;
+	if (!funcs)
+		return 0;
 	for (uint8_t dev = 0; dev < 32; dev++) {
 		for (uint8_t fn = 0; fn < 8; fn++) {
 			uint32_t id = cfg_read(0, dev, fn, 0x00);
-			if ((id & 0xffff) == 0xffff) {
+			if ((id & 0xffff) == 0xffff || (id & 0xffff) == 0) { /* 0: nothing decodes 0xcf8 */
 				if (fn == 0)
 					break;
 				continue;
