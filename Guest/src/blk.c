@@ -569,7 +569,13 @@ int test_blk(const char *name)
 		}
 		all &= d->ok;
 		kit_printf("info blk disk=%d kicks=%lu notifies=%lu\n", i, d->vq.kicks, d->vq.notifies);
-		dma_release(mark);
+		if (d->ok) {
+			dma_release(mark);
+		} else {
+			/* A stuck device may still own its buffers: never reuse them. */
+			virtio_fail(&d->vd);
+			mark = dma_mark();
+		}
 	}
 	if (!n) {
 		ev = flag_on("event_idx");
