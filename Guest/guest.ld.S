@@ -56,6 +56,12 @@ SECTIONS
 	.stacks (NOLOAD) : {
 		*(.stacks)
 	} :data
+	/* virtio rings and I/O buffers (dma.S): loader-zeroed, never cleared
+	 * by the kit at boot; dma_alloc clears what it hands out. */
+	. = ALIGN(4096);
+	.dma (NOLOAD) : {
+		*(.dma)
+	} :data
 	. = ALIGN(4096);
 	__image_end = .;
 

@@ -19,6 +19,8 @@
 /* ---- interrupt vectors ---- */
 #define VEC_TIMER    32   /* LAPIC timer */
 #define VEC_SPURIOUS 0xff /* LAPIC spurious vector (no EOI) */
+#define VEC_VIRTIO_QUEUE  0x40 /* MSI-X table entry 0 of every virtio device */
+#define VEC_VIRTIO_CONFIG 0x41 /* MSI-X table entry 1 (config change), if present */
 
 /* Ring-3 -> ring-0 services: kit_service(n) executes ud2 at a known
  * address and the #UD handler dispatches on EAX. Under PVM, `int n` from
@@ -104,6 +106,11 @@ uint64_t cmdline_get_u64(const char *key, uint64_t dflt);
 
 /* ---- tests.c ---- */
 extern const char *kit_current_test;
+/* TSC rate measured against 10 timer ticks (100 ms); 0 if no ticks. */
+uint64_t kit_tsc_hz(void);
+/* blk.c */
+int test_blk(const char *name);
+int bench_blk(const char *name);
 void user_main(void) __attribute__((noreturn)); /* ring 3 */
 
 /* ---- string.c ---- */
@@ -119,6 +126,8 @@ void kit_enter_user(void (*fn)(void), uint64_t rsp) __attribute__((noreturn));
 extern const uint64_t kit_isr_table[32];
 void kit_timer_isr(void);
 void kit_spurious_isr(void);
+void kit_virtio_isr(void);
+void kit_virtio_config_isr(void);
 void kit_service(uint32_t service) __attribute__((noreturn));
 extern const uint8_t kit_service_trap[];
 extern uint8_t kit_user_stack_top[];

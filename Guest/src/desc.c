@@ -82,6 +82,8 @@ void desc_init(void)
 			 (v == 3 || v == 4) ? GATE_INTR_DPL3 : GATE_INTR_DPL0, v == 8 ? 1 : 0);
 	set_gate(VEC_TIMER, kit_timer_isr, GATE_INTR_DPL0, 0);
 	set_gate(VEC_SPURIOUS, kit_spurious_isr, GATE_INTR_DPL0, 0);
+	set_gate(VEC_VIRTIO_QUEUE, kit_virtio_isr, GATE_INTR_DPL0, 0);
+	set_gate(VEC_VIRTIO_CONFIG, kit_virtio_config_isr, GATE_INTR_DPL0, 0);
 
 	struct desc_ptr p = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
 	__asm__ volatile("lidt %0" : : "m"(p));

@@ -98,6 +98,31 @@ kit_timer_isr:
 	pop %rax
 	iretq
 
+/* virtio MSI-X (queue, config): count, EOI, return. Ring 3 polls the
+ * used rings itself; the counters prove the interrupts arrive. */
+	.globl kit_virtio_isr
+	.balign 16
+kit_virtio_isr:
+	incq kit_virtio_irqs(%rip)
+	jmp eoi_iret
+
+	.globl kit_virtio_config_isr
+	.balign 16
+kit_virtio_config_isr:
+	incq kit_virtio_config_irqs(%rip)
+eoi_iret:
+	push %rax
+	push %rcx
+	push %rdx
+	mov $MSR_X2APIC_EOI, %ecx
+	xor %eax, %eax
+	xor %edx, %edx
+	wrmsr
+	pop %rdx
+	pop %rcx
+	pop %rax
+	iretq
+
 /* LAPIC spurious interrupt: no EOI by definition. */
 	.globl kit_spurious_isr
 	.balign 16

@@ -51,6 +51,24 @@ static int test_boot(const char *name)
 	return pass_code();
 }
 
+uint64_t kit_tsc_hz(void)
+{
+	static uint64_t hz;
+	if (hz)
+		return hz;
+	uint64_t budget = 2 * TSC_GUESS_HZ, t0 = rdtsc(), n0 = kit_ticks;
+	while (kit_ticks == n0) /* start on a tick edge */
+		if (rdtsc() - t0 > budget)
+			return 0;
+	uint64_t t1 = rdtsc(), n1 = kit_ticks;
+	while (kit_ticks < n1 + 10)
+		if (rdtsc() - t1 > budget)
+			return 0;
+	uint64_t t2 = rdtsc(), n2 = kit_ticks;
+	hz = (t2 - t1) * 100 / (n2 - n1);
+	return hz;
+}
+
 /* test=triple-fault: ask ring 0 to load an empty IDT and fault. */
 static int test_triple_fault(const char *name)
 {
@@ -85,12 +103,25 @@ static const struct {
 	{ "triple-fault", test_triple_fault },
 	{ "hang", test_hang },
 	{ "exception", test_exception },
+	{ "blk", test_blk },
+	{ "bench-blk", bench_blk }, /* bench=blk */
 };
 
 void user_main(void)
 {
 	kit_boot.tsc_user = rdtsc();
 	kit_puts("READY\n");
+	/* bench=NAME runs the test "bench-NAME" (its RESULT name). */
+	static char bench_name[40] = "bench-";
+	const char *bench = cmdline_get("bench");
+	if (bench && *bench && !cmdline_get("test")) {
+		size_t n = strlen(bench);
+		if (n > sizeof(bench_name) - 7)
+			n = sizeof(bench_name) - 7;
+		memcpy(bench_name + 6, bench, n);
+		bench_name[6 + n] = '\0';
+		kit_current_test = bench_name;
+	}
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
 		if (strcmp(tests[i].name, kit_current_test) == 0)
 			kit_exit(tests[i].run(kit_current_test));

@@ -1,0 +1,683 @@
+/* blk.c - virtio-blk driver (virtio 1.2 §5.2), test=blk and bench=blk.
+ * Everything runs in ring 3. Requests are submitted from "slots": slot i
+ * owns descriptors [i*D, i*D+D) of the ring, its header/status/indirect
+ * table and one data buffer, so no descriptor free list is needed. A
+ * multi-segment request goes through an indirect table when
+ * VIRTIO_F_INDIRECT_DESC is negotiated, single-segment ones are direct. */
+#include "kit.h"
+#include "virtio.h"
+
+#define VIRTIO_BLK_PCI_DEVICE 0x1042
+
+/* feature bits (§5.2.3) */
+#define BLK_F_SIZE_MAX     1
+#define BLK_F_SEG_MAX      2
+#define BLK_F_RO           5
+#define BLK_F_BLK_SIZE     6
+#define BLK_F_FLUSH        9
+#define BLK_F_TOPOLOGY     10
+#define BLK_F_DISCARD      13
+#define BLK_F_WRITE_ZEROES 14
+
+/* request types and status (§5.2.6) */
+#define BLK_T_IN           0
+#define BLK_T_OUT          1
+#define BLK_T_FLUSH        4
+#define BLK_T_GET_ID       8
+#define BLK_T_DISCARD      11
+#define BLK_T_WRITE_ZEROES 13
+#define BLK_S_OK     0
+#define BLK_S_IOERR  1
+#define BLK_S_UNSUPP 2
+#define BLK_ID_BYTES 20
+
+/* struct virtio_blk_config offsets (§5.2.4) */
+#define CFG_CAPACITY       0
+#define CFG_SIZE_MAX       8
+#define CFG_SEG_MAX        12
+#define CFG_BLK_SIZE       20
+#define CFG_PHYS_BLOCK_EXP 24
+#define CFG_MAX_DISCARD    36
+#define CFG_MAX_DISCARD_SEG 40
+#define CFG_DISCARD_ALIGN  44
+#define CFG_MAX_WZ         48
+#define CFG_MAX_WZ_SEG     52
+
+#define MAX_DISKS 4
+#define MAX_QSIZE 256
+#define PATTERN_K 0x9E3779B97F4A7C15ull
+#define TIMEOUT_S 5
+
+struct blk_hdr {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t sector;
+};
+
+struct blk_dwz { /* discard / write zeroes segment */
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;
+};
+
+struct disk {
+	struct virtio_dev vd;
+	struct virtq vq;
+	int index;
+	int ok;          /* initialised and not timed out */
+	const char *error;
+	uint64_t capacity; /* 512-byte sectors */
+	uint32_t size_max, seg_max, blk_size;
+	uint32_t max_discard, max_discard_seg, discard_align, max_wz, max_wz_seg;
+	uint8_t phys_block_exp;
+	int ro, indirect;
+	char serial[BLK_ID_BYTES + 1];
+};
+
+struct slot {
+	struct blk_hdr *hdr;
+	volatile uint8_t *status;
+	struct virtq_desc *ind;
+	uint8_t *buf;
+	uint64_t off;  /* byte offset on disk (pattern) */
+	uint32_t len;
+	uint32_t type;
+	uint64_t t0;
+	uint8_t busy;
+};
+
+struct engine {
+	struct disk *d;
+	struct slot *slots;
+	unsigned int nslots, D, maxseg;
+	uint32_t seg_bytes, buf_bytes;
+	unsigned int inflight;
+	uint64_t timeout;
+	uint64_t lat_sum;
+	const char *error;
+};
+
+static struct disk *disks; /* DMA pool: .bss is cleared in slow ring 0 */
+static int ndisks;
+static uint64_t tsc_hz;
+
+static uint64_t div_up(uint64_t a, uint64_t b)
+{
+	return (a + b - 1) / b;
+}
+
+static uint64_t pattern_key(void)
+{
+	return cmdline_get_u64("seed", 1) * PATTERN_K;
+}
+
+static int flag_on(const char *key)
+{
+	return cmdline_get_u64(key, 1) != 0;
+}
+
+/* ---- device bring-up ---- */
+
+static void read_config(struct disk *d)
+{
+	struct virtio_dev *v = &d->vd;
+	uint8_t gen;
+	do {
+		gen = virtio_config_generation(v);
+		d->capacity = virtio_cfg64(v, CFG_CAPACITY);
+		d->size_max = virtio_has(v, BLK_F_SIZE_MAX) ? virtio_cfg32(v, CFG_SIZE_MAX) : 0;
+		d->seg_max = virtio_has(v, BLK_F_SEG_MAX) ? virtio_cfg32(v, CFG_SEG_MAX) : 0;
+		d->blk_size = virtio_has(v, BLK_F_BLK_SIZE) ? virtio_cfg32(v, CFG_BLK_SIZE) : 512;
+		d->phys_block_exp = virtio_has(v, BLK_F_TOPOLOGY) ? virtio_cfg8(v, CFG_PHYS_BLOCK_EXP) : 0;
+		if (virtio_has(v, BLK_F_DISCARD)) {
+			d->max_discard = virtio_cfg32(v, CFG_MAX_DISCARD);
+			d->max_discard_seg = virtio_cfg32(v, CFG_MAX_DISCARD_SEG);
+			d->discard_align = virtio_cfg32(v, CFG_DISCARD_ALIGN);
+		}
+		if (virtio_has(v, BLK_F_WRITE_ZEROES)) {
+			d->max_wz = virtio_cfg32(v, CFG_MAX_WZ);
+			d->max_wz_seg = virtio_cfg32(v, CFG_MAX_WZ_SEG);
+		}
+	} while (gen != virtio_config_generation(v));
+	d->ro = virtio_has(v, BLK_F_RO);
+}
+
+static int disk_init(struct disk *d, struct pci_func *f)
+{
+	uint64_t want = 1ull << BLK_F_SIZE_MAX | 1ull << BLK_F_SEG_MAX | 1ull << BLK_F_RO |
+			1ull << BLK_F_BLK_SIZE | 1ull << BLK_F_FLUSH | 1ull << BLK_F_TOPOLOGY |
+			1ull << BLK_F_DISCARD | 1ull << BLK_F_WRITE_ZEROES;
+	if (flag_on("event_idx"))
+		want |= 1ull << VIRTIO_F_EVENT_IDX;
+	if (flag_on("indirect"))
+		want |= 1ull << VIRTIO_F_INDIRECT_DESC;
+	if (virtio_init(&d->vd, f, want) < 0 ||
+	    virtio_setup_queue(&d->vd, &d->vq, 0, (uint16_t)cmdline_get_u64("qsize", MAX_QSIZE)) < 0 ||
+	    virtio_driver_ok(&d->vd) < 0) {
+		d->error = d->vd.error;
+		return -1;
+	}
+	d->indirect = virtio_has(&d->vd, VIRTIO_F_INDIRECT_DESC);
+	read_config(d);
+	d->ok = 1;
+	return 0;
+}
+
+/* Find and initialise every virtio-blk function (modern id 0x1042). */
+static int disks_init(void)
+{
+	struct pci_func *f;
+	int n = pci_scan(&f);
+	tsc_hz = kit_tsc_hz();
+	kit_printf("info tsc-mhz=%lu\n", tsc_hz / 1000000);
+	if (!tsc_hz)
+		tsc_hz = 4000000000ull; /* no timer: assume the fastest TSC for timeouts */
+	ndisks = 0;
+	if (!disks)
+		disks = dma_alloc(sizeof(*disks) * MAX_DISKS, 64);
+	if (!disks)
+		return 0;
+	for (int i = 0; i < n && ndisks < MAX_DISKS; i++) {
+		if (f[i].vendor != VIRTIO_PCI_VENDOR || f[i].device != VIRTIO_BLK_PCI_DEVICE)
+			continue;
+		struct disk *d = &disks[ndisks];
+		memset(d, 0, sizeof(*d));
+		d->index = ndisks++;
+		if (disk_init(d, &f[i]) < 0)
+			kit_printf("info blk disk=%d pci=%02x:%02x.%x init-failed reason=%s\n", d->index, f[i].bus,
+				   f[i].dev, f[i].fn, d->error);
+		else
+			kit_printf("info blk disk=%d pci=%02x:%02x.%x features=0x%lx/0x%lx qsize=%u msix-entries=%u\n",
+				   d->index, f[i].bus, f[i].dev, f[i].fn, d->vd.features, d->vd.dev_features,
+				   d->vq.size, d->vd.msix_table_size);
+	}
+	return ndisks;
+}
+
+/* ---- request engine ---- */
+
+/* Slots for requests of up to buf_bytes of data, at most qd of them.
+ * Memory comes from the DMA pool; the caller releases it with dma_mark. */
+static int engine_init(struct engine *e, struct disk *d, unsigned int qd, uint32_t buf_bytes)
+{
+	memset(e, 0, sizeof(*e));
+	e->d = d;
+	e->timeout = TIMEOUT_S * tsc_hz;
+	uint32_t seg = 4096;
+	if (d->size_max && d->size_max < seg)
+		seg = d->size_max & ~511u;
+	if (!seg)
+		seg = 512;
+	uint32_t maxseg = d->vq.size - 2u;
+	if (d->seg_max && d->seg_max < maxseg)
+		maxseg = d->seg_max;
+	if (div_up(buf_bytes, seg) > maxseg) { /* bigger segments: the buffer is contiguous */
+		seg = (uint32_t)div_up(div_up(buf_bytes, maxseg), 512) * 512;
+		if (d->size_max && seg > d->size_max) {
+			e->error = "request-too-large";
+			return -1;
+		}
+	}
+	e->seg_bytes = seg;
+	e->buf_bytes = buf_bytes;
+	e->maxseg = buf_bytes ? (unsigned int)div_up(buf_bytes, seg) : 1;
+	if (e->maxseg < 1)
+		e->maxseg = 1;
+	e->D = d->indirect ? 3 : 2 + e->maxseg;
+	unsigned int cap = d->vq.size / e->D;
+	e->nslots = qd < cap ? qd : cap;
+	if (!e->nslots) {
+		e->error = "queue-too-small";
+		return -1;
+	}
+	e->slots = dma_alloc(sizeof(struct slot) * e->nslots, 64);
+	uint64_t ctl = (32 + 16ull * (e->maxseg + 2) + 63) & ~63ull;
+	uint8_t *ctls = dma_alloc(ctl * e->nslots, 64);
+	uint8_t *bufs = dma_alloc((uint64_t)buf_bytes * e->nslots, 4096);
+	if (!e->slots || !ctls || !bufs) {
+		e->error = "out-of-dma-memory";
+		return -1;
+	}
+	for (unsigned int i = 0; i < e->nslots; i++) {
+		struct slot *s = &e->slots[i];
+		s->hdr = (struct blk_hdr *)(ctls + ctl * i);
+		s->status = ctls + ctl * i + 16;
+		s->ind = (struct virtq_desc *)(ctls + ctl * i + 32);
+		s->buf = bufs + (uint64_t)buf_bytes * i;
+	}
+	return 0;
+}
+
+static struct slot *free_slot(struct engine *e)
+{
+	for (unsigned int i = 0; i < e->nslots; i++)
+		if (!e->slots[i].busy)
+			return &e->slots[i];
+	return NULL;
+}
+
+/* Queue (not yet publish) one request on slot s with len bytes of s->buf. */
+static void submit(struct engine *e, struct slot *s, uint32_t type, uint64_t sector, uint32_t len)
+{
+	struct virtq *q = &e->d->vq;
+	unsigned int idx = (unsigned int)(s - e->slots);
+	uint16_t head = (uint16_t)(idx * e->D);
+	unsigned int nseg = len ? (unsigned int)div_up(len, e->seg_bytes) : 0;
+	uint16_t dflags = (type == BLK_T_IN || type == BLK_T_GET_ID) ? VIRTQ_DESC_F_WRITE : 0;
+
+	s->hdr->type = type;
+	s->hdr->reserved = 0;
+	s->hdr->sector = sector;
+	*s->status = 0xff;
+	s->type = type;
+	s->len = len;
+
+	int ind = e->d->indirect && nseg >= 2;
+	struct virtq_desc *t = ind ? s->ind : &q->desc[head];
+	uint16_t base = ind ? 0 : head;
+	unsigned int n = 0;
+	t[n] = (struct virtq_desc){ (uint64_t)(uintptr_t)s->hdr, sizeof(struct blk_hdr), VIRTQ_DESC_F_NEXT,
+				    (uint16_t)(base + n + 1) };
+	n++;
+	for (uint32_t done = 0; done < len; n++) {
+		uint32_t l = len - done < e->seg_bytes ? len - done : e->seg_bytes;
+		t[n] = (struct virtq_desc){ (uint64_t)(uintptr_t)(s->buf + done), l,
+					    (uint16_t)(dflags | VIRTQ_DESC_F_NEXT), (uint16_t)(base + n + 1) };
+		done += l;
+	}
+	t[n] = (struct virtq_desc){ (uint64_t)(uintptr_t)s->status, 1, VIRTQ_DESC_F_WRITE, 0 };
+	n++;
+	if (ind)
+		q->desc[head] = (struct virtq_desc){ (uint64_t)(uintptr_t)s->ind, 16 * n, VIRTQ_DESC_F_INDIRECT, 0 };
+	s->busy = 1;
+	s->t0 = rdtsc();
+	e->inflight++;
+	vq_add(q, head);
+}
+
+/* A completed slot, or NULL: nothing yet (block = 0), timeout, or a used
+ * element we never sent (e->error set, disk marked dead). */
+static struct slot *get_done(struct engine *e, int block)
+{
+	struct virtq *q = &e->d->vq;
+	uint32_t id, len;
+	uint64_t t0 = rdtsc();
+	while (!vq_get_used(q, &id, &len)) {
+		if (!block)
+			return NULL;
+		if (rdtsc() - t0 > e->timeout) {
+			e->error = (virtio_status(&e->d->vd) & VIRTIO_S_NEEDS_RESET) ? "device-needs-reset" : "timeout";
+			e->d->ok = 0;
+			return NULL;
+		}
+		cpu_relax();
+	}
+	unsigned int i = id / e->D;
+	if (id % e->D || i >= e->nslots || !e->slots[i].busy) {
+		e->error = "bad-used-id";
+		e->d->ok = 0;
+		return NULL;
+	}
+	struct slot *s = &e->slots[i];
+	s->busy = 0;
+	e->inflight--;
+	e->lat_sum += rdtsc() - s->t0;
+	return s;
+}
+
+static struct slot *wait_one(struct engine *e)
+{
+	return get_done(e, 1);
+}
+
+/* One request, synchronously. Returns the status byte, or -1. */
+static int do_one(struct engine *e, uint32_t type, uint64_t sector, uint32_t len)
+{
+	struct slot *s = free_slot(e);
+	if (!s)
+		return -1;
+	submit(e, s, type, sector, len);
+	vq_kick(&e->d->vq);
+	s = wait_one(e);
+	return s ? *s->status : -1;
+}
+
+/* ---- pattern ---- */
+
+static void fill_pattern(uint8_t *buf, uint64_t off, uint32_t len, uint64_t k)
+{
+	uint64_t *w = (uint64_t *)buf;
+	for (uint32_t i = 0; i < len / 8; i++)
+		w[i] = (off + 8ull * i) ^ k;
+}
+
+static uint64_t check_pattern(const uint8_t *buf, uint64_t off, uint32_t len, uint64_t k, uint64_t *first_bad)
+{
+	const uint64_t *w = (const uint64_t *)buf;
+	uint64_t bad = 0;
+	for (uint32_t i = 0; i < len / 8; i++)
+		if (w[i] != ((off + 8ull * i) ^ k)) {
+			if (!bad && first_bad)
+				*first_bad = off + 8ull * i;
+			bad++;
+		}
+	return bad;
+}
+
+/* Write (or read back and verify) the pattern over bytes [0, total),
+ * keeping up to nslots requests in flight. Returns the number of bad
+ * words (reads), or -1 on a failed request (e->error set). */
+static int64_t pattern_pass(struct engine *e, uint32_t type, uint64_t total, uint64_t k, uint64_t *first_bad,
+			    uint64_t *nreq)
+{
+	uint64_t next = 0, done = 0, bad = 0;
+	while (done < total) {
+		struct slot *s;
+		while (next < total && (s = free_slot(e))) {
+			uint32_t len = total - next < e->buf_bytes ? (uint32_t)(total - next) : e->buf_bytes;
+			s->off = next;
+			if (type == BLK_T_OUT)
+				fill_pattern(s->buf, next, len, k);
+			submit(e, s, type, next / 512, len);
+			next += len;
+			(*nreq)++;
+		}
+		vq_kick(&e->d->vq);
+		s = wait_one(e);
+		if (!s)
+			return -1;
+		if (*s->status != BLK_S_OK) {
+			e->error = "status-not-ok";
+			return -1;
+		}
+		if (type == BLK_T_IN)
+			bad += check_pattern(s->buf, s->off, s->len, k, bad ? NULL : first_bad);
+		done += s->len;
+	}
+	return (int64_t)bad;
+}
+
+/* ---- test=blk ---- */
+
+static const char *st(int ok)
+{
+	return ok ? "pass" : "fail";
+}
+
+static void sanitize_serial(struct disk *d, const uint8_t *id)
+{
+	int n = 0;
+	for (; n < BLK_ID_BYTES && id[n]; n++)
+		d->serial[n] = (id[n] > ' ' && id[n] < 0x7f && id[n] != '=') ? (char)id[n] : '_';
+	d->serial[n] = '\0';
+}
+
+/* identify + MSI-X proof. Returns 1 if both passed. */
+static int check_identify(struct disk *d, struct engine *e)
+{
+	uint64_t irq0 = kit_virtio_irqs;
+	int s = do_one(e, BLK_T_GET_ID, 0, BLK_ID_BYTES);
+	if (s == BLK_S_OK)
+		sanitize_serial(d, e->slots[0].buf);
+	else
+		memcpy(d->serial, "-", 2);
+	int ok = s == BLK_S_OK && d->capacity > 0;
+	RESULT("blk-identify", st(ok),
+	       " disk=%d capacity=%lu blk_size=%u seg_max=%u size_max=%u phys_block_exp=%u max_discard=%u"
+	       " max_discard_seg=%u discard_align=%u max_write_zeroes=%u max_write_zeroes_seg=%u ro=%d"
+	       " features=0x%lx serial=%s get_id_status=%d%s%s",
+	       d->index, d->capacity, d->blk_size, d->seg_max, d->size_max, d->phys_block_exp, d->max_discard,
+	       d->max_discard_seg, d->discard_align, d->max_wz, d->max_wz_seg, d->ro, d->vd.features, d->serial, s,
+	       e->error ? " reason=" : "", e->error ? e->error : "");
+	if (s < 0)
+		return 0;
+
+	/* The completion above must also have raised MSI-X entry 0. */
+	uint64_t t0 = rdtsc();
+	while (kit_virtio_irqs == irq0 && rdtsc() - t0 < tsc_hz)
+		cpu_relax();
+	int irq_ok = kit_virtio_irqs != irq0;
+	RESULT("blk-msix", st(irq_ok), " disk=%d vector=0x%x entries=%u config_entry=%u interrupts=%lu", d->index,
+	       VEC_VIRTIO_QUEUE, d->vd.msix_table_size, d->vd.config_vector, kit_virtio_irqs - irq0);
+	return ok && irq_ok;
+}
+
+static int check_single(struct engine *e, const char *name, struct disk *d, uint32_t type, uint64_t sector,
+			uint32_t len, int want, const char *extra)
+{
+	int s = do_one(e, type, sector, len);
+	int ok = s == want;
+	RESULT(name, st(ok), " disk=%d status_byte=%d expected=%d%s%s%s", d->index, s, want, extra,
+	       e->error ? " reason=" : "", e->error ? e->error : "");
+	return ok;
+}
+
+static int blk_writable_checks(struct disk *d, struct engine *e)
+{
+	int all = 1;
+	uint64_t k = pattern_key(), total = d->capacity * 512, first_bad = 0, nreq = 0;
+	uint64_t t0 = rdtsc();
+	int64_t w = pattern_pass(e, BLK_T_OUT, total, k, NULL, &nreq);
+	int64_t r = -1;
+	int flush_status = -2;
+	if (w >= 0 && virtio_has(&d->vd, BLK_F_FLUSH))
+		flush_status = do_one(e, BLK_T_FLUSH, 0, 0);
+	if (w >= 0 && flush_status != -1)
+		r = pattern_pass(e, BLK_T_IN, total, k, &first_bad, &nreq);
+	uint64_t us = (rdtsc() - t0) * 1000000 / tsc_hz;
+	int ok = w == 0 && r == 0;
+	if (r > 0)
+		RESULT("blk-pattern", "fail", " disk=%d bytes=%lu bad_words=%ld first_bad=0x%lx seed=%lu", d->index,
+		       total, r, first_bad, cmdline_get_u64("seed", 1));
+	else
+		RESULT("blk-pattern", st(ok), " disk=%d bytes=%lu requests=%lu seg_bytes=%u max_segs=%u inflight=%u us=%lu"
+		       " seed=%lu%s%s", d->index, total, nreq, e->seg_bytes, e->maxseg, e->nslots, us,
+		       cmdline_get_u64("seed", 1), e->error ? " reason=" : "", e->error ? e->error : "");
+	all &= ok;
+	if (!d->ok)
+		return 0;
+
+	if (flush_status == -2) {
+		RESULT("blk-flush", "skip", " disk=%d reason=not-negotiated", d->index);
+	} else {
+		RESULT("blk-flush", st(flush_status == BLK_S_OK), " disk=%d status_byte=%d", d->index, flush_status);
+		all &= flush_status == BLK_S_OK;
+	}
+
+	if (d->capacity < 24) {
+		RESULT("blk-write-zeroes", "fail", " disk=%d reason=disk-too-small", d->index);
+		return 0;
+	}
+	/* WRITE_ZEROES sectors [8,16) (they hold the pattern now), read back. */
+	struct slot *s0 = &e->slots[0];
+	int wz;
+	int fallback = 0;
+	if (virtio_has(&d->vd, BLK_F_WRITE_ZEROES) && d->max_wz >= 8 && d->max_wz_seg >= 1) {
+		*(struct blk_dwz *)s0->buf = (struct blk_dwz){ 8, 8, 0 };
+		wz = do_one(e, BLK_T_WRITE_ZEROES, 0, sizeof(struct blk_dwz));
+	} else {
+		/* Not offered: zero them with a WRITE so the image still checks out. */
+		fallback = 1;
+		memset(s0->buf, 0, 4096);
+		wz = do_one(e, BLK_T_OUT, 8, 4096);
+	}
+	int zero_ok = 0;
+	if (wz == BLK_S_OK) {
+		memset(s0->buf, 0xa5, 4096);
+		if (do_one(e, BLK_T_IN, 8, 4096) == BLK_S_OK) {
+			zero_ok = 1;
+			for (int i = 0; i < 4096; i++)
+				zero_ok &= s0->buf[i] == 0;
+		}
+	}
+	if (fallback) {
+		RESULT("blk-write-zeroes", "skip", " disk=%d reason=not-negotiated fallback=write status_byte=%d zeroed=%d",
+		       d->index, wz, zero_ok);
+		all &= zero_ok;
+	} else {
+		RESULT("blk-write-zeroes", st(wz == BLK_S_OK && zero_ok), " disk=%d sectors=8-15 status_byte=%d zeroed=%d%s%s",
+		       d->index, wz, zero_ok, e->error ? " reason=" : "", e->error ? e->error : "");
+		all &= wz == BLK_S_OK && zero_ok;
+	}
+	if (!d->ok)
+		return 0;
+
+	if (virtio_has(&d->vd, BLK_F_DISCARD) && d->max_discard >= 8 && d->max_discard_seg >= 1) {
+		*(struct blk_dwz *)s0->buf = (struct blk_dwz){ 16, 8, 0 };
+		all &= check_single(e, "blk-discard", d, BLK_T_DISCARD, 0, sizeof(struct blk_dwz), BLK_S_OK,
+				    " sectors=16-23");
+	} else {
+		RESULT("blk-discard", "skip", " disk=%d reason=not-negotiated", d->index);
+	}
+	return all;
+}
+
+int test_blk(const char *name)
+{
+	int n = disks_init();
+	int all = n > 0;
+	int ev = 1, ind = 1;
+	uint64_t mark = dma_mark();
+
+	for (int i = 0; i < n; i++) {
+		struct disk *d = &disks[i];
+		struct engine e;
+		if (!d->error) {
+			ev &= virtio_has(&d->vd, VIRTIO_F_EVENT_IDX);
+			ind &= d->indirect;
+		}
+		if (d->error || engine_init(&e, d, 8, 64 * 1024) < 0) {
+			RESULT("blk-identify", "fail", " disk=%d reason=%s", i, d->error ? d->error : e.error);
+			all = 0;
+			continue;
+		}
+		all &= check_identify(d, &e);
+		if (d->ok && !d->ro)
+			all &= blk_writable_checks(d, &e);
+		if (d->ok && d->ro) {
+			e.error = NULL;
+			int rd = do_one(&e, BLK_T_IN, 0, 4096);
+			int wr = rd >= 0 ? do_one(&e, BLK_T_OUT, 0, 4096) : -1;
+			int ok = rd == BLK_S_OK && wr == BLK_S_IOERR;
+			RESULT("blk-readonly-write", st(ok), " disk=%d read_status=%d write_status=%d expected=%d%s%s",
+			       i, rd, wr, BLK_S_IOERR, e.error ? " reason=" : "", e.error ? e.error : "");
+			all &= ok;
+		}
+		if (d->ok) {
+			e.error = NULL;
+			all &= check_single(&e, "blk-read-past-end", d, BLK_T_IN, d->capacity, 512, BLK_S_IOERR, "");
+		}
+		all &= d->ok;
+		kit_printf("info blk disk=%d kicks=%lu notifies=%lu\n", i, d->vq.kicks, d->vq.notifies);
+		if (d->ok) {
+			dma_release(mark);
+		} else {
+			/* A stuck device may still own its buffers: never reuse them. */
+			virtio_fail(&d->vd);
+			mark = dma_mark();
+		}
+	}
+	if (!n) {
+		ev = flag_on("event_idx");
+		ind = flag_on("indirect");
+	}
+	all &= kit_virtio_irqs > 0;
+	RESULT(name, st(all), " disks=%d interrupts=%lu event_idx=%d indirect=%d%s", n, kit_virtio_irqs, ev, ind,
+	       n ? "" : " reason=no-virtio-blk");
+	return all ? (int)(cmdline_get_u64("exit", 0) & 0xff) : EXIT_FAIL;
+}
+
+/* ---- bench=blk ---- */
+
+static uint64_t xorshift64(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+int bench_blk(const char *name)
+{
+	const char *rw = cmdline_get("rw");
+	if (!rw || !*rw)
+		rw = "randread";
+	int rnd, wr;
+	if (!strcmp(rw, "randread"))
+		rnd = 1, wr = 0;
+	else if (!strcmp(rw, "randwrite"))
+		rnd = 1, wr = 1;
+	else if (!strcmp(rw, "read"))
+		rnd = 0, wr = 0;
+	else if (!strcmp(rw, "write"))
+		rnd = 0, wr = 1;
+	else {
+		RESULT(name, "fail", " reason=bad-rw rw=%s", rw);
+		return EXIT_FAIL;
+	}
+	uint64_t bs = cmdline_get_u64("bs", 4096), qd = cmdline_get_u64("qd", 1), n = cmdline_get_u64("n", 10000);
+	int poll = cmdline_get_u64("poll", 0) != 0;
+	if (bs < 512 || bs % 512 || bs > (4u << 20) || qd < 1 || qd > MAX_QSIZE || n < 1) {
+		RESULT(name, "fail", " reason=bad-args bs=%lu qd=%lu n=%lu", bs, qd, n);
+		return EXIT_FAIL;
+	}
+
+	int nd = disks_init();
+	struct disk *d = NULL;
+	for (int i = 0; i < nd && !d; i++)
+		if (disks[i].ok && (!wr || !disks[i].ro))
+			d = &disks[i];
+	if (!d) {
+		RESULT(name, "fail", " reason=no-suitable-disk disks=%d", nd);
+		return EXIT_FAIL;
+	}
+	uint64_t nblocks = d->capacity * 512 / bs;
+	struct engine e;
+	if (!nblocks || engine_init(&e, d, (unsigned int)qd, (uint32_t)bs) < 0 || e.nslots < qd) {
+		RESULT(name, "fail", " reason=%s bs=%lu qd=%lu max_qd=%u", !nblocks ? "disk-too-small" : e.error ? e.error : "qd-too-large",
+		       bs, qd, nblocks ? e.nslots : 0);
+		return EXIT_FAIL;
+	}
+	vq_set_poll(&d->vq, poll);
+
+	uint32_t type = wr ? BLK_T_OUT : BLK_T_IN;
+	uint64_t prng = cmdline_get_u64("seed", 1) * PATTERN_K | 1, seq = 0;
+	uint64_t submitted = 0, completed = 0, errors = 0, irq0 = kit_virtio_irqs;
+	uint64_t t0 = rdtsc();
+	while (completed < n) {
+		struct slot *s;
+		while (submitted < n && (s = free_slot(&e))) {
+			uint64_t blk = rnd ? xorshift64(&prng) % nblocks : seq++ % nblocks;
+			submit(&e, s, type, blk * bs / 512, (uint32_t)bs);
+			submitted++;
+		}
+		vq_kick(&d->vq);
+		s = wait_one(&e);
+		if (!s)
+			break;
+		do { /* take everything that is done before refilling */
+			errors += *s->status != BLK_S_OK;
+			completed++;
+		} while ((s = get_done(&e, 0)) != NULL);
+		if (e.error)
+			break;
+	}
+	uint64_t cycles = rdtsc() - t0;
+	uint64_t us = cycles * 1000000 / tsc_hz;
+	if (!us)
+		us = 1;
+	uint64_t irqs = kit_virtio_irqs - irq0;
+	if (completed < n || errors) {
+		RESULT(name, "fail", " rw=%s bs=%lu qd=%lu n=%lu completed=%lu errors=%lu%s%s", rw, bs, qd, n, completed,
+		       errors, e.error ? " reason=" : "", e.error ? e.error : "");
+		return EXIT_FAIL;
+	}
+	uint64_t iops = n * 1000000 / us, mbps100 = n * bs * 100 / us;
+	uint64_t lat_ns = e.lat_sum * 1000 / (tsc_hz / 1000000) / n;
+	RESULT(name, "pass", " rw=%s bs=%lu qd=%lu n=%lu iops=%lu mbps=%lu.%02lu usec=%lu lat_usec=%lu.%03lu"
+	       " interrupts=%lu notifies=%lu poll=%d event_idx=%d indirect=%d disk=%d",
+	       rw, bs, qd, n, iops, mbps100 / 100, mbps100 % 100, us, lat_ns / 1000, lat_ns % 1000, irqs,
+	       d->vq.notifies, poll, virtio_has(&d->vd, VIRTIO_F_EVENT_IDX), d->indirect, d->index);
+	return (int)(cmdline_get_u64("exit", 0) & 0xff);
+}
