@@ -415,8 +415,21 @@ static void sanitize_serial(struct disk *d, const uint8_t *id)
 /* identify + MSI-X proof. Returns 1 if both passed. */
 static int check_identify(struct disk *d, struct engine *e)
 {
+	/* MSI-X proof: wait for the interrupt before consuming the completion. With
+	 * EVENT_IDX, consuming first would move used_event past this request, and a
+	 * device that decides after that (legitimately) sends no interrupt. */
 	uint64_t irq0 = kit_virtio_irqs;
-	int s = do_one(e, BLK_T_GET_ID, 0, BLK_ID_BYTES);
+	int s = -1;
+	struct slot *slot = free_slot(e);
+	if (slot) {
+		submit(e, slot, BLK_T_GET_ID, 0, BLK_ID_BYTES);
+		vq_kick(&e->d->vq);
+		uint64_t w0 = rdtsc();
+		while (kit_virtio_irqs == irq0 && rdtsc() - w0 < tsc_hz)
+			cpu_relax();
+		slot = wait_one(e);
+		s = slot ? *slot->status : -1;
+	}
 	if (s == BLK_S_OK)
 		sanitize_serial(d, e->slots[0].buf);
 	else
@@ -433,9 +446,6 @@ static int check_identify(struct disk *d, struct engine *e)
 		return 0;
 
 	/* The completion above must also have raised MSI-X entry 0. */
-	uint64_t t0 = rdtsc();
-	while (kit_virtio_irqs == irq0 && rdtsc() - t0 < tsc_hz)
-		cpu_relax();
 	int irq_ok = kit_virtio_irqs != irq0;
 	RESULT("blk-msix", st(irq_ok), " disk=%d vector=0x%x entries=%u config_entry=%u interrupts=%lu", d->index,
 	       VEC_VIRTIO_QUEUE, d->vd.msix_table_size, d->vd.config_vector, kit_virtio_irqs - irq0);

@@ -129,12 +129,12 @@ final class ConfigParserTests: XCTestCase {
 
     func testForgottenCloseBraceBeforeNextVM() {
         assertError("vm a {\n boot k\nvm b {\n boot k\n}", at: 3, 1,
-                    "unknown option 'vm' in vm block; expected one of boot, cmdline, cpus, memory (missing '}' for the block opened at line 1?)")
+                    "unknown option 'vm' in vm block; expected one of boot, cmdline, cpus, disk, memory (missing '}' for the block opened at line 1?)")
     }
 
     func testUnknownOptionListsValidOnes() {
         assertError("vm \"g\" {\n  boot \"k\"\n  disks 2\n}", at: 3, 3,
-                    "unknown option 'disks' in vm block; expected one of boot, cmdline, cpus, memory")
+                    "unknown option 'disks' in vm block; expected one of boot, cmdline, cpus, disk, memory")
     }
 
     func testStringWhereOptionNameExpected() {

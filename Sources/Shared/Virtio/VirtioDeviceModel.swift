@@ -26,7 +26,7 @@ public final class ActiveQueues {
     public let memory: GuestMemory
     public let features: UInt64
     /// Indexed by queue number; nil for a queue the driver did not enable.
-    public let queues: [SplitVirtqueue?]
+    public private(set) var queues: [SplitVirtqueue?]
     private let calls: [FileDescriptor]
 
     init(memory: GuestMemory, features: UInt64, queues: [SplitVirtqueue?], calls: [FileDescriptor]) {
@@ -38,8 +38,8 @@ public final class ActiveQueues {
 
     /// Signals the queue's call eventfd if the driver wants an interrupt now
     /// (EVENT_IDX or NO_INTERRUPT decide, virtio 1.2 §2.7.7, §2.7.10).
-    public func interruptIfNeeded(_ index: Int) {
-        guard let queue = queues[index], queue.needsInterrupt() else { return }
+    public func interruptIfNeeded(_ index: Int) throws {
+        guard queues[index] != nil, try queues[index]!.needsInterrupt() else { return }
         try? calls[index].signalEvent()
     }
 
@@ -48,19 +48,19 @@ public final class ActiveQueues {
     /// Loops until the driver has added nothing more after notifications were re-enabled.
     public func drain(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void = { _, _ in },
                       _ handle: (DescriptorChain) -> UInt32) throws {
-        guard let queue = queues[index] else { return }
+        guard queues[index] != nil else { return }
         repeat {
-            queue.disableNotifications()
-            while let entry = try queue.popAvailable() {
+            try queues[index]!.disableNotifications()
+            while let entry = try queues[index]!.popAvailable() {
                 switch entry {
                 case .chain(let chain):
-                    try queue.pushUsed(head: chain.head, length: handle(chain))
+                    try queues[index]!.pushUsed(head: chain.head, length: handle(chain))
                 case .malformed(let head, let error):
                     onMalformed(head, error)
-                    try queue.pushUsed(head: head, length: 0)
+                    try queues[index]!.pushUsed(head: head, length: 0)
                 }
             }
-        } while queue.enableNotifications()
-        interruptIfNeeded(index)
+            try interruptIfNeeded(index)
+        } while try queues[index]!.enableNotifications()
     }
 }

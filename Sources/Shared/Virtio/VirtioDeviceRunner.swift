@@ -83,14 +83,12 @@ public final class VirtioDeviceRunner {
         var live = [SplitVirtqueue?](repeating: nil, count: Int(description.queueCount))
         for queue in queues {
             guard Int(queue.index) < live.count else { return .refused("queue \(queue.index) does not exist") }
-            let configuration = VirtqueueConfiguration(
-                size: queue.size, descriptorTable: GuestAddress(queue.descriptorTable),
-                availableRing: GuestAddress(queue.availableRing), usedRing: GuestAddress(queue.usedRing))
             do {
-                live[Int(queue.index)] = try SplitVirtqueue(
-                    configuration: configuration, maximumSize: description.maximumQueueSize, memory: memory,
-                    eventIndex: features & VirtioFeature.eventIndex != 0,
-                    indirectDescriptors: features & VirtioFeature.indirectDescriptors != 0)
+                let configuration = try VirtqueueConfiguration(
+                    size: queue.size, descriptorTable: GuestAddress(queue.descriptorTable),
+                    availableRing: GuestAddress(queue.availableRing), usedRing: GuestAddress(queue.usedRing),
+                    maximumSize: description.maximumQueueSize, memory: memory)
+                live[Int(queue.index)] = SplitVirtqueue(configuration: configuration, memory: memory, features: features)
             } catch {
                 return .refused("queue \(queue.index): \(error)")
             }
