@@ -65,6 +65,17 @@ final class BlockDeviceTests: XCTestCase {
         XCTAssertEqual(try checkPattern(image: image, seed: 3, skipping: 8..<24), 0)
     }
 
+    func testGuestMovingTheBARMovesTheTransportAndItsIOEventFDs() throws {
+        // pci_assign=all makes the kit reprogram every BAR before using the device.
+        let vm = try VmdHarness("blk-bar")
+        let image = try makeImage(vm, bytes: 1 << 20)
+        let config = try vm.writeConfig(cmdline: "test=blk seed=4 pci_assign=all", extra: "    disk \"\(image)\"")
+        let run = try vm.run(config: config, arguments: ["--deadline", "120"])
+        XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
+        XCTAssertEqual(VmdHarness.result("blk", in: run.stdout)?["status"], "pass", run.stdout)
+        XCTAssertEqual(try checkPattern(image: image, seed: 4, skipping: 8..<24), 0)
+    }
+
     func testDiskIsServedByItsOwnProcessAndTheVMProcessHasNoImageFD() throws {
         let vm = try VmdHarness("blk-procs")
         let image = try makeImage(vm, bytes: 1 << 20)
