@@ -43,7 +43,7 @@ final class BlockDeviceTests: XCTestCase {
         XCTAssertEqual(result["status"], "pass")
         XCTAssertEqual(result["disks"], "2")
         XCTAssertGreaterThan(Int(result["interrupts"] ?? "") ?? 0, 0, "completions arrived as MSI-X interrupts")
-        for check in ["blk-pattern", "blk-flush", "blk-write-zeroes", "blk-discard", "blk-read-past-end", "blk-readonly-write"] {
+        for check in ["blk-msix", "blk-msix-mask", "blk-pattern", "blk-flush", "blk-write-zeroes", "blk-discard", "blk-read-past-end", "blk-readonly-write"] {
             XCTAssertEqual(VmdHarness.result(check, in: run.stdout)?["status"], "pass", "\(check): \(run.stdout)")
         }
         // With the VM gone, the host reads the guest's pattern back (sectors 8–15 zeroed, 16–23 discarded).
