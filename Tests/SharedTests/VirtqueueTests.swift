@@ -266,6 +266,19 @@ final class VirtqueueTests: XCTestCase {
         XCTAssertTrue(try queue.needsInterrupt())
     }
 
+    func testEventIndexInterruptsWhenUsedIndexLappedTheLastDecision() throws {
+        // 65536 used entries without a decision bring used.idx back to where it
+        // was: modulo 2^16 nothing moved, yet the driver must hear about them.
+        var (driver, queue) = try makeQueue(features: Self.bothFeatures)
+        let head = try driver.add([writable(0, 4)])
+        try driver.publish()
+        _ = try queue.popAvailable()
+        try driver.setUsedEvent(5)
+        for _ in 0..<65536 { try queue.pushUsed(head: head, length: 0) }
+        XCTAssertEqual(queue.usedIndex, 0)
+        XCTAssertTrue(try queue.needsInterrupt())
+    }
+
     func testEventIndexEnableWritesAvailEventAndReportsNewBuffers() throws {
         var (driver, queue) = try makeQueue(features: Self.bothFeatures)
         try driver.add([readable(0, 1)])
@@ -369,6 +382,26 @@ final class VirtqueueTests: XCTestCase {
         try driver.writeDescriptor(1, address: Self.data.value, length: 8, flags: VirtqueueDescriptorFlags.next, next: 0)
         try driver.makeAvailable(head: 0)
         try assertMalformed(&driver, &queue, head: 0, .chainTooLong(limit: 8))
+    }
+
+    func testLoopIsCaughtAtExactlyQueueSizePlusOneDescriptors() throws {
+        // A byte limit that a ninth 8-byte descriptor would break: the loop must
+        // be reported before that, when the ninth descriptor is reached.
+        var (driver, queue) = try makeQueue(size: 8, maximumChainBytes: 8 * 8 + 4)
+        try driver.writeDescriptor(0, address: Self.data.value, length: 8, flags: VirtqueueDescriptorFlags.next, next: 1)
+        try driver.writeDescriptor(1, address: Self.data.value, length: 8, flags: VirtqueueDescriptorFlags.next, next: 0)
+        try driver.makeAvailable(head: 0)
+        try assertMalformed(&driver, &queue, head: 0, .chainTooLong(limit: 8))
+    }
+
+    func testIndirectLoopIsCaughtAtExactlyTableSizePlusOneDescriptors() throws {
+        var (driver, queue) = try makeQueue(maximumChainBytes: 3 * 100 + 50)
+        try driver.writeDescriptor(at: tableEntry(0), address: Self.data.value, length: 100, flags: VirtqueueDescriptorFlags.next, next: 1)
+        try driver.writeDescriptor(at: tableEntry(1), address: Self.data.value, length: 100, flags: VirtqueueDescriptorFlags.next, next: 2)
+        try driver.writeDescriptor(at: tableEntry(2), address: Self.data.value, length: 100, flags: VirtqueueDescriptorFlags.next, next: 1)
+        try driver.writeDescriptor(0, address: Self.table.value, length: 48, flags: VirtqueueDescriptorFlags.indirect, next: 0)
+        try driver.makeAvailable(head: 0)
+        try assertMalformed(&driver, &queue, head: 0, .indirectChainTooLong(limit: 3))
     }
 
     func testChainLongerThanTheQueue() throws {
