@@ -89,6 +89,11 @@ void kit_vprintf(const char *fmt, va_list ap);
 
 /* ---- exit.c ---- */
 void kit_exit(unsigned int code) __attribute__((noreturn));
+
+/* control.c: the VMM control port (shutdown requests) */
+int kit_shutdown_requested(void);
+void kit_poll_shutdown(void);
+int test_ticker(const char *name);
 void kit_halt(void) __attribute__((noreturn));
 
 /* ---- desc.c: GDT/TSS/IDT ---- */

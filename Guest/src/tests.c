@@ -77,12 +77,18 @@ static int test_triple_fault(const char *name)
 	kit_triple_fault();
 }
 
-/* test=hang: spin in ring 3 with interrupts on until killed. */
+/* test=hang: spin in ring 3 with interrupts on until killed or asked to shut down. */
 static int test_hang(const char *name)
 {
 	RESULT(name, "running", "");
-	for (;;)
+	uint64_t seen = kit_ticks;
+	for (;;) {
+		if (kit_ticks != seen) { /* about every 10 ms */
+			seen = kit_ticks;
+			kit_poll_shutdown();
+		}
 		cpu_relax();
+	}
 	return EXIT_FAIL; /* not reached */
 }
 
@@ -102,6 +108,7 @@ static const struct {
 	{ "boot", test_boot },
 	{ "triple-fault", test_triple_fault },
 	{ "hang", test_hang },
+	{ "ticker", test_ticker },
 	{ "exception", test_exception },
 	{ "blk", test_blk },
 	{ "bench-blk", bench_blk }, /* bench=blk */

@@ -23,6 +23,8 @@ int vmd_grantpt(int fd) { return grantpt(fd); }
 int vmd_unlockpt(int fd) { return unlockpt(fd); }
 int vmd_ptsname(int fd, char *buffer, size_t length) { return ptsname_r(fd, buffer, length); }
 
+void vmd_syslog(int priority, const char *line) { syslog(priority, "%s", line); }
+
 size_t vmd_cmsg_space_for_fds(size_t count) { return CMSG_SPACE(count * sizeof(int)); }
 
 void vmd_cmsg_put_fds(void *control, size_t controlLength, const int *fds, size_t count) {

@@ -6,12 +6,7 @@ import Shared
 // as fd 3. It receives guest memory (SHAREMEM), its disk fd, its eventfds and its
 // channel to the vm process, and serves the request queue straight from KVM's
 // eventfds (design §4). Not meant to be run by hand.
-let logLevel = getenv("VMD_LOG_LEVEL").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .info
-LoggingSystem.bootstrap { label in
-    var handler = StreamLogHandler.standardError(label: label)
-    handler.logLevel = logLevel
-    return handler
-}
+VmdLog.bootstrapChild(identity: "virtio-blk")
 var logger = Logger(label: "virtio-blk")
 do {
     try ChildSetup.dieWithParent()

@@ -30,7 +30,7 @@ struct VMProcess {
                 devices.append((attachment, wiring))
             case .boot(let request, let kvm, let kernel, let console):
                 return Setup(memory: memory, request: request, kvm: kvm, kernel: kernel, console: console, devices: devices)
-            case .shareMemory, .stop:
+            default:
                 throw IPCError.malformed("expected attachDevice or boot")
             }
         }
@@ -60,6 +60,16 @@ struct VMProcess {
                 case .stop:
                     outcome = machine.stop(reason: .stopped)
                     loop.stop()
+                case .requestShutdown:
+                    machine.requestShutdown()
+                case .pause:
+                    machine.pause()
+                    try channel.send(VMEvent.paused)
+                case .resume:
+                    machine.resume()
+                    try channel.send(VMEvent.resumed)
+                case .setLogLevel(let name):
+                    if let level = Logger.Level(rawValue: name) { VmdLog.setLevel(level) }
                 case .shareMemory, .boot, .attachDevice:
                     logger.error("ignoring a setup message after boot")
                 }

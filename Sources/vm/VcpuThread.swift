@@ -8,6 +8,7 @@ final class VcpuThread: @unchecked Sendable {
     private let buses: Buses
     private let log: RateLimitedLog
     private let onEnd: @Sendable (GuestEnd) -> Void
+    private let gate: PauseGate
     private let stopRequested = Atomic<Bool>(false)
     private var thread: pthread_t?
 
@@ -23,8 +24,9 @@ final class VcpuThread: @unchecked Sendable {
         sigaction(kickSignal, &action, nil)
     }
 
-    init(vcpu: Vcpu, buses: Buses, log: RateLimitedLog, onEnd: @escaping @Sendable (GuestEnd) -> Void) {
+    init(vcpu: Vcpu, buses: Buses, log: RateLimitedLog, gate: PauseGate, onEnd: @escaping @Sendable (GuestEnd) -> Void) {
         self.vcpu = vcpu
+        self.gate = gate
         self.buses = buses
         self.log = log
         self.onEnd = onEnd
@@ -47,6 +49,8 @@ final class VcpuThread: @unchecked Sendable {
 
     private func loop() {
         while !stopRequested.load(ordering: .acquiring) {
+            gate.waitWhilePaused()
+            if stopRequested.load(ordering: .acquiring) { return }
             let exit: VcpuExit
             do {
                 exit = try vcpu.runOnce()
@@ -64,6 +68,12 @@ final class VcpuThread: @unchecked Sendable {
                 return
             }
         }
+    }
+
+    /// Makes the thread leave KVM_RUN now (for a pause); it carries on unless asked to stop.
+    func kick() {
+        vcpu.requestImmediateExit()
+        if let thread { pthread_kill(thread, VcpuThread.kickSignal) }
     }
 
     /// Asks the thread to leave KVM_RUN and end; returns at once.

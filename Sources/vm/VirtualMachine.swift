@@ -11,6 +11,8 @@ final class VirtualMachine {
     private let serial: Serial16550
     private let vcpuThreads: [VcpuThread]
     private let poller: MaskedInterruptPoller
+    private let gate = PauseGate()
+    private let control = VMMControlPort()
     /// The virtio devices served by other processes, with their event channels.
     let virtioDevices: [(transport: VirtioPCITransport, events: Channel)]
     /// Where the vm places BARs before the guest moves them: the bottom of the MMIO hole.
@@ -40,6 +42,7 @@ final class VirtualMachine {
         try ports.register(serial, base: Serial16550.com1Port, size: Serial16550.size)
         try ports.register(DebugExitPort(), base: DebugExitPort.port, size: DebugExitPort.size)
         try ports.register(I8042(), base: I8042.port, size: I8042.size)
+        try ports.register(control, base: VMMControlPort.port, size: VMMControlPort.size)
         let mmio = AddressBus(name: "MMIO")
         let buses = Buses(ports: ports, mmio: mmio)
         let pci = PCIBus()
@@ -80,7 +83,7 @@ final class VirtualMachine {
             let vcpu = try kvm.createVcpu(index: index)
             try vcpu.setCPUID(GuestCPUID.entries(supported: supported, vcpuIndex: index, vcpuCount: request.vcpus))
             if index == 0 { try BootCPU.configure(vcpu, for: entry) }
-            threads.append(VcpuThread(vcpu: vcpu, buses: buses, log: guestLog) { [endedEvent] guestEnd in
+            threads.append(VcpuThread(vcpu: vcpu, buses: buses, log: guestLog, gate: gate) { [endedEvent] guestEnd in
                 if latch.record(guestEnd) { try? endedEvent.signalEvent() }
             })
         }
@@ -101,10 +104,25 @@ final class VirtualMachine {
     /// How the guest ended, once it has.
     var guestEnd: GuestEnd? { end.value }
 
+    /// Asks the guest to shut down (the guest kit polls the VMM control port).
+    func requestShutdown() {
+        control.requestShutdown()
+    }
+
+    /// Stops the guest's vCPUs until `resume()`; returns once none runs.
+    func pause() {
+        gate.pause(threads: vcpuThreads.count) { vcpuThreads.forEach { $0.kick() } }
+    }
+
+    func resume() {
+        gate.resume()
+    }
+
     /// Stops every vCPU and waits for its thread; records `reason` if nothing ended the guest before.
     func stop(reason: GuestEnd) -> GuestEnd {
         end.record(reason)
         vcpuThreads.forEach { $0.requestStop() }
+        gate.release()
         vcpuThreads.forEach { $0.join() }
         return guestEnd ?? reason
     }

@@ -102,6 +102,7 @@ final class ForegroundVM {
                 switch try vm.channel.receive(VMEvent.self) {
                 case .running: logger.info("vm \"\(config.name)\" is running")
                 case .ended(let end): if reported == nil && forced == nil { reported = end }
+                case .paused, .resumed: break
                 }
             } catch IPCError.peerClosed {
                 // The vm process is exiting; SIGCHLD follows.

@@ -45,12 +45,7 @@ struct Boot: ParsableCommand {
 
     func run() throws {
         let level: Logger.Level = verbose ? .info : .warning
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        setenv("VMD_LOG_LEVEL", verbose ? "info" : "warning", 1)
+        VmdLog.bootstrap(.standardError, level: level)
         let logger = Logger(label: "vmd")
         let vm: VMConfig
         do {

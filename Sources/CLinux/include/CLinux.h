@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <termios.h>
 #include <signal.h>
+#include <syslog.h>
 #include <spawn.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -53,6 +54,9 @@ int vmd_posix_openpt(int flags);
 int vmd_grantpt(int fd);
 int vmd_unlockpt(int fd);
 int vmd_ptsname(int fd, char *buffer, size_t length);
+
+// syslog(3) is variadic: this logs one preformatted line.
+void vmd_syslog(int priority, const char *line);
 
 // SCM_RIGHTS: the CMSG_* macros are not importable.
 size_t vmd_cmsg_space_for_fds(size_t count);

@@ -243,12 +243,15 @@ public enum DeviceSetupCommand: ChannelMessage {
     case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
     case block(BlockDeviceSetup, disk: FileDescriptor, wiring: DeviceWiring)
     case stop
+    /// `vmctl log brief|verbose`: a swift-log level name.
+    case setLogLevel(String)
 
     public var tag: UInt16 {
         switch self {
         case .shareMemory: 1
         case .block: 2
         case .stop: 3
+        case .setLogLevel: 4
         }
     }
 
@@ -264,6 +267,8 @@ public enum DeviceSetupCommand: ChannelMessage {
             wiring.encode(into: &writer)
         case .stop:
             break
+        case .setLogLevel(let level):
+            writer.write(level)
         }
     }
 
@@ -278,6 +283,8 @@ public enum DeviceSetupCommand: ChannelMessage {
             return .block(setup, disk: try reader.readDescriptor(), wiring: try DeviceWiring.decode(from: &reader))
         case 3:
             return .stop
+        case 4:
+            return .setLogLevel(try reader.read(String.self, limit: 16))
         default:
             throw IPCError.unknownTag(tag)
         }

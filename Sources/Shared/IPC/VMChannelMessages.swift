@@ -21,6 +21,12 @@ public enum VMCommand: ChannelMessage {
     case stop
     /// A virtio device served by another process; sent before `boot`.
     case attachDevice(VirtioAttachment, wiring: DeviceWiring)
+    /// Ask the guest to shut down (graceful stop); vmd forces after its timeout.
+    case requestShutdown
+    case pause
+    case resume
+    /// `vmctl log brief|verbose`: a swift-log level name.
+    case setLogLevel(String)
 
     public var tag: UInt16 {
         switch self {
@@ -28,6 +34,10 @@ public enum VMCommand: ChannelMessage {
         case .boot: 2
         case .stop: 3
         case .attachDevice: 4
+        case .requestShutdown: 5
+        case .pause: 6
+        case .resume: 7
+        case .setLogLevel: 8
         }
     }
 
@@ -42,8 +52,10 @@ public enum VMCommand: ChannelMessage {
             writer.write(kvm)
             writer.write(kernel)
             writer.write(console)
-        case .stop:
+        case .stop, .requestShutdown, .pause, .resume:
             break
+        case .setLogLevel(let level):
+            writer.write(level)
         case .attachDevice(let attachment, let wiring):
             writer.write(attachment.type.rawValue)
             writer.write(attachment.name)
@@ -72,6 +84,10 @@ public enum VMCommand: ChannelMessage {
             let attachment = VirtioAttachment(type: type, name: try reader.read(String.self, limit: 64),
                                               queueCount: Int(try reader.read(UInt32.self)))
             return .attachDevice(attachment, wiring: try DeviceWiring.decode(from: &reader))
+        case 5: return .requestShutdown
+        case 6: return .pause
+        case 7: return .resume
+        case 8: return .setLogLevel(try reader.read(String.self, limit: 16))
         default:
             throw IPCError.unknownTag(tag)
         }
@@ -110,17 +126,23 @@ public enum VMEvent: ChannelMessage, Equatable {
     /// Memory is mapped and sealed, the vCPUs are about to run.
     case running
     case ended(GuestEnd)
+    /// Every vCPU is parked (answer to `pause`).
+    case paused
+    /// The vCPUs run again (answer to `resume`).
+    case resumed
 
     public var tag: UInt16 {
         switch self {
         case .running: 1
         case .ended: 2
+        case .paused: 3
+        case .resumed: 4
         }
     }
 
     public func encode(into writer: inout WireWriter) {
         switch self {
-        case .running:
+        case .running, .paused, .resumed:
             break
         case .ended(let end):
             switch end {
@@ -148,6 +170,10 @@ public enum VMEvent: ChannelMessage, Equatable {
             case 5: return .ended(.failed(try reader.read(String.self)))
             case let kind: throw IPCError.malformed("guest end kind \(kind)")
             }
+        case 3:
+            return .paused
+        case 4:
+            return .resumed
         default:
             throw IPCError.unknownTag(tag)
         }

@@ -35,9 +35,16 @@ public final class VirtioDeviceRunner {
     public func run() throws {
         watches.append(try loop.watchReadable(transport.socket.rawValue) { [unowned self] in self.serveTransport() })
         watches.append(try loop.watchReadable(control.socket.rawValue) { [unowned self] in
-            // vmd only ever says stop here; anything else, or its going away, ends us too.
-            if case .stop? = try? self.control.receive(DeviceSetupCommand.self) { self.logger.info("stopping") }
-            self.loop.stop()
+            switch try? self.control.receive(DeviceSetupCommand.self) {
+            case .setLogLevel(let name)?:
+                if let level = Logger.Level(rawValue: name) { VmdLog.setLevel(level) }
+            case .stop?:
+                self.logger.info("stopping")
+                self.loop.stop()
+            default:
+                // vmd went away or sent something out of place: nobody supervises us any more.
+                self.loop.stop()
+            }
         })
         try loop.run()
     }
