@@ -9,6 +9,8 @@ enum VMOutcome: Equatable, CustomStringConvertible {
     case vmProcessDied(ChildProcess.Termination)
     case deviceProcessDied(role: String, ChildProcess.Termination)
     case interrupted(signal: Int32)
+    case forcedAfterGracePeriod(seconds: Double)
+    case stoppedByRequest
 
     var description: String {
         switch self {
@@ -17,6 +19,8 @@ enum VMOutcome: Equatable, CustomStringConvertible {
         case .vmProcessDied(let termination): "vm process \(termination) without reporting"
         case .deviceProcessDied(let role, let termination): "\(role) process \(termination); VM stopped"
         case .interrupted(let signal): "stopped by signal \(signal)"
+        case .forcedAfterGracePeriod(let seconds): "did not shut down within \(seconds.formatted)s; forced"
+        case .stoppedByRequest: "stopped by vmctl stop -f"
         }
     }
 
@@ -29,7 +33,7 @@ enum VMOutcome: Equatable, CustomStringConvertible {
         case .guest(.failed): ExitStatus.vmFailure
         case .deadlineExceeded: ExitStatus.deadline
         case .vmProcessDied, .deviceProcessDied: ExitStatus.vmFailure
-        case .interrupted: ExitStatus.interrupted
+        case .interrupted, .forcedAfterGracePeriod, .stoppedByRequest: ExitStatus.interrupted
         }
     }
 }
@@ -47,9 +51,8 @@ extension Double {
     var formatted: String { self == rounded() ? String(Int(self)) : String(self) }
 }
 
-/// Runs one VM in the foreground: starts its processes (`VMLauncher`), forwards
-/// the console to stdout and stdin, enforces the deadline, and reaps every child.
-/// The death of any process of the VM stops the others (design §1).
+/// Runs one VM in the foreground (`vmd boot`): a `VMInstance` in its own
+/// loop, with the console on stdin/stdout, a deadline, and ^C/SIGTERM.
 final class ForegroundVM {
     let launcher: VMLauncher
     let deadline: Double?
@@ -62,66 +65,21 @@ final class ForegroundVM {
     }
 
     func run() throws -> VMOutcome {
-        let launched = try launcher.launch()
-        defer { launched.children.forEach { $0.process.terminate() } }  // no process of this VM outlives us
-        return try supervise(launched)
-    }
-
-    private func supervise(_ launched: LaunchedVM) throws -> VMOutcome {
         let loop = try EventLoop()
-        let console = launched.console.controller
-        let vm = launched.vm
-        var reported: GuestEnd?
-        var forced: VMOutcome?
+        let instance = try VMInstance(id: 1, launcher: launcher, loop: loop, logger: logger)
+        guard let console = instance.console else { return instance.outcome ?? .vmProcessDied(.exited(-1)) }
         var watches: [EventWatch] = []
-
-        func stopEverything() {
-            try? vm.channel.send(VMCommand.stop)
-            launched.children.forEach { $0.process.kill() }
-        }
-
-        func reap() {
-            for child in launched.children where !child.process.hasBeenReaped {
-                guard let termination = try? child.process.poll() else { continue }
-                if child.process === vm.process {
-                    forwardConsole(from: console)  // whatever the guest printed last
-                    if reported == nil && forced == nil { forced = .vmProcessDied(termination) }
-                } else if reported == nil && forced == nil {
-                    logger.error("\(child.role) process \(termination)")
-                    forced = .deviceProcessDied(role: child.role, termination)
-                    stopEverything()
-                }
-            }
-            if launched.children.allSatisfy({ $0.process.hasBeenReaped }) { loop.stop() }
-            if vm.process.hasBeenReaped { launched.devices.forEach { $0.process.kill() } }
-        }
-
-        watches.append(try loop.watchReadable(console.rawValue) { [weak self] in self?.forwardConsole(from: console) })
-        watches.append(try loop.watchReadable(vm.channel.socket.rawValue) { [logger, config = launcher.config] in
-            do {
-                switch try vm.channel.receive(VMEvent.self) {
-                case .running: logger.info("vm \"\(config.name)\" is running")
-                case .ended(let end): if reported == nil && forced == nil { reported = end }
-                case .paused, .resumed: break
-                }
-            } catch IPCError.peerClosed {
-                // The vm process is exiting; SIGCHLD follows.
-            } catch {
-                logger.error("vm channel: \(error)")
-                vm.process.kill()
-            }
+        watches.append(try loop.watchReadable(console.rawValue) { Self.forwardConsole(from: console) })
+        watches.append(try loop.onSignal(SIGCHLD) {
+            instance.reap()
+            if instance.state == .stopped { loop.stop() }
         })
-        watches.append(try loop.onSignal(SIGCHLD) { reap() })
         for signal in [SIGINT, SIGTERM] {
-            watches.append(try loop.onSignal(signal) {
-                if reported == nil && forced == nil { forced = .interrupted(signal: signal) }
-                stopEverything()
-            })
+            watches.append(try loop.onSignal(signal) { instance.stop(force: true, reason: .interrupted(signal: signal)) })
         }
         if let deadline {
             watches.append(try loop.after(seconds: deadline) {
-                if reported == nil && forced == nil { forced = .deadlineExceeded(seconds: deadline) }
-                stopEverything()
+                instance.stop(force: true, reason: .deadlineExceeded(seconds: deadline))
             })
         }
         try? console.setNonBlocking(true)
@@ -139,14 +97,18 @@ final class ForegroundVM {
             }
             watches.append(inputWatch!)
         }
-        reap()  // a child may have died before the SIGCHLD watch existed
-        if !launched.children.allSatisfy({ $0.process.hasBeenReaped }) { try loop.run() }
+        instance.whenStopped { _ in
+            Self.forwardConsole(from: console)  // whatever the guest printed last
+            loop.stop()
+        }
+        instance.reap()  // a child may have died before the SIGCHLD watch existed
+        if instance.state != .stopped { try loop.run() }
         watches.forEach { $0.cancel() }
-        return reported.map { .guest($0) } ?? forced ?? .vmProcessDied(.exited(-1))
+        return instance.outcome ?? .vmProcessDied(.exited(-1))
     }
 
     /// Copies what the guest wrote to the console to our stdout.
-    private func forwardConsole(from console: FileDescriptor) {
+    private static func forwardConsole(from console: FileDescriptor) {
         while let bytes = try? console.read(upTo: 4096), !bytes.isEmpty {
             try? FileDescriptor.standardOutput.writeAll(bytes)
         }

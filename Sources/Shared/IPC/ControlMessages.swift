@@ -1,0 +1,181 @@
+/// Which VM a vmctl request is about.
+public enum VMTarget: Equatable, Sendable, CustomStringConvertible {
+    case id(Int)
+    case name(String)
+
+    /// vmctl's rule: a number is an id, anything else a name.
+    public init(_ text: String) {
+        if let id = Int(text), id > 0 { self = .id(id) } else { self = .name(text) }
+    }
+
+    public var description: String {
+        switch self {
+        case .id(let id): "\(id)"
+        case .name(let name): name
+        }
+    }
+}
+
+/// One line of `vmctl status`.
+public struct VMStatusEntry: Equatable, Sendable {
+    public var id: Int
+    public var pid: Int32          // 0 when not running
+    public var vcpus: Int
+    public var memoryBytes: UInt64
+    public var state: String       // running, paused, stopping, stopped
+    public var owner: String       // "root" or user[:group]
+    public var name: String
+    /// Why it last stopped, if it has.
+    public var reason: String
+
+    public init(id: Int, pid: Int32, vcpus: Int, memoryBytes: UInt64, state: String, owner: String, name: String, reason: String) {
+        (self.id, self.pid, self.vcpus, self.memoryBytes, self.state, self.owner, self.name, self.reason) =
+            (id, pid, vcpus, memoryBytes, state, owner, name, reason)
+    }
+}
+
+/// vmctl → vmd over the control socket (design §1).
+public enum ControlRequest: ChannelMessage, Equatable {
+    /// A VM defined in vmd's configuration.
+    case startNamed(String)
+    /// A VM from a guest.conf the client read: its text, its path (for messages
+    /// and relative paths) and the directory relative paths resolve against.
+    case startConfig(text: String, path: String, directory: String)
+    case stop(VMTarget, force: Bool)
+    case stopAll(force: Bool)
+    /// Answered once the VM has stopped.
+    case wait(VMTarget)
+    case status(VMTarget?)
+    /// Answered with the VM's console (pty) descriptor.
+    case console(VMTarget)
+    case pause(VMTarget)
+    case unpause(VMTarget)
+    case log(verbose: Bool)
+    case reload
+
+    public var tag: UInt16 {
+        switch self {
+        case .startNamed: 1
+        case .startConfig: 2
+        case .stop: 3
+        case .stopAll: 4
+        case .wait: 5
+        case .status: 6
+        case .console: 7
+        case .pause: 8
+        case .unpause: 9
+        case .log: 10
+        case .reload: 11
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        switch self {
+        case .startNamed(let name): writer.write(name)
+        case .startConfig(let text, let path, let directory):
+            writer.write(Array(text.utf8))
+            writer.write(path)
+            writer.write(directory)
+        case .stop(let target, let force): writer.write(target); writer.write(force)
+        case .stopAll(let force): writer.write(force)
+        case .wait(let target), .console(let target), .pause(let target), .unpause(let target): writer.write(target)
+        case .status(let target):
+            writer.write(target != nil)
+            if let target { writer.write(target) }
+        case .log(let verbose): writer.write(verbose)
+        case .reload: break
+        }
+    }
+
+    public static func decode(tag: UInt16, from reader: inout WireReader) throws -> ControlRequest {
+        switch tag {
+        case 1: return .startNamed(try reader.read(String.self, limit: 64))
+        case 2:
+            guard let text = String(validating: try reader.readBytes(limit: 60_000), as: UTF8.self) else {
+                throw IPCError.malformed("configuration is not UTF-8")
+            }
+            return .startConfig(text: text, path: try reader.read(String.self), directory: try reader.read(String.self))
+        case 3: return .stop(try reader.readTarget(), force: try reader.read(Bool.self))
+        case 4: return .stopAll(force: try reader.read(Bool.self))
+        case 5: return .wait(try reader.readTarget())
+        case 6: return .status(try reader.read(Bool.self) ? try reader.readTarget() : nil)
+        case 7: return .console(try reader.readTarget())
+        case 8: return .pause(try reader.readTarget())
+        case 9: return .unpause(try reader.readTarget())
+        case 10: return .log(verbose: try reader.read(Bool.self))
+        case 11: return .reload
+        default: throw IPCError.unknownTag(tag)
+        }
+    }
+}
+
+/// vmd → vmctl.
+public enum ControlReply: ChannelMessage {
+    case done(String)
+    case failed(String)
+    case started(id: Int, name: String)
+    case status([VMStatusEntry])
+    case console(FileDescriptor, name: String)
+
+    public var tag: UInt16 {
+        switch self {
+        case .done: 1
+        case .failed: 2
+        case .started: 3
+        case .status: 4
+        case .console: 5
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        switch self {
+        case .done(let message), .failed(let message): writer.write(message)
+        case .started(let id, let name): writer.write(UInt32(id)); writer.write(name)
+        case .status(let entries):
+            writer.write(UInt32(entries.count))
+            for entry in entries {
+                writer.write(UInt32(entry.id)); writer.write(entry.pid); writer.write(UInt32(entry.vcpus))
+                writer.write(entry.memoryBytes); writer.write(entry.state); writer.write(entry.owner)
+                writer.write(entry.name); writer.write(entry.reason)
+            }
+        case .console(let fd, let name): writer.write(fd); writer.write(name)
+        }
+    }
+
+    public static func decode(tag: UInt16, from reader: inout WireReader) throws -> ControlReply {
+        switch tag {
+        case 1: return .done(try reader.read(String.self))
+        case 2: return .failed(try reader.read(String.self))
+        case 3: return .started(id: Int(try reader.read(UInt32.self)), name: try reader.read(String.self))
+        case 4:
+            let count = try reader.readCount(limit: 512)
+            return .status(try (0..<count).map { _ in
+                VMStatusEntry(id: Int(try reader.read(UInt32.self)), pid: try reader.read(Int32.self),
+                              vcpus: Int(try reader.read(UInt32.self)), memoryBytes: try reader.read(UInt64.self),
+                              state: try reader.read(String.self), owner: try reader.read(String.self),
+                              name: try reader.read(String.self), reason: try reader.read(String.self))
+            })
+        case 5: return .console(try reader.readDescriptor(), name: try reader.read(String.self))
+        default: throw IPCError.unknownTag(tag)
+        }
+    }
+}
+
+extension WireWriter {
+    mutating func write(_ target: VMTarget) {
+        switch target {
+        case .id(let id): write(UInt8(0)); write(UInt32(id))
+        case .name(let name): write(UInt8(1)); write(name)
+        }
+    }
+}
+
+extension WireReader {
+    mutating func readTarget() throws -> VMTarget {
+        switch try read(UInt8.self) {
+        case 0: return .id(Int(try read(UInt32.self)))
+        case 1: return .name(try read(String.self, limit: 64))
+        case let kind: throw IPCError.malformed("target kind \(kind)")
+        }
+    }
+}
