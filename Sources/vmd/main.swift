@@ -8,11 +8,64 @@ struct Vmd: ParsableCommand {
         commandName: "vmd",
         abstract: "swift-vmd: a multi-process KVM virtual machine monitor.",
         discussion: """
-            vmd creates each VM's guest memory as sealed memfd slots and runs the VM in a \
-            separate vm process. The daemon mode with vmctl comes later; today vmd runs one \
-            VM in the foreground with `vmd boot guest.conf`.
+            vmd creates each VM's guest memory as sealed memfd slots and runs each VM as a \
+            vm process plus one sandboxed process per virtio device. Without a subcommand it \
+            runs as the daemon that vmctl(8) talks to; `vmd boot guest.conf` runs one VM in \
+            the foreground instead.
             """,
-        subcommands: [Boot.self, Check.self])
+        subcommands: [Serve.self, Boot.self, Check.self],
+        defaultSubcommand: Serve.self)
+
+    static let defaultConfigPath = "/etc/vmd.conf"
+    static let defaultSocketPath = "/run/vmd.sock"
+
+    /// -s PATH, else VMD_SOCKET, else /run/vmd.sock (the same rule as vmctl's).
+    static func socketPath(_ option: String?) -> String {
+        option ?? getenv("VMD_SOCKET").map { String(cString: $0) } ?? defaultSocketPath
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the daemon (the default): start the enabled VMs of the configuration and serve vmctl.")
+
+    @Flag(name: .customShort("d"), help: "Stay in the foreground and log to standard error (otherwise: detach, log to syslog).")
+    var foreground = false
+
+    @Option(name: .customShort("f"), help: "The configuration file (vm.conf grammar).")
+    var file: String = Vmd.defaultConfigPath
+
+    @Flag(name: .customShort("n"), help: "Only check the configuration file and print what is wrong.")
+    var checkOnly = false
+
+    @Option(name: .customShort("s"), help: "The control socket (default: $VMD_SOCKET or \(Vmd.defaultSocketPath)).")
+    var socket: String?
+
+    @Flag(name: .shortAndLong, help: "Log verbosely.")
+    var verbose = false
+
+    func run() throws {
+        if checkOnly {
+            return try Check(config: file).run()
+        }
+        guard getuid() == 0 else {
+            FileDescriptor.standardError("vmd: must run as root (it opens /dev/kvm, disks and taps for its VMs)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+        if !foreground && daemon(0, 0) != 0 {
+            FileDescriptor.standardError("vmd: daemon: \(String(cString: strerror(errno)))\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+        VmdLog.bootstrap(foreground ? .standardError : .syslog(identity: "vmd"), level: verbose ? .debug : .info)
+        do {
+            try Daemon(options: Daemon.Options(configPath: file, socketPath: Vmd.socketPath(socket))).run()
+        } catch {
+            Logger(label: "vmd").critical("\(error)")
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+    }
 }
 
 struct Boot: ParsableCommand {
@@ -84,10 +137,16 @@ struct Boot: ParsableCommand {
 }
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check a configuration file and print what is wrong (like vmd -n).")
+    static let configuration = CommandConfiguration(abstract: "Check a configuration file and print what is wrong (as vmd -n -f FILE).")
 
     @Argument(help: "The file to check.")
     var config: String
+
+    init() {}
+
+    init(config: String) {
+        self.config = config
+    }
 
     func run() throws {
         do {
