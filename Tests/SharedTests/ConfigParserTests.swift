@@ -104,11 +104,11 @@ final class ConfigParserTests: XCTestCase {
     // MARK: - Bad files: structure
 
     func testUnknownTopLevelKeyword() {
-        assertError(#"foo "g" { boot "k" }"#, at: 1, 1, "expected 'vm', found 'foo'")
+        assertError(#"foo "g" { boot "k" }"#, at: 1, 1, "expected 'vm', 'include', 'local prefix' or a macro definition (name = value), found 'foo'")
     }
 
     func testStrayCloseBraceAtTopLevel() {
-        assertError("\n}", at: 2, 1, "expected 'vm', found '}'")
+        assertError("\n}", at: 2, 1, "expected 'vm', 'include', 'local prefix' or a macro definition (name = value), found '}'")
     }
 
     func testMissingNameBeforeBrace() {
@@ -129,12 +129,12 @@ final class ConfigParserTests: XCTestCase {
 
     func testForgottenCloseBraceBeforeNextVM() {
         assertError("vm a {\n boot k\nvm b {\n boot k\n}", at: 3, 1,
-                    "unknown option 'vm' in vm block; expected one of boot, cmdline, cpus, disk, memory (missing '}' for the block opened at line 1?)")
+                    "unknown option 'vm' in vm block; expected one of boot, cmdline, cpus, disable, disk, enable, initrd, interface, local interface, memory, owner (missing '}' for the block opened at line 1?)")
     }
 
     func testUnknownOptionListsValidOnes() {
         assertError("vm \"g\" {\n  boot \"k\"\n  disks 2\n}", at: 3, 3,
-                    "unknown option 'disks' in vm block; expected one of boot, cmdline, cpus, disk, memory")
+                    "unknown option 'disks' in vm block; expected one of boot, cmdline, cpus, disable, disk, enable, initrd, interface, local interface, memory, owner")
     }
 
     func testStringWhereOptionNameExpected() {
@@ -178,7 +178,9 @@ final class ConfigParserTests: XCTestCase {
     }
 
     func testUnexpectedCharacter() {
-        assertError("vm g { cmdline=x }", at: 1, 15, "unexpected character '='")
+        assertError("vm g { cmdline !x }", at: 1, 16, "unexpected character '!'")
+        // '=' is a token now (macro definitions), so it is a misplaced value here.
+        assertError("vm g { cmdline=x }", at: 1, 15, "expected a kernel command line after 'cmdline', found '='")
     }
 
     func testColumnsCountUnicodeScalarsAndTabsAsOne() {

@@ -1,8 +1,12 @@
-/// A whole configuration file: its vm blocks in file order.
+/// A whole configuration: its vm blocks in file order (those of included
+/// files where the `include` is) and the global settings.
 public struct ConfigFile: Equatable, Sendable {
     public var vms: [VMConfig]
+    /// `local prefix`: where the addresses of `local interface`s come from.
+    public var localPrefix: IPv4Prefix
 
-    public init(vms: [VMConfig]) {
+    public init(vms: [VMConfig], localPrefix: IPv4Prefix = .defaultLocal) {
         self.vms = vms
+        self.localPrefix = localPrefix
     }
 }

@@ -1,8 +1,8 @@
 /// Splits vm.conf text into `ConfigToken`s on demand.
 ///
 /// Lazy on purpose: the parser pulls one token at a time, so errors come out in
-/// file order, and a later `include` or `$macro` can be handled by switching or
-/// splicing the input here without touching the parser.
+/// file order. `$name` comes out as a `.macro` token that `ConfigTokenStream`
+/// expands; an `include` gets a lexer of its own (see `ConfigParser`).
 ///
 /// Columns count Unicode scalars, 1-based; a tab is one column (see `ConfigLocation`).
 struct ConfigLexer {
@@ -34,8 +34,13 @@ struct ConfigLexer {
         case ";":
             advance()
             return ConfigToken(kind: .semicolon, location: start)
+        case "=":
+            advance()
+            return ConfigToken(kind: .equals, location: start)
         case "\"":
             return try lexString()
+        case "$":
+            return try lexMacroReference()
         default:
             guard Self.isWordScalar(c) else {
                 throw ConfigError(location: start, message: "unexpected character \(Self.show(c)); put text with it in double quotes")
@@ -121,8 +126,38 @@ struct ConfigLexer {
         }
     }
 
+    /// `$name`. Unlike vmd, which splices the text back into its input, a
+    /// reference here is a whole value: `$dir/k.elf` is an error rather than a
+    /// concatenation, so a macro can never turn into keywords or braces.
+    private mutating func lexMacroReference() throws(ConfigError) -> ConfigToken {
+        let dollar = here
+        advance()
+        var name = ""
+        while let c = peek(), Self.isMacroNameScalar(c) {
+            name.unicodeScalars.append(c)
+            advance()
+        }
+        guard !name.isEmpty else {
+            throw ConfigError(location: dollar, message: "expected a macro name (letters, digits, '_') after '$'")
+        }
+        if let c = peek(), Self.isWordScalar(c) || c == "$" || c == "\"" {
+            throw ConfigError(
+                location: here,
+                message: "unexpected \(Self.show(c)) right after '$\(name)'; a macro must be a whole value (define the whole text as a macro)")
+        }
+        return ConfigToken(kind: .macro(name), location: dollar)
+    }
+
+    /// Macro names: ASCII letters, digits and '_' (vm.conf(5)).
+    static func isMacroNameScalar(_ c: Unicode.Scalar) -> Bool {
+        switch c {
+        case "a"..."z", "A"..."Z", "0"..."9", "_": return true
+        default: return false
+        }
+    }
+
     /// ASCII letters, digits and the punctuation that appears in sizes, paths and
-    /// names. `$` and `=` are left out so macros can claim them later.
+    /// names. `$` and `=` are left out: they are macro syntax.
     static func isWordScalar(_ c: Unicode.Scalar) -> Bool {
         switch c {
         case "a"..."z", "A"..."Z", "0"..."9", "-", "_", ".", "/", ":", "+", ",", "@", "%":

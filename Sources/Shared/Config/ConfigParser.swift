@@ -2,38 +2,141 @@
 ///
 /// Grammar (statements end at a newline or `;`; `#` starts a comment):
 ///
-///     file     := { vm-block | <empty statement> }
-///     vm-block := "vm" name "{" { option } "}"        name: word or "string"
-///     option   := see `VMOption.all`
+///     file      := { statement }
+///     statement := macro-def | include | local-prefix | vm-block | <empty>
+///     macro-def := name "=" value                     then $name is value
+///     include   := "include" path                     path: word or "string"
+///     local-prefix := "local" "prefix" a.b.c.d/n      default 100.64.0.0/10
+///     vm-block  := "vm" name "{" { option } "}"       name: word or "string"
+///     option    := see `VMOption.all`
 ///
-/// Parsing is pure: no file system access, no defaults from the environment.
-/// The first error stops parsing; it is reported at the offending token.
+/// Parsing does no file system access except through the reader given for
+/// `include`. The first error stops parsing; it is reported at the offending
+/// token, in the file that contains it.
 public enum ConfigParser {
+    /// Reads the file an `include` names (the path already resolved against
+    /// the including file's directory). Tests pass a dictionary lookup.
+    public typealias FileReader = (_ path: String) throws(ConfigFileReadError) -> [UInt8]
+
+    /// Parses text that has no `include` (an `include` is an error at its
+    /// path, since there is nothing to read it with).
     public static func parse(_ text: String, file: String) throws(ConfigError) -> ConfigFile {
-        var tokens = ConfigTokenStream(text: text, file: file)
+        try parse(text, file: file, reader: nil)
+    }
+
+    /// Parses text, reading included files with `readFile`. A file that cannot
+    /// be read is a `ConfigError` at the path of its `include`.
+    public static func parse(_ text: String, file: String, readingIncludesWith readFile: @escaping FileReader) throws(ConfigError) -> ConfigFile {
+        try parse(text, file: file, reader: readFile)
+    }
+
+    /// Reads and parses a file, and the files it includes, from the file
+    /// system. Throws `ConfigFileReadError` if `path` itself cannot be read and
+    /// `ConfigError` if it or an included file is not valid UTF-8, cannot be
+    /// read, or is not a valid config.
+    public static func load(path: String) throws -> ConfigFile {
+        let bytes = try ConfigFileReader.readAll(path: path)
+        let text = try ConfigFileReader.decodeUTF8(bytes, file: path)
+        return try parse(text, file: path, reader: { (path) throws(ConfigFileReadError) in try ConfigFileReader.readAll(path: path) })
+    }
+
+    // MARK: - Top level
+
+    /// What the statements of all files add up to, and the chain of includes.
+    private struct State {
+        let reader: FileReader?
         var vms: [VMConfig] = []
         var namesSeen: [String: ConfigLocation] = [:]
+        var localPrefix: (prefix: IPv4Prefix, location: ConfigLocation)?
+        /// The files being read, outermost first: (loop key, name as shown).
+        var includeStack: [(key: String, file: String)]
+    }
+
+    private static func parse(_ text: String, file: String, reader: FileReader?) throws(ConfigError) -> ConfigFile {
+        var tokens = ConfigTokenStream(text: text, file: file)
+        var state = State(reader: reader, includeStack: [(ConfigIncludePath.loopKey(file), file)])
+        try parseStatements(&tokens, &state)
+        return ConfigFile(vms: state.vms, localPrefix: state.localPrefix?.prefix ?? .defaultLocal)
+    }
+
+    /// The statements of one file, to its end.
+    private static func parseStatements(_ tokens: inout ConfigTokenStream, _ state: inout State) throws(ConfigError) {
         while true {
             let token = try tokens.next()
             switch token.kind {
             case .endOfFile:
-                return ConfigFile(vms: vms)
+                return
             case .newline, .semicolon:
                 continue
+            case .word(let word) where try tokens.peek().kind == .equals:
+                try ConfigMacros.parseDefinition(nameToken: token, name: word, &tokens)
             case .word("vm"):
-                vms.append(try parseVM(keyword: token, &tokens, namesSeen: &namesSeen))
+                state.vms.append(try parseVM(keyword: token, &tokens, namesSeen: &state.namesSeen))
+            case .word("include"):
+                try parseInclude(&tokens, &state)
+            case .word("local"):
+                try parseLocalPrefix(keyword: token, &tokens, &state)
             default:
-                throw ConfigError(location: token.location, message: "expected 'vm', found \(token.description)")
+                throw ConfigError(location: token.location, message: "expected 'vm', 'include', 'local prefix' or a macro definition (name = value), found \(token.description)")
             }
         }
     }
 
-    /// Reads and parses a file. Throws `ConfigFileReadError` if it cannot be
-    /// read and `ConfigError` if it is not valid UTF-8 or not a valid config.
-    public static func load(path: String) throws -> ConfigFile {
-        let bytes = try ConfigFileReader.readAll(path: path)
-        let text = try ConfigFileReader.decodeUTF8(bytes, file: path)
-        return try parse(text, file: path)
+    /// `include path`: the statements of another file, here. Its macros stay
+    /// defined afterwards, as in vmd; a block cannot span files.
+    private static func parseInclude(_ tokens: inout ConfigTokenStream, _ state: inout State) throws(ConfigError) {
+        let pathToken = try tokens.next()
+        guard let path = pathToken.text, !path.isEmpty else {
+            throw ConfigError(location: pathToken.location, message: "expected a file path after 'include', found \(pathToken.description)")
+        }
+        try tokens.expectEndOfStatement(after: "the include path")
+        let file = ConfigIncludePath.resolve(path, relativeTo: tokens.file)
+        let key = ConfigIncludePath.loopKey(file)
+        if state.includeStack.contains(where: { $0.key == key }) {
+            let chain = (state.includeStack.map(\.file) + [file]).joined(separator: " -> ")
+            throw ConfigError(location: pathToken.location, message: "include loop: \"\(file)\" is already being read (\(chain))")
+        }
+        guard state.includeStack.count < ConfigIncludePath.maximumDepth else {
+            throw ConfigError(location: pathToken.location, message: "includes nested more than \(ConfigIncludePath.maximumDepth) deep; is there a loop through a link?")
+        }
+        guard let reader = state.reader else {
+            throw ConfigError(location: pathToken.location, message: "cannot include \"\(file)\": this text is parsed without a file reader")
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try reader(file)
+        } catch {
+            throw ConfigError(location: pathToken.location, message: error.description)  // "cannot read <path>: <strerror>"
+        }
+        let text = try ConfigFileReader.decodeUTF8(bytes, file: file)
+        var included = ConfigTokenStream(text: text, file: file)
+        included.macros = tokens.macros
+        state.includeStack.append((key, file))
+        try parseStatements(&included, &state)
+        state.includeStack.removeLast()
+        tokens.macros = included.macros
+    }
+
+    /// `local prefix a.b.c.d/n` (global). vmd's `local inet6 prefix` is not supported.
+    private static func parseLocalPrefix(keyword: ConfigToken, _ tokens: inout ConfigTokenStream, _ state: inout State) throws(ConfigError) {
+        let next = try tokens.next()
+        guard case .word("prefix") = next.kind else {
+            var message = "expected 'prefix' after 'local' at top level, found \(next.description)"
+            if case .word("inet6") = next.kind { message += " (IPv6 local prefixes are not supported)" }
+            if case .word("interface") = next.kind { message += " ('local interface' goes inside a vm block)" }
+            throw ConfigError(location: next.location, message: message)
+        }
+        if let first = state.localPrefix?.location {
+            throw ConfigError(location: keyword.location, message: "'local prefix' given twice; first at \(reference(to: first, from: keyword.location))")
+        }
+        let prefix = try IPv4Prefix.parse(try tokens.next(), after: "local prefix")
+        state.localPrefix = (prefix, keyword.location)
+        try tokens.expectEndOfStatement(after: "'local prefix'")
+    }
+
+    /// "line 3", or "other.conf:3" when the earlier place is in another file.
+    private static func reference(to first: ConfigLocation, from here: ConfigLocation) -> String {
+        first.file == here.file ? "line \(first.line)" : "\(first.file):\(first.line)"
     }
 
     // MARK: - vm blocks
@@ -50,7 +153,7 @@ public enum ConfigParser {
         try ConfigValues.checkVMName(name, at: nameToken)
         // Checked here rather than after the block so errors stay in file order.
         if let first = namesSeen[name] {
-            throw ConfigError(location: nameToken.location, message: "vm \"\(name)\" defined twice; first at line \(first.line)")
+            throw ConfigError(location: nameToken.location, message: "vm \"\(name)\" defined twice; first at \(reference(to: first, from: nameToken.location))")
         }
         namesSeen[name] = nameToken.location
 

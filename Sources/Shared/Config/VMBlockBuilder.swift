@@ -9,6 +9,10 @@ struct VMBlockBuilder {
     var boot: String?
     var cmdline: String?
     var disks: [DiskConfig] = []
+    var owner: OwnerConfig?
+    var enabled: Bool?
+    var initrd: String?
+    var interfaces: [InterfaceConfig] = []
     /// Where each option was first given, for "given twice" messages.
     var optionsSeen: [String: ConfigLocation] = [:]
 
@@ -30,6 +34,10 @@ struct VMBlockBuilder {
             boot: boot,
             cmdline: cmdline ?? "",
             disks: disks,
+            owner: owner,
+            enabled: enabled ?? true,
+            initrd: initrd,
+            interfaces: interfaces,
             location: location
         )
     }

@@ -9,6 +9,16 @@ public struct VMConfig: Equatable, Sendable {
     public var boot: String?
     public var cmdline: String
     public var disks: [DiskConfig]
+    /// `owner`: the user and/or group allowed to control this VM; nil is root only.
+    public var owner: OwnerConfig?
+    /// False after `disable`: vmd does not boot this VM at startup (nor does a
+    /// `vmctl start` that names no VM); it can still be started by name.
+    public var enabled: Bool
+    /// `initrd`: an initial ramdisk loaded with the kernel, path as written.
+    public var initrd: String?
+    /// `interface` and `local interface` statements in file order, at most
+    /// `InterfaceConfig.maximumPerVM`.
+    public var interfaces: [InterfaceConfig]
     /// Where the `vm` keyword of this block is.
     public var location: ConfigLocation
 
@@ -19,6 +29,10 @@ public struct VMConfig: Equatable, Sendable {
         boot: String?,
         cmdline: String = "",
         disks: [DiskConfig] = [],
+        owner: OwnerConfig? = nil,
+        enabled: Bool = true,
+        initrd: String? = nil,
+        interfaces: [InterfaceConfig] = [],
         location: ConfigLocation
     ) {
         self.name = name
@@ -27,6 +41,10 @@ public struct VMConfig: Equatable, Sendable {
         self.boot = boot
         self.cmdline = cmdline
         self.disks = disks
+        self.owner = owner
+        self.enabled = enabled
+        self.initrd = initrd
+        self.interfaces = interfaces
         self.location = location
     }
 

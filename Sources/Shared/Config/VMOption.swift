@@ -10,7 +10,7 @@ struct VMOption: Sendable {
     ) throws(ConfigError) -> Void
 
     let name: String
-    /// `disk` and `interface` will be repeatable; scalar options are not.
+    /// `disk`, `interface` and `local` (interface) are repeatable; scalar options are not.
     let repeatable: Bool
     /// Reads the option's arguments (not the keyword, not the statement end).
     let parse: Parse
@@ -21,13 +21,20 @@ struct VMOption: Sendable {
         VMOption(name: "boot", repeatable: false, parse: parseBoot),
         VMOption(name: "cmdline", repeatable: false, parse: parseCmdline),
         VMOption(name: "disk", repeatable: true, parse: parseDisk),
+        VMOption(name: "initrd", repeatable: false, parse: parseInitrd),
+        VMOption(name: "owner", repeatable: false, parse: parseOwner),
+        VMOption(name: "enable", repeatable: false, parse: parseEnable),
+        VMOption(name: "disable", repeatable: false, parse: parseDisable),
+        VMOption(name: "interface", repeatable: true, parse: parseInterface),
+        VMOption(name: "local", repeatable: true, parse: parseLocalInterface),
     ]
 
     static let byName: [String: VMOption] = Dictionary(
         all.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
 
-    /// "boot, cmdline, cpus, memory"
-    static let namesForMessages: String = all.map(\.name).sorted().joined(separator: ", ")
+    /// "boot, cmdline, cpus, disable, disk, ..."; `local` shows as what it starts.
+    static let namesForMessages: String = all.map { $0.name == "local" ? "local interface" : $0.name }
+        .sorted().joined(separator: ", ")
 
     // MARK: - Option parsers
 
@@ -90,5 +97,35 @@ struct VMOption: Sendable {
             }
         }
         block.disks.append(disk)
+    }
+
+    @Sendable private static func parseInitrd(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        let value = try tokens.next()
+        guard let path = value.text, !path.isEmpty else {
+            throw ConfigError(location: value.location, message: "expected an initrd path after 'initrd', found \(value.description)")
+        }
+        block.initrd = path
+    }
+
+    @Sendable private static func parseOwner(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        block.owner = try OwnerConfig.parse(try tokens.next())
+    }
+
+    /// `enable` / `disable`: whether vmd boots the vm at startup (vm.conf(5):
+    /// enabled unless `disable` is given). The two exclude each other.
+    @Sendable private static func parseEnable(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        try setEnabled(true, &block, keyword)
+    }
+
+    @Sendable private static func parseDisable(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        try setEnabled(false, &block, keyword)
+    }
+
+    private static func setEnabled(_ enabled: Bool, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        let other = enabled ? "disable" : "enable"
+        if let first = block.optionsSeen[other] {
+            throw ConfigError(location: keyword.location, message: "'\(enabled ? "enable" : "disable")' contradicts '\(other)' at line \(first.line); give one of them")
+        }
+        block.enabled = enabled
     }
 }
