@@ -23,6 +23,18 @@ int vmd_grantpt(int fd) { return grantpt(fd); }
 int vmd_unlockpt(int fd) { return unlockpt(fd); }
 int vmd_ptsname(int fd, char *buffer, size_t length) { return ptsname_r(fd, buffer, length); }
 
+int vmd_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
+
+int vmd_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *pid = credentials.pid;
+    *uid = credentials.uid;
+    *gid = credentials.gid;
+    return 0;
+}
+
 void vmd_syslog(int priority, const char *line) { syslog(priority, "%s", line); }
 
 size_t vmd_cmsg_space_for_fds(size_t count) { return CMSG_SPACE(count * sizeof(int)); }

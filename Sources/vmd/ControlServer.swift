@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import Logging
 import Shared
@@ -82,7 +83,7 @@ final class ControlServer {
 
     private func acceptAll() {
         while true {
-            let raw = accept4(listener.rawValue, nil, nil, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+            let raw = vmd_accept4(listener.rawValue, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
             guard raw >= 0 else { return }
             let socket = FileDescriptor(adopting: raw)
             do {

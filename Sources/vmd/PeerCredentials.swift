@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import Shared
 
@@ -9,14 +10,9 @@ struct PeerCredentials {
     let gid: gid_t
 
     init(socket: FileDescriptor) throws {
-        var credentials = ucred()
-        var length = socklen_t(MemoryLayout<ucred>.size)
-        try retryingInterrupts("getsockopt(SO_PEERCRED)") {
-            getsockopt(socket.rawValue, SOL_SOCKET, SO_PEERCRED, &credentials, &length)
-        }
-        pid = credentials.pid
-        uid = credentials.uid
-        gid = credentials.gid
+        var (pid, uid, gid): (pid_t, uid_t, gid_t) = (0, 0, 0)
+        try retryingInterrupts("getsockopt(SO_PEERCRED)") { vmd_peer_credentials(socket.rawValue, &pid, &uid, &gid) }
+        (self.pid, self.uid, self.gid) = (pid, uid, gid)
     }
 
     var isRoot: Bool { uid == 0 }

@@ -55,6 +55,10 @@ int vmd_grantpt(int fd);
 int vmd_unlockpt(int fd);
 int vmd_ptsname(int fd, char *buffer, size_t length);
 
+// accept4 and struct ucred (SO_PEERCRED) are declared only under _GNU_SOURCE.
+int vmd_accept4(int fd, int flags);
+int vmd_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
 // syslog(3) is variadic: this logs one preformatted line.
 void vmd_syslog(int priority, const char *line);
 

@@ -85,3 +85,9 @@ enum ConfigValues {
         return "\(bytes)"
     }
 }
+
+/// A byte size as vm.conf writes it (`64M`, `2G`, `4096`), for command-line tools;
+/// nil if it is not one or does not fit in 64 bits.
+public func parseByteSize(_ text: String) -> UInt64? {
+    ConfigValues.parseSize(text) ?? nil
+}

@@ -1,0 +1,29 @@
+import Shared
+
+/// `vmctl status` output: one aligned row per VM, as vmctl(8) prints it.
+enum StatusTable {
+    static let headers = ["ID", "PID", "VCPUS", "MEMORY", "STATE", "OWNER", "NAME"]
+
+    static func render(_ entries: [VMStatusEntry]) -> String {
+        let rows = entries.map { entry in
+            [String(entry.id), entry.pid == 0 ? "-" : String(entry.pid), String(entry.vcpus), size(entry.memoryBytes),
+             entry.state, entry.owner, entry.name + (entry.reason.isEmpty ? "" : " (\(entry.reason))")]
+        }
+        let widths = headers.indices.map { column in ([headers] + rows).map { $0[column].count }.max() ?? 0 }
+        return ([headers] + rows).map { row in
+            row.indices.map { column in
+                let cell = row[column]
+                let pad = String(repeating: " ", count: widths[column] - cell.count)
+                // Numbers right-aligned, text left-aligned; the last column unpadded.
+                if column == row.count - 1 { return cell }
+                return column < 4 ? pad + cell : cell + pad
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    static func size(_ bytes: UInt64) -> String {
+        if bytes % (1 << 30) == 0 { return "\(bytes >> 30)G" }
+        if bytes % (1 << 20) == 0 { return "\(bytes >> 20)M" }
+        return "\(bytes)"
+    }
+}
