@@ -1,0 +1,131 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// A vmd daemon of the test's own (its own socket and configuration) and vmctl
+/// runs against it, as root or as another user.
+final class DaemonHarness {
+    let directory: URL
+    let socket: String
+    let vmd: Process
+    let logPath: String
+
+    init(_ test: String, globalConfig: String = "") throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmd-\(test)-\(getpid())")
+        try? FileManager.default.removeItem(at: directory)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        chmod(directory.path, 0o755)
+        socket = directory.appendingPathComponent("vmd.sock").path
+        let configPath = directory.appendingPathComponent("vmd.conf").path
+        try globalConfig.write(toFile: configPath, atomically: true, encoding: .utf8)
+        logPath = directory.appendingPathComponent("vmd.log").path
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        vmd = Process()
+        vmd.executableURL = URL(fileURLWithPath: VmdHarness.productsDirectory + "/vmd")
+        vmd.arguments = ["-d", "-f", configPath, "-s", socket]
+        vmd.standardOutput = FileHandle(forWritingAtPath: logPath)
+        vmd.standardError = FileHandle(forWritingAtPath: logPath)
+        vmd.standardInput = FileHandle.nullDevice
+        try vmd.run()
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline && vmctl("status").status != 0 { usleep(50_000) }
+    }
+
+    deinit {
+        if vmd.isRunning {
+            kill(vmd.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(20)
+            while vmd.isRunning && Date() < deadline { usleep(50_000) }
+            if vmd.isRunning { kill(vmd.processIdentifier, SIGKILL) }
+        }
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func writeGuestConfig(_ name: String, cmdline: String, extra: String = "") throws -> String {
+        let path = directory.appendingPathComponent("\(name).conf").path
+        try """
+            vm "\(name)" {
+                memory 64M
+                boot "\(VmdHarness.guestKit)"
+                cmdline "\(cmdline)"
+            \(extra)
+            }
+
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    /// Runs vmctl to completion, as root or (with `user`) through runuser.
+    @discardableResult
+    func vmctl(_ arguments: String..., as user: String? = nil) -> Result {
+        let process = start(arguments, as: user, stdout: nil)
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        guard (try? process.run()) != nil else { return Result(status: -1, stdout: "", stderr: "could not run vmctl") }
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    /// A vmctl process not yet run (for `console`, which runs until the VM stops).
+    func start(_ arguments: [String], as user: String? = nil, stdout: String?) -> Process {
+        let process = Process()
+        let vmctl = VmdHarness.productsDirectory + "/vmctl"
+        if let user {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+            process.arguments = ["-u", user, "--", "/usr/bin/env", "VMD_SOCKET=\(socket)", vmctl] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: vmctl)
+            process.arguments = arguments
+            process.environment = ["VMD_SOCKET": socket]
+        }
+        process.standardInput = FileHandle.nullDevice
+        if let stdout {
+            FileManager.default.createFile(atPath: stdout, contents: nil)
+            process.standardOutput = FileHandle(forWritingAtPath: stdout)
+        }
+        return process
+    }
+
+    /// `vmctl status` rows as [name: (state, reason)].
+    func status() -> [String: (state: String, line: String)] {
+        var rows: [String: (String, String)] = [:]
+        for line in vmctl("status").stdout.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 7 else { continue }
+            rows[String(fields[6])] = (String(fields[4]), String(line))
+        }
+        return rows
+    }
+
+    /// The pids of the processes of VM `name` whose executable is `executable`.
+    func processes(_ executable: String, vm name: String) -> [pid_t] {
+        let binary = VmdHarness.productsDirectory + "/" + executable
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return arguments.first == binary && arguments.dropFirst().first == name
+        }
+    }
+
+    /// Waits up to `seconds` for `condition`.
+    func eventually(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(50_000)
+        }
+        return condition()
+    }
+}

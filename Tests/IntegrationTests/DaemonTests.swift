@@ -1,0 +1,155 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// vmd as a daemon with vmctl as its client (issue: daemon and vmctl).
+final class DaemonTests: XCTestCase {
+    override func setUpWithError() throws {
+        try VmdHarness.requireKVMAndRoot()
+    }
+
+    private func tickCount(_ path: String) -> Int {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").components(separatedBy: "TICK n=").count - 1
+    }
+
+    func testTwoVMsStatusConsolePauseAndBothKindsOfStop() throws {
+        let daemon = try DaemonHarness("two")
+        let alpha = try daemon.writeGuestConfig("alpha", cmdline: "test=ticker every=10")
+        let beta = try daemon.writeGuestConfig("beta", cmdline: "test=ticker every=10")
+        XCTAssertEqual(daemon.vmctl("start", alpha).status, 0, daemon.log)
+        XCTAssertEqual(daemon.vmctl("start", beta).status, 0, daemon.log)
+        XCTAssertEqual(daemon.status()["alpha"]?.state, "running")
+        XCTAssertEqual(daemon.status()["beta"]?.state, "running")
+        XCTAssertEqual(daemon.vmctl("start", alpha).stderr, "vmctl: vm alpha is already running\n")
+
+        // Attach to alpha's console and read its output.
+        let consoleOutput = daemon.directory.appendingPathComponent("console.out").path
+        let console = daemon.start(["console", "alpha"], stdout: consoleOutput)
+        try console.run()
+        XCTAssertTrue(daemon.eventually { self.tickCount(consoleOutput) >= 3 }, "console shows the guest's output")
+
+        // Paused, its tick counter does not advance.
+        XCTAssertEqual(daemon.vmctl("pause", "alpha").stdout, "vmctl: vm alpha paused\n")
+        XCTAssertEqual(daemon.status()["alpha"]?.state, "paused")
+        usleep(200_000)
+        let ticksWhenPaused = tickCount(consoleOutput)
+        usleep(1_500_000)
+        XCTAssertEqual(tickCount(consoleOutput), ticksWhenPaused, "no ticks while paused")
+        XCTAssertEqual(daemon.vmctl("unpause", "alpha").status, 0)
+        XCTAssertTrue(daemon.eventually(5) { self.tickCount(consoleOutput) > ticksWhenPaused }, "ticks resume")
+
+        // Graceful stop of alpha (the guest kit honours the request), forced stop of beta.
+        let stopped = daemon.vmctl("stop", "alpha", "-w")
+        XCTAssertEqual(stopped.status, 0, stopped.stderr)
+        XCTAssertTrue(stopped.stdout.contains("vm alpha stopped: exited with code 0"), stopped.stdout)
+        XCTAssertTrue(((try? String(contentsOfFile: consoleOutput, encoding: .utf8)) ?? "").contains("RESULT name=shutdown status=pass"))
+        XCTAssertTrue(daemon.eventually { !console.isRunning }, "console ends when the VM stops")
+        XCTAssertEqual(daemon.vmctl("stop", "beta", "-f").status, 0)
+        XCTAssertTrue(daemon.eventually { daemon.status()["beta"]?.state == "stopped" })
+        XCTAssertTrue(daemon.status()["beta"]?.line.contains("stopped by vmctl stop -f") == true, daemon.status()["beta"]?.line ?? "")
+
+        // Nothing of either VM remains: no process, no memfd or pty left in vmd.
+        XCTAssertEqual(daemon.processes("vm", vm: "alpha") + daemon.processes("vm", vm: "beta"), [])
+        let vmdFiles = VmdHarness.openFiles(of: daemon.vmd.processIdentifier)
+        XCTAssertFalse(vmdFiles.contains { $0.hasPrefix("/memfd:") }, "\(vmdFiles)")
+        XCTAssertFalse(vmdFiles.contains { $0 == "/dev/ptmx" || $0.hasPrefix("/dev/pts/") }, "\(vmdFiles)")
+    }
+
+    func testKilledChildStopsItsVMAndVmdServesTheOther() throws {
+        let daemon = try DaemonHarness("kill")
+        let image = daemon.directory.appendingPathComponent("disk.img").path
+        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        let alpha = try daemon.writeGuestConfig("alpha", cmdline: "test=hang", extra: "    disk \"\(image)\"")
+        let beta = try daemon.writeGuestConfig("beta", cmdline: "test=hang")
+        XCTAssertEqual(daemon.vmctl("start", alpha).status, 0, daemon.log)
+        XCTAssertEqual(daemon.vmctl("start", beta).status, 0, daemon.log)
+        let blk = try XCTUnwrap(daemon.processes("virtio-blk", vm: "alpha").first)
+        kill(blk, SIGKILL)
+        XCTAssertTrue(daemon.eventually { daemon.status()["alpha"]?.state == "stopped" }, daemon.log)
+        XCTAssertTrue(daemon.status()["alpha"]?.line.contains("virtio-blk disk0 process killed by signal 9") == true,
+                      daemon.status()["alpha"]?.line ?? "")
+        XCTAssertEqual(daemon.status()["beta"]?.state, "running", "the other VM is untouched")
+        XCTAssertEqual(daemon.processes("vm", vm: "alpha") + daemon.processes("virtio-blk", vm: "alpha"), [])
+
+        let betaVM = try XCTUnwrap(daemon.processes("vm", vm: "beta").first)
+        kill(betaVM, SIGKILL)
+        XCTAssertTrue(daemon.eventually { daemon.status()["beta"]?.state == "stopped" })
+        XCTAssertTrue(daemon.status()["beta"]?.line.contains("vm process killed by signal 9") == true, daemon.status()["beta"]?.line ?? "")
+        XCTAssertEqual(daemon.vmctl("start", beta).status, 0, "vmd still serves and can start it again")
+        XCTAssertEqual(daemon.vmctl("stop", "beta", "-f", "-w").status, 0)
+    }
+
+    func testOnlyTheOwnerMayControlItsVM() throws {
+        let user = "vmdtest"
+        if getpwnam(user) == nil {
+            let add = Process()
+            add.executableURL = URL(fileURLWithPath: "/usr/sbin/useradd")
+            add.arguments = ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user]
+            try add.run()
+            add.waitUntilExit()
+            XCTAssertEqual(add.terminationStatus, 0, "useradd \(user)")
+        }
+        let daemon = try DaemonHarness("owner", globalConfig: """
+            vm "owned" {
+                memory 64M
+                boot "\(VmdHarness.guestKit)"
+                cmdline "test=hang"
+                owner \(user)
+                disable
+            }
+            vm "rootvm" {
+                memory 64M
+                boot "\(VmdHarness.guestKit)"
+                cmdline "test=hang"
+                disable
+            }
+            """)
+        XCTAssertEqual(daemon.status()["owned"]?.state, "stopped", "disabled VMs are not started: \(daemon.log)")
+        XCTAssertEqual(daemon.vmctl("start", "rootvm").status, 0)
+
+        let started = daemon.vmctl("start", "owned", as: user)
+        XCTAssertEqual(started.status, 0, started.stderr)
+        let seen = daemon.vmctl("status", as: user).stdout
+        XCTAssertTrue(seen.contains("owned") && !seen.contains("rootvm"), "a user sees only its VMs:\n\(seen)")
+
+        for verb in ["stop", "console", "pause"] {
+            let refused = daemon.vmctl(verb, "rootvm", as: user)
+            XCTAssertEqual(refused.status, 1)
+            XCTAssertEqual(refused.stderr, "vmctl: permission denied\n", "\(verb)")
+        }
+        let fromFile = daemon.vmctl("start", try daemon.writeGuestConfig("mine", cmdline: "test=hang"), as: user)
+        XCTAssertEqual(fromFile.stderr, "vmctl: permission denied: only root may start a VM from a file\n")
+        XCTAssertEqual(daemon.vmctl("log", "verbose", as: user).status, 1)
+
+        let stop = daemon.vmctl("stop", "owned", "-f", "-w", as: user)
+        XCTAssertEqual(stop.status, 0, stop.stderr)
+        XCTAssertEqual(daemon.status()["rootvm"]?.state, "running", "the owner's stop touched only its VM")
+        XCTAssertEqual(daemon.vmctl("stop", "rootvm", "-f", "-w").status, 0)
+    }
+
+    func testMalformedConfigurationsStartNothing() throws {
+        let daemon = try DaemonHarness("bad")
+        let cases: [(text: String, location: String, phrase: String)] = [
+            ("vm \"a\" { memory lots; boot \"k\" }", "1:17", "expected a size"),
+            ("vm \"a\" { boot \"k\"; cpus 0 }", "1:25", "cpus"),
+            ("vm \"a\" {\n  boot \"k\"\n  disk\n}", "3:7", "expected a disk image path"),
+            ("vm \"a\" { boot \"k\"; frobnicate }", "1:20", "unknown option 'frobnicate'"),
+            ("vmm \"a\" { boot \"k\" }", "1:1", "expected 'vm'"),
+            ("vm \"a\" { memory 64M }", "1:1", "no 'boot'"),
+            ("vm \"a\" { boot \"k\"; interface { lladdr 01:00:00:00:00:01 } }", "1:39", "multicast"),
+            ("vm \"a\" { boot \"k\"; owner }", "1:26", "owner"),
+            ("vm \"a\" { boot $kernel }", "1:15", "undefined macro"),
+            ("vm \"a\" { boot \"k\"", "1:8", "'}'"),
+        ]
+        for (index, bad) in cases.enumerated() {
+            let path = daemon.directory.appendingPathComponent("bad\(index).conf").path
+            try bad.text.write(toFile: path, atomically: true, encoding: .utf8)
+            let result = daemon.vmctl("start", path)
+            XCTAssertEqual(result.status, 1, "case \(index)")
+            XCTAssertTrue(result.stderr.contains("\(path):\(bad.location):"), "case \(index): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains(bad.phrase), "case \(index): \(result.stderr)")
+        }
+        XCTAssertEqual(daemon.status().count, 0, "no VM was defined or started")
+        XCTAssertEqual(daemon.processes("vm", vm: "a"), [])
+    }
+}
