@@ -64,12 +64,14 @@ struct VMProcess {
                     machine.requestShutdown()
                 case .pause:
                     machine.pause()
+                    logger.debug("all vCPUs parked")
                     try channel.send(VMEvent.paused)
                 case .resume:
                     machine.resume()
                     try channel.send(VMEvent.resumed)
                 case .setLogLevel(let name):
                     if let level = Logger.Level(rawValue: name) { VmdLog.setLevel(level) }
+                    logger.debug("log level now \(name)")
                 case .shareMemory, .boot, .attachDevice:
                     logger.error("ignoring a setup message after boot")
                 }

@@ -127,6 +127,26 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(daemon.vmctl("stop", "rootvm", "-f", "-w").status, 0)
     }
 
+    func testLogVerboseReachesEveryProcessOfEveryVM() throws {
+        let daemon = try DaemonHarness("log")
+        let image = daemon.directory.appendingPathComponent("disk.img").path
+        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        XCTAssertEqual(daemon.vmctl("start", try daemon.writeGuestConfig("alpha", cmdline: "test=hang", extra: "    disk \"\(image)\"")).status, 0)
+        XCTAssertFalse(daemon.log.contains("debug:"), "brief by default")
+        XCTAssertEqual(daemon.vmctl("log", "verbose").status, 0)
+        let vmPid = try XCTUnwrap(daemon.processes("vm", vm: "alpha").first)
+        let blkPid = try XCTUnwrap(daemon.processes("virtio-blk", vm: "alpha").first)
+        XCTAssertTrue(daemon.eventually { daemon.log.contains("vm[\(vmPid)] vm=alpha: debug: log level now debug") }, daemon.log)
+        XCTAssertTrue(daemon.eventually { daemon.log.contains("virtio-blk[\(blkPid)] disk=disk0: debug: log level now debug") }, daemon.log)
+        XCTAssertEqual(daemon.vmctl("pause", "alpha").status, 0)
+        XCTAssertTrue(daemon.log.contains("debug: all vCPUs parked"))
+        XCTAssertEqual(daemon.vmctl("log", "brief").status, 0)
+        XCTAssertEqual(daemon.vmctl("unpause", "alpha").status, 0)
+        XCTAssertEqual(daemon.vmctl("pause", "alpha").status, 0)
+        XCTAssertEqual(daemon.log.components(separatedBy: "all vCPUs parked").count - 1, 1, "brief again: no second debug line")
+        XCTAssertEqual(daemon.vmctl("stop", "alpha", "-f", "-w").status, 0)
+    }
+
     func testMalformedConfigurationsStartNothing() throws {
         let daemon = try DaemonHarness("bad")
         let cases: [(text: String, location: String, phrase: String)] = [

@@ -38,6 +38,7 @@ public final class VirtioDeviceRunner {
             switch try? self.control.receive(DeviceSetupCommand.self) {
             case .setLogLevel(let name)?:
                 if let level = Logger.Level(rawValue: name) { VmdLog.setLevel(level) }
+                self.logger.debug("log level now \(name)")
             case .stop?:
                 self.logger.info("stopping")
                 self.loop.stop()
