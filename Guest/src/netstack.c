@@ -228,8 +228,8 @@ int arp_resolve(struct netif *nif, uint32_t ip, uint8_t mac[6], uint64_t timeout
 
 static void icmp_input(struct netif *nif, const uint8_t *eth_src, uint32_t src, const uint8_t *p, uint32_t len)
 {
-	if (len < 8 || inet_fold(inet_sum(p, len, 0)) != 0) {
-		nif->dropped++;
+	if (len < 8 || len > ETH_MTU - IP_HLEN || inet_fold(inet_sum(p, len, 0)) != 0) {
+		nif->dropped++; /* (a reply must fit one frame: no fragments) */
 		return;
 	}
 	if (p[0] != 8 || p[1] != 0) /* echo request only */
