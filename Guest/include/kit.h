@@ -116,6 +116,9 @@ uint64_t kit_tsc_hz(void);
 /* blk.c */
 int test_blk(const char *name);
 int bench_blk(const char *name);
+/* nettest.c */
+int test_net(const char *name);
+int bench_net(const char *name);
 void user_main(void) __attribute__((noreturn)); /* ring 3 */
 
 /* ---- string.c ---- */

@@ -112,6 +112,8 @@ static const struct {
 	{ "exception", test_exception },
 	{ "blk", test_blk },
 	{ "bench-blk", bench_blk }, /* bench=blk */
+	{ "net", test_net },
+	{ "bench-net", bench_net }, /* bench=net */
 };
 
 void user_main(void)

@@ -1,0 +1,283 @@
+/* nettest.c - test=net (bring the interface up, then serve ARP, ICMP
+ * echo and UDP echo on port 7) and bench=net (dir=tx: UDP flood to
+ * peer=IP:PORT; dir=rx: count UDP datagrams arriving on port=). */
+#include "kit.h"
+#include "net.h"
+
+#define ECHO_PORT     7
+#define BENCH_SPORT   9001
+#define DEFAULT_IP    0x0a00020fu /* 10.0.2.15 */
+#define MAX_BENCH_LEN 65507
+
+struct serve {
+	uint64_t echoed, echo_fail;
+	int quit;
+	/* bench dir=rx */
+	uint16_t bench_port;
+	uint64_t count, bytes, t_first, t_last;
+};
+
+static struct netdev *dev;
+static struct netif *nif;
+static struct serve *sv;
+
+static const char *st(int ok)
+{
+	return ok ? "pass" : "fail";
+}
+
+static unsigned int prefix_len(uint32_t mask)
+{
+	unsigned int n = 0;
+	while (n < 32 && (mask & (0x80000000u >> n)))
+		n++;
+	return n;
+}
+
+/* Port 7 echo (and QUIT), plus the rx bench counter. */
+static void udp_rx(struct netif *n, uint32_t src_ip, uint16_t src_port, uint16_t dst_port, const uint8_t *src_mac,
+		   const uint8_t *p, uint32_t len)
+{
+	if (dst_port == ECHO_PORT) {
+		if (udp_send(n, src_mac, n->ip, src_ip, ECHO_PORT, src_port, p, len) == 0)
+			sv->echoed++;
+		else
+			sv->echo_fail++;
+		if (len == 4 && memcmp(p, "QUIT", 4) == 0)
+			sv->quit = 1;
+		return;
+	}
+	if (sv->bench_port && dst_port == sv->bench_port) {
+		uint64_t now = rdtsc();
+		if (!sv->count)
+			sv->t_first = now;
+		sv->t_last = now;
+		sv->count++;
+		sv->bytes += len;
+	}
+}
+
+/* Device, then address (static or DHCP); prints RESULT name=net-up.
+ * 0 or an exit code. */
+static int net_up(void)
+{
+	char b1[16], b2[16], b3[18];
+	dev = dma_alloc(sizeof(*dev), 64);
+	nif = dma_alloc(sizeof(*nif), 64);
+	sv = dma_alloc(sizeof(*sv), 64);
+	if (!dev || !nif || !sv) {
+		RESULT("net-up", "fail", " reason=out-of-dma-memory");
+		return EXIT_FAIL;
+	}
+	if (netdev_init(dev) < 0) {
+		RESULT("net-up", "fail", " reason=%s", dev->error);
+		return EXIT_FAIL;
+	}
+	struct pci_func *f = dev->vd.pci;
+	kit_printf("info tsc-mhz=%lu\n", dev->tsc_hz / 1000000);
+	kit_printf("info net pci=%02x:%02x.%x features=0x%lx/0x%lx rxq=%u txq=%u msix-entries=%u mrg_rxbuf=%d "
+		   "event_idx=%d link=%s mac-from=%s\n",
+		   f->bus, f->dev, f->fn, dev->vd.features, dev->vd.dev_features, dev->rxq.size, dev->txq.size,
+		   dev->vd.msix_table_size, dev->mrg_rxbuf, dev->event_idx,
+		   dev->link_status == 0xffff ? "unknown" : (dev->link_status & 1) ? "up" : "down",
+		   dev->mac_from_device ? "device" : "driver");
+	netif_init(nif, dev);
+	nif->udp_handler = udp_rx;
+	const char *method;
+	if (cmdline_get_u64("dhcp", 0)) {
+		struct dhcp_lease l;
+		const char *why;
+		method = "dhcp";
+		if (dhcp_run(nif, &l, (unsigned int)cmdline_get_u64("dhcp_tries", 5), cmdline_get_u64("dhcp_timeout", 2),
+			     &why) < 0) {
+			RESULT("net-up", "fail", " method=dhcp reason=%s attempts=%u mac=%s", why, l.attempts,
+			       mac_str(dev->mac, b3));
+			return EXIT_FAIL;
+		}
+		kit_printf("info dhcp server=%s lease=%u attempts=%u\n", ip_str(l.server, b1), l.lease_s, l.attempts);
+	} else {
+		method = "static";
+		const char *s = cmdline_get("ip"), *end;
+		uint32_t ip = DEFAULT_IP, pl = 24, gw = 0;
+		if (s) {
+			uint64_t v;
+			if (parse_ip(s, &ip, &end) < 0 || (*end && *end != '/')) {
+				RESULT("net-up", "fail", " method=static reason=bad-ip");
+				return EXIT_FAIL;
+			}
+			if (*end == '/' && (parse_u64(end + 1, &v) < 0 || v < 1 || v > 30)) {
+				RESULT("net-up", "fail", " method=static reason=bad-prefix");
+				return EXIT_FAIL;
+			}
+			if (*end == '/')
+				pl = (uint32_t)v;
+		}
+		s = cmdline_get("gw");
+		if (s && parse_ip(s, &gw, NULL) < 0) {
+			RESULT("net-up", "fail", " method=static reason=bad-gw");
+			return EXIT_FAIL;
+		}
+		nif->ip = ip;
+		nif->mask = 0xffffffffu << (32 - pl);
+		nif->gw = gw;
+	}
+	RESULT("net-up", "pass", " mac=%s ip=%s method=%s prefix=%u gw=%s", mac_str(dev->mac, b3), ip_str(nif->ip, b1),
+	       method, prefix_len(nif->mask), ip_str(nif->gw, b2));
+	return 0;
+}
+
+/* test=net: serve until seconds=N (default 30) or a UDP "QUIT" on port 7. */
+int test_net(const char *name)
+{
+	char b[16];
+	int rc = net_up();
+	if (rc)
+		return rc;
+	uint64_t secs = cmdline_get_u64("seconds", 30);
+	kit_printf("READY-NET ip=%s\n", ip_str(nif->ip, b));
+	uint64_t t0 = rdtsc(), limit = secs * dev->tsc_hz;
+	while (!sv->quit && dev->ok && rdtsc() - t0 < limit)
+		if (!netif_poll(nif, 64))
+			cpu_relax();
+	netdev_tx_flush(dev);
+	int ok = dev->ok;
+	RESULT(name, st(ok), " rx=%lu tx=%lu echoed=%lu icmp=%lu interrupts=%lu arp=%lu dropped=%lu quit=%d%s%s",
+	       nif->rx, nif->tx, sv->echoed, nif->icmp_echo, kit_virtio_irqs, nif->arp_replies, nif->dropped, sv->quit,
+	       ok ? "" : " reason=", ok ? "" : dev->error);
+	return ok ? (int)(cmdline_get_u64("exit", 0) & 0xff) : EXIT_FAIL;
+}
+
+/* peer=a.b.c.d:port */
+static int parse_peer(uint32_t *ip, uint16_t *port)
+{
+	const char *s = cmdline_get("peer"), *end;
+	uint64_t p;
+	if (!s || parse_ip(s, ip, &end) < 0 || *end != ':' || parse_u64(end + 1, &p) < 0 || !p || p > 65535)
+		return -1;
+	*port = (uint16_t)p;
+	return 0;
+}
+
+static int bench_tx(const char *name)
+{
+	char b[16];
+	uint32_t peer;
+	uint16_t pport;
+	uint64_t size = cmdline_get_u64("size", 64), n = cmdline_get_u64("n", 100000);
+	uint64_t batch = cmdline_get_u64("batch", 16);
+	if (parse_peer(&peer, &pport) < 0) {
+		RESULT(name, "fail", " dir=tx reason=bad-peer");
+		return EXIT_FAIL;
+	}
+	if (!size || size > MAX_BENCH_LEN) {
+		RESULT(name, "fail", " dir=tx reason=bad-size max=%u", MAX_BENCH_LEN);
+		return EXIT_FAIL;
+	}
+	if (!batch)
+		batch = 1;
+	uint8_t *payload = dma_alloc(size, 64), mac[6];
+	if (!payload) {
+		RESULT(name, "fail", " dir=tx reason=out-of-dma-memory");
+		return EXIT_FAIL;
+	}
+	for (uint64_t i = 0; i < size; i++)
+		payload[i] = (uint8_t)('a' + i % 26);
+	if (arp_resolve(nif, peer, mac, cmdline_get_u64("arp_timeout", 5)) < 0) {
+		RESULT(name, "fail", " dir=tx reason=arp-timeout peer=%s", ip_str(peer, b));
+		return EXIT_FAIL;
+	}
+	uint64_t irq0 = kit_virtio_irqs, nq0 = dev->txq.notifies, f0 = dev->tx_frames;
+	uint64_t sent = 0, t0 = rdtsc();
+	while (sent < n) {
+		if (udp_send(nif, mac, nif->ip, peer, BENCH_SPORT, pport, payload, (uint32_t)size) < 0)
+			break;
+		if (++sent % batch == 0)
+			netdev_tx_flush(dev);
+		if (sent % 1024 == 0)
+			netif_poll(nif, 16); /* ARP requests etc. */
+	}
+	netdev_tx_flush(dev);
+	/* Done when the device has consumed every frame. */
+	uint64_t tw = rdtsc();
+	while (dev->ok && netdev_tx_reclaim(dev) < dev->txq.size) {
+		if (rdtsc() - tw > dev->timeout) {
+			dev->ok = 0;
+			dev->error = "tx-timeout";
+		}
+		cpu_relax();
+	}
+	uint64_t t1 = rdtsc();
+	if (!dev->ok || sent < n) {
+		RESULT(name, "fail", " dir=tx size=%lu n=%lu sent=%lu reason=%s", size, n, sent,
+		       dev->error ? dev->error : "send-failed");
+		return EXIT_FAIL;
+	}
+	uint64_t usec = (t1 - t0) * 1000000 / dev->tsc_hz;
+	if (!usec)
+		usec = 1;
+	uint64_t pps = n * 1000000 / usec, mbps_x100 = n * size * 8 * 100 / usec;
+	RESULT(name, "pass", " dir=tx size=%lu n=%lu pps=%lu mbps=%lu.%02lu usec=%lu frames=%lu notifies=%lu "
+	       "full_waits=%lu interrupts=%lu batch=%lu peer=%s:%u",
+	       size, n, pps, mbps_x100 / 100, mbps_x100 % 100, usec, dev->tx_frames - f0, dev->txq.notifies - nq0,
+	       dev->tx_full_waits, kit_virtio_irqs - irq0, batch, ip_str(peer, b), pport);
+	return (int)(cmdline_get_u64("exit", 0) & 0xff);
+}
+
+static int bench_rx(const char *name)
+{
+	char b[16];
+	uint64_t n = cmdline_get_u64("n", 100000), secs = cmdline_get_u64("seconds", 30);
+	uint64_t idle = cmdline_get_u64("idle", 2);
+	uint64_t port = cmdline_get_u64("port", 9000);
+	if (!port || port > 65535 || port == ECHO_PORT) {
+		RESULT(name, "fail", " dir=rx reason=bad-port");
+		return EXIT_FAIL;
+	}
+	sv->bench_port = (uint16_t)port;
+	if (cmdline_get_u64("poll", 0))
+		netdev_set_rx_poll(dev, 1);
+	uint64_t irq0 = kit_virtio_irqs;
+	kit_printf("READY-NET ip=%s\n", ip_str(nif->ip, b));
+	uint64_t t0 = rdtsc(), limit = secs * dev->tsc_hz, idle_t = idle * dev->tsc_hz;
+	while (sv->count < n && !sv->quit && dev->ok) {
+		if (!netif_poll(nif, 64)) {
+			uint64_t now = rdtsc();
+			if (now - t0 > limit || (idle && sv->count && now - sv->t_last > idle_t))
+				break;
+			cpu_relax();
+		}
+	}
+	netdev_tx_flush(dev);
+	if (!dev->ok || !sv->count) {
+		RESULT(name, "fail", " dir=rx n=%lu wanted=%lu reason=%s", sv->count, n,
+		       dev->ok ? "no-packets" : dev->error);
+		return EXIT_FAIL;
+	}
+	uint64_t usec = (sv->t_last - sv->t_first) * 1000000 / dev->tsc_hz;
+	if (!usec)
+		usec = 1;
+	/* n packets span n-1 gaps between the first and the last. */
+	uint64_t gaps = sv->count > 1 ? sv->count - 1 : 1;
+	uint64_t pps = gaps * 1000000 / usec, mbps_x100 = sv->bytes * gaps / sv->count * 8 * 100 / usec;
+	RESULT(name, "pass", " dir=rx size=%lu n=%lu pps=%lu mbps=%lu.%02lu usec=%lu wanted=%lu port=%lu "
+	       "interrupts=%lu rx_frames=%lu dropped=%lu poll=%lu",
+	       sv->bytes / sv->count, sv->count, pps, mbps_x100 / 100, mbps_x100 % 100, usec, n, port,
+	       kit_virtio_irqs - irq0, dev->rx_frames, nif->dropped + dev->rx_errors, cmdline_get_u64("poll", 0));
+	return (int)(cmdline_get_u64("exit", 0) & 0xff);
+}
+
+/* bench=net dir=tx|rx */
+int bench_net(const char *name)
+{
+	const char *dir = cmdline_get("dir");
+	if (!dir)
+		dir = "tx";
+	if (strcmp(dir, "tx") != 0 && strcmp(dir, "rx") != 0) {
+		RESULT(name, "fail", " reason=bad-dir");
+		return EXIT_FAIL;
+	}
+	int rc = net_up();
+	if (rc)
+		return rc;
+	return dir[0] == 't' ? bench_tx(name) : bench_rx(name);
+}
