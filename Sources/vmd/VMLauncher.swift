@@ -1,4 +1,5 @@
 import Glibc
+import CLinux
 import Logging
 import Shared
 
@@ -27,6 +28,12 @@ struct VMLauncher {
     let kernelPath: String
     let configDirectory: String
     let logger: Logger
+    /// Where `local interface` /31s come from, and this VM's first index in it.
+    var localPrefix = IPv4Prefix.defaultLocal
+    var localInterfaceBase = 0
+
+    /// Offloads asked of every tap: checksum and TSO, so guests may send large segments.
+    static let tapOffloads = VMD_TUN_F_CSUM | VMD_TUN_F_TSO4 | VMD_TUN_F_TSO6
 
     func launch() throws -> LaunchedVM {
         let kernel = try FileDescriptor.open(kernelPath, flags: O_RDONLY)
@@ -34,6 +41,7 @@ struct VMLauncher {
         let disks = try config.disks.map { disk in
             try DiskImage.open(disk, resolvedPath: disk.path.hasPrefix("/") ? disk.path : configDirectory + "/" + disk.path)
         }
+        let nics = try config.interfaces.enumerated().map { index, interface in try openInterface(interface, index: index) }
         let slots = try MemorySlot.ramSlots(ramBytes: config.memoryBytes, vmName: config.name)
         let console = try PseudoTerminal()
 
@@ -54,6 +62,21 @@ struct VMLauncher {
                 logger.info("\(name): \(disk.path) (\(disk.sizeBytes) bytes\(disk.config.readOnly ? ", read-only" : "")) served by pid \(child.process.pid)")
             }
 
+            for (index, nic) in nics.enumerated() {
+                let name = "net\(index)"
+                let (vmSide, deviceSide) = try VMLauncher.wiring(queueCount: 2)
+                let child = try VMLauncher.spawn("virtio-net", role: "virtio-net \(name)", vmName: config.name)
+                started.append(child)
+                try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                try child.channel.send(DeviceSetupCommand.network(
+                    NetworkDeviceSetup(name: name, mac: nic.mac, localGuestAddress: nic.local?.guest, localHostAddress: nic.local?.host,
+                                       tapOffloads: VMLauncher.tapOffloads),
+                    tap: nic.tap.fd, wiring: deviceSide))
+                attachments.append((VirtioAttachment(type: .network, name: name, queueCount: 2), vmSide))
+                let local = nic.local.map { " local \(LocalSubnet.format($0.host)) ↔ guest \(LocalSubnet.format($0.guest))" } ?? ""
+                logger.info("\(name): \(nic.tap.name) mac \(nic.mac.map { String($0, radix: 16) }.joined(separator: ":"))\(local) served by pid \(child.process.pid)")
+            }
+
             let vm = try VMLauncher.spawn("vm", role: "vm", vmName: config.name)
             started.append(vm)
             try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
@@ -69,6 +92,41 @@ struct VMLauncher {
         } catch {
             started.forEach { $0.process.terminate() }
             throw error
+        }
+    }
+
+    struct OpenedInterface {
+        let tap: TapDevice
+        let mac: [UInt8]
+        let local: LocalSubnet?
+    }
+
+    /// Creates the tap of one `interface` or `local interface` line.
+    private func openInterface(_ interface: InterfaceConfig, index: Int) throws -> OpenedInterface {
+        let tap = try TapDevice.create(name: interface.name, offloads: VMLauncher.tapOffloads)
+        var local: LocalSubnet?
+        if interface.local {
+            guard let subnet = LocalSubnet(prefix: localPrefix, index: localInterfaceBase + index) else {
+                throw VMLaunchError.localPrefixExhausted(localPrefix.description)
+            }
+            try tap.setAddress(subnet.host, prefixLength: LocalSubnet.prefixLength)
+            local = subnet
+        }
+        if let bridge = interface.switchName { try tap.addToBridge(bridge) }
+        return OpenedInterface(tap: tap, mac: interface.lladdr ?? VMLauncher.randomMAC(), local: local)
+    }
+
+    /// A random locally administered unicast MAC (fe:e1:ba:xx:xx:xx, as vmd's).
+    static func randomMAC() -> [UInt8] {
+        [0xFE, 0xE1, 0xBA] + (0..<3).map { _ in UInt8.random(in: 0...255) }
+    }
+
+    enum VMLaunchError: Error, CustomStringConvertible {
+        case localPrefixExhausted(String)
+        var description: String {
+            switch self {
+            case .localPrefixExhausted(let prefix): "local prefix \(prefix) has no /31 left for this interface"
+            }
         }
     }
 

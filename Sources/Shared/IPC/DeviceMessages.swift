@@ -238,10 +238,28 @@ public struct BlockDeviceSetup: Equatable, Sendable {
     }
 }
 
+/// What vmd gives a virtio-net process besides its tap and wiring.
+public struct NetworkDeviceSetup: Equatable, Sendable {
+    public var name: String
+    public var mac: [UInt8]
+    /// For a `local interface`: the guest's and the host's address of the /31
+    /// (host byte order), which the device hands out by DHCP itself.
+    public var localGuestAddress: UInt32?
+    public var localHostAddress: UInt32?
+    /// TUNSETOFFLOAD flags vmd set on the tap, so the device offers the matching features.
+    public var tapOffloads: UInt32
+
+    public init(name: String, mac: [UInt8], localGuestAddress: UInt32?, localHostAddress: UInt32?, tapOffloads: UInt32) {
+        (self.name, self.mac, self.localGuestAddress, self.localHostAddress, self.tapOffloads) =
+            (name, mac, localGuestAddress, localHostAddress, tapOffloads)
+    }
+}
+
 /// vmd → a device process.
 public enum DeviceSetupCommand: ChannelMessage {
     case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
     case block(BlockDeviceSetup, disk: FileDescriptor, wiring: DeviceWiring)
+    case network(NetworkDeviceSetup, tap: FileDescriptor, wiring: DeviceWiring)
     case stop
     /// `vmctl log brief|verbose`: a swift-log level name.
     case setLogLevel(String)
@@ -252,6 +270,7 @@ public enum DeviceSetupCommand: ChannelMessage {
         case .block: 2
         case .stop: 3
         case .setLogLevel: 4
+        case .network: 5
         }
     }
 
@@ -269,6 +288,14 @@ public enum DeviceSetupCommand: ChannelMessage {
             break
         case .setLogLevel(let level):
             writer.write(level)
+        case .network(let setup, let tap, let wiring):
+            writer.write(setup.name)
+            writer.write(setup.mac)
+            writer.write(setup.localGuestAddress ?? 0)
+            writer.write(setup.localHostAddress ?? 0)
+            writer.write(setup.tapOffloads)
+            writer.write(tap)
+            wiring.encode(into: &writer)
         }
     }
 
@@ -285,6 +312,14 @@ public enum DeviceSetupCommand: ChannelMessage {
             return .stop
         case 4:
             return .setLogLevel(try reader.read(String.self, limit: 16))
+        case 5:
+            let name = try reader.read(String.self, limit: 64)
+            let mac = try reader.readBytes(limit: 6)
+            guard mac.count == 6 else { throw IPCError.malformed("MAC of \(mac.count) bytes") }
+            let guest = try reader.read(UInt32.self), host = try reader.read(UInt32.self)
+            let setup = NetworkDeviceSetup(name: name, mac: mac, localGuestAddress: guest == 0 ? nil : guest,
+                                           localHostAddress: host == 0 ? nil : host, tapOffloads: try reader.read(UInt32.self))
+            return .network(setup, tap: try reader.readDescriptor(), wiring: try DeviceWiring.decode(from: &reader))
         default:
             throw IPCError.unknownTag(tag)
         }
