@@ -43,7 +43,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "virtio-blk", dependencies: ["Shared", "CLinux"]),
-        .executableTarget(name: "virtio-net", dependencies: ["Shared"]),
+        .executableTarget(name: "virtio-net", dependencies: ["Shared", "CLinux"]),
         .executableTarget(
             name: "vmctl",
             dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -53,6 +53,10 @@ let package = Package(
         .testTarget(name: "VMTests", dependencies: ["vm", "Shared"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Shared"]),
         .testTarget(name: "VirtioBlkTests", dependencies: ["virtio-blk", "Shared", "CLinux"]),
+        .testTarget(
+            name: "VirtioNetTests",
+            dependencies: ["virtio-net", "Shared", "CLinux", .product(name: "Logging", package: "swift-log")]
+        ),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,6 +2,7 @@
 #include "CLinux.h"
 #include <sys/ioctl.h>
 #include <string.h>
+#include <linux/if_tun.h>
 
 const int VMD_F_ADD_SEALS = F_ADD_SEALS, VMD_F_GET_SEALS = F_GET_SEALS, VMD_F_SEAL_SEAL = F_SEAL_SEAL,
           VMD_F_SEAL_SHRINK = F_SEAL_SHRINK, VMD_F_SEAL_GROW = F_SEAL_GROW, VMD_F_SEAL_WRITE = F_SEAL_WRITE;
@@ -17,6 +18,12 @@ int vmd_fcntl_int(int fd, int command, int argument) { return fcntl(fd, command,
 
 int vmd_fallocate(int fd, int mode, off_t offset, off_t length) { return fallocate(fd, mode, offset, length); }
 const int VMD_SEEK_DATA = SEEK_DATA, VMD_SEEK_HOLE = SEEK_HOLE;
+
+const unsigned long VMD_TUNSETIFF = TUNSETIFF, VMD_TUNSETOFFLOAD = TUNSETOFFLOAD,
+                    VMD_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ, VMD_TUNGETVNETHDRSZ = TUNGETVNETHDRSZ;
+const unsigned int VMD_IFF_TAP = IFF_TAP, VMD_IFF_NO_PI = IFF_NO_PI, VMD_IFF_VNET_HDR = IFF_VNET_HDR;
+const unsigned int VMD_TUN_F_CSUM = TUN_F_CSUM, VMD_TUN_F_TSO4 = TUN_F_TSO4, VMD_TUN_F_TSO6 = TUN_F_TSO6,
+                   VMD_TUN_F_TSO_ECN = TUN_F_TSO_ECN, VMD_TUN_F_UFO = TUN_F_UFO;
 
 int vmd_posix_openpt(int flags) { return posix_openpt(flags); }
 int vmd_grantpt(int fd) { return grantpt(fd); }

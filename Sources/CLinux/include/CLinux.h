@@ -49,6 +49,12 @@ int vmd_fcntl_int(int fd, int command, int argument);
 int vmd_fallocate(int fd, int mode, off_t offset, off_t length);
 extern const int VMD_SEEK_DATA, VMD_SEEK_HOLE;
 
+// Tap devices (virtio-net): the TUN* ioctl numbers are _IOW() expressions, which Swift cannot
+// import, and <linux/if_tun.h> stays out of this header so Swift sees only these constants.
+extern const unsigned long VMD_TUNSETIFF, VMD_TUNSETOFFLOAD, VMD_TUNSETVNETHDRSZ, VMD_TUNGETVNETHDRSZ;
+extern const unsigned int VMD_IFF_TAP, VMD_IFF_NO_PI, VMD_IFF_VNET_HDR;
+extern const unsigned int VMD_TUN_F_CSUM, VMD_TUN_F_TSO4, VMD_TUN_F_TSO6, VMD_TUN_F_TSO_ECN, VMD_TUN_F_UFO;
+
 // Pseudo-terminals: declared by glibc only under _XOPEN_SOURCE.
 int vmd_posix_openpt(int flags);
 int vmd_grantpt(int fd);

@@ -43,6 +43,14 @@ public final class ActiveQueues {
         try? calls[index].signalEvent()
     }
 
+    /// Runs `body` on queue `index`, nil if the driver did not enable it. For devices that
+    /// take buffers when data arrives rather than when the driver kicks (virtio-net's
+    /// receive queue holds chains until a packet comes); `drain` covers the usual case.
+    public func withQueue<Result>(_ index: Int, _ body: (inout SplitVirtqueue) throws -> Result) rethrows -> Result? {
+        guard queues[index] != nil else { return nil }
+        return try body(&queues[index]!)
+    }
+
     /// Serves every available chain of queue `index` with `handle`, which returns the
     /// number of bytes written into the chain; malformed chains complete with length 0.
     /// Loops until the driver has added nothing more after notifications were re-enabled.
