@@ -11,6 +11,8 @@ final class NetVirtioDevice: VirtioDeviceModel {
     let model: NetDeviceModel
     private let guestLog: RateLimitedLog
     private let resumeTap: () -> Void
+    /// TUNSETOFFLOAD on the tap: the one tap ioctl this process makes (design §5).
+    var setTapOffloads: (UInt32) throws -> Void = { _ in }
     private var active: ActiveQueues?
     /// `tapReadable()` said `.outOfBuffers` and `resumeTap` has not been called since.
     private(set) var waitingForBuffers = false
@@ -37,6 +39,8 @@ final class NetVirtioDevice: VirtioDeviceModel {
 
     func activate(features: UInt64, queues: ActiveQueues) throws {
         model.resetQueues()
+        // The tap may hand us only what the guest can take (partial checksums, TSO).
+        try setTapOffloads(NetOffloads.tunFlags(forGuestFeatures: features))
         active = queues
     }
 

@@ -22,8 +22,10 @@ struct TapDevice {
 
     static let vnetHeaderSize: Int32 = 12
 
-    /// Creates the tap (named `name`, or the kernel's next tapN).
-    static func create(name: String?, offloads: UInt32) throws -> TapDevice {
+    /// Creates the tap (named `name`, or the kernel's next tapN). `offloads` are
+    /// probed (TUNSETOFFLOAD) and left off: the virtio-net process turns on those
+    /// the guest negotiates; `acceptedOffloads` says which it may offer.
+    static func create(name: String?, offloads: UInt32) throws -> (tap: TapDevice, acceptedOffloads: UInt32) {
         let fd: FileDescriptor
         do { fd = try FileDescriptor.open("/dev/net/tun", flags: O_RDWR | O_NONBLOCK) } catch let error as SystemError {
             throw TapError.setup("open /dev/net/tun", error)
@@ -35,10 +37,11 @@ struct TapDevice {
         let actual = withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         var headerSize = vnetHeaderSize
         try ioctl(fd, VMD_TUNSETVNETHDRSZ, &headerSize, "TUNSETVNETHDRSZ")
-        try check(vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, UInt(offloads)), "TUNSETOFFLOAD")
+        let accepted = vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, UInt(offloads)) == 0 ? offloads : 0
+        try check(vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, 0), "TUNSETOFFLOAD(0)")
         let tap = TapDevice(fd: fd, name: actual)
         try tap.setLinkUp()
-        return tap
+        return (tap, accepted)
     }
 
     /// Brings the link up (SIOCSIFFLAGS with IFF_UP).

@@ -70,7 +70,7 @@ struct VMLauncher {
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 try child.channel.send(DeviceSetupCommand.network(
                     NetworkDeviceSetup(name: name, mac: nic.mac, localGuestAddress: nic.local?.guest, localHostAddress: nic.local?.host,
-                                       tapOffloads: VMLauncher.tapOffloads),
+                                       tapOffloads: nic.offloads),
                     tap: nic.tap.fd, wiring: deviceSide))
                 attachments.append((VirtioAttachment(type: .network, name: name, queueCount: 2), vmSide))
                 let local = nic.local.map { " local \(LocalSubnet.format($0.host)) ↔ guest \(LocalSubnet.format($0.guest))" } ?? ""
@@ -99,11 +99,12 @@ struct VMLauncher {
         let tap: TapDevice
         let mac: [UInt8]
         let local: LocalSubnet?
+        let offloads: UInt32
     }
 
     /// Creates the tap of one `interface` or `local interface` line.
     private func openInterface(_ interface: InterfaceConfig, index: Int) throws -> OpenedInterface {
-        let tap = try TapDevice.create(name: interface.name, offloads: VMLauncher.tapOffloads)
+        let (tap, offloads) = try TapDevice.create(name: interface.name, offloads: VMLauncher.tapOffloads)
         var local: LocalSubnet?
         if interface.local {
             guard let subnet = LocalSubnet(prefix: localPrefix, index: localInterfaceBase + index) else {
@@ -113,7 +114,7 @@ struct VMLauncher {
             local = subnet
         }
         if let bridge = interface.switchName { try tap.addToBridge(bridge) }
-        return OpenedInterface(tap: tap, mac: interface.lladdr ?? VMLauncher.randomMAC(), local: local)
+        return OpenedInterface(tap: tap, mac: interface.lladdr ?? VMLauncher.randomMAC(), local: local, offloads: offloads)
     }
 
     /// A random locally administered unicast MAC (fe:e1:ba:xx:xx:xx, as vmd's).

@@ -65,17 +65,8 @@ int vmd_ptsname(int fd, char *buffer, size_t length);
 int vmd_accept4(int fd, int flags);
 int vmd_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
-// Tap devices (vmd creates and configures them; devices only read and write).
-// The request numbers are _IOW macros Swift cannot import.
-#include <sys/ioctl.h>
-#include <linux/if_tun.h>
+// Interface configuration of taps by vmd (link up, local address, bridge).
 #include <linux/sockios.h>
-static const unsigned long VMD_TUNSETIFF = TUNSETIFF;
-static const unsigned long VMD_TUNSETOFFLOAD = TUNSETOFFLOAD;
-static const unsigned long VMD_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
-static const unsigned long VMD_TUNGETIFF = TUNGETIFF;
-static const unsigned int VMD_IFF_TAP = IFF_TAP, VMD_IFF_NO_PI = IFF_NO_PI, VMD_IFF_VNET_HDR = IFF_VNET_HDR;
-static const unsigned int VMD_TUN_F_CSUM = TUN_F_CSUM, VMD_TUN_F_TSO4 = TUN_F_TSO4, VMD_TUN_F_TSO6 = TUN_F_TSO6;
 static const unsigned long VMD_SIOCGIFFLAGS = SIOCGIFFLAGS, VMD_SIOCSIFFLAGS = SIOCSIFFLAGS;
 static const unsigned long VMD_SIOCSIFADDR = SIOCSIFADDR, VMD_SIOCSIFNETMASK = SIOCSIFNETMASK;
 static const unsigned long VMD_SIOCGIFINDEX = SIOCGIFINDEX, VMD_SIOCBRADDIF = SIOCBRADDIF;

@@ -31,6 +31,19 @@ public final class VirtioDeviceRunner {
         loop = try EventLoop()
     }
 
+    /// For device-specific descriptors (virtio-net's tap), watched by the same loop.
+    public func watchReadable(_ fd: Int32, _ handler: @escaping () -> Void) throws -> EventWatch {
+        try loop.watchReadable(fd, handler)
+    }
+
+    /// A device-side fault of a ring found outside a kick (virtio-net receiving from its tap).
+    public func reportBrokenRing(_ error: Error) {
+        guard !broken else { return }
+        broken = true
+        guestLog.note("\(error); device needs reset")
+        try? events.send(DeviceEvent.needsReset("\(error)"))
+    }
+
     /// Runs until vmd says stop or a channel closes.
     public func run() throws {
         watches.append(try loop.watchReadable(transport.socket.rawValue) { [unowned self] in self.serveTransport() })
