@@ -42,6 +42,18 @@ int vmd_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
     return 0;
 }
 
+#include <sched.h>
+int vmd_landlock_create_ruleset(const void *attributes, size_t size, unsigned int flags) {
+    return (int)syscall(444 /* __NR_landlock_create_ruleset */, attributes, size, flags);
+}
+int vmd_landlock_restrict_self(int ruleset, unsigned int flags) {
+    return (int)syscall(446 /* __NR_landlock_restrict_self */, ruleset, flags);
+}
+int vmd_unshare(int flags) { return unshare(flags); }
+int vmd_setresuid(uid_t uid) { return setresuid(uid, uid, uid); }
+int vmd_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }
+const int VMD_CLONE_NEWNS = CLONE_NEWNS, VMD_CLONE_NEWNET = CLONE_NEWNET, VMD_CLONE_THREAD = CLONE_THREAD;
+
 void vmd_syslog(int priority, const char *line) { syslog(priority, "%s", line); }
 
 size_t vmd_cmsg_space_for_fds(size_t count) { return CMSG_SPACE(count * sizeof(int)); }

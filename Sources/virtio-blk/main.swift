@@ -10,7 +10,6 @@ VmdLog.bootstrapChild(identity: "virtio-blk")
 var logger = Logger(label: "virtio-blk")
 do {
     try ChildSetup.dieWithParent()
-    try ChildSetup.forbidNewPrivileges()
     let control = ChildSetup.inheritedChannel()
     guard case .shareMemory(let slots, let memfds) = try control.receive(DeviceSetupCommand.self) else {
         throw IPCError.malformed("expected shareMemory first")
@@ -22,7 +21,10 @@ do {
     logger[metadataKey: "disk"] = "\(setup.name)"
     let model = try BlockDeviceModel(backend: try RawFileBackend(file: disk, readOnly: setup.readOnly), serial: setup.serial)
     let device = BlockVirtioDevice(model: model, guestLog: RateLimitedLog(logger: logger))
-    try VirtioDeviceRunner(model: device, memory: memory, wiring: wiring, control: control, logger: logger).run()
+    let runner = try VirtioDeviceRunner(model: device, memory: memory, wiring: wiring, control: control, logger: logger)
+    ProcessRole.current = "virtio-blk"
+    try Sandbox.enter(.block, logger: logger)
+    try runner.run()
     logger.info("served \(model.counters.requests) requests")
 } catch {
     logger.critical("\(error)")

@@ -12,7 +12,6 @@ VmdLog.bootstrapChild(identity: "virtio-net")
 var logger = Logger(label: "virtio-net")
 do {
     try ChildSetup.dieWithParent()
-    try ChildSetup.forbidNewPrivileges()
     let control = ChildSetup.inheritedChannel()
     guard case .shareMemory(let slots, let memfds) = try control.receive(DeviceSetupCommand.self) else {
         throw IPCError.malformed("expected shareMemory first")
@@ -39,6 +38,8 @@ do {
     let runner = try VirtioDeviceRunner(model: device, memory: memory, wiring: wiring, control: control, logger: logger)
     pump.device = device
     pump.runner = runner
+    ProcessRole.current = "virtio-net"
+    try Sandbox.enter(.network, logger: logger)
     pump.resume()
     try runner.run()
     logger.info("tx \(model.counters.txPackets) packets, rx \(model.counters.rxPackets), tx dropped \(model.counters.txDropped.total)")

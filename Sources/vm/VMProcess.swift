@@ -44,10 +44,13 @@ struct VMProcess {
         let machine = try VirtualMachine(request: setup.request, memory: setup.memory, kvmDevice: setup.kvm,
                                          kernel: setup.kernel, console: console, devices: setup.devices, logger: logger)
         setup.kernel.close()  // loaded; the vm process keeps no boot files open
+        let loop = try EventLoop()
+        try? console.setNonBlocking(true)
+        ProcessRole.current = "vm"
+        try Sandbox.enter(.vm(kvmRequests: VirtualMachine.runtimeKVMRequests), logger: logger)
         try channel.send(VMEvent.running)
         try machine.start()
 
-        let loop = try EventLoop()
         var outcome: GuestEnd?
         let ended = try loop.watchReadable(machine.endedEvent.rawValue) {
             _ = machine.endedEvent.drainEvent()
@@ -82,7 +85,6 @@ struct VMProcess {
                 loop.stop()
             }
         }
-        try? console.setNonBlocking(true)
         let consoleInput = try loop.watchReadable(console.rawValue) {
             if let bytes = try? console.read(upTo: 256), !bytes.isEmpty { machine.receiveConsoleInput(bytes) }
         }

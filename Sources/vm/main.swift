@@ -8,7 +8,6 @@ VmdLog.bootstrapChild(identity: "vm")
 var logger = Logger(label: "vm")
 do {
     try ChildSetup.dieWithParent()
-    try ChildSetup.forbidNewPrivileges()
 } catch {
     logger.critical("setup: \(error)")
     exit(70)

@@ -59,6 +59,12 @@ struct Serve: ParsableCommand {
         }
         VmdLog.bootstrap(foreground ? .standardError : .syslog(identity: "vmd"), level: verbose ? .debug : .info)
         do {
+            try SandboxUser.configure()
+        } catch {
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+        do {
             try Daemon(options: Daemon.Options(configPath: file, socketPath: Vmd.socketPath(socket))).run()
         } catch {
             Logger(label: "vmd").critical("\(error)")
@@ -99,6 +105,12 @@ struct Boot: ParsableCommand {
     func run() throws {
         let level: Logger.Level = verbose ? .info : .warning
         VmdLog.bootstrap(.standardError, level: level)
+        do {
+            try SandboxUser.configure()
+        } catch {
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
         let logger = Logger(label: "vmd")
         let vm: VMConfig
         do {

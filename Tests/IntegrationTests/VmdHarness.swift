@@ -88,8 +88,9 @@ struct VmdHarness {
     }
 
     /// Starts `vmd boot CONFIG ARGS...` with its output going to files.
-    func start(config: String, arguments: [String] = []) throws -> Run {
+    func start(config: String, arguments: [String] = [], environment: [String: String] = [:]) throws -> Run {
         let process = Process()
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         process.executableURL = URL(fileURLWithPath: VmdHarness.productsDirectory + "/vmd")
         process.arguments = ["boot", config] + arguments
         let stdoutPath = directory.appendingPathComponent("stdout").path
@@ -103,8 +104,8 @@ struct VmdHarness {
         return Run(process: process, stdoutPath: stdoutPath, stderrPath: stderrPath)
     }
 
-    func run(config: String, arguments: [String] = [], seconds: Double = 60) throws -> Run {
-        let run = try start(config: config, arguments: arguments)
+    func run(config: String, arguments: [String] = [], environment: [String: String] = [:], seconds: Double = 60) throws -> Run {
+        let run = try start(config: config, arguments: arguments, environment: environment)
         run.wait(seconds: seconds)
         return run
     }

@@ -71,6 +71,14 @@ static const unsigned long VMD_SIOCGIFFLAGS = SIOCGIFFLAGS, VMD_SIOCSIFFLAGS = S
 static const unsigned long VMD_SIOCSIFADDR = SIOCSIFADDR, VMD_SIOCSIFNETMASK = SIOCSIFNETMASK;
 static const unsigned long VMD_SIOCGIFINDEX = SIOCGIFINDEX, VMD_SIOCBRADDIF = SIOCBRADDIF;
 
+// Sandbox calls: Landlock has no glibc wrappers; unshare and setresuid need _GNU_SOURCE.
+int vmd_landlock_create_ruleset(const void *attributes, size_t size, unsigned int flags);
+int vmd_landlock_restrict_self(int ruleset, unsigned int flags);
+int vmd_unshare(int flags);
+int vmd_setresuid(uid_t uid);
+int vmd_setresgid(gid_t gid);
+extern const int VMD_CLONE_NEWNS, VMD_CLONE_NEWNET, VMD_CLONE_THREAD;
+
 // syslog(3) is variadic: this logs one preformatted line.
 void vmd_syslog(int priority, const char *line);
 

@@ -1,0 +1,97 @@
+import CLinux
+import Glibc
+
+/// What each child may still do once sandboxed (design §5). Every rule says who needs it.
+public struct SandboxProfile {
+    public enum Role: String {
+        case vm, block, network
+    }
+
+    let role: Role
+    let rules: [SeccompFilter.Rule]
+    /// Leave the host's mount namespace (devices) and network namespace (virtio-blk).
+    let unshareFlags: Int32
+
+    /// Shared by every child: the Swift runtime, malloc, libevent, the IPC channels, logging.
+    static let common: [SeccompFilter.Rule] = [
+        .allow("read", "eventfds, channels, the console"),
+        .allow("write", "eventfds, logging to stderr, the console"),
+        .allow("close", "descriptors received and dropped"),
+        .allow("recvmsg", "IPC channels (SCM_RIGHTS)"),
+        .allow("sendmsg", "IPC channels"),
+        .allow("epoll_wait", "libevent"),
+        .allow("epoll_pwait", "libevent"),
+        .allow("epoll_ctl", "libevent: watches added after the sandbox (kick eventfds at DRIVER_OK)"),
+        .allow("fcntl", "setting O_NONBLOCK on received descriptors"),
+        .allow("mmap", "malloc"),
+        .allow("munmap", "malloc"),
+        .allow("mprotect", "malloc, thread stacks"),
+        .allow("madvise", "malloc"),
+        .allow("mremap", "malloc (large realloc)"),
+        .allow("brk", "malloc"),
+        .allow("futex", "Swift runtime locks, pthreads"),
+        .allow("rt_sigaction", "Swift runtime, libevent"),
+        .allow("rt_sigprocmask", "Swift runtime, libevent"),
+        .allow("rt_sigreturn", "return from signal handlers (vCPU kicks)"),
+        .allow("sigaltstack", "Swift runtime"),
+        .allow("getrandom", "Swift hashing seed, random MACs"),
+        .allow("getpid", "logging"),
+        .allow("gettid", "logging, Swift runtime"),
+        .allow("getppid", "parent-death checks"),
+        .allow("clock_gettime", "libevent timers (vDSO fallback)"),
+        .allow("clock_nanosleep", "sleeps"),
+        .allow("nanosleep", "sleeps"),
+        .allow("sched_yield", "Swift runtime locks"),
+        .allow("sched_getaffinity", "Swift runtime, new threads"),
+        .allow("restart_syscall", "interrupted sleeps"),
+        .allow("exit", "thread exit"),
+        .allow("exit_group", "process exit"),
+        .allow("tgkill", "abort() on a precondition failure"),
+        .allow("newfstatat", "libc on descriptors it already has"),
+        .allow("fstat", "libc on descriptors it already has"),
+        .allow("lseek", "libc stdio"),
+        // Nothing may be opened: fail cleanly, as if the file did not exist.
+        .fail("open", errno: ENOENT, "no filesystem access"),
+        .fail("openat", errno: ENOENT, "no filesystem access"),
+        .fail("openat2", errno: ENOENT, "no filesystem access"),
+        .fail("creat", errno: ENOENT, "no filesystem access"),
+    ]
+
+    /// vm: KVM on descriptors it holds (the requests, with their reasons, come
+    /// from the vm target, which owns the KVM headers), vCPU threads, the poller.
+    public static func vm(kvmRequests: [(request: UInt, reason: String)]) -> SandboxProfile {
+        SandboxProfile(role: .vm, rules: common + kvmRequests.map { SeccompFilter.Rule.ioctl($0.request, $0.reason) } + vmThreads,
+                       unshareFlags: 0)
+    }
+
+    private static let vmThreads: [SeccompFilter.Rule] = [
+        .allow("poll", "masked-interrupt poller"),
+        .allow("ppoll", "masked-interrupt poller"),
+        // Only threads: fork and vfork-like clones stay forbidden.
+        SeccompFilter.Rule(name: "clone", reason: "vCPU and poller threads (CLONE_THREAD only)",
+                           argument: (0, UInt64(VMD_CLONE_THREAD), UInt64(VMD_CLONE_THREAD))),
+        .fail("clone3", errno: ENOSYS, "glibc falls back to clone, whose flags seccomp can check"),
+        .allow("set_robust_list", "new threads"),
+        .allow("rseq", "new threads"),
+        .allow("setsockopt", "device reply timeouts"),
+        .allow("eventfd2", "the end-of-guest and poller wakeup eventfds"),
+    ]
+
+    /// virtio-blk: its disk descriptor only.
+    public static let block = SandboxProfile(role: .block, rules: common + [
+        .allow("preadv", "reads straight into guest memory"),
+        .allow("pwritev", "writes straight from guest memory"),
+        .allow("pread64", "reads"),
+        .allow("pwrite64", "writes of zeros when the filesystem cannot zero a range"),
+        .allow("fdatasync", "FLUSH"),
+        .allow("fsync", "FLUSH"),
+        .allow("fallocate", "DISCARD (punch hole) and WRITE_ZEROES (zero range)"),
+    ], unshareFlags: VMD_CLONE_NEWNS | VMD_CLONE_NEWNET)
+
+    /// virtio-net: its tap descriptor only, and the one tap ioctl it needs.
+    public static let network = SandboxProfile(role: .network, rules: common + [
+        .allow("readv", "receive straight into guest buffers"),
+        .allow("writev", "transmit straight from guest buffers"),
+        .ioctl(UInt(VMD_TUNSETOFFLOAD), "offloads for what the guest negotiated: TUNSETOFFLOAD"),
+    ], unshareFlags: VMD_CLONE_NEWNS)
+}

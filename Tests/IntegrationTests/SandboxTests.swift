@@ -1,0 +1,96 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// Every child is sandboxed once its descriptors are in hand (issue: sandbox).
+final class SandboxTests: XCTestCase {
+    override func setUpWithError() throws {
+        try VmdHarness.requireKVMAndRoot()
+    }
+
+    private func statusFields(_ pid: pid_t) -> [String: String] {
+        var fields: [String: String] = [:]
+        for line in VmdHarness.readProcFile("/proc/\(pid)/status").split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
+        }
+        return fields
+    }
+
+    private func image(_ vm: VmdHarness) -> String {
+        let path = vm.directory.appendingPathComponent("disk.img").path
+        FileManager.default.createFile(atPath: path, contents: Data(count: 1 << 20))
+        return path
+    }
+
+    func testEveryChildRunsWithSeccompNoNewPrivsAndANonRootUser() throws {
+        let vm = try VmdHarness("sandbox")
+        let namespace = "vmdsb\(getpid())"
+        XCTAssertEqual(shell("/usr/sbin/ip netns add \(namespace)"), 0)
+        defer { _ = shell("/usr/sbin/ip netns del \(namespace)") }
+        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    disk \"\(image(vm))\"\n    local interface")
+        // vmd in its own namespace so that its tap does not appear on the host.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", namespace, VmdHarness.productsDirectory + "/vmd", "boot", config, "--deadline", "60"]
+        let output = vm.directory.appendingPathComponent("stdout").path
+        FileManager.default.createFile(atPath: output, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: output)
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let run = VmdHarness.Run(process: process, stdoutPath: output, stderrPath: "/dev/null")
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(run.waitForOutput("status=running"), run.stdout)
+
+        let children = ["vm", "virtio-blk", "virtio-net"].flatMap { name in vm.processes(named: name).map { (name, $0) } }
+        XCTAssertEqual(children.map(\.0).sorted(), ["virtio-blk", "virtio-net", "vm"])
+        for (name, pid) in children {
+            let status = statusFields(pid)
+            XCTAssertEqual(status["Seccomp"], "2", "\(name) runs under a seccomp filter")
+            XCTAssertEqual(status["NoNewPrivs"], "1", "\(name) has no_new_privs")
+            let uids = (status["Uid"] ?? "0").split(separator: "\t").map(String.init)
+            XCTAssertFalse(uids.contains("0"), "\(name) is not root: Uid \(uids)")
+            XCTAssertEqual(status["CapEff"], "0000000000000000", "\(name) holds no capability")
+        }
+        // virtio-blk left the network namespace: its net ns differs from vm's.
+        let blk = try XCTUnwrap(vm.processes(named: "virtio-blk").first)
+        let vmPid = try XCTUnwrap(vm.processes(named: "vm").first)
+        let blkNet = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(blk)/ns/net")
+        let vmNet = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(vmPid)/ns/net")
+        XCTAssertNotNil(blkNet)
+        XCTAssertNotEqual(blkNet, vmNet, "virtio-blk has a network namespace of its own")
+        kill(process.processIdentifier, SIGTERM)
+        run.wait(seconds: 20)
+    }
+
+    func testOpeningAFileFailsWithENOENT() throws {
+        let vm = try VmdHarness("sandbox-open")
+        let config = try vm.writeConfig(cmdline: "test=boot", extra: "    disk \"\(image(vm))\"")
+        let run = try vm.run(config: config, arguments: ["--deadline", "30", "-v"], environment: ["VMD_TEST_OPEN_PROBE": "/etc/passwd"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        for process in ["vm", "virtio-blk"] {
+            XCTAssertTrue(run.stderr.split(separator: "\n").contains {
+                $0.hasPrefix("\(process)[") && $0.contains("sandbox probe: open(/etc/passwd) = -1 errno 2 (No such file or directory)")
+            }, "\(process): \(run.stderr)")
+        }
+    }
+
+    func testAForbiddenSyscallKillsTheDeviceAndTheVMIsTornDown() throws {
+        let vm = try VmdHarness("sandbox-kill")
+        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    disk \"\(image(vm))\"")
+        let run = try vm.run(config: config, arguments: ["--deadline", "30"], environment: ["VMD_TEST_FORBIDDEN_SYSCALL": "virtio-blk"])
+        XCTAssertEqual(run.status, 70, run.stderr)
+        XCTAssertTrue(run.stderr.contains("virtio-blk disk0 process killed by signal 31"), "SIGSYS from seccomp: \(run.stderr)")
+        XCTAssertEqual(vm.processes(named: "vm") + vm.processes(named: "virtio-blk"), [])
+    }
+
+    private func shell(_ command: String) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        guard (try? process.run()) != nil else { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
