@@ -8,16 +8,10 @@ import Shared
 // configured by vmd), its eventfds and its channel to the vm process, and moves
 // packets between the tap and the queues straight from guest memory (design §4).
 // Not meant to be run by hand.
-VmdLog.bootstrapChild(identity: "virtio-net")
-var logger = Logger(label: "virtio-net")
-do {
-    try ChildSetup.dieWithParent()
-    let control = ChildSetup.inheritedChannel()
-    guard case .shareMemory(let slots, let memfds) = try control.receive(DeviceSetupCommand.self) else {
-        throw IPCError.malformed("expected shareMemory first")
-    }
-    let memory = try GuestMemory.mapShared(slots: slots, memfds: memfds)
-    guard case .network(let setup, let tap, let wiring) = try control.receive(DeviceSetupCommand.self) else {
+DeviceProcessStart.run(identity: "virtio-net") { logger in
+    let start = try DeviceProcessStart()
+    let (control, memory) = (start.control, start.memory)
+    guard case .network(let setup, let tap, let wiring) = start.setup else {
         throw IPCError.malformed("expected the network device setup")
     }
     logger[metadataKey: "nic"] = "\(setup.name)"
@@ -43,8 +37,4 @@ do {
     pump.resume()
     try runner.run()
     logger.info("tx \(model.counters.txPackets) packets, rx \(model.counters.rxPackets), tx dropped \(model.counters.txDropped.total)")
-} catch {
-    logger.critical("\(error)")
-    exit(70)
 }
-exit(0)
