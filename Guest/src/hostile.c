@@ -1097,11 +1097,15 @@ static int wait_offer(struct hctx *c, uint32_t xid, uint64_t tmo_ms)
 		int w = h_wait(c, RXQ, &id, &len, 50);
 		if (w == W_RESET)
 			return -1;
-		if (w != W_USED || id >= NRX || len < NET_HDR_LEN + 14 + 20 + 8 + 8 || len > BUF)
+		if (w != W_USED || id >= NRX)
 			continue;
 		const uint8_t *f = c->rxb + (uint64_t)id * BUF + NET_HDR_LEN;
 		const uint8_t *ip = f + 14, *udp = ip + (ip[0] & 15) * 4;
-		if (get16(f + 12) == 0x0800 && ip[9] == 17 && get16(udp) == 67 && get32(udp + 8 + 4) == xid)
+		int hit = len >= NET_HDR_LEN + 14 + 20 + 8 + 8 && len <= BUF && get16(f + 12) == 0x0800 && ip[9] == 17 &&
+			  get16(udp) == 67 && get32(udp + 8 + 4) == xid;
+		/* Give the buffer back (other frames, e.g. ARP replies from the host, keep coming). */
+		h_submit(RXQ, (uint16_t)id);
+		if (hit)
 			return 1;
 	}
 	return 0;
