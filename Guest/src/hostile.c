@@ -751,6 +751,51 @@ static int b_unknown_type(struct hctx *c, struct hres *r)
 	return blk_one_data(c, r, 0x7777, 0, P(c->data), 512, WR);
 }
 
+/* An indirect table of 2048 entries: header, 2046 x 512 bytes in, status (1 MiB,
+ * more pieces than one preadv takes). Serving it correctly or failing it are both fine. */
+static int b_indirect_2046_segments(struct hctx *c, struct hres *r)
+{
+	STD();
+	struct virtq_desc *t = dma_alloc(2048 * 16, 4096);
+	if (!t)
+		return O_SETUP;
+	bhdr(c, BLK_T_IN, 0);
+	t[0] = (struct virtq_desc){ P(c->hdr), 16, NX, 1 };
+	for (uint16_t i = 1; i <= 2046; i++)
+		t[i] = (struct virtq_desc){ P(c->data) + 512ull * (i % 128), 512, WR | NX, (uint16_t)(i + 1) };
+	t[2047] = (struct virtq_desc){ P(c->status), 1, WR, 0 };
+	D(Q0, 0, P(t), 2048 * 16, IND, 0);
+	int o = blk_outcome(c, 0, r);
+	return o == O_ACCEPTED ? O_IGNORED : o;
+}
+
+/* An indirect table of 0xfffffff0 bytes (268 million entries). */
+static int b_indirect_table_huge(struct hctx *c, struct hres *r)
+{
+	STD();
+	bhdr(c, BLK_T_IN, 0);
+	ind3(c, c->ind);
+	D(Q0, 0, P(c->ind), 0xfffffff0u, IND, 0);
+	return blk_outcome(c, 0, r);
+}
+
+/* A 4 KiB write made of 4096 one-byte readable pieces (indirect). */
+static int b_write_one_byte_pieces(struct hctx *c, struct hres *r)
+{
+	STD();
+	struct virtq_desc *t = dma_alloc(4098 * 16, 4096);
+	if (!t)
+		return O_SETUP;
+	bhdr(c, BLK_T_OUT, 96);
+	t[0] = (struct virtq_desc){ P(c->hdr), 16, NX, 1 };
+	for (uint16_t i = 1; i <= 4096; i++)
+		t[i] = (struct virtq_desc){ P(c->data) + (i - 1), 1, NX, (uint16_t)(i + 1) };
+	t[4097] = (struct virtq_desc){ P(c->status), 1, WR, 0 };
+	D(Q0, 0, P(t), 4098 * 16, IND, 0);
+	int o = blk_outcome(c, 0, r);
+	return o == O_ACCEPTED ? O_IGNORED : o;
+}
+
 /* ---- set-up faults, shared with net ---- */
 
 static int ring_fault(struct hctx *c, int qi, uint64_t desc, uint64_t avail, uint64_t used)
@@ -894,11 +939,84 @@ static int s_driver_ok_early(struct hctx *c, struct hres *r)
 /* The request of a working device after some nonsense: 1 if it still works. */
 static int still_works(struct hctx *c);
 static int net_std(struct hctx *c);
+static void net_fill_rx(struct hctx *c, uint16_t n);
 
 /* The normal set-up of either device (net: MAC read, receive queue filled). */
 static int any_std(struct hctx *c)
 {
 	return c->net ? net_std(c) : blk_std(c);
+}
+
+/* Queue fields of a queue that does not exist (queue_select >= num_queues). */
+static int s_queue_select_nonexistent(struct hctx *c, struct hres *r)
+{
+	if (virtio_init(&c->vd, c->pci, c->want) < 0)
+		return O_SETUP;
+	volatile uint8_t *cc = c->vd.common;
+	uint16_t nq = mmio_read16(cc + CC_NUMQ);
+	mmio_write16(cc + CC_Q_SELECT, (uint16_t)(nq + 3));
+	mmio_write16(cc + CC_Q_SIZE, 16);
+	mmio_write32(cc + CC_Q_DESCLO, 0x1000);
+	mmio_write16(cc + CC_Q_ENABLE, 1);
+	uint16_t size = mmio_read16(cc + CC_Q_SIZE), en = mmio_read16(cc + CC_Q_ENABLE);
+	kit_printf("info hostile queue-select-nonexistent queue=%u size=%u enable=%u\n", nq + 3, size, en);
+	if (size || en) {
+		r->why = "nonexistent-queue-took-settings";
+		return O_ACCEPTED;
+	}
+	if (h_reset(c) < 0 || any_std(c) != 0)
+		return O_ERROR;
+	return still_works(c) ? O_IGNORED : O_ERROR;
+}
+
+/* queue_msix_vector beyond the MSI-X table: must read back NO_VECTOR (§4.1.5.1.2.1). */
+static int s_msix_vector_out_of_range(struct hctx *c, struct hres *r)
+{
+	if (virtio_init(&c->vd, c->pci, c->want) < 0)
+		return O_SETUP;
+	volatile uint8_t *cc = c->vd.common;
+	mmio_write16(cc + CC_Q_SELECT, 0);
+	mmio_write16(cc + CC_Q_MSIX, (uint16_t)(c->vd.msix_table_size + 5));
+	uint16_t v = mmio_read16(cc + CC_Q_MSIX);
+	mmio_write16(cc + 0x10, (uint16_t)(c->vd.msix_table_size + 9)); /* config_msix_vector */
+	uint16_t cv = mmio_read16(cc + 0x10);
+	r->status_byte = v;
+	kit_printf("info hostile msix-vector-out-of-range entries=%u queue-read-back=0x%x config-read-back=0x%x\n",
+		   c->vd.msix_table_size, v, cv);
+	return v == VIRTIO_MSI_NO_VECTOR && cv == VIRTIO_MSI_NO_VECTOR ? O_ERROR : O_ACCEPTED;
+}
+
+/* Driver features written after FEATURES_OK: must not change what was agreed. */
+static int s_features_after_features_ok(struct hctx *c, struct hres *r)
+{
+	if (virtio_init(&c->vd, c->pci, c->want) < 0)
+		return O_SETUP;
+	volatile uint8_t *cc = c->vd.common;
+	mmio_write32(cc + CC_GFSELECT, 0);
+	mmio_write32(cc + CC_GF, 0xffffffffu);
+	mmio_write32(cc + CC_GFSELECT, 1);
+	mmio_write32(cc + CC_GF, 0xffffffffu);
+	mmio_write32(cc + CC_GFSELECT, 0);
+	uint64_t lo = mmio_read32(cc + CC_GF);
+	mmio_write32(cc + CC_GFSELECT, 1);
+	uint64_t f = lo | (uint64_t)mmio_read32(cc + CC_GF) << 32;
+	kit_printf("info hostile features-after-features-ok agreed=0x%lx read-back=0x%lx\n", c->vd.features, f);
+	if (f != c->vd.features) {
+		r->why = "driver-features-changed";
+		return O_ACCEPTED;
+	}
+	for (int qi = 0; qi < c->nq; qi++)
+		if (h_setup_queue(c, qi, &normal) < 0)
+			return O_SETUP;
+	h_set_status(c, VIRTIO_S_DRIVER_OK);
+	if (h_status(c) & VIRTIO_S_NEEDS_RESET)
+		return O_RESET;
+	if (c->net) {
+		for (int i = 0; i < 6; i++)
+			c->mac[i] = virtio_cfg8(&c->vd, (uint32_t)i);
+		net_fill_rx(c, NRX);
+	}
+	return still_works(c) ? O_IGNORED : O_ERROR;
 }
 
 static int s_size_after_driver_ok(struct hctx *c, struct hres *r)
@@ -1279,6 +1397,21 @@ static int n_tx_addr_overflow(struct hctx *c, struct hres *r)
 	return n_tx_data(c, r, 0xfffffffffffffc00ull, 0x800);
 }
 
+/* A frame in 2000 one-byte pieces (indirect): more than writev takes. */
+static int n_tx_many_segments(struct hctx *c, struct hres *r)
+{
+	NSTD();
+	uint32_t xid = ++c->xid;
+	uint8_t *f = txbuf(c, 0);
+	build_discover(c, f, xid);
+	struct virtq_desc *t = (struct virtq_desc *)(c->txb + 32 * BUF); /* 2001 x 16 bytes, in buffers 32..47 */
+	t[0] = (struct virtq_desc){ P(f) - NET_HDR_LEN, NET_HDR_LEN, NX, 1 };
+	for (uint16_t i = 1; i <= 2000; i++)
+		t[i] = (struct virtq_desc){ P(f) + (i - 1) % 342, 1, (uint16_t)(i < 2000 ? NX : 0), (uint16_t)(i + 1) };
+	D(TXQ, 0, P(t), 2001 * 16, IND, 0);
+	return tx_outcome(c, 0, 0, r);
+}
+
 static int n_tx_head_oob(struct hctx *c, struct hres *r)
 {
 	NSTD();
@@ -1473,6 +1606,9 @@ static const struct scenario blk_scenarios[] = {
 	{ "blk-indirect-next-out-of-range", b_indirect_next_oob, A_BAD },
 	{ "blk-indirect-table-outside-ram", b_indirect_outside_ram, A_BAD },
 	{ "blk-indirect-longer-than-queue", b_indirect_longer_than_queue, A_BAD | A_IGN },
+	{ "blk-indirect-2046-segments", b_indirect_2046_segments, A_BAD | A_IGN },
+	{ "blk-indirect-table-huge", b_indirect_table_huge, A_BAD },
+	{ "blk-write-one-byte-pieces", b_write_one_byte_pieces, A_BAD | A_IGN },
 	{ "blk-zero-len-data", b_zero_len_data, A_BAD | A_IGN },
 	{ "blk-zero-len-status", b_zero_len_status, A_BAD },
 	{ "blk-huge-len", b_huge_len, A_BAD },
@@ -1507,6 +1643,9 @@ static const struct scenario blk_scenarios[] = {
 	{ "blk-queue-size-zero", s_size_zero, A_RST | A_IGN },
 	{ "blk-queue-size-after-driver-ok", s_size_after_driver_ok, A_IGN },
 	{ "blk-notify-bad-queue", s_notify_bad_queue, A_IGN },
+	{ "blk-queue-select-nonexistent", s_queue_select_nonexistent, A_IGN },
+	{ "blk-msix-vector-out-of-range", s_msix_vector_out_of_range, A_ERR },
+	{ "blk-features-after-features-ok", s_features_after_features_ok, A_IGN },
 	{ "blk-features-not-offered", s_features_not_offered, A_ERR },
 	{ "blk-driver-ok-without-features-ok", s_driver_ok_early, A_RST | A_ERR },
 	{ "blk-config-write-capacity", s_config_write, A_IGN },
@@ -1527,6 +1666,7 @@ static const struct scenario net_scenarios[] = {
 	{ "net-tx-buffer-outside-ram", n_tx_outside_ram, A_BAD },
 	{ "net-tx-buffer-ioapic", n_tx_ioapic, A_BAD },
 	{ "net-tx-addr-len-overflow", n_tx_addr_overflow, A_BAD },
+	{ "net-tx-2000-segments", n_tx_many_segments, A_BAD },
 	{ "net-tx-head-out-of-range", n_tx_head_oob, A_BAD },
 	{ "net-tx-avail-jump", n_tx_avail_jump, A_BAD },
 	{ "net-rx-zero-len", n_rx_zero_len, A_BAD | A_IGN },
@@ -1540,6 +1680,8 @@ static const struct scenario net_scenarios[] = {
 	{ "net-queue-size-npot", s_size_npot, A_RST },
 	{ "net-queue-size-after-driver-ok", s_size_after_driver_ok, A_IGN },
 	{ "net-notify-bad-queue", s_notify_bad_queue, A_IGN },
+	{ "net-queue-select-nonexistent", s_queue_select_nonexistent, A_IGN },
+	{ "net-features-after-features-ok", s_features_after_features_ok, A_IGN },
 	{ "net-features-not-offered", s_features_not_offered, A_ERR },
 	{ "net-config-write-mac", s_config_write, A_IGN },
 	{ "net-reset-mid-io", n_reset_mid_io, A_IGN },
