@@ -119,6 +119,8 @@ int bench_blk(const char *name);
 /* nettest.c */
 int test_net(const char *name);
 int bench_net(const char *name);
+/* hostile.c */
+int test_hostile(const char *name);
 void user_main(void) __attribute__((noreturn)); /* ring 3 */
 
 /* ---- string.c ---- */

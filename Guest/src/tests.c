@@ -114,6 +114,9 @@ static const struct {
 	{ "bench-blk", bench_blk }, /* bench=blk */
 	{ "net", test_net },
 	{ "bench-net", bench_net }, /* bench=net */
+	{ "hostile", test_hostile },
+	{ "hostile-blk", test_hostile },
+	{ "hostile-net", test_hostile },
 };
 
 void user_main(void)
