@@ -29,7 +29,7 @@ final class TapPump {
                 watch?.cancel()
                 watch = nil
             }
-        } catch let error as VirtqueueError {
+        } catch let error as QueueFault {
             watch?.cancel()
             watch = nil
             runner?.reportBrokenRing(error)

@@ -39,29 +39,41 @@ final class VMInstance {
         self.logger = logger
         let launched = try launcher.launch()
         self.launched = launched
-        let vm = launched.vm
-        watches.append(try loop.watchReadable(vm.channel.socket.rawValue) { [weak self] in
-            guard let self else { return }
+        try? launched.vm.channel.socket.setNonBlocking(true)
+        watches.append(try loop.watchReadable(launched.vm.channel.socket.rawValue) { [weak self] in self?.readVMEvents() })
+    }
+
+    /// Handles every message the vm process has sent so far. Called when its channel
+    /// is readable and before judging a child's death: a guest that ended by itself
+    /// reports so just before its processes exit, and that report decides the outcome.
+    private func readVMEvents() {
+        guard let vm = launched?.vm else { return }
+        while true {
+            let event: VMEvent
             do {
-                switch try vm.channel.receive(VMEvent.self) {
-                case .running:
-                    self.logger.info("running")
-                case .ended(let end):
-                    if self.reported == nil && self.forced == nil { self.reported = end }
-                case .paused:
-                    self.state = .paused
-                    self.finishPauseWaiters()
-                case .resumed:
-                    self.state = .running
-                    self.finishPauseWaiters()
-                }
+                guard let (bytes, descriptors) = try vm.channel.receiveRaw() else { return }
+                event = try IPCFrame.decode(VMEvent.self, bytes: bytes, descriptors: descriptors)
             } catch IPCError.peerClosed {
-                self.watches.first?.cancel()  // the vm process is exiting; SIGCHLD follows
+                watches.first?.cancel()  // the vm process is exiting; SIGCHLD follows
+                return
             } catch {
-                self.logger.error("vm channel: \(error)")
+                logger.error("vm channel: \(error)")
                 vm.process.kill()
+                return
             }
-        })
+            switch event {
+            case .running:
+                logger.info("running")
+            case .ended(let end):
+                if reported == nil && forced == nil { reported = end }
+            case .paused:
+                state = .paused
+                finishPauseWaiters()
+            case .resumed:
+                state = .running
+                finishPauseWaiters()
+            }
+        }
     }
 
     var vmPid: pid_t? { state == .stopped ? nil : launched?.vm.process.pid }
@@ -71,11 +83,13 @@ final class VMInstance {
     /// are gone the VM is stopped, its descriptors closed and waiters told.
     func reap() {
         guard let launched, state != .stopped else { return }
+        readVMEvents()
         for child in launched.children where !child.process.hasBeenReaped {
             guard let termination = try? child.process.poll() else { continue }
             if child.process === launched.vm.process {
                 if reported == nil && forced == nil { forced = .vmProcessDied(termination) }
-            } else if reported == nil && forced == nil {
+            } else if reported == nil && forced == nil && termination != .exited(0) {
+                // A device that exits 0 does so because its vm went away; the vm's fate is the reason.
                 logger.error("\(child.role) process \(termination)")
                 forced = .deviceProcessDied(role: child.role, termination)
             }

@@ -46,9 +46,13 @@ public final class ActiveQueues {
     /// Runs `body` on queue `index`, nil if the driver did not enable it. For devices that
     /// take buffers when data arrives rather than when the driver kicks (virtio-net's
     /// receive queue holds chains until a packet comes); `drain` covers the usual case.
-    public func withQueue<Result>(_ index: Int, _ body: (inout SplitVirtqueue) throws -> Result) rethrows -> Result? {
+    public func withQueue<Result>(_ index: Int, _ body: (inout SplitVirtqueue) throws -> Result) throws -> Result? {
         guard queues[index] != nil else { return nil }
-        return try body(&queues[index]!)
+        do {
+            return try body(&queues[index]!)
+        } catch let error as VirtqueueError {
+            throw QueueFault(queue: index, error: error)
+        }
     }
 
     /// Serves every available chain of queue `index` with `handle`, which returns the
@@ -57,6 +61,15 @@ public final class ActiveQueues {
     public func drain(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void = { _, _ in },
                       _ handle: (DescriptorChain) -> UInt32) throws {
         guard queues[index] != nil else { return }
+        do {
+            try drainUnlabelled(index, onMalformed: onMalformed, handle)
+        } catch let error as VirtqueueError {
+            throw QueueFault(queue: index, error: error)
+        }
+    }
+
+    private func drainUnlabelled(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void,
+                                 _ handle: (DescriptorChain) -> UInt32) throws {
         repeat {
             try queues[index]!.disableNotifications()
             while let entry = try queues[index]!.popAvailable() {
@@ -71,4 +84,13 @@ public final class ActiveQueues {
             try interruptIfNeeded(index)
         } while try queues[index]!.enableNotifications()
     }
+}
+
+/// A ring fault with the queue it happened on (which need not be the queue that was kicked:
+/// a transmit can make virtio-net deliver on its receive queue).
+public struct QueueFault: Error, CustomStringConvertible {
+    public let queue: Int
+    public let error: VirtqueueError
+
+    public var description: String { "queue \(queue): \(error)" }
 }

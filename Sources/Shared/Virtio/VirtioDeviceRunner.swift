@@ -144,8 +144,9 @@ public final class VirtioDeviceRunner {
         } catch {
             // The ring itself is broken (virtio 1.2 §2.1.2): stop and ask for a reset.
             broken = true
-            guestLog.note("queue \(index): \(error); device needs reset")
-            try? events.send(DeviceEvent.needsReset("queue \(index): \(error)"))
+            let what = error is QueueFault ? "\(error)" : "queue \(index): \(error)"
+            guestLog.note("\(what); device needs reset")
+            try? events.send(DeviceEvent.needsReset(what))
         }
     }
 }
