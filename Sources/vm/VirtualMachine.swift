@@ -82,7 +82,7 @@ final class VirtualMachine {
         self.virtioDevices = virtioDevices
 
         let image = try kernel.pread(count: Int(try kernel.fileSize()), offset: 0)
-        let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, into: memory)
+        let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, vcpuCount: request.vcpus, into: memory)
         logger.info("loaded \(image.count) bytes, entry \(entry)")
 
         let supported = try system.supportedCPUID()
