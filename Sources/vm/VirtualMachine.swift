@@ -53,6 +53,9 @@ final class VirtualMachine {
         let ports = AddressBus(name: "port I/O")
         try ports.register(serial, base: Serial16550.com1Port, size: Serial16550.size)
         try ports.register(DebugExitPort(), base: DebugExitPort.port, size: DebugExitPort.size)
+        let ramBelow4G = memory.slots.filter { $0.guestBase.value < 1 << 32 }.reduce(0) { $0 + $1.size }
+        let ramAbove4G = memory.slots.filter { $0.guestBase.value >= 1 << 32 }.reduce(0) { $0 + $1.size }
+        try ports.register(CMOS(ramBelow4G: ramBelow4G, ramAbove4G: ramAbove4G), base: CMOS.port, size: CMOS.size)
         try ports.register(I8042(), base: I8042.port, size: I8042.size)
         try ports.register(control, base: VMMControlPort.port, size: VMMControlPort.size)
         let mmio = AddressBus(name: "MMIO")
@@ -82,7 +85,7 @@ final class VirtualMachine {
         self.virtioDevices = virtioDevices
 
         let image = try kernel.pread(count: Int(try kernel.fileSize()), offset: 0)
-        let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, into: memory)
+        let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, vcpuCount: request.vcpus, into: memory)
         logger.info("loaded \(image.count) bytes, entry \(entry)")
 
         let supported = try system.supportedCPUID()

@@ -38,6 +38,17 @@ enum BootCPU {
             regs.rip = address
             regs.rdi = BootLayout.startInfo.value
             regs.rsp = BootLayout.stackTop.value
+        case .linux64(let address, let cr3, let bootParams):
+            // boot.rst, 64-bit boot protocol: long mode, paging with an identity map,
+            // flat code/data segments, interrupts off (RFLAGS.IF clear), RSI = boot_params.
+            sregs.cs = BootGDT.segment(BootGDT.code64Selector)
+            sregs.cr0 = cr0ProtectionEnable | cr0ExtensionType | cr0Paging
+            sregs.cr3 = cr3
+            sregs.cr4 = cr4PAE
+            sregs.efer = eferLongModeEnable | eferLongModeActive
+            regs.rip = address
+            regs.rsi = bootParams
+            regs.rsp = BootLayout.stackTop.value
         }
         try vcpu.setSpecialRegisters(sregs)
         try vcpu.setRegisters(regs)

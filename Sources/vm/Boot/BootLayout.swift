@@ -9,6 +9,10 @@ enum BootLayout {
     static let startInfo = GuestAddress(0x6000)
     static let memoryMap = GuestAddress(0x6100)
     static let memoryMapCapacity = 16
+    /// PVH boot modules (hvm_modlist_entry), after the memory map.
+    static let moduleList = GuestAddress(0x6400)
+    /// struct boot_params (the zero page) for the Linux 64-bit boot protocol.
+    static let zeroPage = GuestAddress(0x7000)
     static let pageTables = GuestAddress(0x9000)
     static let commandLine = GuestAddress(0x2_0000)
     static let commandLineCapacity = 4096
@@ -16,6 +20,11 @@ enum BootLayout {
     static let kernelFloor = GuestAddress(0x10_0000)
     /// How much the boot page tables identity-map for the 64-bit entry.
     static let identityMappedBytes: UInt64 = 1 << 30
+    /// The Linux 64-bit boot protocol wants the kernel, zero page, command line and
+    /// initrd mapped; the first 4 GiB cover them wherever they are (tables end at 0xF000).
+    static let linuxIdentityMappedBytes: UInt64 = 4 << 30
+    /// MP floating pointer and configuration table, in the reserved BIOS area.
+    static let mpTable = MPTable.defaultAddress
 }
 
 /// A guest-physical memory map entry, e820 types (used by PVH's memmap and Linux's boot_params).

@@ -41,8 +41,10 @@ final class InterruptRouter: @unchecked Sendable {
         try install(msiRoutes: table)
     }
 
-    /// KVM_SET_GSI_ROUTING replaces the whole table, so the irqchip's default
-    /// routes (KVM's own: PIC pins for GSI 0–15, IOAPIC pins for 0–23) go in too.
+    /// KVM_SET_GSI_ROUTING replaces the whole table, so the irqchip's routes go in
+    /// too: PIC pins for GSI 0–15, IOAPIC pins for 0–23, except that the PIT's GSI 0
+    /// reaches IOAPIC pin 2 and nothing else reaches pin 2, as on a PC and in QEMU
+    /// (pin 0 is the 8259's ExtINT). The MP table says the same (`MPTable.ioAPICPin`).
     private func install(msiRoutes: [UInt32: MSIMessage]) throws {
         var entries: [kvm_irq_routing_entry] = []
         for gsi in UInt32(0)..<24 {
@@ -54,11 +56,12 @@ final class InterruptRouter: @unchecked Sendable {
                 pic.u.irqchip.pin = gsi % 8
                 entries.append(pic)
             }
+            guard gsi != 2 else { continue }
             var ioapic = kvm_irq_routing_entry()
             ioapic.gsi = gsi
             ioapic.type = UInt32(KVM_IRQ_ROUTING_IRQCHIP)
             ioapic.u.irqchip.irqchip = UInt32(KVM_IRQCHIP_IOAPIC)
-            ioapic.u.irqchip.pin = gsi
+            ioapic.u.irqchip.pin = gsi == 0 ? 2 : gsi
             entries.append(ioapic)
         }
         for (gsi, message) in msiRoutes.sorted(by: { $0.key < $1.key }) {
