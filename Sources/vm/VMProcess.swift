@@ -13,6 +13,7 @@ struct VMProcess {
         var request: BootRequest
         var kvm: FileDescriptor
         var kernel: FileDescriptor
+        var initrd: FileDescriptor?
         var console: FileDescriptor
         var devices: [(VirtioAttachment, DeviceWiring)]
     }
@@ -28,8 +29,9 @@ struct VMProcess {
             switch try channel.receive(VMCommand.self) {
             case .attachDevice(let attachment, let wiring):
                 devices.append((attachment, wiring))
-            case .boot(let request, let kvm, let kernel, let console):
-                return Setup(memory: memory, request: request, kvm: kvm, kernel: kernel, console: console, devices: devices)
+            case .boot(let request, let kvm, let kernel, let initrd, let console):
+                return Setup(memory: memory, request: request, kvm: kvm, kernel: kernel, initrd: initrd, console: console,
+                             devices: devices)
             default:
                 throw IPCError.malformed("expected attachDevice or boot")
             }
@@ -42,8 +44,10 @@ struct VMProcess {
         var logger = self.logger
         logger[metadataKey: "vm"] = "\(setup.request.name)"
         let machine = try VirtualMachine(request: setup.request, memory: setup.memory, kvmDevice: setup.kvm,
-                                         kernel: setup.kernel, console: console, devices: setup.devices, logger: logger)
-        setup.kernel.close()  // loaded; the vm process keeps no boot files open
+                                         kernel: setup.kernel, initrd: setup.initrd, console: console, devices: setup.devices,
+                                         logger: logger)
+        setup.kernel.close()
+        setup.initrd?.close()  // loaded; the vm process keeps no boot files open
         let loop = try EventLoop()
         try? console.setNonBlocking(true)
         ProcessRole.current = "vm"

@@ -38,7 +38,7 @@ final class VirtualMachine {
     let endedEvent: FileDescriptor
 
     init(request: BootRequest, memory: GuestMemory, kvmDevice: FileDescriptor, kernel: FileDescriptor,
-         console: FileDescriptor, devices: [(VirtioAttachment, DeviceWiring)], logger: Logger) throws {
+         initrd: FileDescriptor?, console: FileDescriptor, devices: [(VirtioAttachment, DeviceWiring)], logger: Logger) throws {
         self.request = request
         self.memory = memory
         self.logger = logger
@@ -85,7 +85,9 @@ final class VirtualMachine {
         self.virtioDevices = virtioDevices
 
         let image = try kernel.pread(count: Int(try kernel.fileSize()), offset: 0)
-        let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, vcpuCount: request.vcpus, into: memory)
+        let initrdBytes = try initrd.map { try $0.pread(count: Int(try $0.fileSize()), offset: 0) }
+        let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, initrd: initrdBytes,
+                                          vcpuCount: request.vcpus, into: memory)
         logger.info("loaded \(image.count) bytes, entry \(entry)")
 
         let supported = try system.supportedCPUID()

@@ -38,6 +38,9 @@ struct VMLauncher {
     func launch() throws -> LaunchedVM {
         let kernel = try FileDescriptor.open(kernelPath, flags: O_RDONLY)
         let kvm = try FileDescriptor.open("/dev/kvm", flags: O_RDWR)
+        let initrd = try config.initrd.map { path in
+            try FileDescriptor.open(path.hasPrefix("/") ? path : configDirectory + "/" + path, flags: O_RDONLY)
+        }
         let disks = try config.disks.map { disk in
             try DiskImage.open(disk, resolvedPath: disk.path.hasPrefix("/") ? disk.path : configDirectory + "/" + disk.path)
         }
@@ -84,7 +87,7 @@ struct VMLauncher {
                 try vm.channel.send(VMCommand.attachDevice(attachment, wiring: wiring))
             }
             try vm.channel.send(VMCommand.boot(BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline),
-                                               kvm: kvm, kernel: kernel, console: console.device))
+                                               kvm: kvm, kernel: kernel, initrd: initrd, console: console.device))
             logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
             // vmd never maps guest RAM and keeps none of the children's descriptors
             // (the locked disk fds close here too; the device processes hold their own).

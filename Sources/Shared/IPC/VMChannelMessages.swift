@@ -15,8 +15,8 @@ public struct BootRequest: Equatable, Sendable {
 public enum VMCommand: ChannelMessage {
     /// The SHAREMEM handoff (design §2): the slot table and one memfd per slot.
     case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
-    /// Build the VM and run it: /dev/kvm, the boot image and the console, opened by vmd.
-    case boot(BootRequest, kvm: FileDescriptor, kernel: FileDescriptor, console: FileDescriptor)
+    /// Build the VM and run it: /dev/kvm, the boot image, the initrd if any, and the console, opened by vmd.
+    case boot(BootRequest, kvm: FileDescriptor, kernel: FileDescriptor, initrd: FileDescriptor?, console: FileDescriptor)
     /// Stop the guest now (vmd's deadline or a forced stop).
     case stop
     /// A virtio device served by another process; sent before `boot`.
@@ -45,12 +45,14 @@ public enum VMCommand: ChannelMessage {
         switch self {
         case .shareMemory(let slots, let memfds):
             writer.writeSlotTable(slots, memfds: memfds)
-        case .boot(let request, let kvm, let kernel, let console):
+        case .boot(let request, let kvm, let kernel, let initrd, let console):
             writer.write(request.name)
             writer.write(UInt32(request.vcpus))
             writer.write(request.cmdline)
+            writer.write(initrd != nil)
             writer.write(kvm)
             writer.write(kernel)
+            if let initrd { writer.write(initrd) }
             writer.write(console)
         case .stop, .requestShutdown, .pause, .resume:
             break
@@ -73,9 +75,11 @@ public enum VMCommand: ChannelMessage {
             let name = try reader.read(String.self, limit: 64)
             let vcpus = Int(try reader.read(UInt32.self))
             let cmdline = try reader.read(String.self)
+            let hasInitrd = try reader.read(Bool.self)
+            let kvm = try reader.readDescriptor(), kernel = try reader.readDescriptor()
+            let initrd = hasInitrd ? try reader.readDescriptor() : nil
             return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline),
-                         kvm: try reader.readDescriptor(), kernel: try reader.readDescriptor(),
-                         console: try reader.readDescriptor())
+                         kvm: kvm, kernel: kernel, initrd: initrd, console: try reader.readDescriptor())
         case 3:
             return .stop
         case 4:
