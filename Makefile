@@ -1,5 +1,5 @@
 # swift-vmd: the two commands a user needs are `make boot` and `make test`.
-.PHONY: all setup build guest boot test clean
+.PHONY: all setup build guest boot test fuzz clean
 
 SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
 
@@ -22,6 +22,11 @@ boot: setup
 # Unit tests and integration tests (the latter need /dev/kvm and root, else they skip).
 test: setup
 	$(SWIFT) test
+
+# libFuzzer targets (Fuzz/README.md): each for SECONDS seconds, two at a time.
+SECONDS ?= 60
+fuzz:
+	SWIFT=$(SWIFT) Fuzz/run.sh $(SECONDS)
 
 clean:
 	$(SWIFT) package clean

@@ -1,0 +1,1 @@
+../../../Sources/virtio-blk/BlockRequest.swift

@@ -1,0 +1,1 @@
+../../../Sources/virtio-net/NetHeader.swift
