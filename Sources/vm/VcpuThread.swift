@@ -64,7 +64,12 @@ final class VcpuThread: @unchecked Sendable {
             case .completeRead(let data):
                 vcpu.completeRead(data)
             case .stop(let end):
-                onEnd(end)
+                if case .failed(let why) = end, let regs = try? vcpu.registers(), let sregs = try? vcpu.specialRegisters() {
+                    // Where the guest was, for whoever reads the failure.
+                    onEnd(.failed("\(why) (vCPU \(vcpu.index) rip 0x\(String(regs.rip, radix: 16)) cs 0x\(String(sregs.cs.selector, radix: 16)) cr3 0x\(String(sregs.cr3, radix: 16)))"))
+                } else {
+                    onEnd(end)
+                }
                 return
             }
         }

@@ -25,6 +25,8 @@ final class VirtualMachine {
         (VMD_KVM_IOCTL_IRQFD, "binding queue interrupts to routes: KVM_IRQFD"),
         (VMD_KVM_IOCTL_IOEVENTFD, "moving queue notifies with the BAR: KVM_IOEVENTFD"),
         (VMD_KVM_IOCTL_SIGNAL_MSI, "pending vectors on unmask, config changes: KVM_SIGNAL_MSI"),
+        (VMD_KVM_IOCTL_GET_REGS, "a failed vCPU reports its rip: KVM_GET_REGS (VcpuThread)"),
+        (VMD_KVM_IOCTL_GET_SREGS, "a failed vCPU reports its cs and cr3: KVM_GET_SREGS (VcpuThread)"),
     ]
 
     /// Where the vm places BARs before the guest moves them: the bottom of the MMIO hole.

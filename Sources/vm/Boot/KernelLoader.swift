@@ -33,7 +33,7 @@ enum KernelLoader {
             switch self {
             case .image(let error): "\(error)"
             case .bzImage(let error): "\(error)"
-            case .unknownFormat: "the kernel image is neither an ELF file nor a bzImage"
+            case .unknownFormat: "the kernel image is not an ELF file or a bzImage"
             case .doesNotFit(let segment, let address, let size):
                 "segment \(segment) (0x\(String(size, radix: 16)) bytes at 0x\(String(address, radix: 16))) does not fit in guest memory"
             case .belowFloor(let segment, let address):

@@ -55,8 +55,9 @@ func handleExit(_ exit: VcpuExit, buses: Buses, log: RateLimitedLog? = nil) -> E
         }
     case .failEntry(let reason):
         return .stop(.failed("KVM entry failed, hardware reason 0x\(String(reason, radix: 16))"))
-    case .internalError(let suberror):
-        return .stop(.failed("KVM internal error, suberror \(suberror)"))
+    case .internalError(let suberror, let data):
+        let words = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
+        return .stop(.failed("KVM internal error, suberror \(suberror)" + (data.isEmpty ? "" : ", data \(words)")))
     case .interrupted:
         return .resume
     case .unknown(let reason):

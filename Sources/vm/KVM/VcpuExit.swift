@@ -14,7 +14,8 @@ enum VcpuExit: Equatable {
     case shutdown
     case systemEvent(type: UInt32)
     case failEntry(reason: UInt64)
-    case internalError(suberror: UInt32)
+    /// `data`: KVM's words for the error (for emulation failures: flags, instruction length and bytes).
+    case internalError(suberror: UInt32, data: [UInt64])
     /// KVM_RUN returned early for a signal or immediate_exit.
     case interrupted
     case unknown(reason: UInt32)
@@ -46,7 +47,9 @@ enum VcpuExit: Equatable {
         case KVM_EXIT_FAIL_ENTRY:
             return .failEntry(reason: run.pointee.fail_entry.hardware_entry_failure_reason)
         case KVM_EXIT_INTERNAL_ERROR:
-            return .internalError(suberror: run.pointee.internal.suberror)
+            let count = min(Int(run.pointee.internal.ndata), 16)
+            let data = withUnsafeBytes(of: run.pointee.internal.data) { Array($0.bindMemory(to: UInt64.self).prefix(count)) }
+            return .internalError(suberror: run.pointee.internal.suberror, data: data)
         case KVM_EXIT_INTR:
             return .interrupted
         default:
