@@ -101,7 +101,7 @@ final class BootTests: XCTestCase {
         try String(repeating: "not a kernel\n", count: 10).write(toFile: bogus, atomically: true, encoding: .utf8)
         let run = try vm.run(config: try vm.writeConfig(boot: bogus, cmdline: ""), arguments: ["--deadline", "30"])
         XCTAssertEqual(run.status, 70, run.stderr)
-        XCTAssertTrue(run.stderr.contains("the kernel image is neither an ELF file nor a bzImage"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("the kernel image is not an ELF file or a bzImage"), run.stderr)
         XCTAssertEqual(vm.vmProcesses(), [])
     }
 
