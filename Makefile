@@ -19,8 +19,13 @@ guest:
 boot: setup
 	.build/debug/vmd boot examples/guest.conf --deadline 60
 
+# The stock-Linux guest from Debian packages (build/linux), made once.
+linux-guest: build/linux/vmlinuz
+build/linux/vmlinuz:
+	scripts/linux-guest
+
 # Unit tests and integration tests (the latter need /dev/kvm and root, else they skip).
-test: setup
+test: setup linux-guest
 	$(SWIFT) test
 
 # libFuzzer targets (Fuzz/README.md): each for SECONDS seconds, two at a time.
