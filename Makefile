@@ -1,5 +1,5 @@
 # swift-vmd: the two commands a user needs are `make boot` and `make test`.
-.PHONY: all setup build guest boot test fuzz clean
+.PHONY: all setup build guest boot test linux-guest fuzz bench clean
 
 SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
 
@@ -32,6 +32,12 @@ test: setup linux-guest
 SECONDS ?= 60
 fuzz:
 	SWIFT=$(SWIFT) Fuzz/run.sh $(SECONDS)
+
+# swift-vmd against QEMU on this host (bench/run; root, /dev/kvm). Not a test: it asserts nothing.
+# BENCH_ARGS="--quick" for a smoke run, "--runs 9", "--only blk,net", "--readme" to update README.md.
+bench:
+	@SWIFT_BUILD_FLAGS="-c release" scripts/setup
+	bench/run --no-build $(BENCH_ARGS)
 
 clean:
 	$(SWIFT) package clean
