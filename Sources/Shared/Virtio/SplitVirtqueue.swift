@@ -115,6 +115,12 @@ public struct SplitVirtqueue {
         }
     }
 
+    /// Whether the driver has made buffers available that were not taken yet,
+    /// without taking any (for a device's polling window).
+    public func hasAvailable() throws(VirtqueueError) -> Bool {
+        try load(at: availableField(SplitRingLayout.availableIndexOffset)) != lastAvailableIndex
+    }
+
     // MARK: Notification suppression
 
     /// Whether the driver wants an interrupt for the entries pushed since the

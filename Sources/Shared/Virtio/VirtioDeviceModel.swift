@@ -1,3 +1,5 @@
+import Glibc
+
 /// What a device process implements; `VirtioDeviceRunner` does the rest
 /// (the slow-path channel, queue creation and validation, kicks and calls).
 public protocol VirtioDeviceModel: AnyObject {
@@ -72,17 +74,45 @@ public final class ActiveQueues {
                                  _ handle: (DescriptorChain) -> UInt32) throws {
         repeat {
             try queues[index]!.disableNotifications()
-            while let entry = try queues[index]!.popAvailable() {
-                switch entry {
-                case .chain(let chain):
-                    try queues[index]!.pushUsed(head: chain.head, length: handle(chain))
-                case .malformed(let head, let error):
-                    onMalformed(head, error)
-                    try queues[index]!.pushUsed(head: head, length: 0)
+            var served = 0
+            repeat {
+                while let entry = try queues[index]!.popAvailable() {
+                    served += 1
+                    switch entry {
+                    case .chain(let chain):
+                        try queues[index]!.pushUsed(head: chain.head, length: handle(chain))
+                    case .malformed(let head, let error):
+                        onMalformed(head, error)
+                        try queues[index]!.pushUsed(head: head, length: 0)
+                    }
                 }
-            }
-            try interruptIfNeeded(index)
+                try interruptIfNeeded(index)
+                // A driver that was busy is likely to add more at once: wait a moment for it
+                // with notifications still off, since each notify costs the guest an exit.
+            } while try served > 0 && Self.pollingWindowNanoseconds > 0 && pollForMore(index)
         } while try queues[index]!.enableNotifications()
+    }
+
+    /// The polling window after a busy round: how long the device watches the
+    /// available ring before it re-enables notifications and sleeps. Off unless
+    /// `VMD_POLL_WINDOW_NS` sets it: on this 2-core host, measured under load, 20 µs
+    /// helped 4 KiB QD32 reads (60 k → 107 k IOPS) but hurt QD1 reads and 64-byte
+    /// transmits (the poller competes with the vCPU thread for a core).
+    public static let pollingWindowNanoseconds: UInt64 =
+        getenv("VMD_POLL_WINDOW_NS").flatMap { UInt64(String(cString: $0)) } ?? 0
+
+    private func pollForMore(_ index: Int) throws -> Bool {
+        let deadline = Self.monotonicNanoseconds() + Self.pollingWindowNanoseconds
+        repeat {
+            if try queues[index]!.hasAvailable() { return true }
+        } while Self.monotonicNanoseconds() < deadline
+        return false
+    }
+
+    private static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 }
 
