@@ -7,25 +7,8 @@ import XCTest
 /// Every scenario must end in a failed request or DEVICE_NEEDS_RESET (or be ignored when
 /// harmless), and a reset plus re-initialisation must bring the device back.
 final class HostileGuestTests: XCTestCase {
-    private var namespace = ""
-
     override func setUpWithError() throws {
         try VmdHarness.requireKVMAndRoot()
-    }
-
-    override func tearDown() {
-        if !namespace.isEmpty { _ = command("/usr/sbin/ip", "netns", "del", namespace) }
-    }
-
-    private func command(_ arguments: String...) -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return -1 }
-        process.waitUntilExit()
-        return process.terminationStatus
     }
 
     /// Every `hostile-*` RESULT line as (name, fields).
@@ -77,29 +60,12 @@ final class HostileGuestTests: XCTestCase {
     }
 
     func testHostileNetworkGuest() throws {
-        guard FileManager.default.fileExists(atPath: "/dev/net/tun") else {
-            print("SKIP: /dev/net/tun is missing")
-            throw XCTSkip("/dev/net/tun is missing")
-        }
-        namespace = "vmdhostile\(getpid())"
-        XCTAssertEqual(command("/usr/sbin/ip", "netns", "add", namespace), 0)
-        XCTAssertEqual(command("/usr/sbin/ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up"), 0)
-
+        try NetworkNamespace.requireTun()
+        let namespace = try NetworkNamespace("vmdhostile")
         let vm = try VmdHarness("hostile-net")
         // dhcp=1: the device's DHCP responder on the local interface answers the recovery's DISCOVER.
         let config = try vm.writeConfig(cmdline: "test=hostile-net dhcp=1", memory: "128M", extra: "    local interface")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["netns", "exec", namespace, VmdHarness.productsDirectory + "/vmd", "boot", config, "--deadline", "90"]
-        let stdoutPath = vm.directory.appendingPathComponent("stdout").path
-        let stderrPath = vm.directory.appendingPathComponent("stderr").path
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
-        process.standardError = FileHandle(forWritingAtPath: stderrPath)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let run = VmdHarness.Run(process: process, stdoutPath: stdoutPath, stderrPath: stderrPath)
+        let run = try namespace.startVmd(vm, config: config, arguments: ["--deadline", "90"])
         run.wait(seconds: 120)
         checkRun(run, prefix: "hostile-net-", atLeast: 10)
         XCTAssertEqual(VmdHarness.result("hostile", in: run.stdout)?["dhcp"], "1")

@@ -25,21 +25,11 @@ final class SandboxTests: XCTestCase {
 
     func testEveryChildRunsWithSeccompNoNewPrivsAndANonRootUser() throws {
         let vm = try VmdHarness("sandbox")
-        let namespace = "vmdsb\(getpid())"
-        XCTAssertEqual(shell("/usr/sbin/ip netns add \(namespace)"), 0)
-        defer { _ = shell("/usr/sbin/ip netns del \(namespace)") }
+        // vmd in a namespace of its own so that its tap does not appear on the host.
+        let namespace = try NetworkNamespace("vmdsb")
         let config = try vm.writeConfig(cmdline: "test=hang", extra: "    disk \"\(image(vm))\"\n    local interface")
-        // vmd in its own namespace so that its tap does not appear on the host.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["netns", "exec", namespace, VmdHarness.productsDirectory + "/vmd", "boot", config, "--deadline", "60"]
-        let output = vm.directory.appendingPathComponent("stdout").path
-        FileManager.default.createFile(atPath: output, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: output)
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let run = VmdHarness.Run(process: process, stdoutPath: output, stderrPath: "/dev/null")
+        let run = try namespace.startVmd(vm, config: config, arguments: ["--deadline", "60"])
+        let process = run.process
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         XCTAssertTrue(run.waitForOutput("status=running"), run.stdout)
 
@@ -83,14 +73,5 @@ final class SandboxTests: XCTestCase {
         XCTAssertEqual(run.status, 70, run.stderr)
         XCTAssertTrue(run.stderr.contains("virtio-blk disk0 process killed by signal 31"), "SIGSYS from seccomp: \(run.stderr)")
         XCTAssertEqual(vm.processes(named: "vm") + vm.processes(named: "virtio-blk"), [])
-    }
-
-    private func shell(_ command: String) -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        guard (try? process.run()) != nil else { return -1 }
-        process.waitUntilExit()
-        return process.terminationStatus
     }
 }

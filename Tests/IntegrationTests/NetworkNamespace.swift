@@ -1,0 +1,63 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// A network namespace a test makes for itself, so that taps, addresses and
+/// traffic stay inside it; deleted when the test is done with it.
+final class NetworkNamespace {
+    let name: String
+
+    init(_ prefix: String) throws {
+        name = "\(prefix)\(getpid())"
+        _ = NetworkNamespace.run(["/usr/sbin/ip", "netns", "del", name])
+        guard NetworkNamespace.run(["/usr/sbin/ip", "netns", "add", name]).status == 0 else {
+            throw CocoaError(.featureUnsupported, userInfo: [NSLocalizedDescriptionKey: "ip netns add \(name) failed"])
+        }
+        _ = exec(["ip", "link", "set", "lo", "up"])
+    }
+
+    deinit {
+        _ = NetworkNamespace.run(["/usr/sbin/ip", "netns", "del", name])
+    }
+
+    /// Runs a command inside the namespace to completion.
+    func exec(_ arguments: [String]) -> (status: Int32, output: String) {
+        NetworkNamespace.run(["/usr/sbin/ip", "netns", "exec", name] + arguments)
+    }
+
+    /// `vmd boot CONFIG ARGUMENTS` inside the namespace, output to files in the VM's directory.
+    func startVmd(_ vm: VmdHarness, config: String, arguments: [String]) throws -> VmdHarness.Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", name, VmdHarness.productsDirectory + "/vmd", "boot", config] + arguments
+        let stdoutPath = vm.directory.appendingPathComponent("stdout").path
+        let stderrPath = vm.directory.appendingPathComponent("stderr").path
+        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return VmdHarness.Run(process: process, stdoutPath: stdoutPath, stderrPath: stderrPath)
+    }
+
+    static func run(_ arguments: [String]) -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        guard (try? process.run()) != nil else { return (-1, "could not run \(arguments[0])") }
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    static func requireTun() throws {
+        guard FileManager.default.fileExists(atPath: "/dev/net/tun") else {
+            print("SKIP: /dev/net/tun is missing")
+            throw XCTSkip("/dev/net/tun is missing")
+        }
+    }
+}
