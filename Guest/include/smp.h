@@ -33,6 +33,8 @@ extern volatile uint32_t kit_smp_go;          /* BSP -> APs: start counting */
 extern uint8_t kit_ap_kstacks[], kit_ap_dfstacks[], kit_ap_ustacks[]; /* smp_tramp.S */
 extern const uint8_t ap_tramp_start[], ap_tramp_end[];
 
+extern volatile uint32_t kit_halted_mask;   /* bit = x2APIC id, set on the way to hlt */
+void kit_halted_mask_add(void);              /* ring 0 */
 void smp_start_aps(void);                     /* BSP, ring 0: INIT, SIPI, SIPI */
 void ap_main(unsigned int cpu) __attribute__((noreturn)); /* AP, ring 0 */
 void desc_init_ap(unsigned int cpu);          /* desc.c: TSS cpu, LTR, LIDT */

@@ -133,6 +133,7 @@ void kit_exception(struct exc_frame *f)
 	if (f->vector == 6 && f->rip == (uint64_t)(uintptr_t)kit_service_trap) {
 		if (f->rax == SERVICE_TRIPLE_FAULT)
 			kit_do_triple_fault();
+		kit_halted_mask_add(); /* test=smp reports it */
 		kit_do_halt(); /* SERVICE_HALT and anything unknown */
 	}
 	if (nested++)

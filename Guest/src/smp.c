@@ -26,8 +26,17 @@ struct smp_slot kit_smp[SMP_MAX_CPUS] __attribute__((aligned(64)));
 volatile uint32_t kit_ap_arrived;
 volatile uint64_t kit_smp_counter;
 volatile uint32_t kit_smp_go;
+volatile uint32_t kit_halted_mask;
 static volatile uint64_t smp_iters;   /* set by the BSP before the go */
 static uint64_t tsc_sipi;              /* rdtsc just before the first INIT */
+
+/* Ring 0, from the halt/idle services: note that this CPU got there. */
+void kit_halted_mask_add(void)
+{
+	uint32_t id = (uint32_t)rdmsr(0x802);
+	if (id < 32)
+		__atomic_fetch_or(&kit_halted_mask, 1u << id, __ATOMIC_SEQ_CST);
+}
 
 /* ---- BSP, ring 0 ---- */
 
@@ -190,8 +199,9 @@ int test_smp(const char *name)
 	uint64_t mhz = kit_tsc_hz() / 1000000;
 	if (!mhz)
 		mhz = 1;
-	kit_printf("info smp expected=%u from=%s arrived=%u ring0=%d ring3=%d done=%d up-us=%lu tsc-mhz=%lu\n",
-		   want, from, kit_ap_arrived, ap_count(SMP_RING0), up, done, (t_up - tsc_sipi) / mhz, mhz);
+	kit_printf("info smp expected=%u from=%s arrived=%u ring0=%d ring3=%d done=%d halted=0x%x up-us=%lu tsc-mhz=%lu\n",
+		   want, from, kit_ap_arrived, ap_count(SMP_RING0), up, done, kit_halted_mask,
+		   (t_up - tsc_sipi) / mhz, mhz);
 	unsigned int cpus = 1;
 	uint32_t ids[SMP_MAX_CPUS];
 	int ok = 1, work_ok = 1;
