@@ -30,7 +30,7 @@ volatile uint32_t kit_halted_mask;
 static volatile uint64_t smp_iters;   /* set by the BSP before the go */
 static uint64_t tsc_sipi;              /* rdtsc just before the first INIT */
 
-/* Ring 0, from the halt/idle services: note that this CPU got there. */
+/* Ring 0, from the halt service (desc.c): note that this CPU got there. */
 void kit_halted_mask_add(void)
 {
 	uint32_t id = (uint32_t)rdmsr(0x802);
