@@ -102,6 +102,7 @@ void kit_triple_fault(void) __attribute__((noreturn)); /* any ring */
 
 /* ---- apic.c ---- */
 int apic_init(unsigned int hz); /* 0 on success, -1 if no x2APIC */
+uint32_t apic_init_ap(void);   /* AP: x2APIC on, no timer; returns its x2APIC id */
 extern volatile uint64_t kit_ticks; /* bumped by the timer ISR (isr.S) */
 
 /* ---- cmdline.c ---- */
@@ -132,7 +133,8 @@ int strcmp(const char *a, const char *b);
 int parse_u64(const char *s, uint64_t *out); /* decimal or 0x hex; 0 on success */
 
 /* ---- asm (entry64.S, isr.S) ---- */
-void kit_enter_user(void (*fn)(void), uint64_t rsp) __attribute__((noreturn));
+/* iretq to fn(arg) in ring 3 on stack rsp */
+void kit_enter_user(void (*fn)(void), uint64_t rsp, uint64_t arg) __attribute__((noreturn));
 extern const uint64_t kit_isr_table[32];
 void kit_timer_isr(void);
 void kit_spurious_isr(void);

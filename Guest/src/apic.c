@@ -5,6 +5,7 @@
 #define MSR_APIC_BASE       0x1b
 #define APIC_BASE_EXTD      (1u << 10) /* x2APIC mode */
 #define APIC_BASE_EN        (1u << 11)
+#define MSR_X2APIC_ID       0x802
 #define MSR_X2APIC_SVR      0x80f
 #define MSR_X2APIC_LVT_TMR  0x832
 #define MSR_X2APIC_LVT_LINT0 0x835
@@ -44,4 +45,17 @@ int apic_init(unsigned int hz)
 	wrmsr(MSR_X2APIC_LVT_TMR, LVT_PERIODIC | VEC_TIMER);
 	wrmsr(MSR_X2APIC_INIT_CNT, APIC_BUS_HZ / 16 / hz);
 	return 0;
+}
+
+/* An application processor (test=smp): x2APIC mode, software-enabled,
+ * LINT0 masked, no timer (the BSP's ticks are the kit's clock). */
+uint32_t apic_init_ap(void)
+{
+	uint64_t base = rdmsr(MSR_APIC_BASE);
+	if (!(base & APIC_BASE_EN))
+		wrmsr(MSR_APIC_BASE, base | APIC_BASE_EN);
+	wrmsr(MSR_APIC_BASE, base | APIC_BASE_EN | APIC_BASE_EXTD);
+	wrmsr(MSR_X2APIC_SVR, SVR_ENABLE | VEC_SPURIOUS);
+	wrmsr(MSR_X2APIC_LVT_LINT0, LVT_MASKED);
+	return (uint32_t)rdmsr(MSR_X2APIC_ID);
 }

@@ -2,6 +2,8 @@
  * the entry code (ring 0, emulated at ~1.5 MIPS on the PVM host) only has
  * to load CR3 and GDTR instead of running a fill loop. */
 
+#include "smp.h"
+
 /* 2 MiB page: present | writable | user (tests run in ring 3) | PS */
 #define PDE_2M 0x87
 /* table entry: present | writable | user */
@@ -40,7 +42,8 @@ kit_gdt:
 	.quad 0x00cf92000000ffff    /* 0x10 kernel data */
 	.quad 0x00cff2000000ffff    /* 0x18 user data (DPL 3) */
 	.quad 0x00affa000000ffff    /* 0x20 user code, 64-bit (DPL 3) */
-	.quad 0, 0                  /* 0x28 TSS, 16 bytes, filled by desc.c */
+	/* 0x28 + 16 * cpu: one 16-byte TSS descriptor per CPU, filled by desc.c */
+	.fill 2 * SMP_MAX_CPUS, 8, 0
 kit_gdt_end:
 
 	/* lgdt operand; in 32-bit mode only the low 4 bytes of the base are read */

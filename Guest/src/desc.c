@@ -3,6 +3,7 @@
  * (which also dispatches the ring-3 -> ring-0 services).
  * The GDT itself is static (boot_tables.S); we only patch in the TSS. */
 #include "kit.h"
+#include "smp.h"
 
 struct tss64 {
 	uint32_t reserved0;
@@ -39,10 +40,14 @@ extern uint64_t kit_gdt[];
  * PVM does not honour RFLAGS.IOPL = 3 for ring 3 (iretq comes back with
  * IOPL 0), but it does check the bitmap. The extra byte is the required
  * all-ones terminator. */
-static struct {
+struct tss_iomap {
 	struct tss64 t;
 	uint8_t iomap[65536 / 8 + 1];
-} tss __attribute__((aligned(16), section(".data.tss")));
+};
+static struct tss_iomap tss __attribute__((aligned(16), section(".data.tss")));
+/* The APs' (test=smp), index = CPU number; [0] is unused (the BSP has
+ * `tss`). Each also allows every port, so APs may do port I/O in ring 3. */
+static struct tss_iomap ap_tss[SMP_MAX_CPUS] __attribute__((aligned(16), section(".data.tss")));
 /* Both live in .data, not .bss: the loader copies their zeros from the
  * file, which is cheaper than clearing them in emulated ring 0. */
 static struct idt_gate idt[256] __attribute__((aligned(16), section(".data.idt")));
@@ -60,21 +65,45 @@ static void set_gate(unsigned int vec, void (*fn)(void), uint8_t type, uint8_t i
 	};
 }
 
+/* Fill a TSS (RSP0, IST1 = #DF stack, I/O bitmap of zeros from the image
+ * = every port allowed), put its descriptor into GDT slot SEL_TSS + 16 *
+ * cpu and load TR with it. */
+static void load_tss(unsigned int cpu, struct tss_iomap *t, uint64_t rsp0, uint64_t ist1)
+{
+	unsigned int sel = SEL_TSS + 16 * cpu;
+
+	t->t.rsp[0] = rsp0;
+	t->t.ist[0] = ist1;
+	t->t.iomap_base = sizeof(t->t);
+	t->iomap[sizeof(t->iomap) - 1] = 0xff;
+
+	uint64_t base = (uint64_t)(uintptr_t)t, limit = sizeof(*t) - 1;
+	kit_gdt[sel / 8] = (limit & 0xffff) | ((base & 0xffffff) << 16) |
+			   (0x89ull << 40) /* P, 64-bit TSS available */ |
+			   ((limit >> 16 & 0xf) << 48) | ((base >> 24 & 0xff) << 56);
+	kit_gdt[sel / 8 + 1] = base >> 32;
+	__asm__ volatile("ltr %w0" : : "r"((uint16_t)sel));
+}
+
+static void load_idt(void)
+{
+	struct desc_ptr p = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
+	__asm__ volatile("lidt %0" : : "m"(p));
+}
+
+/* AP `cpu` (1..SMP_MAX_CPUS-1): its own TSS and stacks, the shared IDT
+ * (the BSP filled it before sending the SIPIs). */
+void desc_init_ap(unsigned int cpu)
+{
+	load_tss(cpu, &ap_tss[cpu], (uint64_t)(uintptr_t)kit_ap_kstacks + cpu * AP_KSTACK_SIZE,
+		 (uint64_t)(uintptr_t)kit_ap_dfstacks + (cpu + 1) * AP_DFSTACK_SIZE);
+	load_idt();
+}
+
 void desc_init(void)
 {
-	/* TSS: RSP0 for ring 3 -> ring 0, IST1 for #DF, I/O bitmap (zeros
-	 * from the image) allowing every port. */
-	tss.t.rsp[0] = (uint64_t)(uintptr_t)kit_irq_stack_top;
-	tss.t.ist[0] = (uint64_t)(uintptr_t)kit_df_stack_top;
-	tss.t.iomap_base = sizeof(tss.t);
-	tss.iomap[sizeof(tss.iomap) - 1] = 0xff;
-
-	uint64_t base = (uint64_t)(uintptr_t)&tss, limit = sizeof(tss) - 1;
-	kit_gdt[SEL_TSS / 8] = (limit & 0xffff) | ((base & 0xffffff) << 16) |
-			       (0x89ull << 40) /* P, 64-bit TSS available */ |
-			       ((limit >> 16 & 0xf) << 48) | ((base >> 24 & 0xff) << 56);
-	kit_gdt[SEL_TSS / 8 + 1] = base >> 32;
-	__asm__ volatile("ltr %w0" : : "r"(SEL_TSS));
+	load_tss(0, &tss, (uint64_t)(uintptr_t)kit_irq_stack_top,
+		 (uint64_t)(uintptr_t)kit_df_stack_top);
 
 	/* Other vectors stay not-present: an unexpected one ends up as #NP/#GP. */
 	for (unsigned int v = 0; v < 32; v++)
@@ -85,8 +114,7 @@ void desc_init(void)
 	set_gate(VEC_VIRTIO_QUEUE, kit_virtio_isr, GATE_INTR_DPL0, 0);
 	set_gate(VEC_VIRTIO_CONFIG, kit_virtio_config_isr, GATE_INTR_DPL0, 0);
 
-	struct desc_ptr p = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
-	__asm__ volatile("lidt %0" : : "m"(p));
+	load_idt();
 }
 
 void kit_triple_fault(void)
@@ -105,6 +133,7 @@ void kit_exception(struct exc_frame *f)
 	if (f->vector == 6 && f->rip == (uint64_t)(uintptr_t)kit_service_trap) {
 		if (f->rax == SERVICE_TRIPLE_FAULT)
 			kit_do_triple_fault();
+		kit_halted_mask_add(); /* test=smp reports it */
 		kit_do_halt(); /* SERVICE_HALT and anything unknown */
 	}
 	if (nested++)

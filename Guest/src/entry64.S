@@ -53,7 +53,8 @@ kit_common64:
 	hlt
 	jmp 2b
 
-/* void kit_enter_user(void (*fn)(void), uint64_t rsp): iretq to ring 3. */
+/* void kit_enter_user(void (*fn)(uint64_t), uint64_t rsp, uint64_t arg):
+ * iretq to ring 3, fn gets arg in RDI. */
 	.text
 	.globl kit_enter_user
 kit_enter_user:
@@ -65,6 +66,7 @@ kit_enter_user:
 	pushq $USER_RFLAGS
 	pushq $SEL_UCODE                /* CS */
 	push %rdi                       /* RIP */
+	mov %rdx, %rdi                  /* fn's argument */
 	iretq
 
 	.section .stacks, "aw", @nobits

@@ -3,6 +3,7 @@
  * this does only what ring 3 cannot: copy the boot facts out of low
  * memory, load the TSS/IDT, start the x2APIC timer, then iretq to ring 3. */
 #include "kit.h"
+#include "smp.h"
 
 #define TIMER_HZ 100
 
@@ -60,6 +61,11 @@ void kit_main(const struct hvm_start_info *si, enum entry_kind entry)
 		kit_exit(EXIT_FAIL);
 	}
 
+	/* test=smp: wake the other CPUs now, while we are in ring 0 (the ICR
+	 * is an MSR); test_smp waits for them in ring 3. */
+	if (strcmp(kit_current_test, "smp") == 0)
+		smp_start_aps();
+
 	/* Enter user_main as if called: RSP = 16n + 8. */
-	kit_enter_user(user_main, (uint64_t)(uintptr_t)kit_user_stack_top - 8);
+	kit_enter_user(user_main, (uint64_t)(uintptr_t)kit_user_stack_top - 8, 0);
 }

@@ -2,6 +2,7 @@
  * a handler and one line in `tests[]`. A handler returns the exit code
  * (after printing its RESULT line) or never returns. */
 #include "kit.h"
+#include "smp.h"
 
 const char *kit_current_test;
 
@@ -110,6 +111,7 @@ static const struct {
 	{ "hang", test_hang },
 	{ "ticker", test_ticker },
 	{ "exception", test_exception },
+	{ "smp", test_smp },
 	{ "blk", test_blk },
 	{ "bench-blk", bench_blk }, /* bench=blk */
 	{ "net", test_net },
