@@ -13,6 +13,9 @@ enum BootLayout {
     static let moduleList = GuestAddress(0x6400)
     /// struct boot_params (the zero page) for the Linux 64-bit boot protocol.
     static let zeroPage = GuestAddress(0x7000)
+    /// 0x8000–0x8fff is left free: guests put their AP start-up trampoline there
+    /// (the guest kit's `test=smp` does), as SIPI vectors must point below 1 MiB.
+    static let freeForGuestTrampoline = GuestAddress(0x8000)
     static let pageTables = GuestAddress(0x9000)
     static let commandLine = GuestAddress(0x2_0000)
     static let commandLineCapacity = 4096
