@@ -70,7 +70,7 @@ final class VMInstance {
                 state = .paused
                 finishPauseWaiters()
             case .resumed:
-                state = .running
+                if state != .stopping { state = .running }  // a graceful stop resumes a paused guest first
                 finishPauseWaiters()
             }
         }
