@@ -36,6 +36,8 @@ final class Daemon {
     private var nextID = 1
     private var watches: [EventWatch] = []
     private var shuttingDown = false
+    /// Where `local interface` /31s come from (the configuration's `local prefix`).
+    private var localPrefix = IPv4Prefix.defaultLocal
 
     init(options: Options) throws {
         self.options = options
@@ -44,6 +46,7 @@ final class Daemon {
 
     func run() throws {
         let file = try loadGlobalConfig()
+        localPrefix = file.localPrefix
         try define(file, directory: directory(of: options.configPath), fromGlobalConfig: true)
         server = try ControlServer(path: options.socketPath, loop: loop, logger: logger) { [unowned self] request, peer, reply in
             self.handle(request, from: peer, reply: reply)
@@ -92,7 +95,9 @@ final class Daemon {
     }
 
     private func reload() throws {
-        try define(try loadGlobalConfig(), directory: directory(of: options.configPath), fromGlobalConfig: true)
+        let file = try loadGlobalConfig()
+        localPrefix = file.localPrefix
+        try define(file, directory: directory(of: options.configPath), fromGlobalConfig: true)
         logger.notice("reloaded \(options.configPath)")
     }
 
@@ -101,8 +106,11 @@ final class Daemon {
     private func start(_ record: Record) throws {
         guard !record.isRunning else { throw DaemonError.alreadyRunning(record.config.name) }
         guard let boot = record.config.boot else { throw DaemonError.noBootImage(record.config.name) }
-        let launcher = VMLauncher(config: record.config, kernelPath: boot.hasPrefix("/") ? boot : record.directory + "/" + boot,
+        var launcher = VMLauncher(config: record.config, kernelPath: boot.hasPrefix("/") ? boot : record.directory + "/" + boot,
                                   configDirectory: record.directory, logger: logger)
+        // Each VM's local interfaces get /31s of their own: four per VM id.
+        launcher.localPrefix = localPrefix
+        launcher.localInterfaceBase = (record.id - 1) * InterfaceConfig.maximumPerVM
         let instance = try VMInstance(id: record.id, launcher: launcher, loop: loop, logger: logger)
         record.instance = instance
         record.lastOutcome = nil

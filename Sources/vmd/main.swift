@@ -113,8 +113,10 @@ struct Boot: ParsableCommand {
         }
         let logger = Logger(label: "vmd")
         let vm: VMConfig
+        let file: ConfigFile
         do {
-            vm = try selectVM(from: try ConfigParser.load(path: config), named: name)
+            file = try ConfigParser.load(path: config)
+            vm = try selectVM(from: file, named: name)
         } catch {
             FileDescriptor.standardError("vmd: \(error)\n")
             throw ExitCode(ExitStatus.configError)
@@ -126,7 +128,8 @@ struct Boot: ParsableCommand {
         let kernelPath = boot.hasPrefix("/") ? boot : directory(of: config) + "/" + boot
         let outcome: VMOutcome
         do {
-            let launcher = VMLauncher(config: vm, kernelPath: kernelPath, configDirectory: directory(of: config), logger: logger)
+            var launcher = VMLauncher(config: vm, kernelPath: kernelPath, configDirectory: directory(of: config), logger: logger)
+            launcher.localPrefix = file.localPrefix
             outcome = try ForegroundVM(launcher: launcher, deadline: deadline, logger: logger).run()
         } catch {
             FileDescriptor.standardError("vmd: vm \"\(vm.name)\": \(error)\n")
