@@ -10,7 +10,8 @@ final class DaemonHarness {
     let vmd: Process
     let logPath: String
 
-    init(_ test: String, globalConfig: String = "") throws {
+    /// `namespace`: run vmd inside that network namespace (its taps appear there).
+    init(_ test: String, globalConfig: String = "", namespace: NetworkNamespace? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmd-\(test)-\(getpid())")
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -21,8 +22,14 @@ final class DaemonHarness {
         logPath = directory.appendingPathComponent("vmd.log").path
         FileManager.default.createFile(atPath: logPath, contents: nil)
         vmd = Process()
-        vmd.executableURL = URL(fileURLWithPath: VmdHarness.productsDirectory + "/vmd")
-        vmd.arguments = ["-d", "-f", configPath, "-s", socket]
+        let command = [VmdHarness.productsDirectory + "/vmd", "-d", "-f", configPath, "-s", socket]
+        if let namespace {
+            vmd.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            vmd.arguments = ["netns", "exec", namespace.name] + command
+        } else {
+            vmd.executableURL = URL(fileURLWithPath: command[0])
+            vmd.arguments = Array(command.dropFirst())
+        }
         vmd.standardOutput = FileHandle(forWritingAtPath: logPath)
         vmd.standardError = FileHandle(forWritingAtPath: logPath)
         vmd.standardInput = FileHandle.nullDevice

@@ -147,6 +147,32 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(daemon.vmctl("stop", "alpha", "-f", "-w").status, 0)
     }
 
+    func testEachVMsLocalInterfaceGetsItsOwnSubnet() throws {
+        try NetworkNamespace.requireTun()
+        let namespace = try NetworkNamespace("vmddl")
+        let daemon = try DaemonHarness("local", namespace: namespace)
+        var outputs: [String: String] = [:]
+        var consoles: [Process] = []
+        for name in ["alpha", "beta"] {
+            let config = try daemon.writeGuestConfig(name, cmdline: "test=net dhcp=1 seconds=60", extra: "    local interface")
+            XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
+            outputs[name] = daemon.directory.appendingPathComponent("\(name).console").path
+            let console = daemon.start(["console", name], stdout: outputs[name]!)
+            try console.run()
+            consoles.append(console)
+        }
+        let text = { (name: String) in (try? String(contentsOfFile: outputs[name]!, encoding: .utf8)) ?? "" }
+        XCTAssertTrue(daemon.eventually(30) { text("alpha").contains("READY-NET ip=100.64.0.1\n") && text("beta").contains("READY-NET ip=100.64.0.9\n") },
+                      "alpha:\n\(text("alpha"))\nbeta:\n\(text("beta"))\n\(daemon.log)")
+        // VM 1 has the first /31 (100.64.0.0–1); VM 2 starts at the fifth (100.64.0.8–9).
+        for address in ["100.64.0.1", "100.64.0.9"] {
+            let ping = namespace.exec(["ping", "-c", "2", "-W", "2", address])
+            XCTAssertEqual(ping.status, 0, ping.output)
+        }
+        XCTAssertEqual(daemon.vmctl("stop", "-a", "-f").status, 0)
+        XCTAssertTrue(daemon.eventually { consoles.allSatisfy { !$0.isRunning } })
+    }
+
     func testMalformedConfigurationsStartNothing() throws {
         let daemon = try DaemonHarness("bad")
         let cases: [(text: String, location: String, phrase: String)] = [
