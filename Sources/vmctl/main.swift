@@ -51,12 +51,12 @@ struct Start: ParsableCommand {
             let client = try connection.client()
             let request: ControlRequest
             if target.contains("/") || target.hasSuffix(".conf") || access(target, F_OK) == 0 {
-                let path = target.hasPrefix("/") ? target : FileManagerPath.current + "/" + target
+                let path = target.hasPrefix("/") ? target : currentDirectory() + "/" + target
                 guard let bytes = try? FileDescriptor.open(path, flags: O_RDONLY).readToEnd(),
                       let text = String(validating: bytes, as: UTF8.self) else {
                     throw VmctlError("cannot read \(target): \(String(cString: strerror(errno)))")
                 }
-                request = .startConfig(text: text, path: target, directory: FileManagerPath.directory(of: path))
+                request = .startConfig(text: text, path: target, directory: directory(of: path))
             } else {
                 request = .startNamed(target)
             }
@@ -217,18 +217,11 @@ struct Create: ParsableCommand {
     }
 }
 
-/// Paths without Foundation.
-enum FileManagerPath {
-    static var current: String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
-        guard getcwd(&buffer, buffer.count) != nil else { return "." }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
+/// The working directory, without Foundation.
+func currentDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+    guard getcwd(&buffer, buffer.count) != nil else { return "." }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 Vmctl.main()

@@ -15,12 +15,10 @@ final class ControlServer {
     private let handle: (ControlRequest, PeerCredentials, @escaping (ControlReply) -> Void) -> Void
 
     enum ServerError: Error, CustomStringConvertible {
-        case pathTooLong(String)
         case inUse(String)
 
         var description: String {
             switch self {
-            case .pathTooLong(let path): "control socket path too long: \(path)"
             case .inUse(let path): "another vmd is listening on \(path)"
             }
         }
@@ -36,11 +34,11 @@ final class ControlServer {
             socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         }
         listener = FileDescriptor(adopting: raw)
-        var address = try ControlServer.address(path)
+        var address = try UnixSocket.address(path)
         // A socket file left by a vmd that died may be replaced; a live one may not.
         if ControlServer.isLive(path) { throw ServerError.inUse(path) }
         unlink(path)
-        try withUnsafePointer(to: &address) { pointer in
+        _ = try withUnsafePointer(to: &address) { pointer in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
                 try retryingInterrupts("bind(\(path))") { bind(listener.rawValue, generic, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
@@ -55,30 +53,8 @@ final class ControlServer {
         unlink(path)
     }
 
-    static func address(_ path: String) throws -> sockaddr_un {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw ServerError.pathTooLong(path) }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        return address
-    }
-
-    /// Connects a SOCK_SEQPACKET client to `path` (used by vmctl, and to test for a live server).
-    static func connect(_ path: String) throws -> FileDescriptor {
-        var address = try address(path)
-        let raw = try retryingInterrupts("socket") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        let fd = FileDescriptor(adopting: raw)
-        try withUnsafePointer(to: &address) { pointer in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
-                try retryingInterrupts("connect(\(path))") { Glibc.connect(fd.rawValue, generic, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-        }
-        return fd
-    }
-
     private static func isLive(_ path: String) -> Bool {
-        (try? connect(path)) != nil
+        (try? UnixSocket.connect(path)) != nil
     }
 
     private func acceptAll() {

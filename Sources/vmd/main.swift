@@ -174,9 +174,5 @@ struct Check: ParsableCommand {
     }
 }
 
-func directory(of path: String) -> String {
-    guard let slash = path.lastIndex(of: "/") else { return "." }
-    return slash == path.startIndex ? "/" : String(path[..<slash])
-}
 
 Vmd.main()

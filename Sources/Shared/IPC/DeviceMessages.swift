@@ -146,8 +146,7 @@ public enum TransportReply: ChannelMessage, Equatable {
     public static func decode(tag: UInt16, from reader: inout WireReader) throws -> TransportReply {
         switch tag {
         case 1:
-            let rawType = try reader.read(UInt16.self)
-            guard let type = VirtioDeviceType(rawValue: rawType) else { throw IPCError.malformed("device type \(rawType)") }
+            let type = try reader.readDeviceType()
             return .description(DeviceDescription(type: type, features: try reader.read(UInt64.self),
                                                   queueCount: try reader.read(UInt16.self),
                                                   maximumQueueSize: try reader.read(UInt16.self),

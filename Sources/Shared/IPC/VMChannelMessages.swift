@@ -83,8 +83,7 @@ public enum VMCommand: ChannelMessage {
         case 3:
             return .stop
         case 4:
-            let rawType = try reader.read(UInt16.self)
-            guard let type = VirtioDeviceType(rawValue: rawType) else { throw IPCError.malformed("device type \(rawType)") }
+            let type = try reader.readDeviceType()
             let attachment = VirtioAttachment(type: type, name: try reader.read(String.self, limit: 64),
                                               queueCount: Int(try reader.read(UInt32.self)))
             return .attachDevice(attachment, wiring: try DeviceWiring.decode(from: &reader))

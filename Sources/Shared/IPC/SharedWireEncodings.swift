@@ -1,3 +1,4 @@
+/// Encodings several message enums share: slot tables, descriptor lists, device types.
 /// The slot table of a SHAREMEM handoff on the wire; the memfds travel beside it, one per slot.
 extension WireWriter {
     mutating func writeSlotTable(_ slots: [SlotDescriptor], memfds: [FileDescriptor]) {
@@ -39,5 +40,14 @@ extension WireWriter {
     mutating func writeDescriptors(_ descriptors: [FileDescriptor]) {
         write(UInt32(descriptors.count))
         descriptors.forEach { write($0) }
+    }
+}
+
+extension WireReader {
+    /// A virtio device type, refused if it is not one we know.
+    mutating func readDeviceType() throws -> VirtioDeviceType {
+        let raw = try read(UInt16.self)
+        guard let type = VirtioDeviceType(rawValue: raw) else { throw IPCError.malformed("device type \(raw)") }
+        return type
     }
 }
