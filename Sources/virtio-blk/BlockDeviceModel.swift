@@ -216,12 +216,7 @@ final class BlockDeviceModel {
 
         case .getID(let data):
             // The 20-byte NUL-padded ID into the first 20 data bytes; the parser checked there are 20.
-            let pieces = BlockRequest.ranges(of: data, from: 0, count: UInt64(VirtioBlock.idBytes))
-            var offset = 0
-            for piece in pieces {
-                try memory.writeBytes(Array(serial[offset..<(offset + Int(piece.length))]), at: piece.address)
-                offset += Int(piece.length)
-            }
+            try serial.prefix(VirtioBlock.idBytes).withUnsafeBytes { try data.writeBytes($0, at: 0, memory: memory) }
             counters.getIDs += 1
             return request.writableDataLength
 

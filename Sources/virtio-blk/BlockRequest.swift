@@ -189,7 +189,7 @@ struct BlockRequest: Equatable, Sendable {
             guard payload == 0 else { throw .unexpectedData(readable: payload, writable: writableData) }
             try checkTransfer(sector: sector, length: writableData, limits: limits)
             return BlockRequest(
-                operation: .read(sector: sector, data: ranges(of: chain.writable, from: 0, count: writableData)),
+                operation: .read(sector: sector, data: chain.writable.ranges(from: 0, count: writableData)),
                 status: status)
 
         case VirtioBlock.RequestType.write:
@@ -201,7 +201,7 @@ struct BlockRequest: Equatable, Sendable {
             return BlockRequest(
                 operation: .write(
                     sector: sector,
-                    data: ranges(of: chain.readable, from: VirtioBlock.headerSize, count: payload)),
+                    data: chain.readable.ranges(from: VirtioBlock.headerSize, count: payload)),
                 status: status)
 
         case VirtioBlock.RequestType.flush:
@@ -216,7 +216,7 @@ struct BlockRequest: Equatable, Sendable {
             guard payload == 0 else { throw .unexpectedData(readable: payload, writable: writableData) }
             guard writableData >= UInt64(VirtioBlock.idBytes) else { throw .idBufferTooShort(writableData) }
             return BlockRequest(
-                operation: .getID(data: ranges(of: chain.writable, from: 0, count: writableData)),
+                operation: .getID(data: chain.writable.ranges(from: 0, count: writableData)),
                 status: status)
 
         case VirtioBlock.RequestType.discard:
@@ -290,43 +290,18 @@ struct BlockRequest: Equatable, Sendable {
 
     // MARK: Byte streams over buffers
 
-    /// The guest ranges holding bytes `[start, start + count)` of the stream formed by `buffers`
-    /// in order; empty ranges are left out. The caller checked the stream is long enough.
-    static func ranges(of buffers: [DescriptorBuffer], from start: UInt64, count: UInt64) -> [DescriptorBuffer] {
-        var result: [DescriptorBuffer] = []
-        var skip = start
-        var remaining = count
-        for buffer in buffers where remaining > 0 {
-            let length = UInt64(buffer.length)
-            if skip >= length {
-                skip -= length
-                continue
-            }
-            let take = min(length - skip, remaining)
-            // No overflow: parse checked address + length of every buffer.
-            result.append(DescriptorBuffer(address: GuestAddress(buffer.address.value + skip), length: UInt32(take)))
-            remaining -= take
-            skip = 0
-        }
-        precondition(remaining == 0, "stream shorter than the caller checked")
-        return result
-    }
-
     /// Copies bytes `[start, start + count)` of the readable stream out of guest memory, once.
     private static func readStream(
-        _ buffers: [DescriptorBuffer], from start: UInt64, count: Int, memory: GuestMemory
+        _ buffers: ArraySlice<DescriptorBuffer>, from start: UInt64, count: Int, memory: GuestMemory
     ) throws(BlockRequestError) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(count)
-        for range in ranges(of: buffers, from: start, count: UInt64(count)) {
-            do {
-                bytes += try memory.readBytes(at: range.address, count: Int(range.length))
-            } catch let error as GuestMemoryError {
-                throw .guestMemory(error)
-            } catch {
-                throw .guestMemory(.unmapped(range.address))   // GuestMemory throws nothing else today
+        var bytes = [UInt8](repeating: 0, count: count)
+        var failure: GuestMemoryError?
+        bytes.withUnsafeMutableBytes { destination in
+            do throws(GuestMemoryError) { try buffers.copyBytes(from: start, into: destination, memory: memory) } catch {
+                failure = error
             }
         }
+        if let failure { throw .guestMemory(failure) }
         return bytes
     }
 

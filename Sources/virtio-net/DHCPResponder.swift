@@ -99,7 +99,7 @@ struct DHCPResponder: Sendable {
 
     /// Whether a frame starting with `prefix` (up to `candidatePrefixLength` bytes) may be a
     /// DHCP request: IPv4, UDP, to port 67. Cheap, so other frames are not copied out.
-    static func mightBeRequest(_ prefix: [UInt8]) -> Bool {
+    static func mightBeRequest(_ prefix: UnsafeRawBufferPointer) -> Bool {
         guard prefix.count >= 14 + 20 + 4, prefix[12] == 0x08, prefix[13] == 0x00, prefix[14] >> 4 == 4,
               prefix[23] == 17 else { return false }
         let udp = 14 + Int(prefix[14] & 0x0F) * 4

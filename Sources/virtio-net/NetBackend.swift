@@ -16,9 +16,9 @@ enum NetTransfer: Equatable, Sendable {
 /// Failures other than "would block" are host errors, thrown as `SystemError`.
 protocol NetBackend: AnyObject {
     /// Reads the next packet into `vectors`, in order.
-    func readPacket(into vectors: [iovec]) throws -> NetTransfer
+    func readPacket(into vectors: IOVectorBuffer) throws -> NetTransfer
     /// Writes one packet gathered from `vectors`, in order.
-    func writePacket(from vectors: [iovec]) throws -> NetTransfer
+    func writePacket(from vectors: IOVectorBuffer) throws -> NetTransfer
 }
 
 /// A tap device opened by vmd with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and its vnet header
@@ -33,23 +33,26 @@ final class TapBackend: NetBackend {
         try tap.setNonBlocking(true)
     }
 
-    func readPacket(into vectors: [iovec]) throws -> NetTransfer {
-        precondition(vectors.count <= Int(UIO_MAXIOV), "more iovecs than readv takes")
+    func readPacket(into vectors: IOVectorBuffer) throws -> NetTransfer {
         let fd = tap.rawValue
-        return try transfer("readv(tap)") { vectors.withUnsafeBufferPointer { readv(fd, $0.baseAddress, Int32($0.count)) } }
+        return try transfer("readv(tap)") { vectors.withVectors { readv(fd, $0.baseAddress, Int32($0.count)) } }
     }
 
-    func writePacket(from vectors: [iovec]) throws -> NetTransfer {
-        precondition(vectors.count <= Int(UIO_MAXIOV), "more iovecs than writev takes")
+    func writePacket(from vectors: IOVectorBuffer) throws -> NetTransfer {
         let fd = tap.rawValue
-        return try transfer("writev(tap)") { vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32($0.count)) } }
+        return try transfer("writev(tap)") { vectors.withVectors { writev(fd, $0.baseAddress, Int32($0.count)) } }
     }
 
+    /// EAGAIN is the usual end of every pass over the tap: an answer, not an error (no throw,
+    /// no allocation).
     private func transfer(_ call: String, _ body: () -> Int) throws -> NetTransfer {
-        do {
-            return .packet(try retryingInterrupts(call, body))
-        } catch let error as SystemError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
-            return .wouldBlock
+        while true {
+            let result = body()
+            if result >= 0 { return .packet(result) }
+            let error = vmd_errno()
+            if error == EINTR { continue }
+            if error == EAGAIN || error == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(call, errno: error)
         }
     }
 }

@@ -4,10 +4,28 @@ import Shared
 /// A receive chain taken from the ring and checked, kept until a packet fills it.
 struct ReceiveBuffer: Equatable, Sendable {
     let head: UInt16
-    let buffers: [DescriptorBuffer]
+    let buffers: ReceiveBufferList
     let capacity: Int
     /// Guest slices the chain maps to (at most 2 per buffer, one per slot touched).
     let sliceCount: Int
+}
+
+/// The buffers of a receive chain. The first is kept inline: drivers usually post one
+/// buffer per chain, and holding the chain's own array would make the queue allocate a new
+/// one for every chain it walks while this one waits for a packet.
+struct ReceiveBufferList: RandomAccessCollection, Equatable, Sendable {
+    let first: DescriptorBuffer
+    let rest: [DescriptorBuffer]
+
+    init(_ buffers: ArraySlice<DescriptorBuffer>) {
+        precondition(!buffers.isEmpty, "a receive chain has a buffer")
+        first = buffers[buffers.startIndex]
+        rest = buffers.count > 1 ? Array(buffers.dropFirst()) : []
+    }
+
+    var startIndex: Int { 0 }
+    var endIndex: Int { 1 + rest.count }
+    subscript(position: Int) -> DescriptorBuffer { position == 0 ? first : rest[position - 1] }
 }
 
 /// How a pass over the receive path ended; says whether to keep watching the tap.
@@ -51,27 +69,27 @@ extension NetDeviceModel {
                 if try queue.enableNotifications() { continue }
                 return .outOfBuffers
             }
-            let chosen = Array(heldReceiveBuffers.prefix(count))
             if let local {
                 localFrames.removeFirst()
                 // A local frame is a bare Ethernet frame: its header stays all zero.
-                try deliver(into: chosen, queue: &queue, memory: memory, features: features, fromTap: false) { _, data in
+                try deliver(count, queue: &queue, memory: memory, features: features, fromTap: false) { _ in
+                    let room = heldReceiveBuffers[0..<count].reduce(0) { $0 + $1.capacity } - VirtioNetHeader.size
+                    let written = Swift.min(room, local.count)
                     var offset = 0
-                    for range in data where offset < local.count {
-                        let piece = Array(local[offset..<Swift.min(local.count, offset + Int(range.length))])
-                        try memory.writeBytes(piece, at: range.address)
-                        offset += piece.count
+                    for (index, held) in heldReceiveBuffers[0..<count].enumerated() where offset < written {
+                        let skip = index == 0 ? VirtioNetHeader.size : 0
+                        let piece = Swift.min(written - offset, held.capacity - skip)
+                        try local.withUnsafeBytes { bytes in
+                            try held.buffers.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + piece)]),
+                                                        at: UInt64(skip), memory: memory)
+                        }
+                        offset += piece
                     }
                     return .packet(VirtioNetHeader.size + local.count)
                 }
             } else {
-                let result = try deliver(into: chosen, queue: &queue, memory: memory, features: features, fromTap: true) { header, data in
-                    var vectors = [iovec(iov_base: header.baseAddress, iov_len: header.count)]
-                    for range in data {
-                        vectors += try memory.slices(at: range.address, length: UInt64(range.length), forWriting: true)
-                            .filter { $0.count > 0 }.map(\.iovec)
-                    }
-                    return try backend.readPacket(into: vectors)
+                let result = try deliver(count, queue: &queue, memory: memory, features: features, fromTap: true) { vectors in
+                    try backend.readPacket(into: vectors)
                 }
                 if result == .wouldBlock { return .tapDrained }
             }
@@ -146,73 +164,83 @@ extension NetDeviceModel {
               chain.writableLength <= UInt64(Int32.max) else { return nil }
         var slices = 0
         for buffer in chain.writable {
-            guard let parts = try? memory.slices(at: buffer.address, length: UInt64(buffer.length), forWriting: true) else {
+            guard let parts = try? memory.forEachSlice(at: buffer.address, length: UInt64(buffer.length), forWriting: true) else {
                 return nil
             }
-            slices += parts.count
+            slices += parts
         }
         guard slices < Int(UIO_MAXIOV) else { return nil }
-        return ReceiveBuffer(head: chain.head, buffers: chain.writable, capacity: Int(chain.writableLength), sliceCount: slices)
+        return ReceiveBuffer(head: chain.head, buffers: ReceiveBufferList(chain.writable), capacity: Int(chain.writableLength),
+                             sliceCount: slices)
     }
 
-    /// Fills `chosen` (a prefix of the held chains) with one packet from `fill`, which gets a
-    /// local 12-byte header buffer and the guest ranges after the header, and returns the
+    /// Fills the first `count` held chains with one packet from `fill`, which gets iovecs
+    /// over a local 12-byte header and the guest buffers after the header, and returns the
     /// packet's length. Then fixes the header, writes it into the guest and returns the used
-    /// chains. A packet that fails is dropped and the chains stay held.
+    /// chains. A packet that fails is dropped and the chains stay held. Allocates nothing.
     @discardableResult
     private func deliver(
-        into chosen: [ReceiveBuffer], queue: inout SplitVirtqueue, memory: GuestMemory, features: UInt64, fromTap: Bool,
-        fill: (UnsafeMutableRawBufferPointer, [DescriptorBuffer]) throws -> NetTransfer
+        _ count: Int, queue: inout SplitVirtqueue, memory: GuestMemory, features: UInt64, fromTap: Bool,
+        fill: (IOVectorBuffer) throws -> NetTransfer
     ) throws -> NetTransfer {
-        let firstData = chosen[0].buffers.ranges(from: UInt64(VirtioNetHeader.size),
-                                                 count: UInt64(chosen[0].capacity - VirtioNetHeader.size))
-        let data = firstData + chosen.dropFirst().flatMap(\.buffers)
-        let capacity = chosen.reduce(0) { $0 + $1.capacity }
-        var headerBytes = [UInt8](repeating: 0, count: VirtioNetHeader.size)
-        let result = try headerBytes.withUnsafeMutableBytes { try fill($0, data) }
-        guard case .packet(let length) = result else { return result }
+        var capacity = 0
+        for index in 0..<count { capacity += heldReceiveBuffers[index].capacity }
+        return try withUnsafeTemporaryAllocation(byteCount: VirtioNetHeader.size, alignment: 8) { headerBytes in
+            headerBytes.initializeMemory(as: UInt8.self, repeating: 0)
+            let vectors = receiveVectors
+            vectors.removeAll()
+            _ = vectors.append(UnsafeRawBufferPointer(headerBytes))
+            for index in 0..<count {
+                let held = heldReceiveBuffers[index]
+                let skip = index == 0 ? VirtioNetHeader.size : 0
+                // Fits: receiveBuffer and prefixFitting counted the slices against IOV_MAX.
+                let fits = try held.buffers.appendSlices(from: UInt64(skip), count: UInt64(held.capacity - skip),
+                                                         forWriting: true, memory: memory, to: vectors)
+                precondition(fits, "receive slices counted against IOV_MAX")
+            }
+            let result = try fill(vectors)
+            guard case .packet(let length) = result else { return result }
 
-        guard length >= VirtioNetHeader.size else {
-            counters.rxDropped.shorterThanHeader += 1
-            return result
-        }
-        guard length <= capacity else {
-            counters.rxDropped.truncated += 1
-            onFailure?("virtio-net: \(length)-byte packet dropped: \(capacity) bytes of receive buffers")
-            return result
-        }
-        var header = VirtioNetHeader(parsing: headerBytes)!
-        if fromTap {
-            do {
-                header = try header.adjustedForReceive(features: features)
-            } catch {
-                counters.rxDropped.offloadNotNegotiated += 1
-                onFailure?("virtio-net: packet from the tap dropped: \(error)")
+            guard length >= VirtioNetHeader.size else {
+                counters.rxDropped.shorterThanHeader += 1
                 return result
             }
+            guard length <= capacity else {
+                counters.rxDropped.truncated += 1
+                onFailure?("virtio-net: \(length)-byte packet dropped: \(capacity) bytes of receive buffers")
+                return result
+            }
+            var header = VirtioNetHeader(parsing: headerBytes)!
+            if fromTap {
+                do {
+                    header = try header.adjustedForReceive(features: features)
+                } catch {
+                    counters.rxDropped.offloadNotNegotiated += 1
+                    onFailure?("virtio-net: packet from the tap dropped: \(error)")
+                    return result
+                }
+            }
+            // The chains the packet reaches, each with the bytes it got (§5.1.6.4).
+            var usedCount = 0
+            var left = length
+            while left > 0 {
+                left -= Swift.min(left, heldReceiveBuffers[usedCount].capacity)
+                usedCount += 1
+            }
+            // §5.1.6.4.1: num_buffers is the number of chains used (1 without MRG_RXBUF).
+            header.bufferCount = UInt16(usedCount)
+            header.store(into: headerBytes)
+            try heldReceiveBuffers[0].buffers.writeBytes(UnsafeRawBufferPointer(headerBytes), at: 0, memory: memory)
+            left = length
+            for index in 0..<usedCount {
+                let take = Swift.min(left, heldReceiveBuffers[index].capacity)
+                try queue.pushUsed(head: heldReceiveBuffers[index].head, length: UInt32(take))
+                left -= take
+            }
+            heldReceiveBuffers.removeFirst(usedCount)
+            counters.rxPackets += 1
+            counters.rxBytes += UInt64(length - VirtioNetHeader.size)
+            return result
         }
-        // The chains the packet reaches, each with the bytes it got (§5.1.6.4).
-        var used: [(UInt16, UInt32)] = []
-        var left = length
-        for buffer in chosen where left > 0 {
-            let take = Swift.min(left, buffer.capacity)
-            used.append((buffer.head, UInt32(take)))
-            left -= take
-        }
-        // §5.1.6.4.1: num_buffers is the number of chains used (1 without MRG_RXBUF).
-        header.bufferCount = UInt16(used.count)
-        let headerCopy = header.bytes
-        var offset = 0
-        for range in chosen[0].buffers.ranges(from: 0, count: UInt64(VirtioNetHeader.size)) {
-            try memory.writeBytes(Array(headerCopy[offset..<(offset + Int(range.length))]), at: range.address)
-            offset += Int(range.length)
-        }
-        for (head, length) in used {
-            try queue.pushUsed(head: head, length: length)
-        }
-        heldReceiveBuffers.removeFirst(used.count)
-        counters.rxPackets += 1
-        counters.rxBytes += UInt64(length - VirtioNetHeader.size)
-        return result
     }
 }

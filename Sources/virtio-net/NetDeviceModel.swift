@@ -53,6 +53,9 @@ final class NetDeviceModel {
     var heldReceiveBuffers: [ReceiveBuffer] = []
     /// Frames for the driver that did not come from the tap, oldest first.
     var localFrames: [[UInt8]] = []
+    /// The iovecs of the packet being sent or received, reused (no allocation per packet).
+    let transmitVectors = IOVectorBuffer()
+    let receiveVectors = IOVectorBuffer()
 
     init(mac: MACAddress, offloads: NetOffloads = [], backend: NetBackend, dhcp: DHCPResponder? = nil)
         throws(NetDeviceConfigurationError)
@@ -113,61 +116,66 @@ final class NetDeviceModel {
         guard total <= UInt64(Self.maximumPacketLength) else { throw .tooLong(total) }
         let frameLength = Int(total) - VirtioNetHeader.size
         guard frameLength >= Self.ethernetHeaderLength else { throw .runt(frameLength) }
+        let packet = chain.readable
+        // Header plus one iovec per buffer at least: more than writev takes is refused first.
+        guard packet.count < IOVectorBuffer.maximumCount else { throw .tooManySegments(packet.count) }
 
         // One copy of the header, checked, and that copy is what the tap gets (design §2:
-        // never read a guest field twice).
-        let headerRanges = chain.readable.ranges(from: 0, count: UInt64(VirtioNetHeader.size))
-        let frameRanges = chain.readable.ranges(from: UInt64(VirtioNetHeader.size), count: UInt64(frameLength))
-        var headerBytes: [UInt8] = []
-        var frameSlices: [VolatileSlice] = []
-        do {
-            for range in headerRanges { headerBytes += try memory.readBytes(at: range.address, count: Int(range.length)) }
-            for range in frameRanges {
-                frameSlices += try memory.slices(at: range.address, length: UInt64(range.length), forWriting: false)
+        // never read a guest field twice). It lives on the stack: no allocation per packet.
+        let result = try withUnsafeTemporaryAllocation(byteCount: VirtioNetHeader.size, alignment: 8) {
+            headerCopy throws(TransmitDrop) -> NetTransfer? in
+            do { try packet.copyBytes(from: 0, into: headerCopy, memory: memory) } catch { throw .guestMemory("\(error)") }
+            var header = VirtioNetHeader(parsing: headerCopy)!
+            do throws(VirtioNetHeaderError) {
+                try header.validateForTransmit(frameLength: frameLength, features: features)
+            } catch {
+                throw .badHeader(error)
             }
-        } catch {
-            throw .guestMemory("\(error)")
-        }
-        guard frameSlices.count < Int(UIO_MAXIOV) else { throw .tooManySegments(frameSlices.count) }
-        var header = VirtioNetHeader(parsing: headerBytes)!
-        do { try header.validateForTransmit(frameLength: frameLength, features: features) } catch { throw .badHeader(error) }
-        // §5.1.6.2.1: num_buffers is the driver's to zero; the tap gets zero whatever it wrote.
-        header.bufferCount = 0
+            // §5.1.6.2.1: num_buffers is the driver's to zero; the tap gets zero whatever it wrote.
+            header.bufferCount = 0
 
-        if let dhcp, header.gsoType == VirtioNetHeader.GSOType.none, frameLength <= DHCPResponder.maximumRequestLength,
-           let reply = answerDHCP(dhcp, frameRanges: frameRanges, memory: memory)
-        {
-            counters.dhcpReplies += 1
-            enqueueLocalFrame(reply)
-            return
-        }
-
-        let result: NetTransfer
-        do {
-            let headerCopy = header.bytes
-            result = try headerCopy.withUnsafeBytes { raw in
-                let vectors = [iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress), iov_len: raw.count)]
-                    + frameSlices.filter { $0.count > 0 }.map(\.iovec)
-                return try backend.writePacket(from: vectors)
+            if let dhcp, header.gsoType == VirtioNetHeader.GSOType.none, frameLength <= DHCPResponder.maximumRequestLength,
+               let reply = answerDHCP(dhcp, packet: packet, frameLength: frameLength, memory: memory)
+            {
+                counters.dhcpReplies += 1
+                enqueueLocalFrame(reply)
+                return nil
             }
-        } catch {
-            throw .backendError("\(error)")
+
+            header.store(into: headerCopy)
+            transmitVectors.removeAll()
+            _ = transmitVectors.append(UnsafeRawBufferPointer(headerCopy))
+            let fits: Bool
+            do {
+                fits = try packet.appendSlices(from: UInt64(VirtioNetHeader.size), count: UInt64(frameLength),
+                                               forWriting: false, memory: memory, to: transmitVectors)
+            } catch {
+                throw .guestMemory("\(error)")
+            }
+            guard fits else { throw .tooManySegments(packet.count) }
+            do { return try backend.writePacket(from: transmitVectors) } catch { throw .backendError("\(error)") }
         }
+        guard let result else { return }  // answered here (DHCP)
         guard case .packet = result else { throw .backendBusy }
         counters.txPackets += 1
         counters.txBytes += UInt64(frameLength)
     }
 
     /// The reply to a DHCP request in the frame, if it is one: the frame is copied out only
-    /// when its first bytes look like a DHCP request.
-    private func answerDHCP(_ dhcp: DHCPResponder, frameRanges: [DescriptorBuffer], memory: GuestMemory) -> [UInt8]? {
-        func copy(_ count: UInt64) -> [UInt8]? {
-            try? frameRanges.ranges(from: 0, count: count).flatMap { try memory.readBytes(at: $0.address, count: Int($0.length)) }
+    /// when its first bytes, looked at on the stack, look like a DHCP request.
+    private func answerDHCP(_ dhcp: DHCPResponder, packet: ArraySlice<DescriptorBuffer>, frameLength: Int,
+                            memory: GuestMemory) -> [UInt8]? {
+        let frameStart = UInt64(VirtioNetHeader.size)
+        let prefixLength = min(frameLength, DHCPResponder.candidatePrefixLength)
+        let candidate = withUnsafeTemporaryAllocation(byteCount: DHCPResponder.candidatePrefixLength, alignment: 1) { buffer in
+            let prefix = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<prefixLength])
+            guard (try? packet.copyBytes(from: frameStart, into: prefix, memory: memory)) != nil else { return false }
+            return DHCPResponder.mightBeRequest(UnsafeRawBufferPointer(prefix))
         }
-        let frameLength = frameRanges.reduce(0) { $0 + UInt64($1.length) }
-        guard let prefix = copy(min(frameLength, UInt64(DHCPResponder.candidatePrefixLength))),
-              DHCPResponder.mightBeRequest(prefix), let frame = copy(frameLength) else { return nil }
-        return dhcp.reply(to: frame)
+        guard candidate else { return nil }
+        var frame = [UInt8](repeating: 0, count: frameLength)
+        let copied = frame.withUnsafeMutableBytes { (try? packet.copyBytes(from: frameStart, into: $0, memory: memory)) != nil }
+        return copied ? dhcp.reply(to: frame) : nil
     }
 
     /// Queues a frame for the driver that did not come from the tap.
@@ -218,28 +226,5 @@ enum TransmitDrop: Error, CustomStringConvertible {
         case .backendBusy: "tap queue full"
         case .backendError(let error): "tap: \(error)"
         }
-    }
-}
-
-extension Array where Element == DescriptorBuffer {
-    /// The guest ranges of bytes `[start, start + count)` of these buffers taken end to end.
-    /// The caller checked that the buffers hold that many bytes.
-    func ranges(from start: UInt64, count: UInt64) -> [DescriptorBuffer] {
-        var result: [DescriptorBuffer] = []
-        var skip = start
-        var left = count
-        for buffer in self where left > 0 {
-            let length = UInt64(buffer.length)
-            if skip >= length {
-                skip -= length
-                continue
-            }
-            let take = Swift.min(length - skip, left)
-            result.append(DescriptorBuffer(address: GuestAddress(buffer.address.value + skip), length: UInt32(take)))
-            left -= take
-            skip = 0
-        }
-        precondition(left == 0, "ranges beyond the buffers")
-        return result
     }
 }

@@ -55,6 +55,18 @@ struct VirtioNetHeader: Equatable, Sendable {
         self.bufferCount = bufferCount
     }
 
+    /// Writes the 12 bytes to the start of `buffer`.
+    func store(into buffer: UnsafeMutableRawBufferPointer) {
+        precondition(buffer.count >= Self.size, "room for the header")
+        buffer[0] = flags
+        buffer[1] = gsoType
+        buffer.storeBytes(of: headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)
+        buffer.storeBytes(of: gsoSize.littleEndian, toByteOffset: 4, as: UInt16.self)
+        buffer.storeBytes(of: checksumStart.littleEndian, toByteOffset: 6, as: UInt16.self)
+        buffer.storeBytes(of: checksumOffset.littleEndian, toByteOffset: 8, as: UInt16.self)
+        buffer.storeBytes(of: bufferCount.littleEndian, toByteOffset: 10, as: UInt16.self)
+    }
+
     var bytes: [UInt8] {
         func le(_ value: UInt16) -> [UInt8] { [UInt8(truncatingIfNeeded: value), UInt8(truncatingIfNeeded: value >> 8)] }
         return [flags, gsoType] + le(headerLength) + le(gsoSize) + le(checksumStart) + le(checksumOffset) + le(bufferCount)

@@ -86,8 +86,8 @@ final class VirtqueueTests: XCTestCase {
         try driver.publish()
         guard case .chain(let chain) = try queue.popAvailable() else { return XCTFail("expected a chain") }
         XCTAssertEqual(chain.head, head)
-        XCTAssertEqual(chain.readable, [buffer(0, 16), buffer(0x100, 512)])
-        XCTAssertEqual(chain.writable, [buffer(0x400, 1), buffer(0x800, 0x1000)])
+        XCTAssertEqual(Array(chain.readable), [buffer(0, 16), buffer(0x100, 512)])
+        XCTAssertEqual(Array(chain.writable), [buffer(0x400, 1), buffer(0x800, 0x1000)])
         XCTAssertEqual(chain.readableLength, 528)
         XCTAssertEqual(chain.writableLength, 0x1001)
     }
@@ -194,7 +194,7 @@ final class VirtqueueTests: XCTestCase {
                 guard case .chain(let chain) = try queue.popAvailable() else {
                     return XCTFail("round \(round): expected a chain")
                 }
-                XCTAssertEqual(chain.readable, [buffer(UInt64(slot) * 0x10, 0x10)])
+                XCTAssertEqual(Array(chain.readable), [buffer(UInt64(slot) * 0x10, 0x10)])
                 try queue.pushUsed(head: chain.head, length: UInt32(round))
             }
             XCTAssertNil(try queue.popAvailable())

@@ -12,29 +12,40 @@ final class FakeBackend: NetBackend {
     var readCalls = 0
     var writeResult: NetTransfer?
 
-    func readPacket(into vectors: [iovec]) throws -> NetTransfer {
+    func readPacket(into vectors: IOVectorBuffer) throws -> NetTransfer {
         readCalls += 1
         guard !incoming.isEmpty else { return .wouldBlock }
         let packet = incoming.removeFirst()
         var offset = 0
-        for vector in vectors where offset < packet.count {
-            let count = min(vector.iov_len, packet.count - offset)
-            packet[offset..<(offset + count)].withUnsafeBytes { vector.iov_base!.copyMemory(from: $0.baseAddress!, byteCount: count) }
-            offset += count
+        vectors.withVectors {
+            for vector in $0 where offset < packet.count {
+                let count = min(vector.iov_len, packet.count - offset)
+                packet[offset..<(offset + count)].withUnsafeBytes { vector.iov_base!.copyMemory(from: $0.baseAddress!, byteCount: count) }
+                offset += count
+            }
         }
         // Like the tap: the full length, even when cut short.
         return .packet(packet.count)
     }
 
-    func writePacket(from vectors: [iovec]) throws -> NetTransfer {
+    func writePacket(from vectors: IOVectorBuffer) throws -> NetTransfer {
         if let writeResult { return writeResult }
         var packet: [UInt8] = []
-        for vector in vectors {
-            packet += UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len)
+        vectors.withVectors {
+            for vector in $0 {
+                packet += UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len)
+            }
         }
         sent.append(packet)
         return .packet(packet.count)
     }
+}
+
+/// An iovec list over host buffers the caller keeps alive.
+func vectors(_ buffers: UnsafeRawBufferPointer...) -> IOVectorBuffer {
+    let list = IOVectorBuffer()
+    for buffer in buffers { XCTAssertTrue(list.append(buffer)) }
+    return list
 }
 
 func pattern(_ count: Int, seed: UInt8 = 1) -> [UInt8] {

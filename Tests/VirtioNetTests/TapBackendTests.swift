@@ -20,8 +20,7 @@ final class TapBackendTests: XCTestCase {
         func read() throws -> NetTransfer {
             try first.withUnsafeMutableBytes { a in
                 try second.withUnsafeMutableBytes { b in
-                    try backend.readPacket(into: [iovec(iov_base: a.baseAddress, iov_len: a.count),
-                                                  iovec(iov_base: b.baseAddress, iov_len: b.count)])
+                    try backend.readPacket(into: vectors(UnsafeRawBufferPointer(a), UnsafeRawBufferPointer(b)))
                 }
             }
         }
@@ -39,8 +38,7 @@ final class TapBackendTests: XCTestCase {
         let frame = ethernetFrame(60)
         let sent = try header.withUnsafeBytes { h in
             try frame.withUnsafeBytes { f in
-                try backend.writePacket(from: [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count),
-                                               iovec(iov_base: UnsafeMutableRawPointer(mutating: f.baseAddress), iov_len: f.count)])
+                try backend.writePacket(from: vectors(h, f))
             }
         }
         XCTAssertEqual(sent, .packet(72))
@@ -53,7 +51,7 @@ final class TapBackendTests: XCTestCase {
         peer.close()
         let bytes: [UInt8] = [1]
         XCTAssertThrowsError(try bytes.withUnsafeBytes {
-            try backend.writePacket(from: [iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: 1)])
+            try backend.writePacket(from: vectors($0))
         }) { error in
             XCTAssertNotNil(error as? SystemError)
             XCTAssertNotEqual((error as? SystemError)?.errno, EAGAIN)

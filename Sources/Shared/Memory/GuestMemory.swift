@@ -26,7 +26,21 @@ final class GuestRegion {
 /// All access to guest memory (design §2): guest-physical address in, bounds-
 /// and overflow-checked, split across adjacent slots, honouring each slot's access.
 /// No caller ever sees a raw pointer; `VolatileSlice` is the narrowest window.
+///
+/// The checks and copies allocate nothing: devices make several of them per packet
+/// or request, and an array per access was most of a device's time (perf, issue 8).
 public struct GuestMemory: @unchecked Sendable {
+    /// Where one slot is, as plain values: the fast path touches no reference counts.
+    private struct Span {
+        let guestBase: UInt64
+        let size: UInt64
+        let host: UnsafeMutableRawPointer
+        let readOnly: Bool
+    }
+
+    /// Address-ordered, never overlapping.
+    private let spans: [Span]
+    /// Keeps the mappings alive (unsealed test mappings are unmapped with their owner).
     private let regions: [GuestRegion]
 
     init(regions: [GuestRegion]) {
@@ -35,6 +49,9 @@ public struct GuestMemory: @unchecked Sendable {
             precondition(lower.slot.guestEnd.map { $0 <= upper.slot.guestBase } ?? false, "slots overlap")
         }
         self.regions = sorted
+        self.spans = sorted.map {
+            Span(guestBase: $0.slot.guestBase.value, size: $0.slot.size, host: $0.host, readOnly: $0.slot.access == .readOnly)
+        }
     }
 
     /// Guest memory backed by private anonymous mappings, for tests and tools.
@@ -56,103 +73,163 @@ public struct GuestMemory: @unchecked Sendable {
 
     // MARK: Slices
 
+    /// Calls `body` with the slices covering `[address, address + length)`, one per slot
+    /// it touches, in order, after checking all of them: nothing is called if any byte is
+    /// outside RAM, if the range overflows, or (for writing) if any slot is read-only.
+    /// Returns how many slices there were. A zero length names one empty slice at `address`.
+    @discardableResult
+    public func forEachSlice(
+        at address: GuestAddress, length: UInt64, forWriting: Bool,
+        _ body: (VolatileSlice) throws(GuestMemoryError) -> Void = { _ in }
+    ) throws(GuestMemoryError) -> Int {
+        guard address.adding(length) != nil else { throw .overflow(address, length: length) }
+        let first = try span(containing: address.value, forWriting: forWriting)
+        let offset = address.value - spans[first].guestBase
+        if length <= spans[first].size - offset {
+            // The usual case: one slot holds it all.
+            try body(VolatileSlice(base: spans[first].host + Int(offset), count: Int(length)))
+            return 1
+        }
+        // Check every slot the range reaches before handing out any slice.
+        var count = 1
+        var cursor = spans[first].guestBase + spans[first].size
+        var remaining = length - (spans[first].size - offset)
+        while remaining > 0 {
+            let index = try span(containing: cursor, forWriting: forWriting)
+            let chunk = min(remaining, spans[index].size)
+            remaining -= chunk
+            cursor += chunk
+            count += 1
+        }
+        cursor = address.value
+        remaining = length
+        var index = first
+        while remaining > 0 {
+            let start = cursor - spans[index].guestBase
+            let chunk = min(remaining, spans[index].size - start)
+            try body(VolatileSlice(base: spans[index].host + Int(start), count: Int(chunk)))
+            remaining -= chunk
+            cursor += chunk
+            index += 1
+        }
+        return count
+    }
+
+    /// The index of the span holding `address`, checked for access.
+    private func span(containing address: UInt64, forWriting: Bool) throws(GuestMemoryError) -> Int {
+        for index in spans.indices where address >= spans[index].guestBase && address - spans[index].guestBase < spans[index].size {
+            if forWriting && spans[index].readOnly { throw .readOnly(GuestAddress(address)) }
+            return index
+        }
+        throw .unmapped(GuestAddress(address))
+    }
+
     /// The slices covering `[address, address + length)`, one per slot it touches.
     /// Fails if any byte is outside RAM, if the range overflows, or (for writing)
     /// if any slot is read-only.
-    public func slices(at address: GuestAddress, length: UInt64, forWriting: Bool) throws -> [VolatileSlice] {
-        guard address.adding(length) != nil else { throw GuestMemoryError.overflow(address, length: length) }
+    public func slices(at address: GuestAddress, length: UInt64, forWriting: Bool) throws(GuestMemoryError) -> [VolatileSlice] {
         var result: [VolatileSlice] = []
-        var cursor = address
-        var remaining = length
-        repeat {
-            guard let region = regions.first(where: { $0.slot.contains(cursor) }) else {
-                throw GuestMemoryError.unmapped(cursor)
-            }
-            if forWriting && region.slot.access == .readOnly { throw GuestMemoryError.readOnly(cursor) }
-            let offset = cursor.value - region.slot.guestBase.value
-            let chunk = min(remaining, region.slot.size - offset)
-            result.append(VolatileSlice(base: region.host + Int(offset), count: Int(chunk)))
-            remaining -= chunk
-            cursor = GuestAddress(cursor.value + chunk)
-        } while remaining > 0
+        try forEachSlice(at: address, length: length, forWriting: forWriting) { result.append($0) }
         return result
     }
 
     /// A single contiguous slice, for structures that must not span slots (rings).
-    public func contiguousSlice(at address: GuestAddress, length: UInt64, forWriting: Bool) throws -> VolatileSlice {
-        let parts = try slices(at: address, length: length, forWriting: forWriting)
-        guard parts.count == 1 else {
+    public func contiguousSlice(at address: GuestAddress, length: UInt64, forWriting: Bool) throws(GuestMemoryError) -> VolatileSlice {
+        guard address.adding(length) != nil else { throw .overflow(address, length: length) }
+        let index = try span(containing: address.value, forWriting: forWriting)
+        let offset = address.value - spans[index].guestBase
+        guard length <= spans[index].size - offset else {
             // Spans two slots: the first address past the first slot is where it breaks.
-            throw GuestMemoryError.unmapped(GuestAddress(address.value + UInt64(parts[0].count)))
+            throw .unmapped(GuestAddress(spans[index].guestBase + spans[index].size))
         }
-        return parts[0]
+        return VolatileSlice(base: spans[index].host + Int(offset), count: Int(length))
     }
 
     // MARK: Bytes
 
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at address: GuestAddress) throws {
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at address: GuestAddress) throws(GuestMemoryError) {
         var done = 0
-        for slice in try slices(at: address, length: UInt64(buffer.count), forWriting: false) {
+        try forEachSlice(at: address, length: UInt64(buffer.count), forWriting: false) { slice in
             slice.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + slice.count)]))
             done += slice.count
         }
     }
 
-    public func write(_ bytes: UnsafeRawBufferPointer, at address: GuestAddress) throws {
+    public func write(_ bytes: UnsafeRawBufferPointer, at address: GuestAddress) throws(GuestMemoryError) {
         var done = 0
-        for slice in try slices(at: address, length: UInt64(bytes.count), forWriting: true) {
+        try forEachSlice(at: address, length: UInt64(bytes.count), forWriting: true) { slice in
             slice.copyBytes(from: UnsafeRawBufferPointer(rebasing: bytes[done..<(done + slice.count)]))
             done += slice.count
         }
     }
 
-    public func readBytes(at address: GuestAddress, count: Int) throws -> [UInt8] {
+    public func readBytes(at address: GuestAddress, count: Int) throws(GuestMemoryError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        try bytes.withUnsafeMutableBytes { try read(into: $0, at: address) }
+        var failure: GuestMemoryError?  // withUnsafeMutableBytes only rethrows untyped errors
+        bytes.withUnsafeMutableBytes { buffer in
+            do throws(GuestMemoryError) { try read(into: buffer, at: address) } catch { failure = error }
+        }
+        if let failure { throw failure }
         return bytes
     }
 
-    public func writeBytes(_ bytes: [UInt8], at address: GuestAddress) throws {
-        try bytes.withUnsafeBytes { try write($0, at: address) }
+    public func writeBytes(_ bytes: [UInt8], at address: GuestAddress) throws(GuestMemoryError) {
+        var failure: GuestMemoryError?
+        bytes.withUnsafeBytes { buffer in
+            do throws(GuestMemoryError) { try write(buffer, at: address) } catch { failure = error }
+        }
+        if let failure { throw failure }
     }
 
-    public func fill(_ byte: UInt8, at address: GuestAddress, count: UInt64) throws {
-        for slice in try slices(at: address, length: count, forWriting: true) { slice.fill(byte) }
+    public func fill(_ byte: UInt8, at address: GuestAddress, count: UInt64) throws(GuestMemoryError) {
+        try forEachSlice(at: address, length: count, forWriting: true) { $0.fill(byte) }
     }
 
     // MARK: Plain-old-data values (little-endian, as the guest stores them)
 
-    public func read<Value: BitwiseCopyable>(_ type: Value.Type, at address: GuestAddress) throws -> Value {
-        try withUnsafeTemporaryAllocation(of: Value.self, capacity: 1) { storage in
+    public func read<Value: BitwiseCopyable>(_ type: Value.Type, at address: GuestAddress) throws(GuestMemoryError) -> Value {
+        let slice = try contiguousOrNil(at: address, length: UInt64(MemoryLayout<Value>.size))
+        if let slice { return slice.base.loadUnaligned(as: Value.self) }
+        // Split across two slots: assemble it in a temporary.
+        return try withUnsafeTemporaryAllocation(of: Value.self, capacity: 1) { storage throws(GuestMemoryError) in
             try read(into: UnsafeMutableRawBufferPointer(storage), at: address)
             return storage[0]
         }
     }
 
-    public func write<Value: BitwiseCopyable>(_ value: Value, at address: GuestAddress) throws {
-        try withUnsafeBytes(of: value) { try write($0, at: address) }
+    public func write<Value: BitwiseCopyable>(_ value: Value, at address: GuestAddress) throws(GuestMemoryError) {
+        try withUnsafeBytes(of: value) { bytes throws(GuestMemoryError) in try write(bytes, at: address) }
+    }
+
+    /// The slice for a small readable value when one slot holds it, nil when it straddles two.
+    private func contiguousOrNil(at address: GuestAddress, length: UInt64) throws(GuestMemoryError) -> VolatileSlice? {
+        guard address.adding(length) != nil else { throw .overflow(address, length: length) }
+        let index = try span(containing: address.value, forWriting: false)
+        let offset = address.value - spans[index].guestBase
+        guard length <= spans[index].size - offset else { return nil }
+        return VolatileSlice(base: spans[index].host + Int(offset), count: Int(length))
     }
 
     // MARK: Atomics (virtqueue indices; virtio 1.2 §2.7.13 needs acquire/release ordering)
 
-    private func alignedPointer(at address: GuestAddress, size: Int, forWriting: Bool) throws -> UnsafeMutableRawPointer {
+    private func alignedPointer(at address: GuestAddress, size: Int, forWriting: Bool) throws(GuestMemoryError) -> UnsafeMutableRawPointer {
         guard address.isAligned(to: UInt64(size)) else { throw GuestMemoryError.misaligned(address, alignment: size) }
         return try contiguousSlice(at: address, length: UInt64(size), forWriting: forWriting).base
     }
 
-    public func loadAcquire(_ type: UInt16.Type, at address: GuestAddress) throws -> UInt16 {
+    public func loadAcquire(_ type: UInt16.Type, at address: GuestAddress) throws(GuestMemoryError) -> UInt16 {
         vmd_atomic_load_u16_acquire(try alignedPointer(at: address, size: 2, forWriting: false))
     }
 
-    public func storeRelease(_ value: UInt16, at address: GuestAddress) throws {
+    public func storeRelease(_ value: UInt16, at address: GuestAddress) throws(GuestMemoryError) {
         vmd_atomic_store_u16_release(try alignedPointer(at: address, size: 2, forWriting: true), value)
     }
 
-    public func loadAcquire(_ type: UInt32.Type, at address: GuestAddress) throws -> UInt32 {
+    public func loadAcquire(_ type: UInt32.Type, at address: GuestAddress) throws(GuestMemoryError) -> UInt32 {
         vmd_atomic_load_u32_acquire(try alignedPointer(at: address, size: 4, forWriting: false))
     }
 
-    public func storeRelease(_ value: UInt32, at address: GuestAddress) throws {
+    public func storeRelease(_ value: UInt32, at address: GuestAddress) throws(GuestMemoryError) {
         vmd_atomic_store_u32_release(try alignedPointer(at: address, size: 4, forWriting: true), value)
     }
 }

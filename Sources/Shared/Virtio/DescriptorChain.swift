@@ -13,21 +13,42 @@ public struct DescriptorBuffer: Equatable, Sendable {
 /// A validated descriptor chain popped from an available ring: the device-
 /// readable buffers, then the device-writable ones (virtio 1.2 §2.7.4.2: a
 /// driver MUST place readable descriptors before writable ones).
+///
+/// One array holds both halves, so a chain costs one buffer, which the queue
+/// reuses for the next chain once this one is gone.
 public struct DescriptorChain: Equatable, Sendable {
     /// The head descriptor index, returned to the driver in the used ring.
     public let head: UInt16
-    public let readable: [DescriptorBuffer]
-    public let writable: [DescriptorBuffer]
+    /// Every buffer of the chain, the `readableCount` device-readable ones first.
+    public let buffers: [DescriptorBuffer]
+    public let readableCount: Int
 
     public init(head: UInt16, readable: [DescriptorBuffer], writable: [DescriptorBuffer]) {
-        self.head = head
-        self.readable = readable
-        self.writable = writable
+        self.init(head: head, buffers: readable + writable, readableCount: readable.count)
     }
 
+    init(head: UInt16, buffers: [DescriptorBuffer], readableCount: Int) {
+        precondition(readableCount <= buffers.count, "more readable buffers than buffers")
+        self.head = head
+        self.buffers = buffers
+        self.readableCount = readableCount
+    }
+
+    public var readable: ArraySlice<DescriptorBuffer> { buffers[..<readableCount] }
+    public var writable: ArraySlice<DescriptorBuffer> { buffers[readableCount...] }
+
     /// Total bytes the device may read, summed without overflow (the walker checked it).
-    public var readableLength: UInt64 { readable.reduce(0) { $0 + UInt64($1.length) } }
-    public var writableLength: UInt64 { writable.reduce(0) { $0 + UInt64($1.length) } }
+    public var readableLength: UInt64 { readable.totalLength }
+    public var writableLength: UInt64 { writable.totalLength }
+}
+
+extension Collection where Element == DescriptorBuffer {
+    /// The bytes these buffers hold end to end (a chain's total fits in 64 bits, §2.7.5.2).
+    public var totalLength: UInt64 {
+        var total: UInt64 = 0
+        for buffer in self { total += UInt64(buffer.length) }
+        return total
+    }
 }
 
 /// Device types (virtio 1.2 §5) and their modern PCI device ids (0x1040 + type, §4.1.2).

@@ -8,12 +8,7 @@ struct RawDescriptor {
 
     /// Reads the 16 bytes of `struct virtq_desc` at `address` in one copy.
     init(memory: GuestMemory, at address: GuestAddress) throws(GuestMemoryError) {
-        let words: (UInt64, UInt64)
-        do {
-            words = try memory.read((UInt64, UInt64).self, at: address)
-        } catch {
-            throw GuestMemoryError.expected(error)
-        }
+        let words = try memory.read((UInt64, UInt64).self, at: address)
         let high = UInt64(littleEndian: words.1)
         self.address = UInt64(littleEndian: words.0)
         self.length = UInt32(truncatingIfNeeded: high)
@@ -38,14 +33,25 @@ struct DescriptorChainWalker {
 
     /// The buffers found so far and the ordering and length rules across them.
     private struct Accumulator {
-        var readable: [DescriptorBuffer] = []
-        var writable: [DescriptorBuffer] = []
+        var buffers: [DescriptorBuffer]
+        var readableCount = 0
+        var sawWritable = false
         var totalBytes: UInt64 = 0
     }
 
-    func walk(head: UInt16) throws(VirtqueueError) -> DescriptorChain {
+    /// Walks the chain at `head` into `scratch` (emptied first, its capacity kept, so a
+    /// chain costs no allocation when the caller let go of the previous one).
+    func walk(head: UInt16, into scratch: inout [DescriptorBuffer]) throws(VirtqueueError) -> DescriptorChain {
+        scratch.removeAll(keepingCapacity: true)
+        var buffers = Accumulator(buffers: scratch)
+        scratch = []  // one owner while appending
+        defer { scratch = buffers.buffers }
+        try walkChain(head: head, into: &buffers)
+        return DescriptorChain(head: head, buffers: buffers.buffers, readableCount: buffers.readableCount)
+    }
+
+    private func walkChain(head: UInt16, into buffers: inout Accumulator) throws(VirtqueueError) {
         precondition(head < size, "the caller checks the head against the queue size")
-        var buffers = Accumulator()
         var index = head
         var visited: UInt32 = 0
         while true {
@@ -76,7 +82,6 @@ struct DescriptorChainWalker {
             guard descriptor.next < size else { throw .nextOutOfRange(next: descriptor.next, size: size) }
             index = descriptor.next
         }
-        return DescriptorChain(head: head, readable: buffers.readable, writable: buffers.writable)
     }
 
     /// Follows the chain inside the indirect table `table` points at (§2.7.5.3).
@@ -94,9 +99,9 @@ struct DescriptorChainWalker {
         }
         let base = GuestAddress(table.address)
         do {
-            _ = try memory.slices(at: base, length: UInt64(table.length), forWriting: false)
+            try memory.forEachSlice(at: base, length: UInt64(table.length), forWriting: false)
         } catch {
-            throw .indirectTableOutsideGuestMemory(GuestMemoryError.expected(error))
+            throw .indirectTableOutsideGuestMemory(error)
         }
         var index: UInt16 = 0
         var visited: UInt32 = 0
@@ -129,7 +134,7 @@ struct DescriptorChainWalker {
     /// Checks one buffer descriptor and adds it to the chain.
     private func append(_ descriptor: RawDescriptor, to buffers: inout Accumulator) throws(VirtqueueError) {
         // §2.7.4.2: device-readable descriptors come before device-writable ones.
-        if !descriptor.isWritable && !buffers.writable.isEmpty { throw .readableAfterWritable }
+        if !descriptor.isWritable && buffers.sawWritable { throw .readableAfterWritable }
         // §2.7.5.2: at most 2^32 bytes in a chain; summed in 64 bits, so no overflow.
         buffers.totalBytes += UInt64(descriptor.length)
         guard buffers.totalBytes <= UInt64(maximumChainBytes) else {
@@ -140,16 +145,16 @@ struct DescriptorChainWalker {
         // it still counts towards the chain length limits above.
         if descriptor.length > 0 {
             do {
-                _ = try memory.slices(at: address, length: UInt64(descriptor.length), forWriting: descriptor.isWritable)
+                try memory.forEachSlice(at: address, length: UInt64(descriptor.length), forWriting: descriptor.isWritable)
             } catch {
-                throw .bufferOutsideGuestMemory(GuestMemoryError.expected(error))
+                throw .bufferOutsideGuestMemory(error)
             }
         }
-        let buffer = DescriptorBuffer(address: address, length: descriptor.length)
+        buffers.buffers.append(DescriptorBuffer(address: address, length: descriptor.length))
         if descriptor.isWritable {
-            buffers.writable.append(buffer)
+            buffers.sawWritable = true
         } else {
-            buffers.readable.append(buffer)
+            buffers.readableCount += 1
         }
     }
 }

@@ -18,6 +18,8 @@ public struct SplitVirtqueue {
     public let indirectDescriptors: Bool
     private let memory: GuestMemory
     private let walker: DescriptorChainWalker
+    /// The buffer the walker fills; reused for every chain once its last chain is gone.
+    private var chainScratch: [DescriptorBuffer] = []
 
     /// The free-running index of the next available ring entry to take (§2.7.6).
     public private(set) var lastAvailableIndex: UInt16 = 0
@@ -51,6 +53,7 @@ public struct SplitVirtqueue {
             indirectNegotiated: indirectDescriptors,
             maximumChainBytes: maximumChainBytes
         )
+        chainScratch.reserveCapacity(16)
     }
 
     public var size: UInt16 { configuration.size }
@@ -86,7 +89,7 @@ public struct SplitVirtqueue {
         guard head < size else { throw .headOutOfRange(head: head, size: size) }
         lastAvailableIndex &+= 1
         do {
-            return .chain(try walker.walk(head: head))
+            return .chain(try walker.walk(head: head, into: &chainScratch))
         } catch where error.isQueueFault {
             throw error
         } catch {
@@ -190,25 +193,25 @@ public struct SplitVirtqueue {
 
     private func load(at address: GuestAddress) throws(VirtqueueError) -> UInt16 {
         do { return UInt16(littleEndian: try memory.loadAcquire(UInt16.self, at: address)) } catch {
-            throw .ringInaccessible(GuestMemoryError.expected(error))
+            throw .ringInaccessible(error)
         }
     }
 
     private func store(_ value: UInt16, at address: GuestAddress) throws(VirtqueueError) {
         do { try memory.storeRelease(value.littleEndian, at: address) } catch {
-            throw .ringInaccessible(GuestMemoryError.expected(error))
+            throw .ringInaccessible(error)
         }
     }
 
     private func read(at address: GuestAddress) throws(VirtqueueError) -> UInt16 {
         do { return UInt16(littleEndian: try memory.read(UInt16.self, at: address)) } catch {
-            throw .ringInaccessible(GuestMemoryError.expected(error))
+            throw .ringInaccessible(error)
         }
     }
 
     private func write<Value: BitwiseCopyable>(_ value: Value, at address: GuestAddress) throws(VirtqueueError) {
         do { try memory.write(value, at: address) } catch {
-            throw .ringInaccessible(GuestMemoryError.expected(error))
+            throw .ringInaccessible(error)
         }
     }
 }

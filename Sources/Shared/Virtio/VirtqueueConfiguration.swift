@@ -44,7 +44,7 @@ public struct VirtqueueConfiguration: Equatable, Sendable {
             do {
                 _ = try memory.contiguousSlice(at: address, length: bytes, forWriting: writable)
             } catch {
-                throw .outsideGuestMemory(part, GuestMemoryError.expected(error))
+                throw .outsideGuestMemory(part, error)
             }
         }
 
