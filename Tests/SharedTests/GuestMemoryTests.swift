@@ -28,6 +28,65 @@ final class GuestMemoryTests: XCTestCase {
         XCTAssertEqual(try memory.read(UInt32.self, at: GuestAddress(0xFFFE)), 0x0A09_0807)
     }
 
+    func testForEachSliceChecksTheWholeRangeBeforeCallingBack() throws {
+        let memory = try adjacentSlots()
+        var seen: [Int] = []
+        XCTAssertEqual(try memory.forEachSlice(at: GuestAddress(0xFFF0), length: 0x20, forWriting: true) { seen.append($0.count) }, 2)
+        XCTAssertEqual(seen, [0x10, 0x10])
+        // Runs off the end of RAM in its second slot: refused before any slice is handed out.
+        seen = []
+        XCTAssertThrowsError(try memory.forEachSlice(at: GuestAddress(0xFFF0), length: 0x1_0020, forWriting: true) {
+            seen.append($0.count)
+        }) { XCTAssertEqual($0 as? GuestMemoryError, .unmapped(GuestAddress(0x2_0000))) }
+        XCTAssertEqual(seen, [])
+        XCTAssertEqual(try memory.forEachSlice(at: GuestAddress(0x10), length: 0, forWriting: false), 1, "an empty range is one empty slice")
+        XCTAssertThrowsError(try memory.contiguousSlice(at: GuestAddress(0xFFF0), length: 0x20, forWriting: false)) {
+            XCTAssertEqual($0 as? GuestMemoryError, .unmapped(GuestAddress(0x1_0000)), "where the range leaves its slot")
+        }
+    }
+
+    func testStreamOfBuffersCopiesAndGathersAcrossBuffersAndSlots() throws {
+        let memory = try adjacentSlots()
+        // Three buffers; the middle one straddles the slot boundary.
+        let buffers = [DescriptorBuffer(address: GuestAddress(0x100), length: 4),
+                       DescriptorBuffer(address: GuestAddress(0xFFFC), length: 8),
+                       DescriptorBuffer(address: GuestAddress(0x300), length: 4)]
+        try memory.writeBytes([1, 2, 3, 4], at: GuestAddress(0x100))
+        try memory.writeBytes([5, 6, 7, 8, 9, 10, 11, 12], at: GuestAddress(0xFFFC))
+        try memory.writeBytes([13, 14, 15, 16], at: GuestAddress(0x300))
+        var out = [UInt8](repeating: 0, count: 10)
+        try out.withUnsafeMutableBytes { try buffers.copyBytes(from: 2, into: $0, memory: memory) }
+        XCTAssertEqual(out, Array(3...12))
+        XCTAssertEqual(buffers.ranges(from: 3, count: 7),
+                       [DescriptorBuffer(address: GuestAddress(0x103), length: 1), DescriptorBuffer(address: GuestAddress(0xFFFC), length: 6)])
+        let patch: [UInt8] = [0xAA, 0xBB, 0xCC]
+        try patch.withUnsafeBytes { try buffers.writeBytes($0, at: 11, memory: memory) }
+        XCTAssertEqual(try memory.readBytes(at: GuestAddress(0x103), count: 1), [4])
+        XCTAssertEqual(try memory.readBytes(at: GuestAddress(0x1_0003), count: 1), [0xAA])
+        XCTAssertEqual(try memory.readBytes(at: GuestAddress(0x300), count: 3), [0xBB, 0xCC, 15])
+
+        let vectors = IOVectorBuffer()
+        XCTAssertTrue(try buffers.appendSlices(from: 1, count: 14, forWriting: false, memory: memory, to: vectors))
+        let lengths = vectors.withVectors { $0.map(\.iov_len) }
+        XCTAssertEqual(lengths, [3, 4, 4, 3], "one iovec per slot touched")
+    }
+
+    func testIOVectorBufferSkipsEmptySlicesAndStopsAtIOVMax() throws {
+        let memory = try adjacentSlots()
+        let vectors = IOVectorBuffer()
+        let one = try memory.contiguousSlice(at: GuestAddress(0), length: 1, forWriting: false)
+        let empty = try memory.contiguousSlice(at: GuestAddress(0), length: 0, forWriting: false)
+        XCTAssertTrue(vectors.append(empty))
+        XCTAssertTrue(vectors.isEmpty)
+        for _ in 0..<IOVectorBuffer.maximumCount { XCTAssertTrue(vectors.append(one)) }
+        XCTAssertFalse(vectors.append(one), "IOV_MAX entries is what one system call takes")
+        XCTAssertEqual(vectors.count, IOVectorBuffer.maximumCount)
+        let many = (0..<IOVectorBuffer.maximumCount).map { DescriptorBuffer(address: GuestAddress(UInt64($0) * 2), length: 1) }
+        vectors.removeAll()
+        XCTAssertTrue(vectors.append(one))  // a header's iovec, then IOV_MAX buffers: one too many
+        XCTAssertFalse(try many.appendSlices(from: 0, count: UInt64(many.count), forWriting: false, memory: memory, to: vectors))
+    }
+
     func testOutOfRangeIsAnError() throws {
         let memory = try adjacentSlots()
         XCTAssertThrowsError(try memory.read(UInt8.self, at: GuestAddress(0x2_0000))) {

@@ -92,6 +92,21 @@ final class VirtqueueTests: XCTestCase {
         XCTAssertEqual(chain.writableLength, 0x1001)
     }
 
+    func testAChainKeptByTheDeviceIsNotChangedByTheNextOne() throws {
+        // The queue reuses one buffer for the chains it walks; a chain the device holds on to
+        // (virtio-net keeps receive chains) must keep its own buffers.
+        var (driver, queue) = try makeQueue()
+        try driver.add([readable(0, 16), writable(0x100, 32)])
+        try driver.add([writable(0x400, 64), writable(0x800, 128), writable(0xC00, 256)])
+        try driver.publish()
+        guard case .chain(let first) = try queue.popAvailable() else { return XCTFail("expected a chain") }
+        guard case .chain(let second) = try queue.popAvailable() else { return XCTFail("expected a chain") }
+        XCTAssertEqual(Array(first.readable), [buffer(0, 16)])
+        XCTAssertEqual(Array(first.writable), [buffer(0x100, 32)])
+        XCTAssertEqual(Array(second.readable), [])
+        XCTAssertEqual(Array(second.writable), [buffer(0x400, 64), buffer(0x800, 128), buffer(0xC00, 256)])
+    }
+
     func testIndirectChain() throws {
         var (driver, queue) = try makeQueue()
         let head = try driver.add(indirect: [readable(0, 16), writable(0x100, 8), writable(0x200, 1)], tableAt: Self.table)

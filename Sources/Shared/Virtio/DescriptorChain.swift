@@ -44,6 +44,7 @@ public struct DescriptorChain: Equatable, Sendable {
 
 extension Collection where Element == DescriptorBuffer {
     /// The bytes these buffers hold end to end (a chain's total fits in 64 bits, §2.7.5.2).
+    @inlinable
     public var totalLength: UInt64 {
         var total: UInt64 = 0
         for buffer in self { total += UInt64(buffer.length) }
