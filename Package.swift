@@ -2,6 +2,16 @@
 // swift-vmd: a multi-process KVM virtual machine monitor (see shared design notes in README.md).
 import PackageDescription
 
+// Release executables carry the Swift runtime statically (each process then maps only
+// the parts of it that it uses, instead of all of libswiftCore.so and its companions),
+// linked by lld with packed relative relocations (DT_RELR, glibc >= 2.36): the
+// relocation table, which every process reads in full at start, shrinks from ~550 KiB
+// to ~5 KiB. RELRO and PIE stay. Debug builds and tests keep the shared runtime.
+let leanRelease: [LinkerSetting] = [
+    .unsafeFlags(["-static-stdlib", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+                 .when(platforms: [.linux], configuration: .release)),
+]
+
 let package = Package(
     name: "swift-vmd",
     products: [
@@ -32,7 +42,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "vm",
-            dependencies: ["Shared", "CLinux", "CKVM", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Shared", "CLinux", "CKVM", .product(name: "Logging", package: "swift-log")],
+            linkerSettings: leanRelease
         ),
         .executableTarget(
             name: "vmd",
@@ -40,10 +51,14 @@ let package = Package(
                 "Shared", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // ArgumentParser's FoundationEssentials needs these two when linked statically.
+            linkerSettings: leanRelease + ["_FoundationCollections", "_FoundationCShims"].map {
+                .linkedLibrary($0, .when(platforms: [.linux], configuration: .release))
+            }
         ),
-        .executableTarget(name: "virtio-blk", dependencies: ["Shared", "CLinux"]),
-        .executableTarget(name: "virtio-net", dependencies: ["Shared", "CLinux"]),
+        .executableTarget(name: "virtio-blk", dependencies: ["Shared", "CLinux"], linkerSettings: leanRelease),
+        .executableTarget(name: "virtio-net", dependencies: ["Shared", "CLinux"], linkerSettings: leanRelease),
         .executableTarget(
             name: "vmctl",
             dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]
