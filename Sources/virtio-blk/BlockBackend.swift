@@ -10,10 +10,11 @@ protocol BlockBackend: AnyObject {
     var capacityBytes: UInt64 { get }
     var readOnly: Bool { get }
 
-    /// Fills `slices` in order from `offset`. A short read (end of file) is an error.
-    func read(into slices: [VolatileSlice], at offset: UInt64) throws
-    /// Writes `slices` in order at `offset`.
-    func write(from slices: [VolatileSlice], at offset: UInt64) throws
+    /// Fills `vectors` (guest memory) in order from `offset`. A short read (end of file) is
+    /// an error. `vectors` is the caller's scratch list: it is consumed.
+    func read(into vectors: inout [iovec], at offset: UInt64) throws
+    /// Writes `vectors` in order at `offset`; consumes them like `read`.
+    func write(from vectors: inout [iovec], at offset: UInt64) throws
     /// Makes completed writes stable (VIRTIO_BLK_T_FLUSH).
     func flush() throws
     /// Deallocates the range if it can; reads of it are then unspecified (virtio 1.2 §5.2.6.2).
@@ -39,13 +40,13 @@ final class RawFileBackend: BlockBackend {
         self.readOnly = readOnly
     }
 
-    func read(into slices: [VolatileSlice], at offset: UInt64) throws {
-        try transfer(slices, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
+    func read(into vectors: inout [iovec], at offset: UInt64) throws {
+        try transfer(&vectors, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
     }
 
-    func write(from slices: [VolatileSlice], at offset: UInt64) throws {
+    func write(from vectors: inout [iovec], at offset: UInt64) throws {
         guard !readOnly else { throw SystemError("pwritev", errno: EROFS) }
-        try transfer(slices, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
+        try transfer(&vectors, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
     }
 
     func flush() throws {
@@ -109,13 +110,13 @@ final class RawFileBackend: BlockBackend {
         }
     }
 
-    /// preadv/pwritev over `slices`, at most UIO_MAXIOV (IOV_MAX) iovecs per call, continuing
-    /// after short transfers. Zero bytes transferred (end of file) is reported as EIO.
+    /// preadv/pwritev over `iovecs`, at most UIO_MAXIOV (IOV_MAX) per call, continuing after
+    /// short transfers (which advance the entries in place). Zero bytes transferred (end of
+    /// file) is reported as EIO.
     private func transfer(
-        _ slices: [VolatileSlice], at offset: UInt64, call: String,
+        _ iovecs: inout [iovec], at offset: UInt64, call: String,
         _ body: (Int32, UnsafePointer<iovec>, Int32, off_t) -> Int
     ) throws {
-        var iovecs = slices.filter { $0.count > 0 }.map(\.iovec)
         checkRange(offset: offset, length: iovecs.reduce(0) { $0 + UInt64($1.iov_len) })
         var index = 0
         var position = offset

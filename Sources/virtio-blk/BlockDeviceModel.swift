@@ -1,3 +1,4 @@
+import Glibc
 import Shared
 
 /// Feature bits of the block device (virtio 1.2 §5.2.3).
@@ -80,6 +81,9 @@ final class BlockDeviceModel {
     var maximumQueueSize: UInt16 { Self.maximumQueueSize }
 
     private(set) var counters = BlockDeviceCounters()
+    /// The iovecs of the request being served, reused: its capacity stays, so a request
+    /// costs no allocation for them.
+    private var vectors: [iovec] = []
     /// Called with a one-line description of each failed request; the event loop passes a
     /// rate-limited logger (design §7).
     var onFailure: ((String) -> Void)?
@@ -195,16 +199,16 @@ final class BlockDeviceModel {
     private func execute(_ request: BlockRequest, memory: GuestMemory) throws -> UInt64 {
         switch request.operation {
         case .read(let sector, let data):
-            let slices = try data.flatMap { try memory.slices(at: $0.address, length: UInt64($0.length), forWriting: true) }
+            try gather(data, forWriting: true, memory: memory)
             let length = request.writableDataLength
-            try backend.read(into: slices, at: sector << VirtioBlock.sectorShift)
+            try backend.read(into: &vectors, at: sector << VirtioBlock.sectorShift)
             counters.reads += 1
             counters.bytesRead += length
             return length
 
         case .write(let sector, let data):
-            let slices = try data.flatMap { try memory.slices(at: $0.address, length: UInt64($0.length), forWriting: false) }
-            try backend.write(from: slices, at: sector << VirtioBlock.sectorShift)
+            try gather(data, forWriting: false, memory: memory)
+            try backend.write(from: &vectors, at: sector << VirtioBlock.sectorShift)
             counters.writes += 1
             counters.bytesWritten += data.reduce(0) { $0 + UInt64($1.length) }
             return 0
@@ -233,6 +237,16 @@ final class BlockDeviceModel {
             }
             counters.writeZeroes += 1
             return 0
+        }
+    }
+
+    /// Fills `vectors` with the guest slices of `data`, empty ones left out.
+    private func gather(_ data: [DescriptorBuffer], forWriting: Bool, memory: GuestMemory) throws(GuestMemoryError) {
+        vectors.removeAll(keepingCapacity: true)
+        for range in data {
+            try memory.forEachSlice(at: range.address, length: UInt64(range.length), forWriting: forWriting) { slice in
+                if slice.count > 0 { vectors.append(slice.iovec) }
+            }
         }
     }
 }

@@ -117,8 +117,8 @@ final class BlockDeviceModelTests: XCTestCase {
         final class FailingBackend: BlockBackend {
             let capacityBytes: UInt64 = 1 << 20
             let readOnly = false
-            func read(into slices: [VolatileSlice], at offset: UInt64) throws { throw SystemError("preadv", errno: EIO) }
-            func write(from slices: [VolatileSlice], at offset: UInt64) throws { throw SystemError("pwritev", errno: EIO) }
+            func read(into vectors: inout [iovec], at offset: UInt64) throws { throw SystemError("preadv", errno: EIO) }
+            func write(from vectors: inout [iovec], at offset: UInt64) throws { throw SystemError("pwritev", errno: EIO) }
             func flush() throws { throw SystemError("fdatasync", errno: EIO) }
             func discard(offset: UInt64, length: UInt64) throws {}
             func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) throws {}
@@ -226,7 +226,8 @@ final class BlockDeviceModelTests: XCTestCase {
         XCTAssertEqual(try imageBytes(at: 0, count: 512), [UInt8](repeating: 0xAA, count: 512), "nothing written")
         XCTAssertEqual(device.counters.malformed, 1)
         XCTAssertEqual(failures.count, 1)
-        XCTAssertThrowsError(try RawFileBackend(file: image, readOnly: true).write(from: [], at: 0)) {
+        var none: [iovec] = []
+        XCTAssertThrowsError(try RawFileBackend(file: image, readOnly: true).write(from: &none, at: 0)) {
             XCTAssertEqual(($0 as? SystemError)?.errno, EROFS)
         }
     }
@@ -345,8 +346,8 @@ final class BlockDeviceModelTests: XCTestCase {
     func testShortReadAtEndOfFileIsAnIOError() throws {
         let backend = try RawFileBackend(file: image, readOnly: false)
         try retryingInterrupts("ftruncate") { ftruncate(image.rawValue, off_t(Self.imageSize - 512)) }
-        let slices = try memory.slices(at: GuestAddress(0x1000), length: 1024, forWriting: true)
-        XCTAssertThrowsError(try backend.read(into: slices, at: UInt64(Self.imageSize - 1024))) {
+        var vectors = try memory.slices(at: GuestAddress(0x1000), length: 1024, forWriting: true).map(\.iovec)
+        XCTAssertThrowsError(try backend.read(into: &vectors, at: UInt64(Self.imageSize - 1024))) {
             XCTAssertEqual(($0 as? SystemError)?.errno, EIO)
         }
     }

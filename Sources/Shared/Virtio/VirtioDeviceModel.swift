@@ -30,12 +30,15 @@ public final class ActiveQueues {
     /// Indexed by queue number; nil for a queue the driver did not enable.
     public private(set) var queues: [SplitVirtqueue?]
     private let calls: [FileDescriptor]
+    /// Per queue: how long `drain` polls after a busy round.
+    private var pollingWindows: [PollingWindow]
 
     init(memory: GuestMemory, features: UInt64, queues: [SplitVirtqueue?], calls: [FileDescriptor]) {
         self.memory = memory
         self.features = features
         self.queues = queues
         self.calls = calls
+        self.pollingWindows = Array(repeating: PollingWindow(), count: queues.count)
     }
 
     /// Signals the queue's call eventfd if the driver wants an interrupt now
@@ -72,6 +75,8 @@ public final class ActiveQueues {
 
     private func drainUnlabelled(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void,
                                  _ handle: (DescriptorChain) -> UInt32) throws {
+        let polling = pollingWindows[index].maximum > 0
+        if polling { pollingWindows[index].kicked(at: PollingWindow.now()) }
         repeat {
             try queues[index]!.disableNotifications()
             var served = 0
@@ -89,30 +94,9 @@ public final class ActiveQueues {
                 try interruptIfNeeded(index)
                 // A driver that was busy is likely to add more at once: wait a moment for it
                 // with notifications still off, since each notify costs the guest an exit.
-            } while try served > 0 && Self.pollingWindowNanoseconds > 0 && pollForMore(index)
+            } while try served > 0 && pollingWindows[index].poll { try queues[index]!.hasAvailable() }
         } while try queues[index]!.enableNotifications()
-    }
-
-    /// The polling window after a busy round: how long the device watches the
-    /// available ring before it re-enables notifications and sleeps. Off unless
-    /// `VMD_POLL_WINDOW_NS` sets it: on this 2-core host, measured under load, 20 µs
-    /// helped 4 KiB QD32 reads (60 k → 107 k IOPS) but hurt QD1 reads and 64-byte
-    /// transmits (the poller competes with the vCPU thread for a core).
-    public static let pollingWindowNanoseconds: UInt64 =
-        getenv("VMD_POLL_WINDOW_NS").flatMap { UInt64(String(cString: $0)) } ?? 0
-
-    private func pollForMore(_ index: Int) throws -> Bool {
-        let deadline = Self.monotonicNanoseconds() + Self.pollingWindowNanoseconds
-        repeat {
-            if try queues[index]!.hasAvailable() { return true }
-        } while Self.monotonicNanoseconds() < deadline
-        return false
-    }
-
-    private static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        if polling { pollingWindows[index].sleeping(at: PollingWindow.now()) }
     }
 }
 

@@ -38,7 +38,7 @@ struct ELFImage: Equatable {
     private static let maximumProgramHeaders = 64
 
     init(bytes: [UInt8]) throws {
-        var header = ByteReader(bytes)
+        let header = ByteReader(bytes)
         guard bytes.count >= 64, Array(bytes[0..<4]) == [0x7F, 0x45, 0x4C, 0x46] else { throw ParseError.notELF }
         guard bytes[4] == 2 else { throw ParseError.unsupported("not 64-bit (class \(bytes[4]))") }
         guard bytes[5] == 1 else { throw ParseError.unsupported("not little-endian") }
