@@ -11,8 +11,8 @@ import Glibc
 /// polling off. QEMU's I/O threads use 32 µs, but here a guest's round trip (an interrupt
 /// taken in emulated ring 0, then the next request) is 20–30 µs, and a 32 µs window never
 /// grew. Measured here with 50 µs (issue 8): 4 KiB reads at QD1 went from 34 k to 50 k
-/// IOPS and 64-byte packets 10–25 % faster, at the cost of a busy device's CPU; deep queues
-/// and idle devices do not poll.
+/// IOPS, at the cost of a busy device's CPU; deep queues and idle devices do not poll.
+/// A device model may refuse polling (`VirtioDeviceModel.pollsQueues`; virtio-net does).
 public struct PollingWindow {
     public static let defaultMaximum: UInt64 = 50_000
     public static let configuredMaximum: UInt64 =

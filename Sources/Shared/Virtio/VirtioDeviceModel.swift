@@ -14,9 +14,14 @@ public protocol VirtioDeviceModel: AnyObject {
     func queueNotified(_ index: Int) throws
     /// Device reset: drop the queues and any state derived from the driver.
     func reset()
+    /// Whether `ActiveQueues.drain` may poll this device's rings after a busy round
+    /// (`PollingWindow`). A device whose one thread also waits on other sources says no.
+    var pollsQueues: Bool { get }
 }
 
 extension VirtioDeviceModel {
+    public var pollsQueues: Bool { true }
+
     public func readConfigBytes(_ space: [UInt8], offset: Int, size: Int) -> [UInt8] {
         // Reads past the end of the structure return zeros rather than failing the vCPU.
         (0..<size).map { offset + $0 < space.count && offset >= 0 ? space[offset + $0] : 0 }
@@ -33,12 +38,13 @@ public final class ActiveQueues {
     /// Per queue: how long `drain` polls after a busy round.
     private var pollingWindows: [PollingWindow]
 
-    init(memory: GuestMemory, features: UInt64, queues: [SplitVirtqueue?], calls: [FileDescriptor]) {
+    init(memory: GuestMemory, features: UInt64, queues: [SplitVirtqueue?], calls: [FileDescriptor], polling: Bool = true) {
         self.memory = memory
         self.features = features
         self.queues = queues
         self.calls = calls
-        self.pollingWindows = Array(repeating: PollingWindow(), count: queues.count)
+        self.pollingWindows = Array(repeating: PollingWindow(maximum: polling ? PollingWindow.configuredMaximum : 0),
+                                    count: queues.count)
     }
 
     /// Signals the queue's call eventfd if the driver wants an interrupt now

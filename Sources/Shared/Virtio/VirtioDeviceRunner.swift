@@ -115,7 +115,8 @@ public final class VirtioDeviceRunner {
             }
         }
         do {
-            try model.activate(features: features, queues: ActiveQueues(memory: memory, features: features, queues: live, calls: wiring.calls))
+            try model.activate(features: features, queues: ActiveQueues(memory: memory, features: features, queues: live, calls: wiring.calls,
+                                                                         polling: model.pollsQueues))
             for index in live.indices where live[index] != nil {
                 let kick = wiring.kicks[index]
                 kickWatches.append(try loop.watchReadable(kick.rawValue) { [unowned self] in
