@@ -82,15 +82,14 @@ public struct GuestMemory: @unchecked Sendable {
         at address: GuestAddress, length: UInt64, forWriting: Bool,
         _ body: (VolatileSlice) throws(GuestMemoryError) -> Void = { _ in }
     ) throws(GuestMemoryError) -> Int {
-        guard address.adding(length) != nil else { throw .overflow(address, length: length) }
-        let first = try span(containing: address.value, forWriting: forWriting)
-        let offset = address.value - spans[first].guestBase
-        if length <= spans[first].size - offset {
+        if let slice = try sliceInOneSlot(at: address, length: length, forWriting: forWriting) {
             // The usual case: one slot holds it all.
-            try body(VolatileSlice(base: spans[first].host + Int(offset), count: Int(length)))
+            try body(slice)
             return 1
         }
         // Check every slot the range reaches before handing out any slice.
+        let first = try span(containing: address.value, forWriting: forWriting)
+        let offset = address.value - spans[first].guestBase
         var count = 1
         var cursor = spans[first].guestBase + spans[first].size
         var remaining = length - (spans[first].size - offset)
@@ -135,13 +134,19 @@ public struct GuestMemory: @unchecked Sendable {
 
     /// A single contiguous slice, for structures that must not span slots (rings).
     public func contiguousSlice(at address: GuestAddress, length: UInt64, forWriting: Bool) throws(GuestMemoryError) -> VolatileSlice {
+        if let slice = try sliceInOneSlot(at: address, length: length, forWriting: forWriting) { return slice }
+        // Spans two slots: the first address past the first slot is where it breaks.
+        let index = try span(containing: address.value, forWriting: forWriting)
+        throw .unmapped(GuestAddress(spans[index].guestBase + spans[index].size))
+    }
+
+    /// The slice of `[address, address + length)` when one slot holds all of it, nil when it
+    /// runs on past that slot; throws when the range overflows or its start is not accessible.
+    private func sliceInOneSlot(at address: GuestAddress, length: UInt64, forWriting: Bool) throws(GuestMemoryError) -> VolatileSlice? {
         guard address.adding(length) != nil else { throw .overflow(address, length: length) }
         let index = try span(containing: address.value, forWriting: forWriting)
         let offset = address.value - spans[index].guestBase
-        guard length <= spans[index].size - offset else {
-            // Spans two slots: the first address past the first slot is where it breaks.
-            throw .unmapped(GuestAddress(spans[index].guestBase + spans[index].size))
-        }
+        guard length <= spans[index].size - offset else { return nil }
         return VolatileSlice(base: spans[index].host + Int(offset), count: Int(length))
     }
 
@@ -188,8 +193,9 @@ public struct GuestMemory: @unchecked Sendable {
     // MARK: Plain-old-data values (little-endian, as the guest stores them)
 
     public func read<Value: BitwiseCopyable>(_ type: Value.Type, at address: GuestAddress) throws(GuestMemoryError) -> Value {
-        let slice = try contiguousOrNil(at: address, length: UInt64(MemoryLayout<Value>.size))
-        if let slice { return slice.base.loadUnaligned(as: Value.self) }
+        if let slice = try sliceInOneSlot(at: address, length: UInt64(MemoryLayout<Value>.size), forWriting: false) {
+            return slice.base.loadUnaligned(as: Value.self)
+        }
         // Split across two slots: assemble it in a temporary.
         return try withUnsafeTemporaryAllocation(of: Value.self, capacity: 1) { storage throws(GuestMemoryError) in
             try read(into: UnsafeMutableRawBufferPointer(storage), at: address)
@@ -201,14 +207,6 @@ public struct GuestMemory: @unchecked Sendable {
         try withUnsafeBytes(of: value) { bytes throws(GuestMemoryError) in try write(bytes, at: address) }
     }
 
-    /// The slice for a small readable value when one slot holds it, nil when it straddles two.
-    private func contiguousOrNil(at address: GuestAddress, length: UInt64) throws(GuestMemoryError) -> VolatileSlice? {
-        guard address.adding(length) != nil else { throw .overflow(address, length: length) }
-        let index = try span(containing: address.value, forWriting: false)
-        let offset = address.value - spans[index].guestBase
-        guard length <= spans[index].size - offset else { return nil }
-        return VolatileSlice(base: spans[index].host + Int(offset), count: Int(length))
-    }
 
     // MARK: Atomics (virtqueue indices; virtio 1.2 §2.7.13 needs acquire/release ordering)
 
