@@ -39,6 +39,20 @@ void smp_start_aps(void);                     /* BSP, ring 0: INIT, SIPI, SIPI *
 void ap_main(unsigned int cpu) __attribute__((noreturn)); /* AP, ring 0 */
 void desc_init_ap(unsigned int cpu);          /* desc.c: TSS cpu, LTR, LIDT */
 int test_smp(const char *name);               /* tests: test=smp */
+
+/* The enabled CPUs of the VMM's MP table (mptable.c), in table order. */
+struct mp_cpus {
+	unsigned int total;                       /* enabled processor entries */
+	unsigned int count;                       /* of them in apic_ids (at most SMP_MAX_CPUS) */
+	uint32_t apic_ids[SMP_MAX_CPUS];
+};
+int mptable_read(struct mp_cpus *out);        /* 0, or -1 if there is no valid table */
+
+/* Recorded by the BSP in ring 0 at boot (start.c), read by test_smp in
+ * ring 3: its x2APIC id, and CPUID.1:EBX as ring 0 and ring 3 see it
+ * (they differ where PVM does not intercept CPUID in ring 3). */
+extern uint32_t kit_bsp_apic_id;
+extern uint32_t kit_bsp_cpuid1_ebx_ring0;
 #endif
 
 #endif

@@ -27,6 +27,8 @@ volatile uint32_t kit_ap_arrived;
 volatile uint64_t kit_smp_counter;
 volatile uint32_t kit_smp_go;
 volatile uint32_t kit_halted_mask;
+uint32_t kit_bsp_apic_id;
+uint32_t kit_bsp_cpuid1_ebx_ring0;
 static volatile uint64_t smp_iters;   /* set by the BSP before the go */
 static uint64_t tsc_sipi;              /* rdtsc just before the first INIT */
 
@@ -89,13 +91,6 @@ static void work_count(uint64_t iters)
 	}
 }
 
-static uint32_t cpuid_x2apic_id(void)
-{
-	uint32_t a, b, c, d;
-	cpuid(0xb, 0, &a, &b, &c, &d);
-	return d;
-}
-
 static void do_work(unsigned int cpu)
 {
 	struct smp_slot *s = &kit_smp[cpu];
@@ -133,23 +128,31 @@ void ap_main(unsigned int cpu)
 
 /* ---- BSP, ring 3: test=smp ---- */
 
-static unsigned int expected_cpus(const char **from)
+/* How many CPUs the machine has: `cpus=` on the command line, else the
+ * MP table (never CPUID in ring 3: see mptable.c). 0 = unknown. */
+static unsigned int expected_cpus(const struct mp_cpus *mp, int have_mp, const char **from)
 {
 	uint64_t n = cmdline_get_u64("cpus", 0);
 	if (n) {
 		*from = "cmdline";
 		return (unsigned int)n;
 	}
-	/* CPUID.1: EBX[23:16] = logical processors (valid if EDX.HTT). swift-vmd
-	 * puts the vCPU count there; QEMU the count per package. */
-	uint32_t a, b, c, d;
-	cpuid(1, 0, &a, &b, &c, &d);
-	if (d & (1u << 28)) {
-		*from = "cpuid";
-		return (b >> 16) & 0xff ? (b >> 16) & 0xff : 1;
+	if (have_mp) {
+		*from = "mptable";
+		return mp->total;
 	}
 	*from = "none";
 	return 0; /* unknown: count who answers */
+}
+
+static void sort_ids(uint32_t *ids, unsigned int n)
+{
+	for (unsigned int i = 1; i < n; i++)
+		for (unsigned int j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
+			uint32_t t = ids[j];
+			ids[j] = ids[j - 1];
+			ids[j - 1] = t;
+		}
 }
 
 static int ap_count(uint32_t state)
@@ -163,7 +166,9 @@ static int ap_count(uint32_t state)
 int test_smp(const char *name)
 {
 	const char *from;
-	unsigned int want = expected_cpus(&from);
+	struct mp_cpus mp;
+	int have_mp = mptable_read(&mp) == 0;
+	unsigned int want = expected_cpus(&mp, have_mp, &from);
 	uint64_t iters = cmdline_get_u64("smp_iters", 1000000);
 	uint64_t t0 = rdtsc();
 
@@ -180,7 +185,7 @@ int test_smp(const char *name)
 	int up = ap_count(SMP_RING3);
 
 	/* 2. Everyone works at once; the BSP too. */
-	kit_smp[0].apic_id = cpuid_x2apic_id();
+	kit_smp[0].apic_id = kit_bsp_apic_id;
 	kit_smp[0].state = SMP_RING3;
 	smp_iters = iters;
 	__asm__ volatile("" ::: "memory");
@@ -199,6 +204,13 @@ int test_smp(const char *name)
 	uint64_t mhz = kit_tsc_hz() / 1000000;
 	if (!mhz)
 		mhz = 1;
+	/* What CPUID.1 says of the BSP's APIC id in ring 0 (through KVM) and
+	 * here in ring 3 (the host's, where PVM does not intercept it). */
+	uint32_t a, b, c, d;
+	cpuid(1, 0, &a, &b, &c, &d);
+	kit_printf("info smp bsp apic-msr=%u cpuid1-apic-ring0=%u cpuid1-apic-ring3=%u cpuid1-count-ring0=%u cpuid1-count-ring3=%u\n",
+		   kit_bsp_apic_id, kit_bsp_cpuid1_ebx_ring0 >> 24, b >> 24,
+		   (kit_bsp_cpuid1_ebx_ring0 >> 16) & 0xff, (b >> 16) & 0xff);
 	kit_printf("info smp expected=%u from=%s arrived=%u ring0=%d ring3=%d done=%d halted=0x%x up-us=%lu tsc-mhz=%lu\n",
 		   want, from, kit_ap_arrived, ap_count(SMP_RING0), up, done, kit_halted_mask,
 		   (t_up - tsc_sipi) / mhz, mhz);
@@ -228,17 +240,22 @@ int test_smp(const char *name)
 	uint64_t counter = kit_smp_counter;
 	if (counter != (uint64_t)done * iters + iters)
 		work_ok = 0;
-	/* ids: sorted (insertion sort), must be distinct */
-	for (unsigned int i = 1; i < cpus; i++)
-		for (unsigned int j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
-			uint32_t t = ids[j];
-			ids[j] = ids[j - 1];
-			ids[j - 1] = t;
-		}
+	/* ids: sorted, must be distinct */
+	sort_ids(ids, cpus);
 	int ids_ok = 1;
 	for (unsigned int i = 1; i < cpus; i++)
 		if (ids[i] == ids[i - 1])
 			ids_ok = 0;
+
+	/* The ids the CPUs read from their own LAPICs are the MP table's. */
+	int mp_ok = 1;
+	if (have_mp) {
+		uint32_t table_ids[SMP_MAX_CPUS];
+		unsigned int n = mp.count;
+		memcpy(table_ids, mp.apic_ids, n * sizeof(table_ids[0]));
+		sort_ids(table_ids, n);
+		mp_ok = n == cpus && memcmp(table_ids, ids, n * sizeof(ids[0])) == 0;
+	}
 
 	char list[SMP_MAX_CPUS * 11 + 1];
 	size_t p = 0;
@@ -264,6 +281,8 @@ int test_smp(const char *name)
 		reason = "ap-not-done";
 	else if (!ids_ok)
 		reason = "duplicate-apic-id";
+	else if (!mp_ok)
+		reason = "apic-ids-not-mptable";
 	else if (!work_ok)
 		reason = "bad-work";
 	if (reason) {

@@ -61,6 +61,12 @@ void kit_main(const struct hvm_start_info *si, enum entry_kind entry)
 		kit_exit(EXIT_FAIL);
 	}
 
+	/* Our topology as the VMM gives it, read here in ring 0 (smp.h). */
+	kit_bsp_apic_id = (uint32_t)rdmsr(0x802);   /* x2APIC ID register */
+	uint32_t a, b, c, d;
+	cpuid(1, 0, &a, &b, &c, &d);
+	kit_bsp_cpuid1_ebx_ring0 = b;
+
 	/* test=smp: wake the other CPUs now, while we are in ring 0 (the ICR
 	 * is an MSR); test_smp waits for them in ring 3. */
 	if (strcmp(kit_current_test, "smp") == 0)

@@ -35,28 +35,3 @@ struct CPUIDTable {
         try storage.withUnsafeMutableBytes { try body($0.baseAddress!) }
     }
 }
-
-/// The guest's CPUID: what KVM supports, trimmed and tagged (design §3).
-enum GuestCPUID {
-    static let hypervisorBit: UInt32 = 1 << 31          // leaf 1 ECX: running under a hypervisor
-    static let archCapabilitiesBit: UInt32 = 1 << 29    // leaf 7 EDX: IA32_ARCH_CAPABILITIES, not usable on this host (design §8)
-
-    static func entries(supported: [kvm_cpuid_entry2], vcpuIndex: Int, vcpuCount: Int) -> [kvm_cpuid_entry2] {
-        supported.map { original in
-            var entry = original
-            switch entry.function {
-            case 1:
-                entry.ecx |= hypervisorBit
-                // Initial APIC id and the logical processor count.
-                entry.ebx = (entry.ebx & 0x0000_FFFF) | (UInt32(vcpuIndex) << 24) | (UInt32(vcpuCount & 0xff) << 16)
-            case 7 where entry.index == 0:
-                entry.edx &= ~archCapabilitiesBit
-            case 0xB, 0x1F:
-                entry.edx = UInt32(vcpuIndex)  // x2APIC id
-            default:
-                break
-            }
-            return entry
-        }
-    }
-}
