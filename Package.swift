@@ -69,7 +69,7 @@ let package = Package(
 
         .testTarget(name: "SharedTests", dependencies: ["Shared", "CLinux"]),
         .testTarget(name: "VMTests", dependencies: ["vm", "Shared"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Shared"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Shared", "CLinux"]),
         .testTarget(name: "VirtioBlkTests", dependencies: ["virtio-blk", "Shared", "CLinux"]),
         .testTarget(
             name: "VirtioNetTests",

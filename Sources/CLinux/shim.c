@@ -8,6 +8,10 @@ const int VMD_F_ADD_SEALS = F_ADD_SEALS, VMD_F_GET_SEALS = F_GET_SEALS, VMD_F_SE
           VMD_F_SEAL_SHRINK = F_SEAL_SHRINK, VMD_F_SEAL_GROW = F_SEAL_GROW, VMD_F_SEAL_WRITE = F_SEAL_WRITE;
 
 int vmd_memfd_create(const char *name, unsigned int flags) { return (int)syscall(SYS_memfd_create, name, flags); }
+int vmd_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int vmd_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
 int vmd_mseal(void *address, size_t length) { return (int)syscall(VMD_NR_MSEAL, address, length, 0UL); }
 int vmd_ioctl_ptr(int fd, unsigned long request, void *argument) { return ioctl(fd, request, argument); }
 int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument) { return ioctl(fd, request, argument); }

@@ -4,7 +4,7 @@ import Shared
 
 // The vm process. vmd starts it with its control channel as fd 3; it is not
 // meant to be run by hand.
-VmdLog.bootstrapChild(identity: "vm")
+VmdLog.bootstrapChild()
 var logger = Logger(label: "vm")
 do {
     try ChildSetup.dieWithParent()

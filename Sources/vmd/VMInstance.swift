@@ -26,6 +26,9 @@ final class VMInstance {
     private(set) var outcome: VMOutcome?
     private var stopWaiters: [(VMOutcome) -> Void] = []
     private var pauseWaiters: [(State) -> Void] = []
+    /// One per child, in `launched.children` order, with the watch on its log pipe.
+    private var logRelays: [ChildLogRelay] = []
+    private var logWatches: [EventWatch?] = []
 
     /// How long a graceful stop waits for the guest before forcing it.
     static let defaultGracePeriod: Double = 30
@@ -41,6 +44,41 @@ final class VMInstance {
         self.launched = launched
         try? launched.vm.channel.socket.setNonBlocking(true)
         watches.append(try loop.watchReadable(launched.vm.channel.socket.rawValue) { [weak self] in self?.readVMEvents() })
+        for (index, child) in launched.children.enumerated() {
+            logRelays.append(ChildLogRelay())
+            logWatches.append(try loop.watchReadable(child.log.rawValue) { [weak self] in self?.relayLog(of: index) })
+        }
+    }
+
+    /// Passes on what a child wrote to its log pipe, tagged with its VM and role. At
+    /// most 1 MiB a call, so one chatty child cannot hold up the loop; the rest is
+    /// read on the next round (the watch is level-triggered).
+    private func relayLog(of index: Int) {
+        guard let child = launched?.children[index], logWatches[index] != nil else { return }
+        for _ in 0..<16 {
+            let bytes: [UInt8]
+            do {
+                guard let read = try child.log.readAvailable(upTo: 65536) else { return }
+                bytes = read
+            } catch {
+                bytes = []
+                logger.error("\(child.logTag) log: \(error)")
+            }
+            let now = MonotonicClock.seconds()
+            guard !bytes.isEmpty else {
+                logRelays[index].finish(now: now).forEach { VmdLog.relay($0, tag: child.logTag) }
+                logWatches[index]?.cancel()
+                logWatches[index] = nil
+                return
+            }
+            logRelays[index].feed(bytes, now: now).forEach { VmdLog.relay($0, tag: child.logTag) }
+        }
+    }
+
+    /// Relays everything still in the children's log pipes (a child's last words
+    /// come just before it exits).
+    private func drainLogs() {
+        for index in logWatches.indices { relayLog(of: index) }
     }
 
     /// Handles every message the vm process has sent so far. Called when its channel
@@ -153,6 +191,9 @@ final class VMInstance {
     }
 
     private func finish() {
+        drainLogs()
+        logWatches.forEach { $0?.cancel() }
+        logWatches = logWatches.map { _ in nil }
         let outcome = reported.map { VMOutcome.guest($0) } ?? forced ?? .vmProcessDied(.exited(-1))
         self.outcome = outcome
         state = .stopped

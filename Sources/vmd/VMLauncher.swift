@@ -7,8 +7,12 @@ import Shared
 struct VMChild {
     /// "vm", "virtio-blk disk0", ...
     let role: String
+    /// What its log lines are tagged with: "VM/vm", "VM/disk0", "VM/net0".
+    let logTag: String
     let process: ChildProcess
     let channel: Channel
+    /// The read end of its stdout and stderr (non-blocking), relayed by `VMInstance`.
+    let log: FileDescriptor
 }
 
 /// Everything that makes up one VM's processes once started.
@@ -54,7 +58,7 @@ struct VMLauncher {
             for (index, disk) in disks.enumerated() {
                 let name = "disk\(index)"
                 let (vmSide, deviceSide) = try VMLauncher.wiring(queueCount: 1)
-                let child = try VMLauncher.spawn("virtio-blk", role: "virtio-blk \(name)", vmName: config.name)
+                let child = try VMLauncher.spawn("virtio-blk", role: "virtio-blk \(name)", logName: name, vmName: config.name)
                 started.append(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 let serial = String("\(config.name)-\(name)".utf8.prefix(20))!
@@ -68,7 +72,7 @@ struct VMLauncher {
             for (index, nic) in nics.enumerated() {
                 let name = "net\(index)"
                 let (vmSide, deviceSide) = try VMLauncher.wiring(queueCount: 2)
-                let child = try VMLauncher.spawn("virtio-net", role: "virtio-net \(name)", vmName: config.name)
+                let child = try VMLauncher.spawn("virtio-net", role: "virtio-net \(name)", logName: name, vmName: config.name)
                 started.append(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 try child.channel.send(DeviceSetupCommand.network(
@@ -80,7 +84,7 @@ struct VMLauncher {
                 logger.info("\(name): \(nic.tap.name) mac \(nic.mac.map { String($0, radix: 16) }.joined(separator: ":"))\(local) served by pid \(child.process.pid)")
             }
 
-            let vm = try VMLauncher.spawn("vm", role: "vm", vmName: config.name)
+            let vm = try VMLauncher.spawn("vm", role: "vm", logName: "vm", vmName: config.name)
             started.append(vm)
             try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
             for (attachment, wiring) in attachments {
@@ -144,10 +148,14 @@ struct VMLauncher {
                 DeviceWiring(transport: transportDevice, events: eventsDevice, kicks: kicks, calls: calls))
     }
 
-    static func spawn(_ executable: String, role: String, vmName: String) throws -> VMChild {
+    static func spawn(_ executable: String, role: String, logName: String, vmName: String) throws -> VMChild {
         let (parentEnd, childEnd) = try Channel.pair()
-        let process = try ChildProcess(executable: try siblingExecutable(executable), arguments: [vmName], channel: childEnd.socket)
+        let log = try FileDescriptor.pipe()
+        try log.read.setNonBlocking(true)
+        let process = try ChildProcess(executable: try siblingExecutable(executable), arguments: [vmName],
+                                       channel: childEnd.socket, log: log.write)
         childEnd.socket.close()
-        return VMChild(role: role, process: process, channel: parentEnd)
+        log.write.close()
+        return VMChild(role: role, logTag: "\(vmName)/\(logName)", process: process, channel: parentEnd, log: log.read)
     }
 }

@@ -9,9 +9,18 @@ final class DaemonHarness {
     let socket: String
     let vmd: Process
     let logPath: String
+    /// In the default (detached) mode: where vmd's syslog lines arrive.
+    let syslog: SyslogCapture?
+    /// The daemon's pid: `vmd` itself with -d; the detached child in the default mode.
+    private(set) var daemonPid: pid_t = 0
 
     /// `namespace`: run vmd inside that network namespace (its taps appear there).
-    init(_ test: String, globalConfig: String = "", namespace: NetworkNamespace? = nil) throws {
+    /// `detached`: run it as a service manager does, without -d: it detaches and logs to
+    /// syslog, which the harness captures (`syslog`, `log`).
+    /// `strayFiles`: descriptors vmd inherits open (not close-on-exec), as from a careless
+    /// parent: fd number -> path opened read-only.
+    init(_ test: String, globalConfig: String = "", namespace: NetworkNamespace? = nil, detached: Bool = false,
+         strayFiles: [Int32: String] = [:]) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmd-\(test)-\(getpid())")
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -22,32 +31,38 @@ final class DaemonHarness {
         logPath = directory.appendingPathComponent("vmd.log").path
         FileManager.default.createFile(atPath: logPath, contents: nil)
         vmd = Process()
-        let command = [VmdHarness.productsDirectory + "/vmd", "-d", "-f", configPath, "-s", socket]
-        if let namespace {
-            vmd.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            vmd.arguments = ["netns", "exec", namespace.name] + command
-        } else {
-            vmd.executableURL = URL(fileURLWithPath: command[0])
-            vmd.arguments = Array(command.dropFirst())
+        syslog = detached ? try SyslogCapture(directory: directory) : nil
+        var command = [VmdHarness.productsDirectory + "/vmd"] + (detached ? [] : ["-d"]) + ["-f", configPath, "-s", socket]
+        if !strayFiles.isEmpty {
+            let opens = strayFiles.sorted { $0.key < $1.key }.map { "exec \($0.key)<'\($0.value)'" }.joined(separator: "; ")
+            command = ["/bin/bash", "-c", "\(opens); exec \"$@\"", "bash"] + command  // dash takes fds 0-9 only
         }
+        if let syslog { command = syslog.command(wrapping: command, insideNewMountNamespace: namespace == nil) }
+        if let namespace { command = ["/usr/sbin/ip", "netns", "exec", namespace.name] + command }
+        vmd.executableURL = URL(fileURLWithPath: command[0])
+        vmd.arguments = Array(command.dropFirst())
         vmd.standardOutput = FileHandle(forWritingAtPath: logPath)
         vmd.standardError = FileHandle(forWritingAtPath: logPath)
         vmd.standardInput = FileHandle.nullDevice
         try vmd.run()
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline && vmctl("status").status != 0 { usleep(50_000) }
+        daemonPid = UnixSocketPeer.pid(of: socket) ?? vmd.processIdentifier
     }
 
     deinit {
-        if vmd.isRunning {
-            kill(vmd.processIdentifier, SIGTERM)
+        let alive = { kill(self.daemonPid, 0) == 0 && !VmdHarness.readProcFile("/proc/\(self.daemonPid)/stat").contains(") Z ") }
+        if daemonPid > 0 && alive() {
+            kill(daemonPid, SIGTERM)
             let deadline = Date().addingTimeInterval(20)
-            while vmd.isRunning && Date() < deadline { usleep(50_000) }
-            if vmd.isRunning { kill(vmd.processIdentifier, SIGKILL) }
+            while alive() && Date() < deadline { usleep(50_000) }
+            if alive() { kill(daemonPid, SIGKILL) }
         }
+        if vmd.isRunning { vmd.waitUntilExit() }
     }
 
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    /// vmd's log: its stderr with -d, else what it sent to syslog.
+    var log: String { syslog?.text ?? (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     func writeGuestConfig(_ name: String, cmdline: String, extra: String = "") throws -> String {
         let path = directory.appendingPathComponent("\(name).conf").path

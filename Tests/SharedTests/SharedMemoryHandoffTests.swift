@@ -26,7 +26,7 @@ final class SharedMemoryHandoffTests: XCTestCase {
         let child = try ChildProcess(
             executable: try testBinaryPath(),
             arguments: ["SharedTests.SharedMemoryHandoffTests/testReceiverRole"],
-            channel: childEnd.socket, output: log)
+            channel: childEnd.socket, log: log)
         unsetenv(Self.childRoleVariable)
         childEnd.socket.close()
         defer { child.terminate() }

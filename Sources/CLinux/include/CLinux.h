@@ -37,6 +37,9 @@ static inline char **vmd_environ(void) { extern char **environ; return environ; 
 #define VMD_NR_MSEAL 462
 
 int vmd_memfd_create(const char *name, unsigned int flags);
+// pipe2 and posix_spawn_file_actions_addclosefrom_np are _GNU_SOURCE (see above).
+int vmd_pipe2(int fds[2], int flags);
+int vmd_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
 int vmd_mseal(void *address, size_t length);
 int vmd_ioctl_ptr(int fd, unsigned long request, void *argument);
 int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument);

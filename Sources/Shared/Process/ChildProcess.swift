@@ -2,9 +2,10 @@ import Glibc
 import CLinux
 
 /// A child process started with posix_spawn (fork+exec; never a bare fork of a
-/// multi-threaded Swift process, design §1). It inherits stdout and stderr for
-/// its log, /dev/null as stdin, and its control channel as fd 3. Everything
-/// else is close-on-exec, so nothing else leaks into it.
+/// multi-threaded Swift process, design §1). Its stdin is /dev/null, its stdout and
+/// stderr are its log pipe to vmd, its control channel is fd 3, and every other
+/// descriptor is closed in the child before exec: not only vmd's own (all
+/// close-on-exec) but any vmd inherited from whoever started it.
 public final class ChildProcess {
     public static let channelDescriptor: Int32 = 3
 
@@ -12,8 +13,11 @@ public final class ChildProcess {
     public let executable: String
     private var reaped = false
 
-    /// Starts `executable`. With `output`, the child's stdout and stderr go there instead of ours.
-    public init(executable: String, arguments: [String], channel: FileDescriptor, output: FileDescriptor? = nil) throws {
+    /// The first descriptor closed in the child: 0-2 and the channel stay.
+    static let firstClosedDescriptor = channelDescriptor + 1
+
+    /// Starts `executable` with `log` as its stdout and stderr.
+    public init(executable: String, arguments: [String], channel: FileDescriptor, log: FileDescriptor) throws {
         self.executable = executable
         // dup2 onto the same number would keep FD_CLOEXEC, so first move the channel above 3.
         let lifted = try retryingInterrupts("fcntl(F_DUPFD_CLOEXEC)") {
@@ -26,10 +30,13 @@ public final class ChildProcess {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, lifted, ChildProcess.channelDescriptor)
-        if let output {
-            posix_spawn_file_actions_adddup2(&actions, output.rawValue, STDOUT_FILENO)
-            posix_spawn_file_actions_adddup2(&actions, output.rawValue, STDERR_FILENO)
-        }
+        posix_spawn_file_actions_adddup2(&actions, log.rawValue, STDOUT_FILENO)
+        posix_spawn_file_actions_adddup2(&actions, log.rawValue, STDERR_FILENO)
+        // Descriptors vmd inherited without close-on-exec (from a shell, a service manager)
+        // would otherwise reach every sandboxed child. glibc does this with close_range(2),
+        // or by walking /proc/self/fd on kernels before 5.9.
+        let closing = vmd_spawn_closefrom(&actions, ChildProcess.firstClosedDescriptor)
+        guard closing == 0 else { throw SystemError("posix_spawn_file_actions_addclosefrom_np", errno: closing) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -78,6 +78,13 @@ public final class FileDescriptor: CustomStringConvertible {
         return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
     }
 
+    /// A pipe, both ends close-on-exec: (read end, write end).
+    public static func pipe() throws -> (read: FileDescriptor, write: FileDescriptor) {
+        var fds: [Int32] = [-1, -1]
+        try retryingInterrupts("pipe2") { vmd_pipe2(&fds, O_CLOEXEC) }
+        return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
+    }
+
     // MARK: I/O
 
     /// Writes all of `bytes`, retrying short writes and EINTR.
@@ -103,6 +110,16 @@ public final class FileDescriptor: CustomStringConvertible {
         }
         buffer.removeSubrange(count...)
         return buffer
+    }
+
+    /// One read of at most `capacity` bytes from a non-blocking descriptor: nil when
+    /// nothing is there now (EAGAIN), empty at end of file.
+    public func readAvailable(upTo capacity: Int) throws -> [UInt8]? {
+        do {
+            return try read(upTo: capacity)
+        } catch let error as SystemError where error.errno == EAGAIN {
+            return nil
+        }
     }
 
     /// Reads from the current position to end of file (also for /proc files, whose size reads as 0).

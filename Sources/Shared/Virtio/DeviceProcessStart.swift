@@ -21,7 +21,7 @@ public struct DeviceProcessStart {
 
     /// Runs a device process's `main`: a failure is logged and ends the process with status 70.
     public static func run(identity: String, _ body: (inout Logger) throws -> Void) -> Never {
-        VmdLog.bootstrapChild(identity: identity)
+        VmdLog.bootstrapChild()
         var logger = Logger(label: identity)
         do {
             try body(&logger)

@@ -56,9 +56,5 @@ public struct PollingWindow {
         return false
     }
 
-    public static func now() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-    }
+    public static func now() -> UInt64 { MonotonicClock.nanoseconds() }
 }
