@@ -3,6 +3,9 @@
 #include <sys/ioctl.h>
 #include <string.h>
 #include <linux/if_tun.h>
+#include <linux/fs.h>
+
+const unsigned long VMD_BLKGETSIZE64 = BLKGETSIZE64;
 
 const int VMD_F_ADD_SEALS = F_ADD_SEALS, VMD_F_GET_SEALS = F_GET_SEALS, VMD_F_SEAL_SEAL = F_SEAL_SEAL,
           VMD_F_SEAL_SHRINK = F_SEAL_SHRINK, VMD_F_SEAL_GROW = F_SEAL_GROW, VMD_F_SEAL_WRITE = F_SEAL_WRITE;

@@ -52,9 +52,14 @@ struct Start: ParsableCommand {
             let request: ControlRequest
             if target.contains("/") || target.hasSuffix(".conf") || access(target, F_OK) == 0 {
                 let path = target.hasPrefix("/") ? target : currentDirectory() + "/" + target
-                guard let bytes = try? FileDescriptor.open(path, flags: O_RDONLY).readToEnd(),
-                      let text = String(validating: bytes, as: UTF8.self) else {
-                    throw VmctlError("cannot read \(target): \(String(cString: strerror(errno)))")
+                let bytes: [UInt8]
+                do {
+                    bytes = try RegularFile.read(path, limit: ControlRequest.maximumConfigText)
+                } catch {
+                    throw VmctlError("cannot read \(target): \(error)")
+                }
+                guard let text = String(validating: bytes, as: UTF8.self) else {
+                    throw VmctlError("cannot read \(target): not UTF-8 text")
                 }
                 request = .startConfig(text: text, path: target, directory: directory(of: path))
             } else {
@@ -84,6 +89,12 @@ struct Stop: ParsableCommand {
             let client = try connection.client()
             if all {
                 printDone(try client.expectSuccess(.stopAll(force: force)))
+                guard wait else { return }
+                // Every VM this user may see that has not stopped yet.
+                guard case .status(let entries) = try client.expectSuccess(.status(nil)) else { throw VmctlError("unexpected reply") }
+                for entry in entries where entry.state != "stopped" {
+                    printDone(try client.expectSuccess(.wait(.id(entry.id))))
+                }
                 return
             }
             let vm = VMTarget(target!)

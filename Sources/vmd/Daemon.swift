@@ -20,6 +20,8 @@ final class Daemon {
         var fromGlobalConfig: Bool
         var instance: VMInstance?
         var lastOutcome: VMOutcome?
+        /// For a VM started from a file: forgets it once it has been stopped a while.
+        var expiry: EventWatch?
 
         init(id: Int, config: VMConfig, directory: String, owner: ResolvedOwner, fromGlobalConfig: Bool) {
             (self.id, self.config, self.directory, self.owner, self.fromGlobalConfig) = (id, config, directory, owner, fromGlobalConfig)
@@ -38,6 +40,9 @@ final class Daemon {
     private var shuttingDown = false
     /// Where `local interface` /31s come from (the configuration's `local prefix`).
     private var localPrefix = IPv4Prefix.defaultLocal
+    /// How long a stopped VM that was started from a file stays listed (with why it
+    /// stopped) before vmd forgets it; a VM of vmd's own configuration stays for good.
+    static let stoppedFileVMRetention: Double = 600
 
     init(options: Options) throws {
         self.options = options
@@ -48,7 +53,10 @@ final class Daemon {
         let file = try loadGlobalConfig()
         localPrefix = file.localPrefix
         try define(file, directory: directory(of: options.configPath), fromGlobalConfig: true)
-        server = try ControlServer(path: options.socketPath, loop: loop, logger: logger) { [unowned self] request, peer, reply in
+        var descriptors = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &descriptors)
+        let limits = ControlLimits(descriptorLimit: Int(clamping: descriptors.rlim_cur))
+        server = try ControlServer(path: options.socketPath, loop: loop, logger: logger, limits: limits) { [unowned self] request, peer, reply in
             self.handle(request, from: peer, reply: reply)
         }
         watches.append(try loop.onSignal(SIGCHLD) { [unowned self] in self.reapAll() })
@@ -80,7 +88,7 @@ final class Daemon {
     /// Adds or updates the VMs of a file; running VMs keep running as they are.
     private func define(_ file: ConfigFile, directory: String, fromGlobalConfig: Bool) throws {
         for vm in file.vms {
-            let owner = try ResolvedOwner.resolve(vm.owner, at: vm.location)
+            let owner = try ResolvedOwner.resolve(vm.owner, at: vm.location(of: "owner"))
             if let existing = records.first(where: { $0.config.name == vm.name }) {
                 guard !existing.isRunning else { continue }
                 existing.config = vm
@@ -105,21 +113,31 @@ final class Daemon {
 
     private func start(_ record: Record) throws {
         guard !record.isRunning else { throw DaemonError.alreadyRunning(record.config.name) }
-        guard let boot = record.config.boot else { throw DaemonError.noBootImage(record.config.name) }
-        var launcher = VMLauncher(config: record.config, kernelPath: boot.hasPrefix("/") ? boot : record.directory + "/" + boot,
-                                  configDirectory: record.directory, logger: logger)
+        var launcher = VMLauncher(config: record.config, configDirectory: record.directory, logger: logger)
         // Each VM's local interfaces get /31s of their own: four per VM id.
         launcher.localPrefix = localPrefix
         launcher.localInterfaceBase = (record.id - 1) * InterfaceConfig.maximumPerVM
         let instance = try VMInstance(id: record.id, launcher: launcher, loop: loop, logger: logger)
         record.instance = instance
         record.lastOutcome = nil
+        record.expiry = nil
         instance.whenStopped { [unowned self, unowned record] outcome in
             record.lastOutcome = outcome
             self.logger.notice("vm \(record.config.name) stopped: \(outcome)")
+            if !record.fromGlobalConfig {
+                record.expiry = try? self.loop.after(seconds: Daemon.stoppedFileVMRetention) { [unowned self, unowned record] in
+                    self.forget(record)
+                }
+            }
             if self.shuttingDown && !self.records.contains(where: \.isRunning) { self.loop.stop() }
         }
         instance.reap()  // a child may already have died
+    }
+
+    /// Drops a stopped VM that came from a file.
+    private func forget(_ record: Record) {
+        guard !record.isRunning, !record.fromGlobalConfig else { return }
+        records.removeAll { $0 === record }
     }
 
     private func reapAll() {
@@ -140,19 +158,15 @@ final class Daemon {
 
     enum DaemonError: Error, CustomStringConvertible {
         case noSuchVM(VMTarget)
-        case permissionDenied
         case alreadyRunning(String)
         case notRunning(String)
-        case noBootImage(String)
         case rootOnly(String)
 
         var description: String {
             switch self {
             case .noSuchVM(let target): "no vm \(target)"
-            case .permissionDenied: "permission denied"
             case .alreadyRunning(let name): "vm \(name) is already running"
             case .notRunning(let name): "vm \(name) is not running"
-            case .noBootImage(let name): "vm \(name) has no boot image"
             case .rootOnly(let what): "permission denied: only root may \(what)"
             }
         }
@@ -163,8 +177,9 @@ final class Daemon {
         case .id(let id): records.first { $0.id == id }
         case .name(let name): records.first { $0.config.name == name }
         }
-        guard let found else { throw DaemonError.noSuchVM(target) }
-        guard found.owner.permits(peer) else { throw DaemonError.permissionDenied }
+        // A VM the peer may not use is answered as one that does not exist, so that nobody
+        // learns the names and ids of other users' VMs (status does not list them either).
+        guard let found, found.owner.permits(peer) else { throw DaemonError.noSuchVM(target) }
         return found
     }
 
@@ -186,12 +201,19 @@ final class Daemon {
                 guard peer.isRoot else { throw DaemonError.rootOnly("start a VM from a file") }
                 let file = try ConfigParser.parse(text, file: path)
                 guard let first = file.vms.first else { throw DaemonError.noSuchVM(.name(path)) }
-                try define(file, directory: configDirectory, fromGlobalConfig: false)
+                let known = Set(records.map { ObjectIdentifier($0) })
                 var started: [Record] = []
-                for vm in file.vms {
-                    let record = try record(.name(vm.name), for: peer)
-                    try start(record)
-                    started.append(record)
+                do {
+                    try define(file, directory: configDirectory, fromGlobalConfig: false)
+                    for vm in file.vms {
+                        let record = try record(.name(vm.name), for: peer)
+                        try start(record)
+                        started.append(record)
+                    }
+                } catch {
+                    // What this request defined and could not start is not kept: the error is the answer.
+                    records.removeAll { !known.contains(ObjectIdentifier($0)) && !$0.isRunning }
+                    throw error
                 }
                 let firstRecord = started.first { $0.config.name == first.name } ?? started[0]
                 reply(.started(id: firstRecord.id, name: firstRecord.config.name))
@@ -245,6 +267,6 @@ final class Daemon {
         return VMStatusEntry(
             id: record.id, pid: record.isRunning ? record.instance?.vmPid ?? 0 : 0, vcpus: record.config.cpus,
             memoryBytes: record.config.memoryBytes, state: state, owner: record.owner.display, name: record.config.name,
-            reason: record.lastOutcome.map { "\($0)" } ?? (record.config.enabled || !record.fromGlobalConfig ? "" : "disabled"))
+            reason: record.isRunning ? "" : record.lastOutcome.map { "\($0)" } ?? (record.config.enabled || !record.fromGlobalConfig ? "" : "disabled"))
     }
 }

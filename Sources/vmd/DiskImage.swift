@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import Shared
 
@@ -12,6 +13,7 @@ struct DiskImage {
 
     enum OpenError: Error, CustomStringConvertible {
         case cannotOpen(DiskConfig, path: String, SystemError)
+        case notADisk(DiskConfig, path: String, kind: String)
         case locked(DiskConfig, path: String)
         case notWholeSectors(DiskConfig, path: String, size: Int64)
 
@@ -19,6 +21,8 @@ struct DiskImage {
             switch self {
             case .cannotOpen(let disk, let path, let error):
                 "\(disk.location): disk \(path): \(String(cString: strerror(error.errno)))"
+            case .notADisk(let disk, let path, let kind):
+                "\(disk.location): disk \(path) is \(kind); a disk is a regular file or a block device"
             case .locked(let disk, let path):
                 "\(disk.location): disk \(path) is in use by another VM (locked)"
             case .notWholeSectors(let disk, let path, let size):
@@ -27,19 +31,36 @@ struct DiskImage {
         }
     }
 
-    static func open(_ config: DiskConfig, resolvedPath path: String) throws -> DiskImage {
+    /// Opens the image as its VM will use it (read-only or read-write), checks that it is
+    /// a regular file or a block device of whole sectors and, with `lock`, takes the lock.
+    /// `vmd -n` calls it without the lock: the daemon's own VMs may hold it.
+    static func open(_ config: DiskConfig, resolvedPath path: String, lock: Bool = true) throws -> DiskImage {
         let fd: FileDescriptor
+        let info: stat
         do {
-            fd = try FileDescriptor.open(path, flags: config.readOnly ? O_RDONLY : O_RDWR)
-        } catch let error as SystemError {
-            throw OpenError.cannotOpen(config, path: path, error)
+            (fd, info) = try RegularFile.open(path, flags: config.readOnly ? O_RDONLY : O_RDWR, allowed: [S_IFREG, S_IFBLK])
+        } catch {
+            switch error {
+            case .system(let failure): throw OpenError.cannotOpen(config, path: path, failure)
+            case .notRegular(let kind): throw OpenError.notADisk(config, path: path, kind: kind)
+            case .tooLarge: preconditionFailure("open does not check sizes")
+            }
         }
-        let operation = (config.readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB
-        if flock(fd.rawValue, operation) != 0 {
-            if errno == EWOULDBLOCK { throw OpenError.locked(config, path: path) }
-            throw OpenError.cannotOpen(config, path: path, SystemError.last("flock"))
+        if lock {
+            let operation = (config.readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB
+            if flock(fd.rawValue, operation) != 0 {
+                if errno == EWOULDBLOCK { throw OpenError.locked(config, path: path) }
+                throw OpenError.cannotOpen(config, path: path, SystemError.last("flock"))
+            }
         }
-        let size = try fd.fileSize()
+        var size = Int64(info.st_size)
+        if info.st_mode & S_IFMT == S_IFBLK {
+            var bytes: UInt64 = 0
+            guard vmd_ioctl_ptr(fd.rawValue, VMD_BLKGETSIZE64, &bytes) == 0 else {
+                throw OpenError.cannotOpen(config, path: path, SystemError.last("ioctl(BLKGETSIZE64)"))
+            }
+            size = Int64(clamping: bytes)
+        }
         guard size % 512 == 0 else { throw OpenError.notWholeSectors(config, path: path, size: size) }
         return DiskImage(config: config, path: path, fd: fd, sizeBytes: size)
     }

@@ -29,7 +29,7 @@ struct LaunchedVM {
 /// with posix_spawn, and hands each what it needs over its channel.
 struct VMLauncher {
     let config: VMConfig
-    let kernelPath: String
+    /// What the configuration's relative paths resolve against.
     let configDirectory: String
     let logger: Logger
     /// Where `local interface` /31s come from, and this VM's first index in it.
@@ -40,14 +40,13 @@ struct VMLauncher {
     static let tapOffloads = VMD_TUN_F_CSUM | VMD_TUN_F_TSO4 | VMD_TUN_F_TSO6
 
     func launch() throws -> LaunchedVM {
-        let kernel = try FileDescriptor.open(kernelPath, flags: O_RDONLY)
+        // The same checked opens as `vmd -n`: a FIFO, a directory or a device is refused, never waited on.
+        let files = VMPreflight(vm: config, directory: configDirectory)
+        guard let boot = config.boot else { throw VMLaunchError.noBootImage(config.name) }
+        let kernel = try files.openKernel(boot)
         let kvm = try FileDescriptor.open("/dev/kvm", flags: O_RDWR)
-        let initrd = try config.initrd.map { path in
-            try FileDescriptor.open(path.hasPrefix("/") ? path : configDirectory + "/" + path, flags: O_RDONLY)
-        }
-        let disks = try config.disks.map { disk in
-            try DiskImage.open(disk, resolvedPath: disk.path.hasPrefix("/") ? disk.path : configDirectory + "/" + disk.path)
-        }
+        let initrd = try config.initrd.map { try files.openBootFile($0, option: "initrd") }
+        let disks = try config.disks.map { disk in try DiskImage.open(disk, resolvedPath: files.resolve(disk.path)) }
         let nics = try config.interfaces.enumerated().map { index, interface in try openInterface(interface, index: index) }
         let slots = try MemorySlot.ramSlots(ramBytes: config.memoryBytes, vmName: config.name)
         let console = try PseudoTerminal()
@@ -131,9 +130,11 @@ struct VMLauncher {
 
     enum VMLaunchError: Error, CustomStringConvertible {
         case localPrefixExhausted(String)
+        case noBootImage(String)
         var description: String {
             switch self {
             case .localPrefixExhausted(let prefix): "local prefix \(prefix) has no /31 left for this interface"
+            case .noBootImage(let name): "vm \(name) has no boot image"
             }
         }
     }

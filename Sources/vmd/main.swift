@@ -121,14 +121,9 @@ struct Boot: ParsableCommand {
             FileDescriptor.standardError("vmd: \(error)\n")
             throw ExitCode(ExitStatus.configError)
         }
-        guard let boot = vm.boot else {
-            FileDescriptor.standardError("vmd: \(config): vm \"\(vm.name)\" has no boot image\n")
-            throw ExitCode(ExitStatus.configError)
-        }
-        let kernelPath = boot.hasPrefix("/") ? boot : directory(of: config) + "/" + boot
         let outcome: VMOutcome
         do {
-            var launcher = VMLauncher(config: vm, kernelPath: kernelPath, configDirectory: directory(of: config), logger: logger)
+            var launcher = VMLauncher(config: vm, configDirectory: directory(of: config), logger: logger)
             launcher.localPrefix = file.localPrefix
             outcome = try ForegroundVM(launcher: launcher, deadline: deadline, logger: logger).run()
         } catch {
@@ -163,14 +158,21 @@ struct Check: ParsableCommand {
         self.config = config
     }
 
+    /// Parses, then checks every VM as starting it would (`VMPreflight`), and reports every problem.
     func run() throws {
+        let file: ConfigFile
         do {
-            let file = try ConfigParser.load(path: config)
-            print("\(config): configuration OK (\(file.vms.count) vm\(file.vms.count == 1 ? "" : "s"))")
+            file = try ConfigParser.load(path: config)
         } catch {
             FileDescriptor.standardError("vmd: \(error)\n")
             throw ExitCode(ExitStatus.configError)
         }
+        let problems = file.vms.flatMap { VMPreflight(vm: $0, directory: directory(of: config)).problems() }
+        guard problems.isEmpty else {
+            problems.forEach { FileDescriptor.standardError("vmd: \($0)\n") }
+            throw ExitCode(ExitStatus.configError)
+        }
+        print("\(config): configuration OK (\(file.vms.count) vm\(file.vms.count == 1 ? "" : "s"))")
     }
 }
 

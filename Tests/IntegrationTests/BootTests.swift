@@ -100,8 +100,9 @@ final class BootTests: XCTestCase {
         let bogus = vm.directory.appendingPathComponent("kernel.txt").path
         try String(repeating: "not a kernel\n", count: 10).write(toFile: bogus, atomically: true, encoding: .utf8)
         let run = try vm.run(config: try vm.writeConfig(boot: bogus, cmdline: ""), arguments: ["--deadline", "30"])
-        XCTAssertEqual(run.status, 70, run.stderr)
-        XCTAssertTrue(run.stderr.contains("the kernel image is not an ELF file or a bzImage"), run.stderr)
+        // Refused by vmd before any process starts, at the boot line.
+        XCTAssertEqual(run.status, 71, run.stderr)
+        XCTAssertTrue(run.stderr.contains("guest.conf:3:5: boot \(bogus): the kernel image is not an ELF file or a bzImage"), run.stderr)
         XCTAssertEqual(vm.vmProcesses(), [])
     }
 

@@ -61,7 +61,8 @@ final class SandboxTests: XCTestCase {
         XCTAssertEqual(run.status, 0, run.stderr)
         for process in ["vm", "virtio-blk"] {
             XCTAssertTrue(run.stderr.split(separator: "\n").contains {
-                $0.hasPrefix("\(process)[") && $0.contains("sandbox probe: open(/etc/passwd) = -1 errno 2 (No such file or directory)")
+                // Relayed by vmd: "VM/role: process[pid] ...".
+                $0.contains(": \(process)[") && $0.contains("sandbox probe: open(/etc/passwd) = -1 errno 2 (No such file or directory)")
             }, "\(process): \(run.stderr)")
         }
     }

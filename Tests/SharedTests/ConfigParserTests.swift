@@ -267,7 +267,7 @@ final class ConfigParserTests: XCTestCase {
     func testLoadDirectoryFails() {
         XCTAssertThrowsError(try ConfigParser.load(path: NSTemporaryDirectory())) { error in
             XCTAssertEqual((error as? ConfigFileReadError)?.errno, EISDIR)
-            XCTAssertTrue("\(error)".contains("Is a directory"), "\(error)")
+            XCTAssertTrue("\(error)".contains("is a directory, not a regular file"), "\(error)")
         }
     }
 

@@ -130,7 +130,11 @@ private func decode<Message: ChannelMessage>(_ type: Message.Type, _ bytes: [UIn
         return
     }
     // Encoding is the inverse of decoding: same bytes, same descriptors in the same order.
-    let (encoded, encodedDescriptors) = IPCFrame.encode(message)
+    // A decoded frame fits in a frame, so it encodes again.
+    guard let (encoded, encodedDescriptors) = try? IPCFrame.encode(message) else {
+        fuzzCheck(false, "\(Message.self) \(message) decoded from a frame but does not encode into one")
+        return
+    }
     fuzzCheck(encoded == bytes, "\(Message.self) \(message) re-encodes to different bytes")
     fuzzCheck(encodedDescriptors.map(ObjectIdentifier.init) == descriptors.map(ObjectIdentifier.init),
               "\(Message.self) re-encodes with other descriptors")

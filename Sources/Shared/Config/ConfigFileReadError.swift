@@ -12,14 +12,17 @@ import Darwin
 public struct ConfigFileReadError: Error, Equatable, Sendable, CustomStringConvertible {
     public var path: String
     public var errno: Int32
+    /// Said instead of errno's text where it is not a failed call ("is a FIFO, ...").
+    public var problem: String?
 
-    public init(path: String, errno: Int32) {
+    public init(path: String, errno: Int32, problem: String? = nil) {
         self.path = path
         self.errno = errno
+        self.problem = problem
     }
 
     /// For example `cannot read /etc/vm.conf: No such file or directory`.
     public var description: String {
-        "cannot read \(path): \(String(cString: strerror(errno)))"
+        "cannot read \(path): \(problem ?? String(cString: strerror(errno)))"
     }
 }

@@ -3,13 +3,19 @@ import Glibc
 /// Reads a configuration file for `ConfigParser.load`, keeping errno on failure
 /// (Foundation's errors lose or reword it).
 enum ConfigFileReader {
+    /// Far more than any vm.conf, far less than memory.
+    public static let maximumBytes = 1 << 20
+
+    /// A regular file of at most `maximumBytes`: a FIFO, a device or a huge file is an error, not a hang.
     static func readAll(path: String) throws(ConfigFileReadError) -> [UInt8] {
         do {
-            return try FileDescriptor.open(path, flags: O_RDONLY).readToEnd()
-        } catch let error as SystemError {
-            throw ConfigFileReadError(path: path, errno: error.errno)  // e.g. ENOENT, EISDIR
+            return try RegularFile.read(path, limit: maximumBytes)
         } catch {
-            preconditionFailure("FileDescriptor throws SystemError only")
+            switch error {
+            case .system(let failure): throw ConfigFileReadError(path: path, errno: failure.errno)  // e.g. ENOENT
+            case .notRegular(let kind): throw ConfigFileReadError(path: path, errno: kind == "a directory" ? EISDIR : EINVAL, problem: "\(error)")
+            case .tooLarge: throw ConfigFileReadError(path: path, errno: EFBIG, problem: "\(error)")
+            }
         }
     }
 

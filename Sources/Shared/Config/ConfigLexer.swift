@@ -121,6 +121,11 @@ struct ConfigLexer {
                 advance()
                 continue
             }
+            // A NUL would cut a path short where it is opened (the file opened would not be
+            // the file written); other control characters have no place in a path or cmdline.
+            if c.value < 0x20 && c != "\t" || c.value == 0x7F {
+                throw ConfigError(location: here, message: "control character \(Self.show(c)) in string")
+            }
             value.unicodeScalars.append(c)
             advance()
         }

@@ -27,7 +27,7 @@ struct VMBlockBuilder {
         guard let boot else {
             throw ConfigError(location: location, message: "vm \"\(name)\" has no 'boot' option; add boot \"path/to/kernel\"")
         }
-        return VMConfig(
+        var config = VMConfig(
             name: name,
             memoryBytes: memoryBytes ?? VMConfig.defaultMemoryBytes,
             cpus: cpus ?? VMConfig.defaultCPUs,
@@ -40,5 +40,7 @@ struct VMBlockBuilder {
             interfaces: interfaces,
             location: location
         )
+        config.optionLocations = optionsSeen
+        return config
     }
 }

@@ -21,6 +21,13 @@ public struct VMConfig: Equatable, Sendable {
     public var interfaces: [InterfaceConfig]
     /// Where the `vm` keyword of this block is.
     public var location: ConfigLocation
+    /// Where each option's keyword was first written ("owner", "boot", ...), so that an
+    /// error about a value found later (an unknown user, a missing kernel) names its line.
+    /// Not part of the VM's value: equality ignores it.
+    public var optionLocations: [String: ConfigLocation] = [:]
+
+    /// Where `option` was written, else the `vm` keyword.
+    public func location(of option: String) -> ConfigLocation { optionLocations[option] ?? location }
 
     public init(
         name: String,
@@ -57,4 +64,13 @@ public struct VMConfig: Equatable, Sendable {
     public static let allowedCPUs: ClosedRange<Int> = 1...64
     /// Names appear in vmctl output, log lines and file names, hence the charset.
     public static let maxNameLength = 64
+    /// The kernel command line, NUL excluded: Linux's COMMAND_LINE_SIZE on x86 is 2048
+    /// with the NUL (and a bzImage's own cmdline_size may be lower; vm checks that too).
+    public static let maximumCommandLineBytes = 2047
+
+    public static func == (a: VMConfig, b: VMConfig) -> Bool {
+        a.name == b.name && a.memoryBytes == b.memoryBytes && a.cpus == b.cpus && a.boot == b.boot && a.cmdline == b.cmdline
+            && a.disks == b.disks && a.owner == b.owner && a.enabled == b.enabled && a.initrd == b.initrd
+            && a.interfaces == b.interfaces && a.location == b.location
+    }
 }

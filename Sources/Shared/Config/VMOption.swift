@@ -64,6 +64,11 @@ struct VMOption: Sendable {
         guard let cmdline = value.text else {
             throw ConfigError(location: value.location, message: "expected a kernel command line after 'cmdline', found \(value.description)")
         }
+        let length = cmdline.utf8.count
+        guard length <= VMConfig.maximumCommandLineBytes else {
+            throw ConfigError(location: value.location,
+                              message: "kernel command line of \(length) bytes is longer than the boot protocol's \(VMConfig.maximumCommandLineBytes)")
+        }
         block.cmdline = cmdline
     }
 

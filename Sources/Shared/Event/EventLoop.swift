@@ -20,6 +20,11 @@ public final class EventLoop {
         try EventWatch(loop: self, fd: fd, what: Int16(EV_READ | EV_PERSIST), timeout: nil, handler: handler)
     }
 
+    /// Calls `handler` each time `fd` can take more writing, until the watch is cancelled.
+    public func watchWritable(_ fd: Int32, _ handler: @escaping () -> Void) throws -> EventWatch {
+        try EventWatch(loop: self, fd: fd, what: Int16(EV_WRITE | EV_PERSIST), timeout: nil, handler: handler)
+    }
+
     /// Calls `handler` once after `seconds`.
     public func after(seconds: Double, _ handler: @escaping () -> Void) throws -> EventWatch {
         try EventWatch(loop: self, fd: -1, what: 0, timeout: seconds, handler: handler)

@@ -17,7 +17,7 @@ public final class Channel {
     }
 
     public func send<Message: ChannelMessage>(_ message: Message) throws {
-        let (bytes, descriptors) = IPCFrame.encode(message)
+        let (bytes, descriptors) = try IPCFrame.encode(message)
         try sendRaw(bytes, descriptors: descriptors.map(\.rawValue))
         withExtendedLifetime(descriptors) {}
     }

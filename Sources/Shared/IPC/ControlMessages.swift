@@ -41,6 +41,9 @@ public enum ControlRequest: ChannelMessage, Equatable {
     /// A VM from a guest.conf the client read: its text, its path (for messages
     /// and relative paths) and the directory relative paths resolve against.
     case startConfig(text: String, path: String, directory: String)
+
+    /// The largest file `vmctl start FILE` sends: it and two paths of up to 4 KiB fit in a frame.
+    public static let maximumConfigText = 48 * 1024
     case stop(VMTarget, force: Bool)
     case stopAll(force: Bool)
     /// Answered once the VM has stopped.
@@ -91,7 +94,7 @@ public enum ControlRequest: ChannelMessage, Equatable {
         switch tag {
         case 1: return .startNamed(try reader.read(String.self, limit: 64))
         case 2:
-            guard let text = String(validating: try reader.readBytes(limit: 60_000), as: UTF8.self) else {
+            guard let text = String(validating: try reader.readBytes(limit: maximumConfigText), as: UTF8.self) else {
                 throw IPCError.malformed("configuration is not UTF-8")
             }
             return .startConfig(text: text, path: try reader.read(String.self), directory: try reader.read(String.self))

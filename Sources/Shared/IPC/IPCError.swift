@@ -10,6 +10,7 @@ public enum IPCError: Error, Equatable, CustomStringConvertible {
     case missingDescriptors
     case unexpectedDescriptors(Int)
     case descriptorsTruncated
+    case tooManyDescriptors(Int)
 
     public var description: String {
         switch self {
@@ -22,6 +23,7 @@ public enum IPCError: Error, Equatable, CustomStringConvertible {
         case .missingDescriptors: "message needs more file descriptors than came with it"
         case .unexpectedDescriptors(let count): "\(count) file descriptors came with a message that takes fewer"
         case .descriptorsTruncated: "file descriptors were lost in transit (MSG_CTRUNC)"
+        case .tooManyDescriptors(let count): "message carries \(count) file descriptors, more than the \(IPCFrame.maximumDescriptors) a frame takes"
         }
     }
 }

@@ -11,11 +11,13 @@ public enum IPCFrame {
     /// More than any message carries (slot table + device fds), small enough for one cmsg.
     public static let maximumDescriptors = 64
 
-    public static func encode<Message: ChannelMessage>(_ message: Message) -> (bytes: [UInt8], descriptors: [FileDescriptor]) {
+    /// A message too large for one frame (a command line, a configuration or a status list
+    /// that grew with what a user wrote) is an error for the sender to report, not a trap.
+    public static func encode<Message: ChannelMessage>(_ message: Message) throws(IPCError) -> (bytes: [UInt8], descriptors: [FileDescriptor]) {
         var payload = WireWriter()
         message.encode(into: &payload)
-        precondition(payload.bytes.count <= maximumPayload, "message larger than a frame")  // our own bug
-        precondition(payload.descriptors.count <= maximumDescriptors, "message carries too many descriptors")
+        guard payload.bytes.count <= maximumPayload else { throw .oversized(headerSize + payload.bytes.count) }
+        guard payload.descriptors.count <= maximumDescriptors else { throw .tooManyDescriptors(payload.descriptors.count) }
         var frame = WireWriter()
         frame.write(magic)
         frame.write(message.tag)

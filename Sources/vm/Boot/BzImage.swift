@@ -1,3 +1,4 @@
+import Shared
 /// The setup header of a Linux x86 bzImage (Documentation/arch/x86/boot.rst,
 /// "The real-mode kernel header"). Parsing is pure: bytes in, header or typed
 /// error out. Offsets are from the start of the file (the zero page's layout).
@@ -24,7 +25,7 @@ struct BzImage: Equatable {
     static let setupSectorsOffset = 0x1F1
     static let bootFlagOffset = 0x1FE
     static let jumpOffset = 0x200
-    static let headerMagicOffset = 0x202
+    static let headerMagicOffset = BootImageFormat.bzImageMagicOffset
     static let versionOffset = 0x206
     static let typeOfLoaderOffset = 0x210
     static let loadFlagsOffset = 0x211
@@ -44,7 +45,7 @@ struct BzImage: Equatable {
     static let preferredAddressOffset = 0x258
     static let initSizeOffset = 0x260
 
-    static let headerMagic = Array("HdrS".utf8)
+    static let headerMagic = BootImageFormat.bzImageMagic
     static let bootFlag: UInt16 = 0xAA55
     static let sectorSize = 512
     /// Protocol 2.12: xloadflags, the first with a documented 64-bit entry flag.

@@ -53,13 +53,10 @@ enum KernelLoader {
     static func load(image bytes: [UInt8], commandLine: String, initrd: [UInt8]? = nil, vcpuCount: Int = 1,
                      into memory: GuestMemory) throws -> BootEntry {
         let entry: BootEntry
-        if bytes.starts(with: [0x7F, 0x45, 0x4C, 0x46]) {
-            entry = try loadELF(bytes, commandLine: commandLine, initrd: initrd, into: memory)
-        } else if bytes.count > BzImage.headerMagicOffset + 4,
-                  Array(bytes[BzImage.headerMagicOffset..<(BzImage.headerMagicOffset + 4)]) == BzImage.headerMagic {
-            entry = try loadBzImage(bytes, commandLine: commandLine, initrd: initrd, into: memory)
-        } else {
-            throw LoadError.unknownFormat
+        switch BootImageFormat(head: bytes) {
+        case .elf: entry = try loadELF(bytes, commandLine: commandLine, initrd: initrd, into: memory)
+        case .bzImage: entry = try loadBzImage(bytes, commandLine: commandLine, initrd: initrd, into: memory)
+        case nil: throw LoadError.unknownFormat
         }
         try MPTable(processorCount: vcpuCount).write(into: memory, at: BootLayout.mpTable)
         try BootGDT.write(into: memory)
