@@ -47,6 +47,7 @@ struct VMLauncher {
         let kvm = try FileDescriptor.open("/dev/kvm", flags: O_RDWR)
         let initrd = try config.initrd.map { try files.openBootFile($0, option: "initrd") }
         let disks = try config.disks.map { disk in try DiskImage.open(disk, resolvedPath: files.resolve(disk.path)) }
+        try config.interfaces.forEach(files.checkSwitch)
         let nics = try config.interfaces.enumerated().map { index, interface in try openInterface(interface, index: index) }
         let slots = try MemorySlot.ramSlots(ramBytes: config.memoryBytes, vmName: config.name)
         let console = try PseudoTerminal()

@@ -34,11 +34,16 @@ struct VMPreflight {
             do { _ = try DiskImage.open(disk, resolvedPath: resolve(disk.path), lock: false) } catch { found.append(error) }
         }
         for interface in vm.interfaces {
-            if let bridge = interface.switchName, if_nametoindex(bridge) == 0 {
-                found.append(Failure(location: interface.location, message: "switch \(bridge): no such interface on this host"))
-            }
+            do { try checkSwitch(of: interface) } catch { found.append(error) }
         }
         return found
+    }
+
+    /// The bridge an `interface` joins exists (before a tap is made for it).
+    func checkSwitch(of interface: InterfaceConfig) throws {
+        if let bridge = interface.switchName, if_nametoindex(bridge) == 0 {
+            throw Failure(location: interface.location, message: "switch \(bridge): no such interface on this host")
+        }
     }
 
     /// The kernel, checked to be a format the loader takes before any process starts.
