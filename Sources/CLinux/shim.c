@@ -1,6 +1,7 @@
 #define _GNU_SOURCE 1
 #include "CLinux.h"
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <string.h>
 #include <linux/if_tun.h>
 #include <linux/fs.h>
@@ -59,7 +60,16 @@ int vmd_landlock_restrict_self(int ruleset, unsigned int flags) {
 int vmd_unshare(int flags) { return unshare(flags); }
 int vmd_setresuid(uid_t uid) { return setresuid(uid, uid, uid); }
 int vmd_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }
-const int VMD_CLONE_NEWNS = CLONE_NEWNS, VMD_CLONE_NEWNET = CLONE_NEWNET, VMD_CLONE_THREAD = CLONE_THREAD;
+const int VMD_CLONE_NEWNS = CLONE_NEWNS, VMD_CLONE_NEWNET = CLONE_NEWNET, VMD_CLONE_NEWIPC = CLONE_NEWIPC,
+          VMD_CLONE_NEWUTS = CLONE_NEWUTS, VMD_CLONE_THREAD = CLONE_THREAD;
+int vmd_mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data) {
+    return mount(source, target, type, flags, data);
+}
+int vmd_umount2(const char *target, int flags) { return umount2(target, flags); }
+int vmd_pivot_root(const char *new_root, const char *put_old) { return (int)syscall(SYS_pivot_root, new_root, put_old); }
+const unsigned long VMD_MS_RDONLY = MS_RDONLY, VMD_MS_NOSUID = MS_NOSUID, VMD_MS_NODEV = MS_NODEV, VMD_MS_NOEXEC = MS_NOEXEC,
+                    VMD_MS_REMOUNT = MS_REMOUNT, VMD_MS_BIND = MS_BIND, VMD_MS_REC = MS_REC, VMD_MS_PRIVATE = MS_PRIVATE;
+const int VMD_MNT_DETACH = MNT_DETACH;
 
 void vmd_syslog(int priority, const char *line) { syslog(priority, "%s", line); }
 

@@ -41,6 +41,10 @@ struct VMProcess {
     func run() throws -> GuestEnd {
         let setup = try receiveSetup()
         let console = setup.console
+        let sandbox = SandboxProfile.vm(kvmRequests: VirtualMachine.runtimeKVMRequests)
+        // Namespaces and the empty root now, while this process has one thread: building
+        // the VM starts others, and unshare(CLONE_NEWNS) refuses a process with threads.
+        try Sandbox.isolate(sandbox)
         var logger = self.logger
         logger[metadataKey: "vm"] = "\(setup.request.name)"
         let machine = try VirtualMachine(request: setup.request, memory: setup.memory, kvmDevice: setup.kvm,
@@ -51,7 +55,7 @@ struct VMProcess {
         let loop = try EventLoop()
         try? console.setNonBlocking(true)
         ProcessRole.current = "vm"
-        try Sandbox.enter(.vm(kvmRequests: VirtualMachine.runtimeKVMRequests), logger: logger)
+        try Sandbox.enter(sandbox, logger: logger)
         try channel.send(VMEvent.running)
         try machine.start()
 
@@ -70,8 +74,9 @@ struct VMProcess {
                 case .requestShutdown:
                     machine.requestShutdown()
                 case .pause:
-                    machine.pause()
-                    logger.debug("all vCPUs parked")
+                    let unconfirmed = machine.pause()
+                    if !unconfirmed.isEmpty { logger.warning("pause: \(unconfirmed.joined(separator: ", ")) did not confirm") }
+                    logger.debug("all vCPUs parked, devices quiesced, timers frozen")
                     try channel.send(VMEvent.paused)
                 case .resume:
                     machine.resume()

@@ -13,6 +13,8 @@ final class VirtualMachine {
     private let vcpuThreads: [VcpuThread]
     private let poller: MaskedInterruptPoller
     private let gate = PauseGate()
+    /// The PIT and KVM clock as they were at pause.
+    private var pausedTimers: KVMVirtualMachine.TimerState?
     private let control = VMMControlPort()
     /// The virtio devices served by other processes, with their event channels.
     let virtioDevices: [(transport: VirtioPCITransport, events: Channel)]
@@ -27,6 +29,10 @@ final class VirtualMachine {
         (VMD_KVM_IOCTL_SIGNAL_MSI, "pending vectors on unmask, config changes: KVM_SIGNAL_MSI"),
         (VMD_KVM_IOCTL_GET_REGS, "a failed vCPU reports its rip: KVM_GET_REGS (VcpuThread)"),
         (VMD_KVM_IOCTL_GET_SREGS, "a failed vCPU reports its cs and cr3: KVM_GET_SREGS (VcpuThread)"),
+        (VMD_KVM_IOCTL_GET_PIT2, "pause freezes the PIT: KVM_GET_PIT2"),
+        (VMD_KVM_IOCTL_SET_PIT2, "resume restores the PIT: KVM_SET_PIT2"),
+        (VMD_KVM_IOCTL_GET_CLOCK, "pause saves the KVM clock: KVM_GET_CLOCK"),
+        (VMD_KVM_IOCTL_SET_CLOCK, "resume restores the KVM clock: KVM_SET_CLOCK"),
     ]
 
     /// Where the vm places BARs before the guest moves them: the bottom of the MMIO hole.
@@ -128,12 +134,30 @@ final class VirtualMachine {
         control.requestShutdown()
     }
 
-    /// Stops the guest's vCPUs until `resume()`; returns once none runs.
-    func pause() {
+    /// Stops the guest until `resume()`: every vCPU parked, then each device process
+    /// quiesced (it takes no new request, its in-flight ones are done: its loop serves one
+    /// event at a time), then the platform timers frozen. Returns the devices that did
+    /// not confirm within their reply timeout (they are stuck or gone).
+    func pause() -> [String] {
         gate.pause(threads: vcpuThreads.count) { vcpuThreads.forEach { $0.kick() } }
+        let unconfirmed = virtioDevices.filter { !$0.transport.setQuiesced(true) }.map(\.transport.name)
+        do {
+            pausedTimers = try kvm.timerState()
+        } catch {
+            logger.warning("pause: platform timers not saved: \(error)")
+        }
+        return unconfirmed
     }
 
+    /// The reverse of `pause()`: timers, devices, then the vCPUs.
     func resume() {
+        if let timers = pausedTimers {
+            do { try kvm.restore(timers) } catch { logger.warning("resume: platform timers not restored: \(error)") }
+            pausedTimers = nil
+        }
+        for device in virtioDevices where !device.transport.setQuiesced(false) {
+            logger.warning("resume: \(device.transport.name) did not confirm")
+        }
         gate.resume()
     }
 

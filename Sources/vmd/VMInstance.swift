@@ -94,6 +94,9 @@ final class VMInstance {
             } catch IPCError.peerClosed {
                 watches.first?.cancel()  // the vm process is exiting; SIGCHLD follows
                 return
+            } catch let error as SystemError where error.errno == ECONNRESET {
+                watches.first?.cancel()  // killed with messages unread (a forced stop); SIGCHLD follows
+                return
             } catch {
                 logger.error("vm channel: \(error)")
                 vm.process.kill()

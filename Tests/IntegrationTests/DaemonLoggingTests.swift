@@ -45,7 +45,7 @@ final class DaemonLoggingTests: XCTestCase {
             XCTAssertTrue(log.split(separator: "\n").contains { $0.hasPrefix("<30>") && $0.contains(" vmd[\(daemon.daemonPid)]: \(tag)") },
                           "a tagged info line of \(tag) in syslog:\n\(log)")
         }
-        XCTAssertTrue(log.contains("alpha/disk0: virtio-blk[") && log.contains("sandboxed: uid"), log)
+        XCTAssertTrue(log.contains("alpha/disk0: virtio-blk[") && log.contains("sandboxed: RAM sealed, namespaces"), log)
         XCTAssertTrue(log.contains("vm alpha stopped: exited with code 0"), "vmd's own lines too:\n\(log)")
         XCTAssertEqual(try String(contentsOfFile: daemon.logPath, encoding: .utf8), "", "nothing on the starter's stderr")
     }

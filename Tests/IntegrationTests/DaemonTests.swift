@@ -147,11 +147,48 @@ final class DaemonTests: XCTestCase {
         XCTAssertTrue(daemon.eventually { daemon.log.contains("vm[\(vmPid)] vm=alpha: debug: log level now debug") }, daemon.log)
         XCTAssertTrue(daemon.eventually { daemon.log.contains("virtio-blk[\(blkPid)] disk=disk0: debug: log level now debug") }, daemon.log)
         XCTAssertEqual(daemon.vmctl("pause", "alpha").status, 0)
-        XCTAssertTrue(daemon.log.contains("debug: all vCPUs parked"))
+        XCTAssertTrue(daemon.log.contains("debug: all vCPUs parked, devices quiesced, timers frozen"))
         XCTAssertEqual(daemon.vmctl("log", "brief").status, 0)
         XCTAssertEqual(daemon.vmctl("unpause", "alpha").status, 0)
         XCTAssertEqual(daemon.vmctl("pause", "alpha").status, 0)
         XCTAssertEqual(daemon.log.components(separatedBy: "all vCPUs parked").count - 1, 1, "brief again: no second debug line")
+        XCTAssertEqual(daemon.vmctl("stop", "alpha", "-f", "-w").status, 0)
+    }
+
+    /// Pause parks the vCPUs and quiesces the devices: while paused, virtio-net takes no
+    /// packet from its tap (it makes no read at all), and after unpause it serves again.
+    func testPauseQuiescesTheDevicesAndUnpauseResumesThem() throws {
+        try NetworkNamespace.requireTun()
+        let namespace = try NetworkNamespace("vmdpq")
+        let daemon = try DaemonHarness("pause", namespace: namespace)
+        let image = daemon.directory.appendingPathComponent("disk.img").path
+        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        let config = try daemon.writeGuestConfig("alpha", cmdline: "test=net dhcp=1 seconds=60",
+                                                 extra: "    disk \"\(image)\"\n    local interface")
+        XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
+        let ping = { (count: Int) in namespace.exec(["ping", "-c", "\(count)", "-i", "0.2", "-W", "1", "100.64.0.1"]) }
+        XCTAssertTrue(daemon.eventually(30) { ping(1).status == 0 }, "the guest answers before the pause\n\(daemon.log)")
+        XCTAssertEqual(daemon.vmctl("log", "verbose").status, 0)
+        let net = try XCTUnwrap(daemon.processes("virtio-net", vm: "alpha").first)
+        let reads = { () -> Int in
+            let line = VmdHarness.readProcFile("/proc/\(net)/io").split(separator: "\n").first { $0.hasPrefix("syscr:") }
+            return Int(line?.split(separator: " ").last ?? "") ?? -1
+        }
+
+        XCTAssertEqual(daemon.vmctl("pause", "alpha").status, 0)
+        let before = reads()
+        XCTAssertNotEqual(ping(3).status, 0, "a paused guest answers nothing")
+        XCTAssertEqual(reads(), before, "virtio-net read nothing from its tap while paused")
+        XCTAssertEqual(daemon.vmctl("unpause", "alpha").status, 0)
+        XCTAssertTrue(daemon.eventually(10) { ping(1).status == 0 }, "served again after unpause\n\(daemon.log)")
+        XCTAssertGreaterThan(reads(), before)
+
+        let log = daemon.log
+        XCTAssertTrue(log.contains("alpha/net0: virtio-net[\(net)] nic=net0: debug: quiesced"), log)
+        XCTAssertTrue(log.contains("alpha/disk0: virtio-blk[") && log.contains("disk=disk0: debug: resumed"), log)
+        for trouble in ["did not confirm", "timers not saved", "timers not restored"] {
+            XCTAssertFalse(log.contains(trouble), "\(trouble):\n\(log)")
+        }
         XCTAssertEqual(daemon.vmctl("stop", "alpha", "-f", "-w").status, 0)
     }
 

@@ -54,6 +54,43 @@ final class SandboxTests: XCTestCase {
         run.wait(seconds: 20)
     }
 
+    /// Each child leaves the host's mount, IPC and UTS namespaces (vm and virtio-blk its
+    /// network too) and sees an empty read-only root: no file of the host at all.
+    func testEveryChildHasNamespacesOfItsOwnAndAnEmptyReadOnlyRoot() throws {
+        let vm = try VmdHarness("sandbox-ns")
+        let namespace = try NetworkNamespace("vmdns")
+        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    disk \"\(image(vm))\"\n    local interface")
+        let run = try namespace.startVmd(vm, config: config, arguments: ["--deadline", "60", "-v"])
+        let process = run.process
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(run.waitForOutput("status=running"), run.stdout)
+        let vmd = process.processIdentifier  // ip netns exec execs vmd
+        let namespaceOf = { (pid: pid_t, kind: String) in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/\(kind)")) ?? "none"
+        }
+        let leavesNetwork = ["vm": true, "virtio-blk": true, "virtio-net": false]
+        for (name, leavesNet) in leavesNetwork {
+            let pid = try XCTUnwrap(vm.processes(named: name).first, name)
+            for kind in ["mnt", "ipc", "uts"] {
+                XCTAssertNotEqual(namespaceOf(pid, kind), namespaceOf(vmd, kind), "\(name) has its own \(kind) namespace")
+            }
+            XCTAssertEqual(namespaceOf(pid, "net") != namespaceOf(vmd, "net"), leavesNet, "\(name): network namespace")
+            // mountinfo: "id parent major:minor root mountpoint options ... - fstype source superoptions".
+            let mounts = VmdHarness.readProcFile("/proc/\(pid)/mountinfo").split(separator: "\n")
+            XCTAssertEqual(mounts.count, 1, "\(name) sees one mount, its own root: \(mounts)")
+            let fields = mounts.first?.split(separator: " ").map(String.init) ?? []
+            XCTAssertEqual(fields.count > 4 ? fields[4] : "", "/", "\(name): it is the root")
+            XCTAssertTrue(fields.count > 5 && fields[5].split(separator: ",").contains("ro"), "\(name): read-only: \(fields)")
+            XCTAssertTrue(fields.contains("tmpfs"), "\(name): an empty tmpfs: \(fields)")
+            let root = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/root")) ?? ["unreadable"]
+            XCTAssertEqual(root, [], "\(name): nothing in its root")
+        }
+        XCTAssertTrue(run.stderr.contains("empty read-only root"), run.stderr)
+        XCTAssertFalse(run.stderr.contains("hardening degraded"), "nothing missing on this kernel: \(run.stderr)")
+        kill(process.processIdentifier, SIGTERM)
+        run.wait(seconds: 20)
+    }
+
     func testOpeningAFileFailsWithENOENT() throws {
         let vm = try VmdHarness("sandbox-open")
         let config = try vm.writeConfig(cmdline: "test=boot", extra: "    disk \"\(image(vm))\"")

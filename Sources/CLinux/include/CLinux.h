@@ -82,7 +82,13 @@ int vmd_landlock_restrict_self(int ruleset, unsigned int flags);
 int vmd_unshare(int flags);
 int vmd_setresuid(uid_t uid);
 int vmd_setresgid(gid_t gid);
-extern const int VMD_CLONE_NEWNS, VMD_CLONE_NEWNET, VMD_CLONE_THREAD;
+extern const int VMD_CLONE_NEWNS, VMD_CLONE_NEWNET, VMD_CLONE_NEWIPC, VMD_CLONE_NEWUTS, VMD_CLONE_THREAD;
+// An empty root for a sandboxed child: mount(2), umount2(2), pivot_root(2) (no glibc wrapper).
+int vmd_mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data);
+int vmd_umount2(const char *target, int flags);
+int vmd_pivot_root(const char *new_root, const char *put_old);
+extern const unsigned long VMD_MS_RDONLY, VMD_MS_NOSUID, VMD_MS_NODEV, VMD_MS_NOEXEC, VMD_MS_REMOUNT, VMD_MS_BIND, VMD_MS_REC, VMD_MS_PRIVATE;
+extern const int VMD_MNT_DETACH;
 
 // syslog(3) is variadic: this logs one preformatted line.
 void vmd_syslog(int priority, const char *line);

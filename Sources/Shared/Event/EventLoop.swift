@@ -73,6 +73,16 @@ public final class EventWatch {
         withExtendedLifetime(self) { handler() }
     }
 
+    /// Takes the watch out of the loop until `resume()`; what arrives meanwhile waits
+    /// (a readable descriptor stays readable, an eventfd keeps its count).
+    public func suspend() {
+        if let event { event_del(event) }
+    }
+
+    public func resume() {
+        if let event { event_add(event, nil) }
+    }
+
     public func cancel() {
         if let event {
             event_free(event)  // also removes it from the loop

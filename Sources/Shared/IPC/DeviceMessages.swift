@@ -53,6 +53,9 @@ public enum TransportRequest: ChannelMessage, Equatable {
     case writeConfig(offset: UInt32, bytes: [UInt8])
     case activate(features: UInt64, queues: [QueueActivation])
     case reset
+    /// The VM is pausing: take no new request until `resume` (in-flight ones are done).
+    case quiesce
+    case resume
 
     static let maximumQueues = 64
 
@@ -63,12 +66,14 @@ public enum TransportRequest: ChannelMessage, Equatable {
         case .writeConfig: 3
         case .activate: 4
         case .reset: 5
+        case .quiesce: 6
+        case .resume: 7
         }
     }
 
     public func encode(into writer: inout WireWriter) {
         switch self {
-        case .describe, .reset:
+        case .describe, .reset, .quiesce, .resume:
             break
         case .readConfig(let offset, let size):
             writer.write(offset)
@@ -104,6 +109,8 @@ public enum TransportRequest: ChannelMessage, Equatable {
             }
             return .activate(features: features, queues: queues)
         case 5: return .reset
+        case 6: return .quiesce
+        case 7: return .resume
         default: throw IPCError.unknownTag(tag)
         }
     }

@@ -36,13 +36,24 @@ public struct MemoryMapping: ~Copyable {
 
     /// Makes guest RAM non-inheritable (MADV_DONTFORK, Linux's MAP_INHERIT_NONE),
     /// left out of core dumps (MADV_DONTDUMP, Linux's MAP_CONCEAL), and immutable
-    /// (mseal: no munmap, mprotect or mremap from here on). Design §2.
+    /// (mseal: no munmap, mprotect or mremap from here on). Design §2. On a kernel
+    /// without mseal (before 6.10) the mapping stays as it is, noted in `Hardening`.
     public consuming func seal() throws -> SealedMapping {
         let (base, size) = (self.base, self.size)
         do {
             try retryingInterrupts("madvise(MADV_DONTFORK)") { madvise(base, size, MADV_DONTFORK) }
             try retryingInterrupts("madvise(MADV_DONTDUMP)") { madvise(base, size, MADV_DONTDUMP) }
-            try retryingInterrupts("mseal") { vmd_mseal(base, size) }
+            var result: Int32
+            repeat { result = KernelCalls.current.mseal(base, size) } while result == -EINTR
+            if result == 0 {
+                Hardening.noteApplied("RAM sealed")
+            } else if Hardening.isMissing(-result) {
+                if !Hardening.shortfalls.contains(where: { $0.step == "mseal" }) {
+                    Hardening.note("mseal", errno: -result, consequence: "guest RAM can be unmapped or remapped by this process (Linux 6.10+ seals it)")
+                }
+            } else {
+                throw SystemError("mseal", errno: -result)
+            }
         } catch {
             _ = consume self  // deinit unmaps: nothing half-sealed is left behind
             throw error

@@ -16,12 +16,10 @@ enum Landlock {
     }
 
     enum LandlockError: Error, CustomStringConvertible {
-        case unsupported
         case failed(SystemError)
 
         var description: String {
             switch self {
-            case .unsupported: "Landlock is not available on this kernel"
             case .failed(let error): "Landlock: \(error)"
             }
         }
@@ -29,22 +27,25 @@ enum Landlock {
 
     /// The kernel's Landlock ABI version, or nil without Landlock.
     static var abiVersion: Int32? {
-        let version = vmd_landlock_create_ruleset(nil, 0, 1 /* LANDLOCK_CREATE_RULESET_VERSION */)
+        let version = KernelCalls.current.landlockABI()
         return version > 0 ? version : nil
     }
 
+    /// Restricts this process to no rights; without Landlock (a kernel before 5.13, or
+    /// one booted without it in `lsm=`) the step is noted in `Hardening` and skipped.
     static func restrictSelf() throws {
-        guard let abi = abiVersion else { throw LandlockError.unsupported }
-        // struct landlock_ruleset_attr: handled_access_fs, handled_access_net (ABI 4), scoped (ABI 6).
-        var attributes: (UInt64, UInt64, UInt64) = (
-            handledFilesystemAccess(abi: abi),
-            abi >= 4 ? 0b11 : 0,   // bind_tcp | connect_tcp
-            abi >= 6 ? 0b11 : 0    // abstract unix socket | signal
-        )
-        let size = MemoryLayout.size(ofValue: attributes)
-        let ruleset = withUnsafePointer(to: &attributes) { vmd_landlock_create_ruleset($0, size, 0) }
-        guard ruleset >= 0 else { throw LandlockError.failed(SystemError.last("landlock_create_ruleset")) }
-        defer { close(ruleset) }
-        guard vmd_landlock_restrict_self(ruleset, 0) == 0 else { throw LandlockError.failed(SystemError.last("landlock_restrict_self")) }
+        let version = KernelCalls.current.landlockABI()
+        guard version > 0 else {
+            let errno = version < 0 ? -version : ENOSYS
+            guard Hardening.isMissing(errno) else { throw LandlockError.failed(SystemError("landlock_create_ruleset", errno: errno)) }
+            Hardening.note("Landlock", errno: errno, consequence: "no filesystem or network restriction beyond seccomp and the empty root (Linux 5.13+)")
+            return
+        }
+        let result = KernelCalls.current.landlockRestrict(
+            handledFilesystemAccess(abi: version),
+            version >= 4 ? 0b11 : 0,   // bind_tcp | connect_tcp
+            version >= 6 ? 0b11 : 0)   // abstract unix socket | signal
+        guard result == 0 else { throw LandlockError.failed(SystemError("landlock_restrict_self", errno: -result)) }
+        Hardening.noteApplied("Landlock ABI \(version)")
     }
 }

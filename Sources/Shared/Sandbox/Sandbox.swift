@@ -26,10 +26,68 @@ public enum Sandbox {
         return (uid, gid)
     }
 
-    public static func enter(_ profile: SandboxProfile, logger: Logger) throws {
-        if profile.unshareFlags != 0 {
-            try step("unshare") { try retryingInterrupts("unshare") { vmd_unshare(profile.unshareFlags) } }
+    /// Namespaces of its own and an empty read-only root (design §5, issue 13). Needs root
+    /// and a single thread; `enter` does it first unless the process did it earlier
+    /// (vm does, before its VM's threads exist).
+    public static func isolate(_ profile: SandboxProfile) throws {
+        guard !isolated else { return }
+        isolated = true
+        try leaveHost(profile.unshareFlags)
+    }
+
+    /// `isolate`'s steps, each degrading where the kernel lacks it.
+    static func leaveHost(_ flags: Int32) throws {
+        let unshared = try step("unshare") { try unshare(flags) }
+        if unshared & VMD_CLONE_NEWNS != 0 {
+            let result = KernelCalls.current.enterEmptyRoot()
+            if result == 0 {
+                Hardening.noteApplied("empty read-only root")
+            } else if Hardening.isMissing(-result) {
+                Hardening.note("empty root", errno: -result, consequence: "the host's files stay visible (Landlock and seccomp still refuse opens)")
+            } else {
+                throw SandboxError.step("empty root", SystemError("pivot_root", errno: -result))
+            }
         }
+    }
+
+    private nonisolated(unsafe) static var isolated = false
+
+    /// Leaves the namespaces in `flags`, all at once or, where the kernel or a container
+    /// refuses that, each it allows; returns those left.
+    static func unshare(_ flags: Int32) throws -> Int32 {
+        guard flags != 0 else { return 0 }
+        let all = KernelCalls.current.unshare(flags)
+        if all == 0 {
+            noteNamespaces(flags)
+            return flags
+        }
+        guard Hardening.isMissing(-all) else { throw SystemError("unshare", errno: -all) }
+        var left: Int32 = 0
+        for (flag, name) in namespaceNames where flags & flag != 0 {
+            let result = KernelCalls.current.unshare(flag)
+            if result == 0 {
+                left |= flag
+            } else if Hardening.isMissing(-result) {
+                Hardening.note("\(name) namespace", errno: -result, consequence: "shares the host's \(name) namespace")
+            } else {
+                throw SystemError("unshare(\(name))", errno: -result)
+            }
+        }
+        noteNamespaces(left)
+        return left
+    }
+
+    static let namespaceNames: [(Int32, String)] = [
+        (VMD_CLONE_NEWNS, "mount"), (VMD_CLONE_NEWIPC, "ipc"), (VMD_CLONE_NEWUTS, "uts"), (VMD_CLONE_NEWNET, "network"),
+    ]
+
+    private static func noteNamespaces(_ flags: Int32) {
+        let names = namespaceNames.filter { flags & $0.0 != 0 }.map(\.1)
+        if !names.isEmpty { Hardening.noteApplied("namespaces \(names.joined(separator: " "))") }
+    }
+
+    public static func enter(_ profile: SandboxProfile, logger: Logger) throws {
+        try isolate(profile)
         if let (uid, gid) = targetUser, getuid() == 0 {
             try step("drop privileges") {
                 try retryingInterrupts("setgroups") { setgroups(0, nil) }
@@ -41,15 +99,21 @@ public enum Sandbox {
         // A change of credentials clears the parent-death signal: set it again.
         try step("parent death signal") { try ChildSetup.dieWithParent() }
         try step("no_new_privs") { try ChildSetup.forbidNewPrivileges() }
-        let summary = "uid \(getuid()), Landlock ABI \(Landlock.abiVersion ?? 0), seccomp \(SeccompFilter.logOnly ? "log" : "kill") with \(profile.rules.count) rules"
+        Hardening.noteApplied("uid \(getuid())")  // read now: seccomp does not allow getuid
         try step("Landlock") { try Landlock.restrictSelf() }
         try step("seccomp") { try SeccompFilter(rules: profile.rules).install() }
         logger.info("sandboxed: \(summary)")
+        if !Hardening.shortfalls.isEmpty {
+            logger.warning("hardening degraded, this kernel lacks: \(Hardening.shortfalls.map(\.description).joined(separator: "; "))")
+        }
         runTestProbes(logger: logger)
     }
 
-    private static func step(_ what: String, _ body: () throws -> Void) throws {
-        do { try body() } catch { throw SandboxError.step(what, error) }
+    /// How this process is sealed: "RAM sealed, namespaces mount ipc uts, empty read-only root, uid 999, ...".
+    public static var summary: String { Hardening.applied.joined(separator: ", ") }
+
+    private static func step<Result>(_ what: String, _ body: () throws -> Result) throws -> Result {
+        do { return try body() } catch { throw SandboxError.step(what, error) }
     }
 
     /// Test-only triggers, set in the environment by the test suite (never by a

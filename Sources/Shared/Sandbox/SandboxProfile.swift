@@ -9,8 +9,11 @@ public struct SandboxProfile {
 
     let role: Role
     let rules: [SeccompFilter.Rule]
-    /// Leave the host's mount namespace (devices) and network namespace (virtio-blk).
+    /// The namespaces the child leaves: mount, IPC and UTS always, the network where it
+    /// needs none (vm, virtio-blk; virtio-net keeps it only for its tap's sake).
     let unshareFlags: Int32
+
+    static let ownNamespaces = VMD_CLONE_NEWNS | VMD_CLONE_NEWIPC | VMD_CLONE_NEWUTS
 
     /// Shared by every child: the Swift runtime, malloc, libevent, the IPC channels, logging.
     static let common: [SeccompFilter.Rule] = [
@@ -61,7 +64,7 @@ public struct SandboxProfile {
     /// from the vm target, which owns the KVM headers), vCPU threads, the poller.
     public static func vm(kvmRequests: [(request: UInt, reason: String)]) -> SandboxProfile {
         SandboxProfile(role: .vm, rules: common + kvmRequests.map { SeccompFilter.Rule.ioctl($0.request, $0.reason) } + vmThreads,
-                       unshareFlags: 0)
+                       unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
     }
 
     private static let vmThreads: [SeccompFilter.Rule] = [
@@ -86,12 +89,12 @@ public struct SandboxProfile {
         .allow("fdatasync", "FLUSH"),
         .allow("fsync", "FLUSH"),
         .allow("fallocate", "DISCARD (punch hole) and WRITE_ZEROES (zero range)"),
-    ], unshareFlags: VMD_CLONE_NEWNS | VMD_CLONE_NEWNET)
+    ], unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
 
     /// virtio-net: its tap descriptor only, and the one tap ioctl it needs.
     public static let network = SandboxProfile(role: .network, rules: common + [
         .allow("readv", "receive straight into guest buffers"),
         .allow("writev", "transmit straight from guest buffers"),
         .ioctl(UInt(VMD_TUNSETOFFLOAD), "offloads for what the guest negotiated: TUNSETOFFLOAD"),
-    ], unshareFlags: VMD_CLONE_NEWNS)
+    ], unshareFlags: SandboxProfile.ownNamespaces)
 }

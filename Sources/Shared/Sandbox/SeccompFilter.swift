@@ -28,10 +28,32 @@ struct SeccompFilter {
 
     static var logOnly: Bool { getenv("VMD_SECCOMP").map { String(cString: $0) == "log" } ?? false }
 
-    /// Loads the filter into this process (all threads).
+    /// Loads the filter into this process (all threads). A kernel without
+    /// SECCOMP_RET_KILL_PROCESS (before 4.14) gets the filter with kill-thread instead;
+    /// one without seccomp filters at all runs without, both noted in `Hardening`.
     func install() throws {
-        let defaultAction = SeccompFilter.logOnly ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS
-        guard let context = seccomp_init(defaultAction) else { throw FilterError.libseccomp("seccomp_init", -ENOMEM) }
+        if SeccompFilter.logOnly {
+            let result = try load(defaultAction: SCMP_ACT_LOG)
+            if result != 0 { throw FilterError.libseccomp("seccomp_load", result) }
+            return Hardening.noteApplied("seccomp log-only with \(rules.count) rules")
+        }
+        let result = try load(defaultAction: SCMP_ACT_KILL_PROCESS)
+        if result == 0 { return Hardening.noteApplied("seccomp kill-process with \(rules.count) rules") }
+        guard Hardening.isMissing(-result) else { throw FilterError.libseccomp("seccomp_load", result) }
+        let threadOnly = try load(defaultAction: SCMP_ACT_KILL_THREAD)
+        if threadOnly == 0 {
+            Hardening.note("seccomp kill-process", errno: -result,
+                           consequence: "a forbidden call kills only the thread that made it (Linux 4.14+ kills the process)")
+            return Hardening.noteApplied("seccomp kill-thread with \(rules.count) rules")
+        }
+        guard Hardening.isMissing(-threadOnly) else { throw FilterError.libseccomp("seccomp_load", threadOnly) }
+        Hardening.note("seccomp", errno: -threadOnly, consequence: "no system call filter (a kernel with CONFIG_SECCOMP_FILTER has one)")
+    }
+
+    /// Builds the filter with `defaultAction` and loads it: 0, or -errno from the kernel.
+    private func load(defaultAction: UInt32) throws -> Int32 {
+        // libseccomp refuses an action the kernel lacks already here.
+        guard let context = seccomp_init(defaultAction) else { return -EINVAL }
         defer { seccomp_release(context) }
         try check(seccomp_attr_set(context, SCMP_FLTATR_CTL_TSYNC, 1), "TSYNC")
         for rule in rules {
@@ -45,7 +67,7 @@ struct SeccompFilter {
                 try check(seccomp_rule_add_array(context, action, number, 0, nil), "rule \(rule.name)")
             }
         }
-        try check(seccomp_load(context), "seccomp_load")
+        return KernelCalls.current.seccompLoad(context)
     }
 
     private func check(_ result: Int32, _ what: String) throws {

@@ -18,6 +18,12 @@ public final class VirtioDeviceRunner {
     private var kickWatches: [EventWatch] = []
     /// Set when the driver broke a ring; nothing is served until it resets the device.
     private var broken = false
+    /// While the VM is paused: no kick, no device-specific descriptor (the tap) is served.
+    private var quiesced = false
+    /// The device-specific watches (`watchReadable`), suspended with the kicks.
+    private var deviceWatches: [Weak<EventWatch>] = []
+    /// The queues activated, to look at again on resume (kicks may have been coalesced).
+    private var activeQueues: [Int] = []
 
     public init(model: VirtioDeviceModel, memory: GuestMemory, wiring: DeviceWiring, control: Channel, logger: Logger) throws {
         self.model = model
@@ -33,7 +39,11 @@ public final class VirtioDeviceRunner {
 
     /// For device-specific descriptors (virtio-net's tap), watched by the same loop.
     public func watchReadable(_ fd: Int32, _ handler: @escaping () -> Void) throws -> EventWatch {
-        try loop.watchReadable(fd, handler)
+        let watch = try loop.watchReadable(fd, handler)
+        deviceWatches.removeAll { $0.value == nil }
+        deviceWatches.append(Weak(watch))
+        if quiesced { watch.suspend() }
+        return watch
     }
 
     /// A device-side fault of a ring found outside a kick (virtio-net receiving from its tap).
@@ -88,6 +98,20 @@ public final class VirtioDeviceRunner {
             model.reset()
             broken = false
             reply = .done
+        case .quiesce:
+            // Requests are served whole within one event, so none is in flight here.
+            quiesced = true
+            kickWatches.forEach { $0.suspend() }
+            deviceWatches.forEach { $0.value?.suspend() }
+            logger.debug("quiesced")
+            reply = .done
+        case .resume:
+            quiesced = false
+            kickWatches.forEach { $0.resume() }
+            deviceWatches.forEach { $0.value?.resume() }
+            logger.debug("resumed")
+            activeQueues.forEach(queueNotified)
+            reply = .done
         }
         do {
             try transport.send(reply)
@@ -119,10 +143,13 @@ public final class VirtioDeviceRunner {
                                                                          polling: model.pollsQueues))
             for index in live.indices where live[index] != nil {
                 let kick = wiring.kicks[index]
-                kickWatches.append(try loop.watchReadable(kick.rawValue) { [unowned self] in
+                let watch = try loop.watchReadable(kick.rawValue) { [unowned self] in
                     _ = kick.drainEvent()
                     self.queueNotified(index)
-                })
+                }
+                if quiesced { watch.suspend() }
+                kickWatches.append(watch)
+                activeQueues.append(index)
                 // Buffers may be waiting already (a kick before DRIVER_OK is allowed, §3.1.1).
                 queueNotified(index)
             }
@@ -136,10 +163,11 @@ public final class VirtioDeviceRunner {
     private func deactivate() {
         kickWatches.forEach { $0.cancel() }
         kickWatches = []
+        activeQueues = []
     }
 
     private func queueNotified(_ index: Int) {
-        guard !broken else { return }
+        guard !broken, !quiesced else { return }
         do {
             try model.queueNotified(index)
         } catch {
@@ -150,4 +178,10 @@ public final class VirtioDeviceRunner {
             try? events.send(DeviceEvent.needsReset(what))
         }
     }
+}
+
+/// A reference that does not keep its object alive.
+final class Weak<Object: AnyObject> {
+    weak var value: Object?
+    init(_ value: Object) { self.value = value }
 }

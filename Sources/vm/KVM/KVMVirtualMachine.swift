@@ -46,6 +46,31 @@ final class KVMVirtualMachine {
         try kvmIoctl(fd, VMD_KVM_IOCTL_IRQ_LINE, "KVM_IRQ_LINE", &level)
     }
 
+    /// The platform timers as they stand: the PIT's channels and the KVM clock.
+    struct TimerState {
+        var pit: kvm_pit_state2
+        var clock: kvm_clock_data
+    }
+
+    /// Read at pause, written back at resume (QEMU does the same): setting the PIT
+    /// reloads its channels and drops the ticks it counted while the vCPUs were parked,
+    /// so the guest gets no burst of catch-up interrupts; setting the clock keeps
+    /// kvmclock from jumping over the paused time.
+    func timerState() throws -> TimerState {
+        var state = TimerState(pit: kvm_pit_state2(), clock: kvm_clock_data())
+        try kvmIoctl(fd, VMD_KVM_IOCTL_GET_PIT2, "KVM_GET_PIT2", &state.pit)
+        try kvmIoctl(fd, VMD_KVM_IOCTL_GET_CLOCK, "KVM_GET_CLOCK", &state.clock)
+        return state
+    }
+
+    func restore(_ state: TimerState) throws {
+        var state = state
+        // Only the clock value is set: KVM_SET_CLOCK takes no other flag from a get.
+        state.clock.flags = 0
+        try kvmIoctl(fd, VMD_KVM_IOCTL_SET_CLOCK, "KVM_SET_CLOCK", &state.clock)
+        try kvmIoctl(fd, VMD_KVM_IOCTL_SET_PIT2, "KVM_SET_PIT2", &state.pit)
+    }
+
     func createVcpu(index: Int) throws -> Vcpu {
         let raw = try kvmIoctl(fd, VMD_KVM_IOCTL_CREATE_VCPU, "KVM_CREATE_VCPU", value: UInt(index))
         return try Vcpu(fd: FileDescriptor(adopting: raw), index: index, mapSize: system.vcpuMapSize())

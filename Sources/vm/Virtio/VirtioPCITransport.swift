@@ -21,6 +21,12 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
     private let logger: Logger
     private let state: Mutex<TransportState>
 
+    /// Asks the device process to stop taking requests (`quiesce`) or to go on (`resume`);
+    /// true once it confirmed. Called with the vCPUs parked, so no transport exit races it.
+    func setQuiesced(_ quiesced: Bool) -> Bool {
+        (try? client.request(quiesced ? .quiesce : .resume)) == .done
+    }
+
     init(name: String, description: DeviceDescription, client: DeviceClient, wiring: DeviceWiring,
          router: InterruptRouter, mmio: AddressBus, poller: MaskedInterruptPoller, initialBAR: UInt64, logger: Logger) {
         precondition(wiring.kicks.count == Int(description.queueCount), "one kick eventfd per queue")

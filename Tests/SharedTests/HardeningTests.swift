@@ -1,0 +1,121 @@
+import CLinux
+import Glibc
+import XCTest
+@testable import Shared
+
+/// Each hardening step a user's kernel may lack (mseal before 6.10, Landlock before 5.13
+/// or disabled, kill-process seccomp before 4.14, namespaces refused in containers)
+/// degrades with a note instead of stopping the VM; a real failure still throws. The
+/// kernel's answers are faked here, so nothing of this test process is sandboxed.
+final class HardeningTests: XCTestCase {
+    override func setUp() {
+        Hardening.reset()
+    }
+
+    override func tearDown() {
+        KernelCalls.current = .system
+        Hardening.reset()
+    }
+
+    func testWithoutMsealGuestRAMIsMappedUnsealedAndThatIsNoted() throws {
+        for missing in [ENOSYS, EINVAL] {
+            Hardening.reset()
+            KernelCalls.current.mseal = { _, _ in -missing }
+            let sealed = try MemoryMapping(anonymousSize: 4096).seal()
+            sealed.base.storeBytes(of: 7, as: UInt8.self)
+            XCTAssertEqual(Hardening.shortfalls.map(\.step), ["mseal"], "errno \(missing)")
+            XCTAssertEqual(Hardening.shortfalls.first?.errno, missing)
+            XCTAssertFalse(Hardening.applied.contains("RAM sealed"))
+            _ = try MemoryMapping(anonymousSize: 4096).seal()
+            XCTAssertEqual(Hardening.shortfalls.count, 1, "noted once, not per slot")
+        }
+        KernelCalls.current.mseal = { _, _ in -EBADF }
+        XCTAssertThrowsError(try MemoryMapping(anonymousSize: 4096).seal(), "a real failure is not a missing feature") {
+            XCTAssertEqual($0 as? SystemError, SystemError("mseal", errno: EBADF))
+        }
+        KernelCalls.current.mseal = { _, _ in 0 }
+        _ = try MemoryMapping(anonymousSize: 4096).seal()
+        XCTAssertTrue(Hardening.applied.contains("RAM sealed"))
+    }
+
+    func testWithoutLandlockTheStepIsSkippedAndNoted() throws {
+        for missing in [ENOSYS, EOPNOTSUPP] {
+            Hardening.reset()
+            var restricted = false
+            KernelCalls.current.landlockABI = { -missing }
+            KernelCalls.current.landlockRestrict = { _, _, _ in restricted = true; return 0 }
+            try Landlock.restrictSelf()
+            XCTAssertFalse(restricted)
+            XCTAssertEqual(Hardening.shortfalls.map(\.step), ["Landlock"])
+            XCTAssertEqual(Hardening.shortfalls.first?.errno, missing)
+        }
+        // An old ABI gets the rights that ABI knows, and no network or scope rules.
+        Hardening.reset()
+        var asked: (UInt64, UInt64, UInt64)?
+        KernelCalls.current.landlockABI = { 1 }
+        KernelCalls.current.landlockRestrict = { fs, net, scoped in asked = (fs, net, scoped); return 0 }
+        try Landlock.restrictSelf()
+        XCTAssertEqual(asked?.0, (1 << 13) - 1)
+        XCTAssertEqual(asked?.1, 0)
+        XCTAssertEqual(asked?.2, 0)
+        XCTAssertEqual(Hardening.applied, ["Landlock ABI 1"])
+        KernelCalls.current.landlockRestrict = { _, _, _ in -EFAULT }
+        XCTAssertThrowsError(try Landlock.restrictSelf())
+    }
+
+    private let filter = SeccompFilter(rules: [.allow("read", "test"), .allow("write", "test")])
+
+    func testWithoutKillProcessTheFilterKillsTheThreadInstead() throws {
+        var actions: [Int] = []
+        KernelCalls.current.seccompLoad = { _ in
+            actions.append(actions.count)
+            return actions.count == 1 ? -EINVAL : 0
+        }
+        try filter.install()
+        XCTAssertEqual(actions.count, 2, "tried kill-process, then kill-thread")
+        XCTAssertEqual(Hardening.shortfalls.map(\.step), ["seccomp kill-process"])
+        XCTAssertEqual(Hardening.applied, ["seccomp kill-thread with 2 rules"])
+    }
+
+    func testWithoutSeccompTheProcessRunsUnfilteredAndThatIsNoted() throws {
+        KernelCalls.current.seccompLoad = { _ in -ENOSYS }
+        try filter.install()
+        XCTAssertEqual(Hardening.shortfalls.map(\.step), ["seccomp"])
+        XCTAssertEqual(Hardening.applied, [])
+        KernelCalls.current.seccompLoad = { _ in -EFAULT }
+        XCTAssertThrowsError(try filter.install(), "a real failure throws")
+    }
+
+    func testNamespacesTheKernelRefusesAreLeftOutOneByOne() throws {
+        var calls: [Int32] = []
+        KernelCalls.current.unshare = { flags in
+            calls.append(flags)
+            if flags.nonzeroBitCount > 1 { return -EPERM }   // all at once: refused
+            return flags == VMD_CLONE_NEWNET ? -EINVAL : 0
+        }
+        var rootEntered = false
+        KernelCalls.current.enterEmptyRoot = { rootEntered = true; return 0 }
+        try Sandbox.leaveHost(SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
+        XCTAssertEqual(calls.count, 5, "once together, then each")
+        XCTAssertEqual(Hardening.shortfalls.map(\.step), ["network namespace"])
+        XCTAssertEqual(Hardening.applied, ["namespaces mount ipc uts", "empty read-only root"])
+        XCTAssertTrue(rootEntered, "a mount namespace of its own gets the empty root")
+    }
+
+    func testWithoutAMountNamespaceThereIsNoEmptyRootAndAFailedPivotIsNoted() throws {
+        var rootEntered = false
+        KernelCalls.current.unshare = { flags in flags & VMD_CLONE_NEWNS != 0 ? -EPERM : 0 }
+        KernelCalls.current.enterEmptyRoot = { rootEntered = true; return 0 }
+        try Sandbox.leaveHost(SandboxProfile.ownNamespaces)
+        XCTAssertFalse(rootEntered, "no pivot_root in the host's own mount namespace")
+        XCTAssertEqual(Hardening.shortfalls.map(\.step), ["mount namespace"])
+
+        Hardening.reset()
+        KernelCalls.current.unshare = { _ in 0 }
+        KernelCalls.current.enterEmptyRoot = { -EINVAL }
+        try Sandbox.leaveHost(SandboxProfile.ownNamespaces)
+        XCTAssertEqual(Hardening.shortfalls.map(\.step), ["empty root"])
+        KernelCalls.current.enterEmptyRoot = { -EIO }
+        XCTAssertThrowsError(try Sandbox.leaveHost(SandboxProfile.ownNamespaces))
+    }
+}
