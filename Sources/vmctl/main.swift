@@ -78,7 +78,7 @@ struct Stop: ParsableCommand {
     @Argument(help: "The VM's id or name.") var target: String?
     @Flag(name: .customShort("a"), help: "Stop every VM you may control.") var all = false
     @Flag(name: .customShort("f"), help: "Force: kill the VM now.") var force = false
-    @Flag(name: .customShort("w"), help: "Wait until the VM has stopped.") var wait = false
+    @Flag(name: .customShort("w"), help: "Wait until the VM has stopped (with -a: every one).") var wait = false
 
     func validate() throws {
         guard all != (target != nil) else { throw ValidationError("name one VM or use -a") }

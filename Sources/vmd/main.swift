@@ -30,13 +30,13 @@ struct Serve: ParsableCommand {
         commandName: "serve",
         abstract: "Run the daemon (the default): start the enabled VMs of the configuration and serve vmctl.")
 
-    @Flag(name: .customShort("d"), help: "Stay in the foreground and log to standard error (otherwise: detach, log to syslog).")
+    @Flag(name: .customShort("d"), help: "Stay in the foreground and log to standard error (otherwise: detach, log to syslog). The VMs' processes log through vmd, tagged VM/role.")
     var foreground = false
 
     @Option(name: .customShort("f"), help: "The configuration file (vm.conf grammar).")
     var file: String = Vmd.defaultConfigPath
 
-    @Flag(name: .customShort("n"), help: "Only check the configuration file and print what is wrong.")
+    @Flag(name: .customShort("n"), help: "Only check the configuration file (grammar, owners, kernels, disks, switches) and print what is wrong.")
     var checkOnly = false
 
     @Option(name: .customShort("s"), help: "The control socket (default: $VMD_SOCKET or \(Vmd.defaultSocketPath)).")
