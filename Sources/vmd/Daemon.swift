@@ -125,8 +125,8 @@ final class Daemon {
             record.lastOutcome = outcome
             self.logger.notice("vm \(record.config.name) stopped: \(outcome)")
             if !record.fromGlobalConfig {
-                record.expiry = try? self.loop.after(seconds: Daemon.stoppedFileVMRetention) { [unowned self, unowned record] in
-                    self.forget(record)
+                record.expiry = try? self.loop.after(seconds: Daemon.stoppedFileVMRetention) { [weak self, weak record] in
+                    if let self, let record { self.forget(record) }
                 }
             }
             if self.shuttingDown && !self.records.contains(where: \.isRunning) { self.loop.stop() }

@@ -21,22 +21,8 @@ final class DaemonHostileInputTests: XCTestCase {
         XCTAssertEqual(add.terminationStatus, 0, "useradd \(Self.user)")
     }
 
-    /// Runs a command to completion with a timeout; returns status (-9 if it had to be killed) and output.
     private func run(_ arguments: [String], seconds: Double = 10) -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return (-1, "could not run \(arguments[0])") }
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.isRunning ? -9 : process.terminationStatus, output)
+        VmdHarness.runCommand(arguments, seconds: seconds)
     }
 
     func testCheckOnlyRefusesWhatStartWouldRefuse() throws {

@@ -157,6 +157,40 @@ struct VmdHarness {
     }
 
     /// Reads a /proc file to its end (its reported size is 0).
+    /// Runs a command to completion, stdout and stderr together, killing it after
+    /// `seconds` (its status is then -9): a test must not hang on a command that does.
+    static func runCommand(_ arguments: [String], seconds: Double = 120) -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return (-1, "could not run \(arguments[0])") }
+        // Read while it runs, so that a command with much to say does not block on a full pipe.
+        var output = Data()
+        let read = DispatchGroup()
+        read.enter()
+        DispatchQueue.global().async {
+            output = pipe.fileHandleForReading.readDataToEndOfFile()
+            read.leave()
+        }
+        let deadline = Date().addingTimeInterval(seconds)
+        var killed = false
+        while process.isRunning {
+            if Date() > deadline {
+                kill(process.processIdentifier, SIGKILL)
+                killed = true
+                break
+            }
+            usleep(10_000)
+        }
+        process.waitUntilExit()
+        _ = read.wait(timeout: .now() + 5)  // a child of the command may still hold the pipe
+        return (killed ? -9 : process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
     static func readProcFile(_ path: String) -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
         defer { try? handle.close() }

@@ -98,19 +98,8 @@ public final class VirtioDeviceRunner {
             model.reset()
             broken = false
             reply = .done
-        case .quiesce:
-            // Requests are served whole within one event, so none is in flight here.
-            quiesced = true
-            kickWatches.forEach { $0.suspend() }
-            deviceWatches.forEach { $0.value?.suspend() }
-            logger.debug("quiesced")
-            reply = .done
-        case .resume:
-            quiesced = false
-            kickWatches.forEach { $0.resume() }
-            deviceWatches.forEach { $0.value?.resume() }
-            logger.debug("resumed")
-            activeQueues.forEach(queueNotified)
+        case .quiesce, .resume:
+            setQuiesced(request == .quiesce)
             reply = .done
         }
         do {
@@ -119,6 +108,19 @@ public final class VirtioDeviceRunner {
             logger.error("replying to vm: \(error)")
             loop.stop()
         }
+    }
+
+    /// The VM pausing (or going on): kicks and the device's own descriptors are taken out
+    /// of the loop, and put back. Requests are served whole within one event, so none is
+    /// in flight when this runs; on resume every queue is looked at again, since kicks
+    /// that came meanwhile were coalesced in their eventfds.
+    private func setQuiesced(_ on: Bool) {
+        quiesced = on
+        for watch in kickWatches + deviceWatches.compactMap(\.value) {
+            if on { watch.suspend() } else { watch.resume() }
+        }
+        logger.debug(on ? "quiesced" : "resumed")
+        if !on { activeQueues.forEach(queueNotified) }
     }
 
     private func activate(features: UInt64, queues: [QueueActivation]) -> TransportReply {
@@ -178,10 +180,4 @@ public final class VirtioDeviceRunner {
             try? events.send(DeviceEvent.needsReset(what))
         }
     }
-}
-
-/// A reference that does not keep its object alive.
-final class Weak<Object: AnyObject> {
-    weak var value: Object?
-    init(_ value: Object) { self.value = value }
 }
