@@ -15,6 +15,12 @@ let leanRelease: [LinkerSetting] = [
                  .when(platforms: [.linux], configuration: .release)),
 ]
 
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+// The libraries (ARCHITECTURE.md has the graph and why). Each executable is a short
+// main.swift over its own library; vmd's does not depend on GuestRAM, so the build
+// itself keeps vmd from mapping guest RAM.
 let package = Package(
     name: "swift-vmd",
     products: [
@@ -23,6 +29,8 @@ let package = Package(
         .executable(name: "virtio-blk", targets: ["virtio-blk"]),
         .executable(name: "virtio-net", targets: ["virtio-net"]),
         .executable(name: "vmctl", targets: ["vmctl"]),
+        // For the fuzz package (Fuzz/), which depends on these by path.
+        .library(name: "FuzzableLibraries", targets: ["IPC", "Configuration", "VirtioCore", "VirtioTestSupport", "BlockDevice", "NetDevice"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,44 +44,63 @@ let package = Package(
         .systemLibrary(name: "CEvent", pkgConfig: "libevent_core", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
 
+        // Sources/Shared: what more than one process uses.
+        // Descriptors, errno, logging, the event loop, spawning, the sandbox and its hardening.
+        .target(name: "LinuxSystem", dependencies: ["CLinux", "CEvent", "CSeccomp", logging], path: "Sources/Shared/LinuxSystem"),
+        // Guest addresses, the slot table and the sealed memfds vmd creates (no mapping).
+        .target(name: "MemorySlots", dependencies: ["LinuxSystem", "CLinux"], path: "Sources/Shared/MemorySlots"),
+        // Guest RAM mapped and accessed: vm and the device processes only.
+        .target(name: "GuestRAM", dependencies: ["MemorySlots", "LinuxSystem", "CLinux"], path: "Sources/Shared/GuestRAM"),
+        // Channels, framing, the wire format and every message between the processes.
+        .target(name: "IPC", dependencies: ["MemorySlots", "LinuxSystem", "CLinux"], path: "Sources/Shared/IPC"),
+        // The vm.conf grammar.
+        .target(name: "Configuration", dependencies: ["LinuxSystem"], path: "Sources/Shared/Configuration"),
+        // Which kernel formats the loader takes (vmd checks, vm loads).
+        .target(name: "BootImage", path: "Sources/Shared/BootImage"),
+        // Split virtqueues, the device model protocol and the device process's runner.
+        .target(name: "VirtioCore", dependencies: ["GuestRAM", "IPC", "LinuxSystem", logging], path: "Sources/Shared/VirtioCore"),
+        // The driver side of a queue, for tests and fuzzers: linked into no executable.
+        .target(name: "VirtioTestSupport", dependencies: ["VirtioCore", "GuestRAM"], path: "Sources/Shared/VirtioTestSupport"),
+
+        // Each executable and its library.
         .target(
-            name: "Shared",
-            dependencies: [
-                "CLinux", "CEvent", "CSeccomp",
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
-        .executableTarget(
-            name: "vm",
-            dependencies: ["Shared", "CLinux", "CKVM", .product(name: "Logging", package: "swift-log")],
-            linkerSettings: leanRelease
-        ),
+            name: "VMCore",
+            dependencies: ["GuestRAM", "MemorySlots", "IPC", "VirtioCore", "LinuxSystem", "BootImage", "CLinux", "CKVM", logging],
+            path: "Sources/vm/Core"),
+        .executableTarget(name: "vm", dependencies: ["VMCore"], path: "Sources/vm",
+                          exclude: ["Core"], linkerSettings: leanRelease),
+        .target(
+            name: "VMDaemon",
+            dependencies: ["IPC", "MemorySlots", "Configuration", "BootImage", "LinuxSystem", "CLinux", argumentParser, logging],
+            path: "Sources/vmd/VMDaemon"),
         .executableTarget(
             name: "vmd",
-            dependencies: [
-                "Shared", "CLinux",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            dependencies: ["VMDaemon"],
+            path: "Sources/vmd", exclude: ["VMDaemon"],
             // ArgumentParser's FoundationEssentials needs these two when linked statically.
             linkerSettings: leanRelease + ["_FoundationCollections", "_FoundationCShims"].map {
                 .linkedLibrary($0, .when(platforms: [.linux], configuration: .release))
             }
         ),
-        .executableTarget(name: "virtio-blk", dependencies: ["Shared", "CLinux"], linkerSettings: leanRelease),
-        .executableTarget(name: "virtio-net", dependencies: ["Shared", "CLinux"], linkerSettings: leanRelease),
-        .executableTarget(
-            name: "vmctl",
-            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]
-        ),
+        .target(name: "BlockDevice", dependencies: ["VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", logging],
+                path: "Sources/virtio-blk/Device"),
+        .executableTarget(name: "virtio-blk", dependencies: ["BlockDevice"],
+                          path: "Sources/virtio-blk", exclude: ["Device"], linkerSettings: leanRelease),
+        .target(name: "NetDevice", dependencies: ["VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", logging],
+                path: "Sources/virtio-net/Device"),
+        .executableTarget(name: "virtio-net", dependencies: ["NetDevice"],
+                          path: "Sources/virtio-net", exclude: ["Device"], linkerSettings: leanRelease),
+        .executableTarget(name: "vmctl", dependencies: ["IPC", "Configuration", "LinuxSystem", argumentParser]),
 
-        .testTarget(name: "SharedTests", dependencies: ["Shared", "CLinux"]),
-        .testTarget(name: "VMTests", dependencies: ["vm", "Shared"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Shared", "CLinux"]),
-        .testTarget(name: "VirtioBlkTests", dependencies: ["virtio-blk", "Shared", "CLinux"]),
+        .testTarget(name: "SharedTests", dependencies: [
+            "LinuxSystem", "MemorySlots", "GuestRAM", "IPC", "Configuration", "BootImage", "VirtioCore", "VirtioTestSupport", "CLinux",
+        ]),
+        .testTarget(name: "VMTests", dependencies: ["VMCore", "GuestRAM", "MemorySlots", "IPC", "CKVM"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux"]),
         .testTarget(
             name: "VirtioNetTests",
-            dependencies: ["virtio-net", "Shared", "CLinux", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["NetDevice", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", logging]
         ),
     ],
     swiftLanguageModes: [.v5]

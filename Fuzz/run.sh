@@ -19,7 +19,7 @@ SWIFT=${SWIFT:-$(command -v swift || echo /opt/swift/usr/bin/swift)}
 EXTRA_ARGS=${FUZZ_ARGS:-}
 
 echo "building fuzz targets..."
-if ! "$SWIFT" build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld \
+if ! "$SWIFT" build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing -Xswiftc -use-ld=lld \
         2>&1 | grep -v "Cannot export local symbol" | grep -E "error|warning: |Compiling|Build complete|Linking" ; then
     :
 fi

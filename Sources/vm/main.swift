@@ -1,25 +1,4 @@
-import Glibc
-import Logging
-import Shared
+// The vm process: everything is in VMCore (VMProcessMain).
+import VMCore
 
-// The vm process. vmd starts it with its control channel as fd 3; it is not
-// meant to be run by hand.
-VmdLog.bootstrapChild()
-var logger = Logger(label: "vm")
-do {
-    try ChildSetup.dieWithParent()
-} catch {
-    logger.critical("setup: \(error)")
-    exit(70)
-}
-let process = VMProcess(channel: ChildSetup.inheritedChannel(), logger: logger)
-let end: GuestEnd
-do {
-    end = try process.run()
-} catch {
-    logger.error("\(error)")
-    end = .failed("\(error)")
-}
-logger.info("guest \(end)")
-try? process.channel.send(VMEvent.ended(end))
-exit(0)
+VMProcessMain.run()

@@ -1,5 +1,5 @@
 import Glibc
-import Shared
+import LinuxSystem
 
 /// `vmctl console`: copies between our terminal and the VM's console pty until
 /// `~.` is typed at the start of a line (as cu(1)), the VM goes away, or input ends.

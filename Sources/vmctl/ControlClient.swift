@@ -1,5 +1,6 @@
 import Glibc
-import Shared
+import IPC
+import LinuxSystem
 
 /// vmctl's connection to vmd: one request, one reply.
 struct ControlClient {

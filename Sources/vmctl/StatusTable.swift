@@ -1,4 +1,4 @@
-import Shared
+import IPC
 
 /// `vmctl status` output: one aligned row per VM, as vmctl(8) prints it.
 enum StatusTable {

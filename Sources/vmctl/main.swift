@@ -1,6 +1,8 @@
 import ArgumentParser
 import Glibc
-import Shared
+import Configuration
+import IPC
+import LinuxSystem
 
 /// Options every verb takes.
 struct ConnectionOptions: ParsableArguments {

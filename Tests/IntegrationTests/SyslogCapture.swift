@@ -1,7 +1,7 @@
 import CLinux
 import Foundation
 import Glibc
-import Shared
+import IPC
 
 /// A syslog of the test's own: a datagram socket that a daemon run in its own mount
 /// namespace sees as /dev/log (`command(wrapping:)`), read by a thread into `text`.

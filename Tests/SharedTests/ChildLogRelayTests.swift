@@ -1,6 +1,6 @@
 import Glibc
 import XCTest
-@testable import Shared
+@testable import LinuxSystem
 
 /// What a (possibly compromised) child writes to its log pipe reaches the host's log
 /// only as whole, printable, tagged lines, at a bounded rate and severity.

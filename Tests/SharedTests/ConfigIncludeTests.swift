@@ -2,7 +2,8 @@ import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Shared
+@testable import Configuration
+@testable import IPC
 
 /// `include "path"` with an in-memory reader, and once on the real file system.
 final class ConfigIncludeTests: XCTestCase {

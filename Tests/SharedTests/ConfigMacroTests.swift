@@ -1,5 +1,5 @@
 import XCTest
-@testable import Shared
+@testable import Configuration
 
 /// `name = value` and `$name` (vm.conf(5) MACROS).
 final class ConfigMacroTests: XCTestCase {

@@ -2,7 +2,8 @@ import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Shared
+@testable import Configuration
+@testable import IPC
 
 final class ConfigParserTests: XCTestCase {
     private let file = "g.conf"

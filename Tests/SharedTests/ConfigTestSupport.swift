@@ -2,7 +2,7 @@ import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Shared
+@testable import Configuration
 
 /// Helpers shared by the config grammar tests that need more than one file.
 enum ConfigTestSupport {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Shared
+@testable import Configuration
 
 final class DiskConfigTests: XCTestCase {
     private func parse(_ text: String) throws -> VMConfig {

@@ -1,5 +1,7 @@
 import XCTest
-@testable import Shared
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VirtioCore
 
 final class GuestMemoryTests: XCTestCase {
     /// Two adjacent slots [0, 64K) and [64K, 128K), like RAM split across slots.

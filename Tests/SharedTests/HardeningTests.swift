@@ -1,7 +1,8 @@
 import CLinux
 import Glibc
 import XCTest
-@testable import Shared
+@testable import GuestRAM
+@testable import LinuxSystem
 
 /// Each hardening step a user's kernel may lack (mseal before 6.10, Landlock before 5.13
 /// or disabled, kill-process seccomp before 4.14, namespaces refused in containers)

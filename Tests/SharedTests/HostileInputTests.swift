@@ -1,7 +1,9 @@
 import Foundation
 import Glibc
 import XCTest
-@testable import Shared
+@testable import Configuration
+@testable import IPC
+@testable import LinuxSystem
 
 /// Input a user, a file or a peer controls never reaches a trap or a hang (issue 13):
 /// each case here once crashed vmd or blocked it.

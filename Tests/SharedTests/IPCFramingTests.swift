@@ -1,6 +1,8 @@
 import Glibc
 import XCTest
-@testable import Shared
+@testable import IPC
+@testable import LinuxSystem
+@testable import MemorySlots
 
 final class IPCFramingTests: XCTestCase {
     func testMessageRoundTripWithDescriptors() throws {

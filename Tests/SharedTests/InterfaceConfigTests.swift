@@ -1,5 +1,5 @@
 import XCTest
-@testable import Shared
+@testable import Configuration
 
 /// `interface` and `local interface` in a vm block.
 final class InterfaceConfigTests: XCTestCase {

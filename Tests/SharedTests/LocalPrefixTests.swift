@@ -1,5 +1,5 @@
 import XCTest
-@testable import Shared
+@testable import Configuration
 
 /// The global `local prefix a.b.c.d/n`.
 final class LocalPrefixTests: XCTestCase {

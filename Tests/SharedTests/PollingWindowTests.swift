@@ -1,5 +1,5 @@
 import XCTest
-@testable import Shared
+@testable import VirtioCore
 
 final class PollingWindowTests: XCTestCase {
     func testOffWhenNoMaximumIsSet() {

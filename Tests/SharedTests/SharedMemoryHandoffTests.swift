@@ -1,6 +1,9 @@
 import Glibc
 import XCTest
-@testable import Shared
+@testable import GuestRAM
+@testable import IPC
+@testable import LinuxSystem
+@testable import MemorySlots
 
 /// The SHAREMEM handoff between two real processes (design §2): this test plays
 /// vmd, and re-runs the test binary as the receiver (`testReceiverRole`).

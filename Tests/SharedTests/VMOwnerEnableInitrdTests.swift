@@ -1,5 +1,5 @@
 import XCTest
-@testable import Shared
+@testable import Configuration
 
 /// `owner`, `enable`/`disable` and `initrd` in a vm block.
 final class VMOwnerEnableInitrdTests: XCTestCase {

@@ -1,5 +1,8 @@
 import XCTest
-@testable import Shared
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VirtioCore
+@testable import VirtioTestSupport
 
 /// Split virtqueue (virtio 1.2 §2.7): the device side against `VirtqueueDriver`.
 final class VirtqueueTests: XCTestCase {

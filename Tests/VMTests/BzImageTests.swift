@@ -1,6 +1,7 @@
 import XCTest
-import Shared
-@testable import vm
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VMCore
 
 /// Builds a fake bzImage: boot sector + setup sectors with a setup header, then a
 /// "protected-mode kernel" of arbitrary bytes. Enough for the loader; nothing runs.

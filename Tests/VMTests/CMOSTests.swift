@@ -1,5 +1,5 @@
 import XCTest
-@testable import vm
+@testable import VMCore
 
 final class CMOSTests: XCTestCase {
     /// 2024-02-29 13:45:56 UTC, a Thursday.

@@ -1,4 +1,3 @@
-@testable import vm
 import CKVM
 
 /// KVM_GET_SUPPORTED_CPUID tables the topology rewrite is tested on, in the form

@@ -1,6 +1,7 @@
 import XCTest
-import Shared
-@testable import vm
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VMCore
 
 /// Loader tests on a real Debian kernel (linux-image-cloud-amd64). They need the files
 /// `scripts/linux-guest` produces (run it once as root: it downloads the package):

@@ -1,6 +1,5 @@
 import XCTest
-import Shared
-@testable import vm
+@testable import VMCore
 
 /// A device that records accesses and answers reads with a fixed byte.
 final class RecordingDevice: BusDevice {

@@ -1,6 +1,6 @@
 import XCTest
 import CKVM
-@testable import vm
+@testable import VMCore
 
 /// The guest's CPUID carries the VM's topology, not the host's: every leaf a kernel reads
 /// its topology from, on an AMD table captured here and on an Intel one, for the vCPU

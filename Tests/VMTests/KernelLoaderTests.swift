@@ -1,6 +1,7 @@
 import XCTest
-import Shared
-@testable import vm
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VMCore
 
 /// Builds small ELF64 files in memory, for loader tests that do not need the guest kit.
 struct ELFBuilder {

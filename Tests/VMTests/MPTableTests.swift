@@ -1,6 +1,7 @@
 import XCTest
-import Shared
-@testable import vm
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VMCore
 
 /// Reads MP tables back the way a kernel does: scan for "_MP_" on 16-byte boundaries,
 /// check both checksums, follow the pointer, walk the entries by type.

@@ -1,5 +1,5 @@
 import XCTest
-@testable import vm
+@testable import VMCore
 
 final class Serial16550Tests: XCTestCase {
     private var output: [UInt8] = []

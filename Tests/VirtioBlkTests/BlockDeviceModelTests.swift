@@ -1,8 +1,11 @@
 import Glibc
 import CLinux
 import XCTest
-import Shared
-@testable import virtio_blk
+@testable import BlockDevice
+@testable import GuestRAM
+@testable import LinuxSystem
+@testable import MemorySlots
+@testable import VirtioCore
 
 /// The device model over a raw image in a temporary file: parse, execute, status, used length.
 final class BlockDeviceModelTests: XCTestCase {

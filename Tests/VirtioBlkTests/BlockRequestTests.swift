@@ -1,6 +1,7 @@
 import XCTest
-import Shared
-@testable import virtio_blk
+@testable import BlockDevice
+@testable import MemorySlots
+@testable import VirtioCore
 
 /// The pure parser (virtio 1.2 §5.2.6): chains in, typed requests or typed errors out.
 final class BlockRequestTests: XCTestCase {

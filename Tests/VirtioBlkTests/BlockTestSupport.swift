@@ -1,7 +1,9 @@
 import Glibc
 import XCTest
-import Shared
-@testable import virtio_blk
+@testable import GuestRAM
+@testable import LinuxSystem
+@testable import MemorySlots
+@testable import VirtioCore
 
 /// A raw image in a temporary file, unlinked at once: only the descriptor keeps it alive.
 func makeTemporaryImage(size: Int, fill: UInt8? = nil) throws -> FileDescriptor {

@@ -1,6 +1,5 @@
 import XCTest
-import Shared
-@testable import virtio_net
+@testable import NetDevice
 
 /// The DHCP server of a local interface, against frames built here the way a client
 /// (udhcpc, dhclient) builds them, and against garbage.

@@ -1,6 +1,6 @@
 import CLinux
 import XCTest
-@testable import virtio_net
+@testable import NetDevice
 
 final class NetHeaderTests: XCTestCase {
     private typealias Header = VirtioNetHeader

@@ -1,6 +1,7 @@
 import XCTest
-import Shared
-@testable import virtio_net
+@testable import MemorySlots
+@testable import NetDevice
+@testable import VirtioTestSupport
 
 /// The receive queue over real rings: packets from the backend land in the driver's buffers
 /// with the right header, used lengths and num_buffers, and nothing is read without room.

@@ -1,8 +1,12 @@
 import Glibc
 import Logging
 import XCTest
-@testable import Shared
-@testable import virtio_net
+@testable import GuestRAM
+@testable import LinuxSystem
+@testable import MemorySlots
+@testable import NetDevice
+@testable import VirtioCore
+@testable import VirtioTestSupport
 
 /// A backend that hands out queued packets and records what it was given.
 final class FakeBackend: NetBackend {

@@ -1,6 +1,8 @@
 import XCTest
-import Shared
-@testable import virtio_net
+@testable import MemorySlots
+@testable import NetDevice
+@testable import VirtioCore
+@testable import VirtioTestSupport
 
 /// The transmit queue over real rings: packets reach the backend intact, bad chains are
 /// dropped and counted, and the queue goes on.

@@ -1,7 +1,7 @@
 import Glibc
 import XCTest
-import Shared
-@testable import virtio_net
+@testable import LinuxSystem
+@testable import NetDevice
 
 /// TapBackend's readv/writev and EAGAIN handling over a datagram socket pair (which, like a
 /// tap, moves one packet per call) and over a real tap where the host allows one.

@@ -1,6 +1,5 @@
 // Fuzz target 2: the virtio-blk request parser, `BlockRequest.parse`
-// (Sources/virtio-blk/BlockRequest.swift, compiled into this target through a
-// symlink because virtio-blk is an executable target and cannot be imported).
+// (Sources/virtio-blk/Device/BlockRequest.swift, in the BlockDevice library).
 //
 // Input: the device limits (capacity, read-only, discard / write-zeroes limits),
 // then a descriptor chain (buffers with input-chosen addresses and lengths, in
@@ -9,7 +8,11 @@
 // queue and taken with `SplitVirtqueue.popAvailable`, so only chains the
 // walker accepts reach the parser, as in the device.
 import FuzzKit
-import Shared
+@testable import BlockDevice
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VirtioCore
+@testable import VirtioTestSupport
 
 @_cdecl("FuzzBlockRequest_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {

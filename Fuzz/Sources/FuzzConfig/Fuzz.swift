@@ -9,7 +9,7 @@
 // system has those through symlinks), and fails with ENOENT otherwise.
 import FuzzKit
 import Glibc
-import Shared
+@testable import Configuration
 
 @_cdecl("FuzzConfig_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {

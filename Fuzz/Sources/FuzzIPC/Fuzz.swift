@@ -13,7 +13,9 @@
 // compared with the count at the start.
 import FuzzKit
 import Glibc
-import Shared
+@testable import IPC
+@testable import LinuxSystem
+@testable import MemorySlots
 
 @_cdecl("FuzzIPC_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {

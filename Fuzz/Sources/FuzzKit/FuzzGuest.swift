@@ -1,5 +1,9 @@
 import Glibc
-import Shared
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VirtioCore
+@testable import VirtioTestSupport
+@testable import LinuxSystem
 
 /// The guest memory every memory-touching target runs over: built once per process
 /// (mmap per input would dominate the run time) and wiped before each input.

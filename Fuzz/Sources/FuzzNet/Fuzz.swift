@@ -1,5 +1,5 @@
-// Fuzz target 3: virtio-net's guest-facing parsing (Sources/virtio-net, compiled in
-// through symlinks: virtio-net is an executable target).
+// Fuzz target 3: virtio-net's guest-facing parsing (the NetDevice library,
+// Sources/virtio-net/Device).
 //
 // The first byte picks a mode:
 //   0  the 12-byte virtio-net header: parse, validateForTransmit, adjustedForReceive;
@@ -12,7 +12,12 @@
 // the frame, so the fuzzer gets past it to the UDP and BOOTP parsing.
 import FuzzKit
 import Glibc
-import Shared
+@testable import NetDevice
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VirtioCore
+@testable import VirtioTestSupport
+@testable import LinuxSystem
 
 @_cdecl("FuzzNet_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
@@ -24,21 +29,23 @@ final class FuzzBackend: NetBackend {
     var incoming: [[UInt8]] = []
     var sent: [[UInt8]] = []
 
-    func readPacket(into vectors: [iovec]) throws -> NetTransfer {
+    func readPacket(into vectors: IOVectorBuffer) throws -> NetTransfer {
         guard !incoming.isEmpty else { return .wouldBlock }
         let packet = incoming.removeFirst()
         var offset = 0
-        for vector in vectors where offset < packet.count {
-            let count = min(vector.iov_len, packet.count - offset)
-            packet[offset..<(offset + count)].withUnsafeBytes { vector.iov_base!.copyMemory(from: $0.baseAddress!, byteCount: count) }
-            offset += count
+        vectors.withVectors {
+            for vector in $0 where offset < packet.count {
+                let count = min(vector.iov_len, packet.count - offset)
+                packet[offset..<(offset + count)].withUnsafeBytes { vector.iov_base!.copyMemory(from: $0.baseAddress!, byteCount: count) }
+                offset += count
+            }
         }
         return .packet(packet.count)
     }
 
-    func writePacket(from vectors: [iovec]) throws -> NetTransfer {
+    func writePacket(from vectors: IOVectorBuffer) throws -> NetTransfer {
         var packet: [UInt8] = []
-        for vector in vectors { packet += UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len) }
+        vectors.withVectors { for vector in $0 { packet += UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len) } }
         sent.append(packet)
         return .packet(packet.count)
     }
@@ -119,7 +126,7 @@ private func fuzzDHCP(_ input: inout FuzzInput, fixChecksum: Bool) {
     let responder = responders[Int(input.byte() & 1)]
     var frame = input.rest()
     if fixChecksum { fixIPv4Checksum(&frame) }
-    _ = DHCPResponder.mightBeRequest(Array(frame.prefix(DHCPResponder.candidatePrefixLength)))
+    _ = Array(frame.prefix(DHCPResponder.candidatePrefixLength)).withUnsafeBytes { DHCPResponder.mightBeRequest($0) }
     guard let reply = responder.reply(to: frame) else { return }
     checkReply(reply, responder: responder)
 }

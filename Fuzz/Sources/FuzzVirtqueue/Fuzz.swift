@@ -8,7 +8,11 @@
 // breaks what popAvailable promises (buffers in RAM, the right access, within
 // the byte limit, readable before writable), is a finding.
 import FuzzKit
-import Shared
+@testable import GuestRAM
+@testable import MemorySlots
+@testable import VirtioCore
+@testable import VirtioTestSupport
+@testable import LinuxSystem
 
 @_cdecl("FuzzVirtqueue_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {

@@ -1,5 +1,6 @@
 import Glibc
 import CLinux
+import LinuxSystem
 
 /// One end of a SOCK_SEQPACKET channel between two swift-vmd processes, sending
 /// and receiving framed messages with descriptors attached (SCM_RIGHTS).

@@ -1,3 +1,4 @@
+import LinuxSystem
 /// Which VM a vmctl request is about.
 public enum VMTarget: Equatable, Sendable, CustomStringConvertible {
     case id(Int)

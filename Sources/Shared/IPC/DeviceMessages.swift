@@ -1,3 +1,5 @@
+import LinuxSystem
+import MemorySlots
 /// What vmd tells the vm process about one virtio device it attached.
 public struct VirtioAttachment: Equatable, Sendable {
     public var type: VirtioDeviceType

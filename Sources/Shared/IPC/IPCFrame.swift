@@ -1,3 +1,4 @@
+import LinuxSystem
 /// The framing of every message between swift-vmd processes. Channels are
 /// SOCK_SEQPACKET, so one datagram is one frame; the header still carries the
 /// length so a frame is self-checking:

@@ -1,3 +1,5 @@
+import LinuxSystem
+import MemorySlots
 /// Encodings several message enums share: slot tables, descriptor lists, device types.
 /// The slot table of a SHAREMEM handoff on the wire; the memfds travel beside it, one per slot.
 extension WireWriter {

@@ -1,4 +1,5 @@
 import Glibc
+import LinuxSystem
 
 /// Filesystem unix sockets for the control socket: the address, and a
 /// SOCK_SEQPACKET client connection (vmctl, and vmd testing for a live server).

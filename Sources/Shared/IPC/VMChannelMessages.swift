@@ -1,3 +1,5 @@
+import LinuxSystem
+import MemorySlots
 /// What the vm process needs to build and boot one VM; travels with `VMCommand.boot`.
 public struct BootRequest: Equatable, Sendable {
     public var name: String

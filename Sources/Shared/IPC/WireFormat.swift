@@ -1,3 +1,4 @@
+import LinuxSystem
 /// Builds the payload of one IPC message: little-endian integers, length-prefixed
 /// strings and arrays, and descriptors that travel beside the bytes (SCM_RIGHTS).
 public struct WireWriter {

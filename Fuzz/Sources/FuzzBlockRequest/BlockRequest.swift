@@ -1,1 +1,0 @@
-../../../Sources/virtio-blk/BlockRequest.swift

@@ -1,1 +1,0 @@
-../../../Sources/virtio-net/NetDeviceCounters.swift

@@ -1,1 +1,0 @@
-../../../Sources/virtio-net/NetDeviceModel+Receive.swift

@@ -1,0 +1,121 @@
+import Glibc
+import CLinux
+
+/// A child process started with posix_spawn (fork+exec; never a bare fork of a
+/// multi-threaded Swift process, design §1). Its stdin is /dev/null, its stdout and
+/// stderr are its log pipe to vmd, its control channel is fd 3, and every other
+/// descriptor is closed in the child before exec: not only vmd's own (all
+/// close-on-exec) but any vmd inherited from whoever started it.
+public final class ChildProcess {
+    public static let channelDescriptor: Int32 = 3
+
+    public let pid: pid_t
+    public let executable: String
+    private var reaped = false
+
+    /// The first descriptor closed in the child: 0-2 and the channel stay.
+    static let firstClosedDescriptor = channelDescriptor + 1
+
+    /// Starts `executable` with `log` as its stdout and stderr.
+    public init(executable: String, arguments: [String], channel: FileDescriptor, log: FileDescriptor) throws {
+        self.executable = executable
+        // dup2 onto the same number would keep FD_CLOEXEC, so first move the channel above 3.
+        let lifted = try retryingInterrupts("fcntl(F_DUPFD_CLOEXEC)") {
+            vmd_fcntl_int(channel.rawValue, F_DUPFD_CLOEXEC, 10)
+        }
+        defer { Glibc.close(lifted) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, lifted, ChildProcess.channelDescriptor)
+        posix_spawn_file_actions_adddup2(&actions, log.rawValue, STDOUT_FILENO)
+        posix_spawn_file_actions_adddup2(&actions, log.rawValue, STDERR_FILENO)
+        // Descriptors vmd inherited without close-on-exec (from a shell, a service manager)
+        // would otherwise reach every sandboxed child. glibc does this with close_range(2),
+        // or by walking /proc/self/fd on kernels before 5.9.
+        let closing = vmd_spawn_closefrom(&actions, ChildProcess.firstClosedDescriptor)
+        guard closing == 0 else { throw SystemError("posix_spawn_file_actions_addclosefrom_np", errno: closing) }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, vmd_environ())
+        guard result == 0 else { throw SystemError("posix_spawn(\(executable))", errno: result) }
+        self.pid = pid
+    }
+
+    /// How a child ended, from waitpid's status.
+    public enum Termination: Equatable, CustomStringConvertible {
+        case exited(Int32)
+        case signalled(Int32)
+
+        public var description: String {
+            switch self {
+            case .exited(let code): "exited with status \(code)"
+            case .signalled(let signal): "killed by signal \(signal) (\(String(cString: strsignal(signal))))"
+            }
+        }
+    }
+
+    /// Reaps the child if it has ended; nil while it runs.
+    public func poll() throws -> Termination? {
+        try wait(options: WNOHANG)
+    }
+
+    /// Blocks until the child ends and reaps it.
+    public func waitForExit() throws -> Termination {
+        try wait(options: 0)!
+    }
+
+    private func wait(options: Int32) throws -> Termination? {
+        precondition(!reaped, "child \(pid) reaped twice")
+        var status: Int32 = 0
+        let result = try retryingInterrupts("waitpid(\(pid))") { waitpid(pid, &status, options) }
+        if result == 0 { return nil }
+        reaped = true
+        // WIFEXITED/WEXITSTATUS are macros: decode the status word as glibc does.
+        if status & 0x7f == 0 { return .exited((status >> 8) & 0xff) }
+        return .signalled(status & 0x7f)
+    }
+
+    public func kill(_ signal: Int32 = SIGKILL) {
+        if !reaped { Glibc.kill(pid, signal) }
+    }
+
+    /// Kills and reaps, so no process of a VM outlives it.
+    public func terminate() {
+        guard !reaped else { return }
+        kill(SIGKILL)
+        _ = try? waitForExit()
+    }
+
+    public var hasBeenReaped: Bool { reaped }
+}
+
+/// Things every child does first.
+public enum ChildSetup {
+    /// Dies with the parent: a VM's processes must never outlive vmd (design §1).
+    public static func dieWithParent() throws {
+        try retryingInterrupts("prctl(PR_SET_PDEATHSIG)") { vmd_prctl(PR_SET_PDEATHSIG, UInt(SIGKILL), 0, 0, 0) }
+        // The parent may have died before the prctl took effect; then init adopted us.
+        if getppid() == 1 { exit(1) }
+    }
+
+    /// no_new_privs is always set (design §5); the rest of the sandbox comes later.
+    public static func forbidNewPrivileges() throws {
+        try retryingInterrupts("prctl(PR_SET_NO_NEW_PRIVS)") { vmd_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }
+    }
+}

@@ -1,5 +1,0 @@
-/// A reference that does not keep its object alive.
-final class Weak<Object: AnyObject> {
-    weak var value: Object?
-    init(_ value: Object) { self.value = value }
-}

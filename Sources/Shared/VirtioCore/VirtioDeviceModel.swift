@@ -1,0 +1,119 @@
+import Glibc
+import GuestRAM
+import IPC
+import LinuxSystem
+
+/// What a device process implements; `VirtioDeviceRunner` does the rest
+/// (the slow-path channel, queue creation and validation, kicks and calls).
+public protocol VirtioDeviceModel: AnyObject {
+    var description: DeviceDescription { get }
+    /// Bytes of the device-specific configuration space (virtio 1.2 §4.1.4.6).
+    func readConfig(offset: Int, size: Int) -> [UInt8]
+    func writeConfig(offset: Int, bytes: [UInt8])
+    /// The driver set DRIVER_OK with these features and queues.
+    func activate(features: UInt64, queues: ActiveQueues) throws
+    /// The driver notified queue `index`; serve what it made available.
+    /// Throws a `VirtqueueError` only when the ring itself is broken.
+    func queueNotified(_ index: Int) throws
+    /// Device reset: drop the queues and any state derived from the driver.
+    func reset()
+    /// Whether `ActiveQueues.drain` may poll this device's rings after a busy round
+    /// (`PollingWindow`). A device whose one thread also waits on other sources says no.
+    var pollsQueues: Bool { get }
+}
+
+extension VirtioDeviceModel {
+    public var pollsQueues: Bool { true }
+
+    public func readConfigBytes(_ space: [UInt8], offset: Int, size: Int) -> [UInt8] {
+        // Reads past the end of the structure return zeros rather than failing the vCPU.
+        (0..<size).map { offset + $0 < space.count && offset >= 0 ? space[offset + $0] : 0 }
+    }
+}
+
+/// The live queues of an activated device and the way to interrupt the driver.
+public final class ActiveQueues {
+    public let memory: GuestMemory
+    public let features: UInt64
+    /// Indexed by queue number; nil for a queue the driver did not enable.
+    public private(set) var queues: [SplitVirtqueue?]
+    private let calls: [FileDescriptor]
+    /// Per queue: how long `drain` polls after a busy round.
+    private var pollingWindows: [PollingWindow]
+
+    init(memory: GuestMemory, features: UInt64, queues: [SplitVirtqueue?], calls: [FileDescriptor], polling: Bool = true) {
+        self.memory = memory
+        self.features = features
+        self.queues = queues
+        self.calls = calls
+        self.pollingWindows = Array(repeating: PollingWindow(maximum: polling ? PollingWindow.configuredMaximum : 0),
+                                    count: queues.count)
+    }
+
+    /// Signals the queue's call eventfd if the driver wants an interrupt now
+    /// (EVENT_IDX or NO_INTERRUPT decide, virtio 1.2 §2.7.7, §2.7.10).
+    public func interruptIfNeeded(_ index: Int) throws {
+        guard queues[index] != nil, try queues[index]!.needsInterrupt() else { return }
+        try? calls[index].signalEvent()
+    }
+
+    /// Runs `body` on queue `index`, nil if the driver did not enable it. For devices that
+    /// take buffers when data arrives rather than when the driver kicks (virtio-net's
+    /// receive queue holds chains until a packet comes); `drain` covers the usual case.
+    public func withQueue<Result>(_ index: Int, _ body: (inout SplitVirtqueue) throws -> Result) throws -> Result? {
+        guard queues[index] != nil else { return nil }
+        do {
+            return try body(&queues[index]!)
+        } catch let error as VirtqueueError {
+            throw QueueFault(queue: index, error: error)
+        }
+    }
+
+    /// Serves every available chain of queue `index` with `handle`, which returns the
+    /// number of bytes written into the chain; malformed chains complete with length 0.
+    /// Loops until the driver has added nothing more after notifications were re-enabled.
+    public func drain(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void = { _, _ in },
+                      _ handle: (DescriptorChain) -> UInt32) throws {
+        guard queues[index] != nil else { return }
+        do {
+            try drainUnlabelled(index, onMalformed: onMalformed, handle)
+        } catch let error as VirtqueueError {
+            throw QueueFault(queue: index, error: error)
+        }
+    }
+
+    private func drainUnlabelled(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void,
+                                 _ handle: (DescriptorChain) -> UInt32) throws {
+        let polling = pollingWindows[index].maximum > 0
+        if polling { pollingWindows[index].kicked(at: PollingWindow.now()) }
+        repeat {
+            try queues[index]!.disableNotifications()
+            var served = 0
+            repeat {
+                while let entry = try queues[index]!.popAvailable() {
+                    served += 1
+                    switch entry {
+                    case .chain(let chain):
+                        try queues[index]!.pushUsed(head: chain.head, length: handle(chain))
+                    case .malformed(let head, let error):
+                        onMalformed(head, error)
+                        try queues[index]!.pushUsed(head: head, length: 0)
+                    }
+                }
+                try interruptIfNeeded(index)
+                // A driver that was busy is likely to add more at once: wait a moment for it
+                // with notifications still off, since each notify costs the guest an exit.
+            } while try served > 0 && pollingWindows[index].poll { try queues[index]!.hasAvailable() }
+        } while try queues[index]!.enableNotifications()
+        if polling { pollingWindows[index].sleeping(at: PollingWindow.now()) }
+    }
+}
+
+/// A ring fault with the queue it happened on (which need not be the queue that was kicked:
+/// a transmit can make virtio-net deliver on its receive queue).
+public struct QueueFault: Error, CustomStringConvertible {
+    public let queue: Int
+    public let error: VirtqueueError
+
+    public var description: String { "queue \(queue): \(error)" }
+}

@@ -1,0 +1,145 @@
+import Glibc
+import CLinux
+import LinuxSystem
+
+/// What executes block requests once they are parsed and validated. Offsets and lengths
+/// are in bytes and inside `capacityBytes` (the parser checked that); failures are host
+/// errors, thrown (as `SystemError` for system calls), and become VIRTIO_BLK_S_IOERR.
+protocol BlockBackend: AnyObject {
+    /// The usable size, a multiple of 512.
+    var capacityBytes: UInt64 { get }
+    var readOnly: Bool { get }
+
+    /// Fills `vectors` (guest memory) in order from `offset`. A short read (end of file) is
+    /// an error. `vectors` is the caller's scratch list: it is consumed.
+    func read(into vectors: inout [iovec], at offset: UInt64) throws
+    /// Writes `vectors` in order at `offset`; consumes them like `read`.
+    func write(from vectors: inout [iovec], at offset: UInt64) throws
+    /// Makes completed writes stable (VIRTIO_BLK_T_FLUSH).
+    func flush() throws
+    /// Deallocates the range if it can; reads of it are then unspecified (virtio 1.2 §5.2.6.2).
+    func discard(offset: UInt64, length: UInt64) throws
+    /// Makes the range read as zeroes; with `unmap` it may deallocate it.
+    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) throws
+}
+
+/// A raw disk image (a regular file or a block device): byte `n` of the disk is byte `n`
+/// of the file. Data moves straight between the file and guest memory with preadv/pwritev.
+final class RawFileBackend: BlockBackend {
+    let file: FileDescriptor
+    let capacityBytes: UInt64
+    let readOnly: Bool
+
+    /// `file` must be open for reading, and for writing unless `readOnly`. The capacity is
+    /// the size rounded down to whole sectors (a partial last sector is not addressable).
+    init(file: FileDescriptor, readOnly: Bool) throws {
+        // lseek rather than fstat: st_size is 0 for block devices.
+        let size = try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) }
+        self.file = file
+        self.capacityBytes = UInt64(size) & ~(VirtioBlock.sectorSize - 1)
+        self.readOnly = readOnly
+    }
+
+    func read(into vectors: inout [iovec], at offset: UInt64) throws {
+        try transfer(&vectors, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
+    }
+
+    func write(from vectors: inout [iovec], at offset: UInt64) throws {
+        guard !readOnly else { throw SystemError("pwritev", errno: EROFS) }
+        try transfer(&vectors, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
+    }
+
+    func flush() throws {
+        try retryingInterrupts("fdatasync") { fdatasync(file.rawValue) }
+    }
+
+    func discard(offset: UInt64, length: UInt64) throws {
+        guard !readOnly else { throw SystemError("fallocate(PUNCH_HOLE)", errno: EROFS) }
+        do {
+            try fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset: offset, length: length,
+                          call: "fallocate(PUNCH_HOLE)")
+        } catch let error as SystemError where error.errno == EOPNOTSUPP {
+            // Discard is a hint: the device MAY deallocate (virtio 1.2 §5.2.6.2). Nothing to do.
+        }
+    }
+
+    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) throws {
+        guard !readOnly else { throw SystemError("fallocate(ZERO_RANGE)", errno: EROFS) }
+        // A punched hole reads as zeroes, so it satisfies write-zeroes when unmapping is allowed.
+        if unmap {
+            do {
+                return try fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset: offset, length: length,
+                                     call: "fallocate(PUNCH_HOLE)")
+            } catch let error as SystemError where error.errno == EOPNOTSUPP {}
+        }
+        do {
+            return try fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset: offset, length: length,
+                                 call: "fallocate(ZERO_RANGE)")
+        } catch let error as SystemError where error.errno == EOPNOTSUPP {}
+        try writeZeroBytes(offset: offset, length: length)
+    }
+
+    // MARK: Helpers
+
+    private func checkRange(offset: UInt64, length: UInt64) {
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        precondition(!overflow && end <= capacityBytes, "the parser let a range beyond the disk through")
+    }
+
+    private func fallocate(_ mode: Int32, offset: UInt64, length: UInt64, call: String) throws {
+        checkRange(offset: offset, length: length)
+        guard length > 0 else { return }
+        try retryingInterrupts(call) { vmd_fallocate(file.rawValue, mode, off_t(offset), off_t(length)) }
+    }
+
+    /// The portable fallback for write-zeroes: plain writes from a zeroed buffer.
+    private func writeZeroBytes(offset: UInt64, length: UInt64) throws {
+        checkRange(offset: offset, length: length)
+        let chunk = 64 * 1024
+        let zeroes = [UInt8](repeating: 0, count: chunk)
+        var done: UInt64 = 0
+        try zeroes.withUnsafeBytes { buffer in
+            while done < length {
+                let count = Int(min(UInt64(chunk), length - done))
+                let written = try retryingInterrupts("pwrite") {
+                    pwrite(file.rawValue, buffer.baseAddress!, count, off_t(offset + done))
+                }
+                guard written > 0 else { throw SystemError("pwrite", errno: EIO) }
+                done += UInt64(written)
+            }
+        }
+    }
+
+    /// preadv/pwritev over `iovecs`, at most UIO_MAXIOV (IOV_MAX) per call, continuing after
+    /// short transfers (which advance the entries in place). Zero bytes transferred (end of
+    /// file) is reported as EIO.
+    private func transfer(
+        _ iovecs: inout [iovec], at offset: UInt64, call: String,
+        _ body: (Int32, UnsafePointer<iovec>, Int32, off_t) -> Int
+    ) throws {
+        checkRange(offset: offset, length: iovecs.reduce(0) { $0 + UInt64($1.iov_len) })
+        var index = 0
+        var position = offset
+        while index < iovecs.count {
+            let batch = Int32(min(iovecs.count - index, Int(UIO_MAXIOV)))
+            let fd = file.rawValue
+            let transferred = try iovecs.withUnsafeBufferPointer { vectors in
+                try retryingInterrupts(call) { body(fd, vectors.baseAddress! + index, batch, off_t(position)) }
+            }
+            guard transferred > 0 else { throw SystemError(call, errno: EIO) }
+            position += UInt64(transferred)
+            // Step over what was transferred: whole iovecs, then part of the next one.
+            var left = transferred
+            while left > 0 {
+                if left >= iovecs[index].iov_len {
+                    left -= iovecs[index].iov_len
+                    index += 1
+                } else {
+                    iovecs[index].iov_base += left
+                    iovecs[index].iov_len -= left
+                    left = 0
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import CKVM
+import CLinux
+import GuestRAM
+import LinuxSystem
+
+/// A KVM VM: memory slots, the in-kernel irqchip and PIT, interrupt lines, vCPUs.
+final class KVMVirtualMachine {
+    let fd: FileDescriptor
+    let system: KVMSystem
+
+    /// Addresses KVM needs for its own use on Intel (real-mode TSS and EPT identity
+    /// map), just below the 4 GiB BIOS area, inside our MMIO hole and away from any device.
+    static let tssAddress: UInt64 = 0xFFFB_D000
+    static let identityMapAddress: UInt64 = 0xFFFB_C000
+
+    init(system: KVMSystem) throws {
+        self.system = system
+        fd = try system.createVM()
+        // Harmless where unneeded (AMD, PVM); required for VMX real mode.
+        _ = try? kvmIoctl(fd, VMD_KVM_IOCTL_SET_TSS_ADDR, "KVM_SET_TSS_ADDR", value: UInt(KVMVirtualMachine.tssAddress))
+        var identityMap = KVMVirtualMachine.identityMapAddress
+        _ = try? kvmIoctl(fd, VMD_KVM_IOCTL_SET_IDENTITY_MAP_ADDR, "KVM_SET_IDENTITY_MAP_ADDR", &identityMap)
+        try kvmIoctl(fd, VMD_KVM_IOCTL_CREATE_IRQCHIP, "KVM_CREATE_IRQCHIP", value: 0)
+        var pit = kvm_pit_config()
+        pit.flags = UInt32(KVM_PIT_SPEAKER_DUMMY)
+        try kvmIoctl(fd, VMD_KVM_IOCTL_CREATE_PIT2, "KVM_CREATE_PIT2", &pit)
+    }
+
+    /// Gives KVM every slot of guest memory (the mapping stays owned by GuestMemory).
+    func register(_ memory: GuestMemory) throws {
+        for (index, region) in memory.kvmUserspaceAddresses.enumerated() {
+            var entry = kvm_userspace_memory_region()
+            entry.slot = UInt32(index)
+            entry.flags = region.slot.access == .readOnly ? UInt32(KVM_MEM_READONLY) : 0
+            entry.guest_phys_addr = region.slot.guestBase.value
+            entry.memory_size = region.slot.size
+            entry.userspace_addr = region.userspaceAddress
+            try kvmIoctl(fd, VMD_KVM_IOCTL_SET_USER_MEMORY_REGION, "KVM_SET_USER_MEMORY_REGION", &entry)
+        }
+    }
+
+    /// Drives an interrupt line of the in-kernel PIC/IOAPIC.
+    func setIRQLine(_ irq: UInt32, high: Bool) throws {
+        var level = kvm_irq_level()
+        level.irq = irq
+        level.level = high ? 1 : 0
+        try kvmIoctl(fd, VMD_KVM_IOCTL_IRQ_LINE, "KVM_IRQ_LINE", &level)
+    }
+
+    /// The platform timers as they stand: the PIT's channels and the KVM clock.
+    struct TimerState {
+        var pit: kvm_pit_state2
+        var clock: kvm_clock_data
+    }
+
+    /// Read at pause, written back at resume (QEMU does the same): setting the PIT
+    /// reloads its channels and drops the ticks it counted while the vCPUs were parked,
+    /// so the guest gets no burst of catch-up interrupts; setting the clock keeps
+    /// kvmclock from jumping over the paused time.
+    func timerState() throws -> TimerState {
+        var state = TimerState(pit: kvm_pit_state2(), clock: kvm_clock_data())
+        try kvmIoctl(fd, VMD_KVM_IOCTL_GET_PIT2, "KVM_GET_PIT2", &state.pit)
+        try kvmIoctl(fd, VMD_KVM_IOCTL_GET_CLOCK, "KVM_GET_CLOCK", &state.clock)
+        return state
+    }
+
+    func restore(_ state: TimerState) throws {
+        var state = state
+        // Only the clock value is set: KVM_SET_CLOCK takes no other flag from a get.
+        state.clock.flags = 0
+        try kvmIoctl(fd, VMD_KVM_IOCTL_SET_CLOCK, "KVM_SET_CLOCK", &state.clock)
+        try kvmIoctl(fd, VMD_KVM_IOCTL_SET_PIT2, "KVM_SET_PIT2", &state.pit)
+    }
+
+    func createVcpu(index: Int) throws -> Vcpu {
+        let raw = try kvmIoctl(fd, VMD_KVM_IOCTL_CREATE_VCPU, "KVM_CREATE_VCPU", value: UInt(index))
+        return try Vcpu(fd: FileDescriptor(adopting: raw), index: index, mapSize: system.vcpuMapSize())
+    }
+}

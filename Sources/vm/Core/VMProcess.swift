@@ -1,0 +1,122 @@
+import Glibc
+import Logging
+import GuestRAM
+import IPC
+import LinuxSystem
+
+/// The vm process (design §1): receives its slots and descriptors from vmd,
+/// builds the VM, runs it, and reports how it ended. Started by vmd only.
+struct VMProcess {
+    let channel: Channel
+    var logger = Logger(label: "vm")
+
+    struct Setup {
+        var memory: GuestMemory
+        var request: BootRequest
+        var kvm: FileDescriptor
+        var kernel: FileDescriptor
+        var initrd: FileDescriptor?
+        var console: FileDescriptor
+        var devices: [(VirtioAttachment, DeviceWiring)]
+    }
+
+    /// Receives the SHAREMEM handoff, then any devices, then the boot request.
+    func receiveSetup() throws -> Setup {
+        guard case .shareMemory(let slots, let memfds) = try channel.receive(VMCommand.self) else {
+            throw IPCError.malformed("expected shareMemory first")
+        }
+        let memory = try GuestMemory.mapShared(slots: slots, memfds: memfds)
+        var devices: [(VirtioAttachment, DeviceWiring)] = []
+        while true {
+            switch try channel.receive(VMCommand.self) {
+            case .attachDevice(let attachment, let wiring):
+                devices.append((attachment, wiring))
+            case .boot(let request, let kvm, let kernel, let initrd, let console):
+                return Setup(memory: memory, request: request, kvm: kvm, kernel: kernel, initrd: initrd, console: console,
+                             devices: devices)
+            default:
+                throw IPCError.malformed("expected attachDevice or boot")
+            }
+        }
+    }
+
+    func run() throws -> GuestEnd {
+        let setup = try receiveSetup()
+        let console = setup.console
+        let sandbox = SandboxProfile.vm(kvmRequests: VirtualMachine.runtimeKVMRequests)
+        // Namespaces and the empty root now, while this process has one thread: building
+        // the VM starts others, and unshare(CLONE_NEWNS) refuses a process with threads.
+        try Sandbox.isolate(sandbox)
+        var logger = self.logger
+        logger[metadataKey: "vm"] = "\(setup.request.name)"
+        let machine = try VirtualMachine(request: setup.request, memory: setup.memory, kvmDevice: setup.kvm,
+                                         kernel: setup.kernel, initrd: setup.initrd, console: console, devices: setup.devices,
+                                         logger: logger)
+        setup.kernel.close()
+        setup.initrd?.close()  // loaded; the vm process keeps no boot files open
+        let loop = try EventLoop()
+        try? console.setNonBlocking(true)
+        ProcessRole.current = "vm"
+        try Sandbox.enter(sandbox, logger: logger)
+        try channel.send(VMEvent.running)
+        try machine.start()
+
+        var outcome: GuestEnd?
+        let ended = try loop.watchReadable(machine.endedEvent.rawValue) {
+            _ = machine.endedEvent.drainEvent()
+            outcome = machine.stop(reason: .stopped)
+            loop.stop()
+        }
+        let commands = try loop.watchReadable(channel.socket.rawValue) {
+            do {
+                switch try channel.receive(VMCommand.self) {
+                case .stop:
+                    outcome = machine.stop(reason: .stopped)
+                    loop.stop()
+                case .requestShutdown:
+                    machine.requestShutdown()
+                case .pause:
+                    let unconfirmed = machine.pause()
+                    if !unconfirmed.isEmpty { logger.warning("pause: \(unconfirmed.joined(separator: ", ")) did not confirm") }
+                    logger.debug("all vCPUs parked, devices quiesced, timers frozen")
+                    try channel.send(VMEvent.paused)
+                case .resume:
+                    machine.resume()
+                    try channel.send(VMEvent.resumed)
+                case .setLogLevel(let name):
+                    if let level = Logger.Level(rawValue: name) { VmdLog.setLevel(level) }
+                    logger.debug("log level now \(name)")
+                case .shareMemory, .boot, .attachDevice:
+                    logger.error("ignoring a setup message after boot")
+                }
+            } catch {
+                // vmd went away or sent garbage: nobody supervises this VM any more.
+                logger.error("control channel: \(error); stopping")
+                outcome = machine.stop(reason: .stopped)
+                loop.stop()
+            }
+        }
+        let consoleInput = try loop.watchReadable(console.rawValue) {
+            if let bytes = try? console.read(upTo: 256), !bytes.isEmpty { machine.receiveConsoleInput(bytes) }
+        }
+        let deviceEvents = try machine.virtioDevices.map { device in
+            try loop.watchReadable(device.events.socket.rawValue) {
+                switch Result(catching: { try device.events.receive(DeviceEvent.self) }) {
+                case .success(.needsReset(let reason)):
+                    logger.warning("\(device.transport.name): device needs reset: \(reason)")
+                    device.transport.markNeedsReset()
+                case .success(.configChanged):
+                    device.transport.configChanged()
+                case .failure(let error):
+                    // A device process that dies takes the VM down (design §1); vmd reports which.
+                    logger.error("\(device.transport.name): device channel: \(error)")
+                    outcome = machine.stop(reason: .failed("device \(device.transport.name) went away"))
+                    loop.stop()
+                }
+            }
+        }
+        try loop.run()
+        withExtendedLifetime((ended, commands, consoleInput, deviceEvents)) {}
+        return outcome ?? machine.stop(reason: .stopped)
+    }
+}

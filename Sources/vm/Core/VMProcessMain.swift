@@ -1,0 +1,30 @@
+import Glibc
+import IPC
+import LinuxSystem
+import Logging
+
+/// The vm process from start to exit. vmd starts it with its control channel as
+/// fd 3; it is not meant to be run by hand.
+package enum VMProcessMain {
+    package static func run() -> Never {
+        VmdLog.bootstrapChild()
+        let logger = Logger(label: "vm")
+        do {
+            try ChildSetup.dieWithParent()
+        } catch {
+            logger.critical("setup: \(error)")
+            exit(70)
+        }
+        let process = VMProcess(channel: ChildSetup.inheritedChannel(), logger: logger)
+        let end: GuestEnd
+        do {
+            end = try process.run()
+        } catch {
+            logger.error("\(error)")
+            end = .failed("\(error)")
+        }
+        logger.info("guest \(end)")
+        try? process.channel.send(VMEvent.ended(end))
+        exit(0)
+    }
+}

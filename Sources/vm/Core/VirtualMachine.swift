@@ -1,0 +1,192 @@
+import CKVM
+import Glibc
+import Logging
+import GuestRAM
+import IPC
+import LinuxSystem
+import MemorySlots
+import Synchronization
+
+/// One running VM inside the vm process: KVM objects, platform devices, vCPU threads.
+final class VirtualMachine {
+    let request: BootRequest
+    let memory: GuestMemory
+    private let kvm: KVMVirtualMachine
+    private let serial: Serial16550
+    private let vcpuThreads: [VcpuThread]
+    private let poller: MaskedInterruptPoller
+    private let gate = PauseGate()
+    /// The PIT and KVM clock as they were at pause.
+    private var pausedTimers: KVMVirtualMachine.TimerState?
+    private let control = VMMControlPort()
+    /// The virtio devices served by other processes, with their event channels.
+    let virtioDevices: [(transport: VirtioPCITransport, events: Channel)]
+    /// The KVM ioctls the vm process still makes once sandboxed (everything else
+    /// was done while building the VM), with who needs each.
+    static let runtimeKVMRequests: [(request: UInt, reason: String)] = [
+        (VMD_KVM_IOCTL_RUN, "vCPU threads: KVM_RUN"),
+        (VMD_KVM_IOCTL_IRQ_LINE, "UART interrupt line: KVM_IRQ_LINE"),
+        (VMD_KVM_IOCTL_SET_GSI_ROUTING, "MSI-X routes as the guest programs vectors: KVM_SET_GSI_ROUTING"),
+        (VMD_KVM_IOCTL_IRQFD, "binding queue interrupts to routes: KVM_IRQFD"),
+        (VMD_KVM_IOCTL_IOEVENTFD, "moving queue notifies with the BAR: KVM_IOEVENTFD"),
+        (VMD_KVM_IOCTL_SIGNAL_MSI, "pending vectors on unmask, config changes: KVM_SIGNAL_MSI"),
+        (VMD_KVM_IOCTL_GET_REGS, "a failed vCPU reports its rip: KVM_GET_REGS (VcpuThread)"),
+        (VMD_KVM_IOCTL_GET_SREGS, "a failed vCPU reports its cs and cr3: KVM_GET_SREGS (VcpuThread)"),
+        (VMD_KVM_IOCTL_GET_PIT2, "pause freezes the PIT: KVM_GET_PIT2"),
+        (VMD_KVM_IOCTL_SET_PIT2, "resume restores the PIT: KVM_SET_PIT2"),
+        (VMD_KVM_IOCTL_GET_CLOCK, "pause saves the KVM clock: KVM_GET_CLOCK"),
+        (VMD_KVM_IOCTL_SET_CLOCK, "resume restores the KVM clock: KVM_SET_CLOCK"),
+    ]
+
+    /// Where the vm places BARs before the guest moves them: the bottom of the MMIO hole.
+    static let barWindowBase: UInt64 = GuestPhysicalLayout.mmioHoleStart.value
+    static let barSpacing: UInt64 = 0x10_0000
+    private let logger: Logger
+
+    /// The first way the guest ended; later reports (other vCPUs stopping) are ignored.
+    private let end = GuestEndLatch()
+    /// Signalled when `end` is set, so the main loop wakes up.
+    let endedEvent: FileDescriptor
+
+    init(request: BootRequest, memory: GuestMemory, kvmDevice: FileDescriptor, kernel: FileDescriptor,
+         initrd: FileDescriptor?, console: FileDescriptor, devices: [(VirtioAttachment, DeviceWiring)], logger: Logger) throws {
+        self.request = request
+        self.memory = memory
+        self.logger = logger
+        let system = try KVMSystem(fd: kvmDevice)
+        kvm = try KVMVirtualMachine(system: system)
+        try kvm.register(memory)
+
+        let kvmForIRQ = kvm
+        serial = Serial16550(
+            output: { bytes in try? console.writeAll(bytes) },
+            interruptLine: { high in try? kvmForIRQ.setIRQLine(Serial16550.com1IRQ, high: high) })
+        let ports = AddressBus(name: "port I/O")
+        try ports.register(serial, base: Serial16550.com1Port, size: Serial16550.size)
+        try ports.register(DebugExitPort(), base: DebugExitPort.port, size: DebugExitPort.size)
+        let ramBelow4G = memory.slots.filter { $0.guestBase.value < 1 << 32 }.reduce(0) { $0 + $1.size }
+        let ramAbove4G = memory.slots.filter { $0.guestBase.value >= 1 << 32 }.reduce(0) { $0 + $1.size }
+        try ports.register(CMOS(ramBelow4G: ramBelow4G, ramAbove4G: ramAbove4G), base: CMOS.port, size: CMOS.size)
+        try ports.register(I8042(), base: I8042.port, size: I8042.size)
+        try ports.register(control, base: VMMControlPort.port, size: VMMControlPort.size)
+        let mmio = AddressBus(name: "MMIO")
+        let buses = Buses(ports: ports, mmio: mmio)
+        let pci = PCIBus()
+        _ = pci.attach(PCIHostBridge())
+        try ports.register(pci, base: PCIBus.port, size: PCIBus.size)
+        let router = InterruptRouter(vm: kvm.fd)
+        try router.route(gsi: InterruptRouter.firstMSIGSI, to: nil)  // install the default routes once
+        poller = try MaskedInterruptPoller()
+        var virtioDevices: [(transport: VirtioPCITransport, events: Channel)] = []
+        for (attachment, wiring) in devices {
+            let client = try DeviceClient(socket: wiring.transport)
+            guard case .description(let description) = try client.request(.describe),
+                  description.type == attachment.type, Int(description.queueCount) == wiring.kicks.count else {
+                throw VMSetupError.unsupported("device \(attachment.name) described itself inconsistently")
+            }
+            let slot = virtioDevices.count + 1
+            let transport = VirtioPCITransport(
+                name: attachment.name, description: description, client: client, wiring: wiring, router: router,
+                mmio: mmio, poller: poller, initialBAR: VirtualMachine.barWindowBase + UInt64(slot) * VirtualMachine.barSpacing,
+                logger: logger)
+            guard pci.attach(transport) != nil else { throw VMSetupError.unsupported("no free PCI slot for \(attachment.name)") }
+            virtioDevices.append((transport, Channel(socket: wiring.events)))
+            logger.info("\(attachment.name): \(description.type) with \(description.queueCount) queues, features 0x\(String(description.features, radix: 16))")
+        }
+        self.virtioDevices = virtioDevices
+
+        let image = try kernel.pread(count: Int(try kernel.fileSize()), offset: 0)
+        let initrdBytes = try initrd.map { try $0.pread(count: Int(try $0.fileSize()), offset: 0) }
+        let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, initrd: initrdBytes,
+                                          vcpuCount: request.vcpus, into: memory)
+        logger.info("loaded \(image.count) bytes, entry \(entry)")
+
+        let supported = try system.supportedCPUID()
+        let endedEvent = try FileDescriptor.eventFD()
+        self.endedEvent = endedEvent
+        let guestLog = RateLimitedLog(logger: logger)
+        var threads: [VcpuThread] = []
+        let latch = end
+        for index in 0..<request.vcpus {
+            let vcpu = try kvm.createVcpu(index: index)
+            try vcpu.setCPUID(GuestCPUID.entries(supported: supported, vcpuIndex: index, vcpuCount: request.vcpus))
+            if index == 0 { try BootCPU.configure(vcpu, for: entry) }
+            threads.append(VcpuThread(vcpu: vcpu, buses: buses, log: guestLog, gate: gate) { [endedEvent] guestEnd in
+                if latch.record(guestEnd) { try? endedEvent.signalEvent() }
+            })
+        }
+        vcpuThreads = threads
+    }
+
+    func start() throws {
+        VcpuThread.installKickHandler()
+        try poller.start()
+        for thread in vcpuThreads { try thread.start() }
+    }
+
+    /// Console input for the guest.
+    func receiveConsoleInput(_ bytes: [UInt8]) {
+        serial.receive(bytes)
+    }
+
+    /// How the guest ended, once it has.
+    var guestEnd: GuestEnd? { end.value }
+
+    /// Asks the guest to shut down (the guest kit polls the VMM control port).
+    func requestShutdown() {
+        control.requestShutdown()
+    }
+
+    /// Stops the guest until `resume()`: every vCPU parked, then each device process
+    /// quiesced (it takes no new request, its in-flight ones are done: its loop serves one
+    /// event at a time), then the platform timers frozen. Returns the devices that did
+    /// not confirm within their reply timeout (they are stuck or gone).
+    func pause() -> [String] {
+        gate.pause(threads: vcpuThreads.count) { vcpuThreads.forEach { $0.kick() } }
+        let unconfirmed = virtioDevices.filter { !$0.transport.setQuiesced(true) }.map(\.transport.name)
+        do {
+            pausedTimers = try kvm.timerState()
+        } catch {
+            logger.warning("pause: platform timers not saved: \(error)")
+        }
+        return unconfirmed
+    }
+
+    /// The reverse of `pause()`: timers, devices, then the vCPUs.
+    func resume() {
+        if let timers = pausedTimers {
+            do { try kvm.restore(timers) } catch { logger.warning("resume: platform timers not restored: \(error)") }
+            pausedTimers = nil
+        }
+        for device in virtioDevices where !device.transport.setQuiesced(false) {
+            logger.warning("resume: \(device.transport.name) did not confirm")
+        }
+        gate.resume()
+    }
+
+    /// Stops every vCPU and waits for its thread; records `reason` if nothing ended the guest before.
+    func stop(reason: GuestEnd) -> GuestEnd {
+        end.record(reason)
+        vcpuThreads.forEach { $0.requestStop() }
+        gate.release()
+        vcpuThreads.forEach { $0.join() }
+        return guestEnd ?? reason
+    }
+}
+
+/// Keeps the first `GuestEnd` reported by any thread.
+final class GuestEndLatch: Sendable {
+    private let slot = Mutex<GuestEnd?>(nil)
+
+    /// Records `end` unless one was recorded before; true if this was the first.
+    @discardableResult
+    func record(_ end: GuestEnd) -> Bool {
+        slot.withLock { value in
+            guard value == nil else { return false }
+            value = end
+            return true
+        }
+    }
+
+    var value: GuestEnd? { slot.withLock { $0 } }
+}

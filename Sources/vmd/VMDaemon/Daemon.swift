@@ -1,0 +1,276 @@
+import Glibc
+import Logging
+import Configuration
+import IPC
+import LinuxSystem
+
+/// vmd as a daemon (issue 5): the VMs of its configuration file and those
+/// started with `vmctl start path.conf`, the control socket, one event loop.
+final class Daemon {
+    struct Options {
+        var configPath: String
+        var socketPath: String
+    }
+
+    /// A VM vmd knows about, running or not.
+    final class Record {
+        let id: Int
+        var config: VMConfig
+        var directory: String
+        var owner: ResolvedOwner
+        /// Defined in vmd's own configuration (kept after it stops), rather than started from a file.
+        var fromGlobalConfig: Bool
+        var instance: VMInstance?
+        var lastOutcome: VMOutcome?
+        /// For a VM started from a file: forgets it once it has been stopped a while.
+        var expiry: EventWatch?
+
+        init(id: Int, config: VMConfig, directory: String, owner: ResolvedOwner, fromGlobalConfig: Bool) {
+            (self.id, self.config, self.directory, self.owner, self.fromGlobalConfig) = (id, config, directory, owner, fromGlobalConfig)
+        }
+
+        var isRunning: Bool { instance.map { $0.state != .stopped } ?? false }
+    }
+
+    let options: Options
+    /// Where vmd looks without -f; its absence there is no error (a daemon with no predefined VMs).
+    public static let defaultConfigPath = "/etc/vmd.conf"
+    private let loop: EventLoop
+    private var logger = Logger(label: "vmd")
+    private var server: ControlServer?
+    private var records: [Record] = []
+    private var nextID = 1
+    private var watches: [EventWatch] = []
+    private var shuttingDown = false
+    /// Where `local interface` /31s come from (the configuration's `local prefix`).
+    private var localPrefix = IPv4Prefix.defaultLocal
+    /// How long a stopped VM that was started from a file stays listed (with why it
+    /// stopped) before vmd forgets it; a VM of vmd's own configuration stays for good.
+    static let stoppedFileVMRetention: Double = 600
+
+    init(options: Options) throws {
+        self.options = options
+        loop = try EventLoop()
+    }
+
+    func run() throws {
+        let file = try loadGlobalConfig()
+        localPrefix = file.localPrefix
+        try define(file, directory: directory(of: options.configPath), fromGlobalConfig: true)
+        var descriptors = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &descriptors)
+        let limits = ControlLimits(descriptorLimit: Int(clamping: descriptors.rlim_cur))
+        server = try ControlServer(path: options.socketPath, loop: loop, logger: logger, limits: limits) { [unowned self] request, peer, reply in
+            self.handle(request, from: peer, reply: reply)
+        }
+        watches.append(try loop.onSignal(SIGCHLD) { [unowned self] in self.reapAll() })
+        watches.append(try loop.onSignal(SIGHUP) { [unowned self] in
+            do { try self.reload() } catch { self.logger.error("reload: \(error)") }
+        })
+        for signal in [SIGTERM, SIGINT] {
+            watches.append(try loop.onSignal(signal) { [unowned self] in self.shutDown() })
+        }
+        watches.append(try loop.onSignal(SIGPIPE) {})
+        logger.notice("listening on \(options.socketPath)")
+        for record in records where record.config.enabled {
+            do { try start(record) } catch { logger.error("vm \(record.config.name): \(error)") }
+        }
+        try loop.run()
+        server = nil
+        logger.notice("exiting")
+    }
+
+    // MARK: Configuration
+
+    private func loadGlobalConfig() throws -> ConfigFile {
+        guard access(options.configPath, F_OK) == 0 || options.configPath != Daemon.defaultConfigPath else {
+            return ConfigFile(vms: [])  // no /etc/vmd.conf: a daemon with no predefined VMs
+        }
+        return try ConfigParser.load(path: options.configPath)
+    }
+
+    /// Adds or updates the VMs of a file; running VMs keep running as they are.
+    private func define(_ file: ConfigFile, directory: String, fromGlobalConfig: Bool) throws {
+        for vm in file.vms {
+            let owner = try ResolvedOwner.resolve(vm.owner, at: vm.location(of: "owner"))
+            if let existing = records.first(where: { $0.config.name == vm.name }) {
+                guard !existing.isRunning else { continue }
+                existing.config = vm
+                existing.directory = directory
+                existing.owner = owner
+                existing.fromGlobalConfig = fromGlobalConfig
+            } else {
+                records.append(Record(id: nextID, config: vm, directory: directory, owner: owner, fromGlobalConfig: fromGlobalConfig))
+                nextID += 1
+            }
+        }
+    }
+
+    private func reload() throws {
+        let file = try loadGlobalConfig()
+        localPrefix = file.localPrefix
+        try define(file, directory: directory(of: options.configPath), fromGlobalConfig: true)
+        logger.notice("reloaded \(options.configPath)")
+    }
+
+    // MARK: Lifecycle
+
+    private func start(_ record: Record) throws {
+        guard !record.isRunning else { throw DaemonError.alreadyRunning(record.config.name) }
+        var launcher = VMLauncher(config: record.config, configDirectory: record.directory, logger: logger)
+        // Each VM's local interfaces get /31s of their own: four per VM id.
+        launcher.localPrefix = localPrefix
+        launcher.localInterfaceBase = (record.id - 1) * InterfaceConfig.maximumPerVM
+        let instance = try VMInstance(id: record.id, launcher: launcher, loop: loop, logger: logger)
+        record.instance = instance
+        record.lastOutcome = nil
+        record.expiry = nil
+        instance.whenStopped { [unowned self, unowned record] outcome in
+            record.lastOutcome = outcome
+            self.logger.notice("vm \(record.config.name) stopped: \(outcome)")
+            if !record.fromGlobalConfig {
+                record.expiry = try? self.loop.after(seconds: Daemon.stoppedFileVMRetention) { [weak self, weak record] in
+                    if let self, let record { self.forget(record) }
+                }
+            }
+            if self.shuttingDown && !self.records.contains(where: \.isRunning) { self.loop.stop() }
+        }
+        instance.reap()  // a child may already have died
+    }
+
+    /// Drops a stopped VM that came from a file.
+    private func forget(_ record: Record) {
+        guard !record.isRunning, !record.fromGlobalConfig else { return }
+        records.removeAll { $0 === record }
+    }
+
+    private func reapAll() {
+        for record in records { record.instance?.reap() }
+    }
+
+    /// SIGTERM: stop every VM gracefully, then exit.
+    private func shutDown() {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        logger.notice("stopping all VMs")
+        let running = records.filter(\.isRunning)
+        if running.isEmpty { loop.stop() }
+        running.forEach { $0.instance?.stop(force: false, gracePeriod: 10) }
+    }
+
+    // MARK: Requests
+
+    enum DaemonError: Error, CustomStringConvertible {
+        case noSuchVM(VMTarget)
+        case alreadyRunning(String)
+        case notRunning(String)
+        case rootOnly(String)
+
+        var description: String {
+            switch self {
+            case .noSuchVM(let target): "no vm \(target)"
+            case .alreadyRunning(let name): "vm \(name) is already running"
+            case .notRunning(let name): "vm \(name) is not running"
+            case .rootOnly(let what): "permission denied: only root may \(what)"
+            }
+        }
+    }
+
+    private func record(_ target: VMTarget, for peer: PeerCredentials) throws -> Record {
+        let found: Record? = switch target {
+        case .id(let id): records.first { $0.id == id }
+        case .name(let name): records.first { $0.config.name == name }
+        }
+        // A VM the peer may not use is answered as one that does not exist, so that nobody
+        // learns the names and ids of other users' VMs (status does not list them either).
+        guard let found, found.owner.permits(peer) else { throw DaemonError.noSuchVM(target) }
+        return found
+    }
+
+    private func running(_ target: VMTarget, for peer: PeerCredentials) throws -> (Record, VMInstance) {
+        let record = try record(target, for: peer)
+        guard let instance = record.instance, record.isRunning else { throw DaemonError.notRunning(record.config.name) }
+        return (record, instance)
+    }
+
+    private func handle(_ request: ControlRequest, from peer: PeerCredentials, reply: @escaping (ControlReply) -> Void) {
+        do {
+            switch request {
+            case .startNamed(let name):
+                let record = try record(.name(name), for: peer)
+                try start(record)
+                reply(.started(id: record.id, name: record.config.name))
+            case .startConfig(let text, let path, let configDirectory):
+                // A file can name any kernel or disk: only root may start one (vm.conf's owner covers the rest).
+                guard peer.isRoot else { throw DaemonError.rootOnly("start a VM from a file") }
+                let file = try ConfigParser.parse(text, file: path)
+                guard let first = file.vms.first else { throw DaemonError.noSuchVM(.name(path)) }
+                let known = Set(records.map { ObjectIdentifier($0) })
+                var started: [Record] = []
+                do {
+                    try define(file, directory: configDirectory, fromGlobalConfig: false)
+                    for vm in file.vms {
+                        let record = try record(.name(vm.name), for: peer)
+                        try start(record)
+                        started.append(record)
+                    }
+                } catch {
+                    // What this request defined and could not start is not kept: the error is the answer.
+                    records.removeAll { !known.contains(ObjectIdentifier($0)) && !$0.isRunning }
+                    throw error
+                }
+                let firstRecord = started.first { $0.config.name == first.name } ?? started[0]
+                reply(.started(id: firstRecord.id, name: firstRecord.config.name))
+            case .stop(let target, let force):
+                let (record, instance) = try running(target, for: peer)
+                instance.stop(force: force, reason: force ? .stoppedByRequest : nil)
+                reply(.done("stopping vm \(record.config.name)"))
+            case .stopAll(let force):
+                let mine = records.filter { $0.isRunning && $0.owner.permits(peer) }
+                mine.forEach { $0.instance?.stop(force: force, reason: force ? .stoppedByRequest : nil) }
+                reply(.done("stopping \(mine.count) vm\(mine.count == 1 ? "" : "s")"))
+            case .wait(let target):
+                let record = try record(target, for: peer)
+                guard let instance = record.instance else { throw DaemonError.notRunning(record.config.name) }
+                instance.whenStopped { outcome in reply(.done("vm \(record.config.name) stopped: \(outcome)")) }
+            case .status(let target):
+                let visible = try target.map { [try record($0, for: peer)] } ?? records.filter { $0.owner.permits(peer) }
+                reply(.status(visible.map(statusEntry)))
+            case .console(let target):
+                let (record, instance) = try running(target, for: peer)
+                guard let console = instance.console else { throw DaemonError.notRunning(record.config.name) }
+                reply(.console(try console.duplicate(), name: record.config.name))
+            case .pause(let target):
+                let (record, instance) = try running(target, for: peer)
+                instance.pause { state in
+                    reply(state == .paused ? .done("vm \(record.config.name) paused") : .failed("vm \(record.config.name) is \(state.rawValue)"))
+                }
+            case .unpause(let target):
+                let (record, instance) = try running(target, for: peer)
+                instance.unpause { state in
+                    reply(state == .running ? .done("vm \(record.config.name) unpaused") : .failed("vm \(record.config.name) is \(state.rawValue)"))
+                }
+            case .log(let verbose):
+                guard peer.isRoot else { throw DaemonError.rootOnly("change the log level") }
+                let level: Logger.Level = verbose ? .debug : .info
+                VmdLog.setLevel(level)
+                records.forEach { $0.instance?.setLogLevel(level) }
+                reply(.done("logging \(verbose ? "verbose" : "brief")"))
+            case .reload:
+                guard peer.isRoot else { throw DaemonError.rootOnly("reload the configuration") }
+                try reload()
+                reply(.done("reloaded \(options.configPath)"))
+            }
+        } catch {
+            reply(.failed("\(error)"))
+        }
+    }
+
+    private func statusEntry(_ record: Record) -> VMStatusEntry {
+        let state = record.instance.map { $0.state.rawValue } ?? "stopped"
+        return VMStatusEntry(
+            id: record.id, pid: record.isRunning ? record.instance?.vmPid ?? 0 : 0, vcpus: record.config.cpus,
+            memoryBytes: record.config.memoryBytes, state: state, owner: record.owner.display, name: record.config.name,
+            reason: record.isRunning ? "" : record.lastOutcome.map { "\($0)" } ?? (record.config.enabled || !record.fromGlobalConfig ? "" : "disabled"))
+    }
+}

@@ -1,0 +1,133 @@
+import CLinux
+import Glibc
+import Configuration
+import LinuxSystem
+
+/// A tap interface vmd creates for one NIC (issue 4): opened from /dev/net/tun
+/// with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, a 12-byte virtio-net header, the
+/// offloads the device may use, link up, and for a `local interface` the host's
+/// address of the /31. Only the virtio-net process ever holds its fd afterwards.
+struct TapDevice {
+    let fd: FileDescriptor
+    let name: String
+
+    enum TapError: Error, CustomStringConvertible {
+        case setup(String, SystemError)
+
+        var description: String {
+            switch self {
+            case .setup(let what, let error): "tap: \(what): \(String(cString: strerror(error.errno)))"
+            }
+        }
+    }
+
+    static let vnetHeaderSize: Int32 = 12
+
+    /// Creates the tap (named `name`, or the kernel's next tapN). `offloads` are
+    /// probed (TUNSETOFFLOAD) and left off: the virtio-net process turns on those
+    /// the guest negotiates; `acceptedOffloads` says which it may offer.
+    static func create(name: String?, offloads: UInt32) throws -> (tap: TapDevice, acceptedOffloads: UInt32) {
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open("/dev/net/tun", flags: O_RDWR | O_NONBLOCK) } catch let error as SystemError {
+            throw TapError.setup("open /dev/net/tun", error)
+        }
+        var request = ifreq()
+        if let name { setName(&request, name) }
+        request.ifr_ifru.ifru_flags = Int16(VMD_IFF_TAP | VMD_IFF_NO_PI | VMD_IFF_VNET_HDR)
+        try ioctl(fd, VMD_TUNSETIFF, &request, "TUNSETIFF(\(name ?? "tap%d"))")
+        let actual = withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        var headerSize = vnetHeaderSize
+        try ioctl(fd, VMD_TUNSETVNETHDRSZ, &headerSize, "TUNSETVNETHDRSZ")
+        let accepted = vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, UInt(offloads)) == 0 ? offloads : 0
+        try check(vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, 0), "TUNSETOFFLOAD(0)")
+        let tap = TapDevice(fd: fd, name: actual)
+        try tap.setLinkUp()
+        return (tap, accepted)
+    }
+
+    /// Brings the link up (SIOCSIFFLAGS with IFF_UP).
+    func setLinkUp() throws {
+        try withControlSocket { socket in
+            var request = ifreq()
+            TapDevice.setName(&request, name)
+            try TapDevice.ioctl(socket, VMD_SIOCGIFFLAGS, &request, "SIOCGIFFLAGS")
+            request.ifr_ifru.ifru_flags |= Int16(IFF_UP)
+            try TapDevice.ioctl(socket, VMD_SIOCSIFFLAGS, &request, "SIOCSIFFLAGS")
+        }
+    }
+
+    /// Gives the host side an IPv4 address and netmask (a `local interface`).
+    func setAddress(_ address: UInt32, prefixLength: Int) throws {
+        try withControlSocket { socket in
+            var request = ifreq()
+            TapDevice.setName(&request, name)
+            request.ifr_ifru.ifru_addr = TapDevice.socketAddress(address)
+            try TapDevice.ioctl(socket, VMD_SIOCSIFADDR, &request, "SIOCSIFADDR")
+            let mask: UInt32 = prefixLength == 0 ? 0 : ~UInt32(0) << (32 - UInt32(prefixLength))
+            request.ifr_ifru.ifru_netmask = TapDevice.socketAddress(mask)
+            try TapDevice.ioctl(socket, VMD_SIOCSIFNETMASK, &request, "SIOCSIFNETMASK")
+        }
+    }
+
+    /// Adds the tap to a bridge (`switch "name"`).
+    func addToBridge(_ bridge: String) throws {
+        try withControlSocket { socket in
+            var index = ifreq()
+            TapDevice.setName(&index, name)
+            try TapDevice.ioctl(socket, VMD_SIOCGIFINDEX, &index, "SIOCGIFINDEX(\(name))")
+            var request = ifreq()
+            TapDevice.setName(&request, bridge)
+            request.ifr_ifru.ifru_ivalue = index.ifr_ifru.ifru_ivalue
+            try TapDevice.ioctl(socket, VMD_SIOCBRADDIF, &request, "SIOCBRADDIF(\(bridge))")
+        }
+    }
+
+    private func withControlSocket(_ body: (FileDescriptor) throws -> Void) throws {
+        let raw = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard raw >= 0 else { throw TapError.setup("socket", SystemError.last("socket")) }
+        try body(FileDescriptor(adopting: raw))
+    }
+
+    private static func setName(_ request: inout ifreq, _ name: String) {
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { buffer in
+            buffer.initializeMemory(as: UInt8.self, repeating: 0)
+            buffer.copyBytes(from: Array(name.utf8.prefix(buffer.count - 1)))
+        }
+    }
+
+    private static func socketAddress(_ address: UInt32) -> sockaddr {
+        var inet = sockaddr_in()
+        inet.sin_family = sa_family_t(AF_INET)
+        inet.sin_addr.s_addr = address.bigEndian
+        return withUnsafeBytes(of: inet) { $0.load(as: sockaddr.self) }
+    }
+
+    private static func ioctl<Argument>(_ fd: FileDescriptor, _ request: UInt, _ argument: inout Argument, _ what: String) throws {
+        let result = withUnsafeMutablePointer(to: &argument) { vmd_ioctl_ptr(fd.rawValue, request, $0) }
+        try check(result, what)
+    }
+
+    private static func check(_ result: Int32, _ what: String) throws {
+        if result < 0 { throw TapError.setup(what, SystemError.last(what)) }
+    }
+}
+
+/// The /31 a `local interface` gets from the local prefix (vm.conf's `local
+/// prefix`, default 100.64.0.0/10): the host (tap) takes the even address, the
+/// guest the odd one; `index` counts local interfaces across vmd's VMs.
+struct LocalSubnet: Equatable {
+    let host: UInt32
+    let guest: UInt32
+    static let prefixLength = 31
+
+    init?(prefix: IPv4Prefix, index: Int) {
+        let size = prefix.prefixLength >= 32 ? 1 : UInt64(1) << UInt64(32 - prefix.prefixLength)
+        guard index >= 0, UInt64(index) * 2 + 1 < size else { return nil }
+        host = prefix.address + UInt32(index * 2)
+        guest = host + 1
+    }
+
+    static func format(_ address: UInt32) -> String {
+        "\(address >> 24).\((address >> 16) & 0xFF).\((address >> 8) & 0xFF).\(address & 0xFF)"
+    }
+}

@@ -1,0 +1,222 @@
+import Glibc
+import Logging
+import Configuration
+import IPC
+import LinuxSystem
+
+/// The processes of one VM, supervised from a vmd event loop (design §1): the
+/// vm process's reports, the death of any child (which stops the others),
+/// graceful and forced stops, pause and resume. Used by the daemon for every
+/// VM and by `vmd boot` for its one.
+final class VMInstance {
+    enum State: String {
+        case running, paused, stopping, stopped
+    }
+
+    let id: Int
+    let config: VMConfig
+    private(set) var state = State.running
+    private(set) var launched: LaunchedVM?
+    private let loop: EventLoop
+    private let logger: Logger
+    private var watches: [EventWatch] = []
+    private var forceTimer: EventWatch?
+    /// What the vm process reported about the guest.
+    private var reported: GuestEnd?
+    /// Why vmd ended the VM itself, if it did.
+    private var forced: VMOutcome?
+    private(set) var outcome: VMOutcome?
+    private var stopWaiters: [(VMOutcome) -> Void] = []
+    private var pauseWaiters: [(State) -> Void] = []
+    /// One per child, in `launched.children` order, with the watch on its log pipe.
+    private var logRelays: [ChildLogRelay] = []
+    private var logWatches: [EventWatch?] = []
+
+    /// How long a graceful stop waits for the guest before forcing it.
+    static let defaultGracePeriod: Double = 30
+
+    init(id: Int, launcher: VMLauncher, loop: EventLoop, logger: Logger) throws {
+        self.id = id
+        self.config = launcher.config
+        self.loop = loop
+        var logger = logger
+        logger[metadataKey: "vm"] = "\(launcher.config.name)"
+        self.logger = logger
+        let launched = try launcher.launch()
+        self.launched = launched
+        try? launched.vm.channel.socket.setNonBlocking(true)
+        watches.append(try loop.watchReadable(launched.vm.channel.socket.rawValue) { [weak self] in self?.readVMEvents() })
+        for (index, child) in launched.children.enumerated() {
+            logRelays.append(ChildLogRelay())
+            logWatches.append(try loop.watchReadable(child.log.rawValue) { [weak self] in self?.relayLog(of: index) })
+        }
+    }
+
+    /// Passes on what a child wrote to its log pipe, tagged with its VM and role. At
+    /// most 1 MiB a call, so one chatty child cannot hold up the loop; the rest is
+    /// read on the next round (the watch is level-triggered).
+    private func relayLog(of index: Int) {
+        guard let child = launched?.children[index], logWatches[index] != nil else { return }
+        for _ in 0..<16 {
+            let bytes: [UInt8]
+            do {
+                guard let read = try child.log.readAvailable(upTo: 65536) else { return }
+                bytes = read
+            } catch {
+                bytes = []
+                logger.error("\(child.logTag) log: \(error)")
+            }
+            let now = MonotonicClock.seconds()
+            guard !bytes.isEmpty else {
+                logRelays[index].finish(now: now).forEach { VmdLog.relay($0, tag: child.logTag) }
+                logWatches[index]?.cancel()
+                logWatches[index] = nil
+                return
+            }
+            logRelays[index].feed(bytes, now: now).forEach { VmdLog.relay($0, tag: child.logTag) }
+        }
+    }
+
+    /// Relays everything still in the children's log pipes (a child's last words
+    /// come just before it exits).
+    private func drainLogs() {
+        for index in logWatches.indices { relayLog(of: index) }
+    }
+
+    /// Handles every message the vm process has sent so far. Called when its channel
+    /// is readable and before judging a child's death: a guest that ended by itself
+    /// reports so just before its processes exit, and that report decides the outcome.
+    private func readVMEvents() {
+        guard let vm = launched?.vm else { return }
+        while true {
+            let event: VMEvent
+            do {
+                guard let (bytes, descriptors) = try vm.channel.receiveRaw() else { return }
+                event = try IPCFrame.decode(VMEvent.self, bytes: bytes, descriptors: descriptors)
+            } catch IPCError.peerClosed {
+                watches.first?.cancel()  // the vm process is exiting; SIGCHLD follows
+                return
+            } catch let error as SystemError where error.errno == ECONNRESET {
+                watches.first?.cancel()  // killed with messages unread (a forced stop); SIGCHLD follows
+                return
+            } catch {
+                logger.error("vm channel: \(error)")
+                vm.process.kill()
+                return
+            }
+            switch event {
+            case .running:
+                logger.info("running")
+            case .ended(let end):
+                if reported == nil && forced == nil { reported = end }
+            case .paused:
+                state = .paused
+                finishPauseWaiters()
+            case .resumed:
+                if state != .stopping { state = .running }  // a graceful stop resumes a paused guest first
+                finishPauseWaiters()
+            }
+        }
+    }
+
+    var vmPid: pid_t? { state == .stopped ? nil : launched?.vm.process.pid }
+    var console: FileDescriptor? { state == .stopped ? nil : launched?.console.controller }
+
+    /// Reaps children that ended. The death of one stops the others; once all
+    /// are gone the VM is stopped, its descriptors closed and waiters told.
+    func reap() {
+        guard let launched, state != .stopped else { return }
+        readVMEvents()
+        for child in launched.children where !child.process.hasBeenReaped {
+            guard let termination = try? child.process.poll() else { continue }
+            if child.process === launched.vm.process {
+                if reported == nil && forced == nil { forced = .vmProcessDied(termination) }
+            } else if reported == nil && forced == nil && termination != .exited(0) {
+                // A device that exits 0 does so because its vm went away; the vm's fate is the reason.
+                logger.error("\(child.role) process \(termination)")
+                forced = .deviceProcessDied(role: child.role, termination)
+            }
+            killAll()  // any process gone takes the VM down
+        }
+        if launched.children.allSatisfy({ $0.process.hasBeenReaped }) { finish() }
+    }
+
+    /// Graceful: ask the guest, force after `gracePeriod`. Forced: kill now and
+    /// record `reason` (unless the guest had already ended by itself).
+    func stop(force: Bool, reason: VMOutcome? = nil, gracePeriod: Double = VMInstance.defaultGracePeriod) {
+        guard let launched, state != .stopped else { return }
+        if let reason, reported == nil, forced == nil { forced = reason }
+        if force {
+            try? launched.vm.channel.send(VMCommand.stop)
+            killAll()
+            return
+        }
+        if state == .paused { try? launched.vm.channel.send(VMCommand.resume) }
+        state = .stopping
+        try? launched.vm.channel.send(VMCommand.requestShutdown)
+        guard forceTimer == nil else { return }
+        forceTimer = try? loop.after(seconds: gracePeriod) { [weak self] in
+            guard let self, self.state != .stopped else { return }
+            self.logger.warning("guest did not shut down within \(gracePeriod.formatted)s; forcing")
+            self.stop(force: true, reason: .forcedAfterGracePeriod(seconds: gracePeriod))
+        }
+    }
+
+    func whenStopped(_ handler: @escaping (VMOutcome) -> Void) {
+        if let outcome, state == .stopped { handler(outcome) } else { stopWaiters.append(handler) }
+    }
+
+    /// Parks every vCPU; `done` runs once the vm process confirms.
+    func pause(_ done: @escaping (State) -> Void) {
+        guard let launched, state == .running else { return done(state) }
+        pauseWaiters.append(done)
+        try? launched.vm.channel.send(VMCommand.pause)
+    }
+
+    func unpause(_ done: @escaping (State) -> Void) {
+        guard let launched, state == .paused else { return done(state) }
+        pauseWaiters.append(done)
+        try? launched.vm.channel.send(VMCommand.resume)
+    }
+
+    func setLogLevel(_ level: Logger.Level) {
+        guard let launched, state != .stopped else { return }
+        try? launched.vm.channel.send(VMCommand.setLogLevel(level.rawValue))
+        for device in launched.devices { try? device.channel.send(DeviceSetupCommand.setLogLevel(level.rawValue)) }
+    }
+
+    private func finishPauseWaiters() {
+        let waiters = pauseWaiters
+        pauseWaiters = []
+        waiters.forEach { $0(state) }
+    }
+
+    private func killAll() {
+        launched?.children.forEach { $0.process.kill() }
+    }
+
+    private func finish() {
+        drainLogs()
+        logWatches.forEach { $0?.cancel() }
+        logWatches = logWatches.map { _ in nil }
+        let outcome = reported.map { VMOutcome.guest($0) } ?? forced ?? .vmProcessDied(.exited(-1))
+        self.outcome = outcome
+        state = .stopped
+        watches.forEach { $0.cancel() }
+        watches = []
+        forceTimer?.cancel()
+        forceTimer = nil
+        logger.info("stopped: \(outcome)")
+        // Drop every descriptor of the VM (console pty, channels) now, not when the record goes.
+        launched = nil
+        finishPauseWaiters()
+        let waiters = stopWaiters
+        stopWaiters = []
+        waiters.forEach { $0(outcome) }
+    }
+
+    deinit {
+        killAll()
+        launched?.children.forEach { if !$0.process.hasBeenReaped { _ = try? $0.process.waitForExit() } }
+    }
+}

@@ -1,0 +1,166 @@
+import Glibc
+import CLinux
+import Logging
+import Configuration
+import IPC
+import LinuxSystem
+import MemorySlots
+
+/// One child process of a VM, as vmd supervises it.
+struct VMChild {
+    /// "vm", "virtio-blk disk0", ...
+    let role: String
+    /// What its log lines are tagged with: "VM/vm", "VM/disk0", "VM/net0".
+    let logTag: String
+    let process: ChildProcess
+    let channel: Channel
+    /// The read end of its stdout and stderr (non-blocking), relayed by `VMInstance`.
+    let log: FileDescriptor
+}
+
+/// Everything that makes up one VM's processes once started.
+struct LaunchedVM {
+    let vm: VMChild
+    let devices: [VMChild]
+    let console: PseudoTerminal
+    var children: [VMChild] { [vm] + devices }
+}
+
+/// Starts the processes of one VM (design §1): opens every file first so a bad
+/// path fails before anything starts, creates the RAM slots, the eventfds and
+/// socketpairs of each device, starts the device processes and the vm process
+/// with posix_spawn, and hands each what it needs over its channel.
+struct VMLauncher {
+    let config: VMConfig
+    /// What the configuration's relative paths resolve against.
+    let configDirectory: String
+    let logger: Logger
+    /// Where `local interface` /31s come from, and this VM's first index in it.
+    var localPrefix = IPv4Prefix.defaultLocal
+    var localInterfaceBase = 0
+
+    /// Offloads asked of every tap: checksum and TSO, so guests may send large segments.
+    static let tapOffloads = VMD_TUN_F_CSUM | VMD_TUN_F_TSO4 | VMD_TUN_F_TSO6
+
+    func launch() throws -> LaunchedVM {
+        // The same checked opens as `vmd -n`: a FIFO, a directory or a device is refused, never waited on.
+        let files = VMPreflight(vm: config, directory: configDirectory)
+        guard let boot = config.boot else { throw VMLaunchError.noBootImage(config.name) }
+        let kernel = try files.openKernel(boot)
+        let kvm = try FileDescriptor.open("/dev/kvm", flags: O_RDWR)
+        let initrd = try config.initrd.map { try files.openBootFile($0, option: "initrd") }
+        let disks = try config.disks.map { disk in try DiskImage.open(disk, resolvedPath: files.resolve(disk.path)) }
+        try config.interfaces.forEach(files.checkSwitch)
+        let nics = try config.interfaces.enumerated().map { index, interface in try openInterface(interface, index: index) }
+        let slots = try MemorySlot.ramSlots(ramBytes: config.memoryBytes, vmName: config.name)
+        let console = try PseudoTerminal()
+
+        var started: [VMChild] = []
+        do {
+            var attachments: [(VirtioAttachment, DeviceWiring)] = []
+            for (index, disk) in disks.enumerated() {
+                let name = "disk\(index)"
+                let (vmSide, deviceSide) = try VMLauncher.wiring(queueCount: 1)
+                let child = try VMLauncher.spawn("virtio-blk", role: "virtio-blk \(name)", logName: name, vmName: config.name)
+                started.append(child)
+                try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                let serial = String("\(config.name)-\(name)".utf8.prefix(20))!
+                try child.channel.send(DeviceSetupCommand.block(
+                    BlockDeviceSetup(name: name, readOnly: disk.config.readOnly, serial: serial),
+                    disk: disk.fd, wiring: deviceSide))
+                attachments.append((VirtioAttachment(type: .block, name: name, queueCount: 1), vmSide))
+                logger.info("\(name): \(disk.path) (\(disk.sizeBytes) bytes\(disk.config.readOnly ? ", read-only" : "")) served by pid \(child.process.pid)")
+            }
+
+            for (index, nic) in nics.enumerated() {
+                let name = "net\(index)"
+                let (vmSide, deviceSide) = try VMLauncher.wiring(queueCount: 2)
+                let child = try VMLauncher.spawn("virtio-net", role: "virtio-net \(name)", logName: name, vmName: config.name)
+                started.append(child)
+                try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                try child.channel.send(DeviceSetupCommand.network(
+                    NetworkDeviceSetup(name: name, mac: nic.mac, localGuestAddress: nic.local?.guest, localHostAddress: nic.local?.host,
+                                       tapOffloads: nic.offloads),
+                    tap: nic.tap.fd, wiring: deviceSide))
+                attachments.append((VirtioAttachment(type: .network, name: name, queueCount: 2), vmSide))
+                let local = nic.local.map { " local \(LocalSubnet.format($0.host)) ↔ guest \(LocalSubnet.format($0.guest))" } ?? ""
+                logger.info("\(name): \(nic.tap.name) mac \(nic.mac.map { String($0, radix: 16) }.joined(separator: ":"))\(local) served by pid \(child.process.pid)")
+            }
+
+            let vm = try VMLauncher.spawn("vm", role: "vm", logName: "vm", vmName: config.name)
+            started.append(vm)
+            try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+            for (attachment, wiring) in attachments {
+                try vm.channel.send(VMCommand.attachDevice(attachment, wiring: wiring))
+            }
+            try vm.channel.send(VMCommand.boot(BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline),
+                                               kvm: kvm, kernel: kernel, initrd: initrd, console: console.device))
+            logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
+            // vmd never maps guest RAM and keeps none of the children's descriptors
+            // (the locked disk fds close here too; the device processes hold their own).
+            return LaunchedVM(vm: vm, devices: Array(started.dropLast()), console: console)
+        } catch {
+            started.forEach { $0.process.terminate() }
+            throw error
+        }
+    }
+
+    struct OpenedInterface {
+        let tap: TapDevice
+        let mac: [UInt8]
+        let local: LocalSubnet?
+        let offloads: UInt32
+    }
+
+    /// Creates the tap of one `interface` or `local interface` line.
+    private func openInterface(_ interface: InterfaceConfig, index: Int) throws -> OpenedInterface {
+        let (tap, offloads) = try TapDevice.create(name: interface.name, offloads: VMLauncher.tapOffloads)
+        var local: LocalSubnet?
+        if interface.local {
+            guard let subnet = LocalSubnet(prefix: localPrefix, index: localInterfaceBase + index) else {
+                throw VMLaunchError.localPrefixExhausted(localPrefix.description)
+            }
+            try tap.setAddress(subnet.host, prefixLength: LocalSubnet.prefixLength)
+            local = subnet
+        }
+        if let bridge = interface.switchName { try tap.addToBridge(bridge) }
+        return OpenedInterface(tap: tap, mac: interface.lladdr ?? VMLauncher.randomMAC(), local: local, offloads: offloads)
+    }
+
+    /// A random locally administered unicast MAC (fe:e1:ba:xx:xx:xx, as vmd's).
+    static func randomMAC() -> [UInt8] {
+        [0xFE, 0xE1, 0xBA] + (0..<3).map { _ in UInt8.random(in: 0...255) }
+    }
+
+    enum VMLaunchError: Error, CustomStringConvertible {
+        case localPrefixExhausted(String)
+        case noBootImage(String)
+        var description: String {
+            switch self {
+            case .localPrefixExhausted(let prefix): "local prefix \(prefix) has no /31 left for this interface"
+            case .noBootImage(let name): "vm \(name) has no boot image"
+            }
+        }
+    }
+
+    /// The vm-side and device-side descriptors of one device's channels and eventfds.
+    static func wiring(queueCount: Int) throws -> (vm: DeviceWiring, device: DeviceWiring) {
+        let (transportVM, transportDevice) = try FileDescriptor.socketPair()
+        let (eventsVM, eventsDevice) = try FileDescriptor.socketPair()
+        let kicks = try (0..<queueCount).map { _ in try FileDescriptor.eventFD() }
+        let calls = try (0..<queueCount).map { _ in try FileDescriptor.eventFD() }
+        return (DeviceWiring(transport: transportVM, events: eventsVM, kicks: kicks, calls: calls),
+                DeviceWiring(transport: transportDevice, events: eventsDevice, kicks: kicks, calls: calls))
+    }
+
+    static func spawn(_ executable: String, role: String, logName: String, vmName: String) throws -> VMChild {
+        let (parentEnd, childEnd) = try Channel.pair()
+        let log = try FileDescriptor.pipe()
+        try log.read.setNonBlocking(true)
+        let process = try ChildProcess(executable: try siblingExecutable(executable), arguments: [vmName],
+                                       channel: childEnd.socket, log: log.write)
+        childEnd.socket.close()
+        log.write.close()
+        return VMChild(role: role, logTag: "\(vmName)/\(logName)", process: process, channel: parentEnd, log: log.read)
+    }
+}

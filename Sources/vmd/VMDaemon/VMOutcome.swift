@@ -1,0 +1,51 @@
+import IPC
+import LinuxSystem
+
+/// How a VM run by vmd ended, as vmd reports it.
+enum VMOutcome: Equatable, CustomStringConvertible {
+    case guest(GuestEnd)
+    case deadlineExceeded(seconds: Double)
+    case vmProcessDied(ChildProcess.Termination)
+    case deviceProcessDied(role: String, ChildProcess.Termination)
+    case interrupted(signal: Int32)
+    case forcedAfterGracePeriod(seconds: Double)
+    case stoppedByRequest
+
+    var description: String {
+        switch self {
+        case .guest(let end): end.description
+        case .deadlineExceeded(let seconds): "deadline of \(seconds.formatted)s passed; vm process killed"
+        case .vmProcessDied(let termination): "vm process \(termination) without reporting"
+        case .deviceProcessDied(let role, let termination): "\(role) process \(termination); VM stopped"
+        case .interrupted(let signal): "stopped by signal \(signal)"
+        case .forcedAfterGracePeriod(let seconds): "did not shut down within \(seconds.formatted)s; forced"
+        case .stoppedByRequest: "stopped by vmctl stop -f"
+        }
+    }
+
+    /// vmd's exit status for this outcome (documented in `vmd boot --help`).
+    var exitStatus: Int32 {
+        switch self {
+        case .guest(.exitCode(let code)): Int32(code)
+        case .guest(.powerOff), .guest(.reset), .guest(.stopped): 0
+        case .guest(.tripleFault): ExitStatus.tripleFault
+        case .guest(.failed): ExitStatus.vmFailure
+        case .deadlineExceeded: ExitStatus.deadline
+        case .vmProcessDied, .deviceProcessDied: ExitStatus.vmFailure
+        case .interrupted, .forcedAfterGracePeriod, .stoppedByRequest: ExitStatus.interrupted
+        }
+    }
+}
+
+enum ExitStatus {
+    static let tripleFault: Int32 = 65
+    static let deadline: Int32 = 66
+    static let interrupted: Int32 = 67
+    static let vmFailure: Int32 = 70   // EX_SOFTWARE
+    static let setupFailure: Int32 = 71 // EX_OSERR
+    static let configError: Int32 = 78 // EX_CONFIG
+}
+
+extension Double {
+    var formatted: String { self == rounded() ? String(Int(self)) : String(self) }
+}

@@ -1,0 +1,182 @@
+import ArgumentParser
+import Glibc
+import Logging
+import Configuration
+import IPC
+import LinuxSystem
+
+package struct Vmd: ParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
+        commandName: "vmd",
+        abstract: "swift-vmd: a multi-process KVM virtual machine monitor.",
+        discussion: """
+            vmd creates each VM's guest memory as sealed memfd slots and runs each VM as a \
+            vm process plus one sandboxed process per virtio device. Without a subcommand it \
+            runs as the daemon that vmctl(8) talks to; `vmd boot guest.conf` runs one VM in \
+            the foreground instead.
+            """,
+        subcommands: [Serve.self, Boot.self, Check.self],
+        defaultSubcommand: Serve.self)
+
+    static let defaultConfigPath = Daemon.defaultConfigPath
+    static let defaultSocketPath = "/run/vmd.sock"
+
+    /// -s PATH, else VMD_SOCKET, else /run/vmd.sock (the same rule as vmctl's).
+    static func socketPath(_ option: String?) -> String {
+        option ?? getenv("VMD_SOCKET").map { String(cString: $0) } ?? defaultSocketPath
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the daemon (the default): start the enabled VMs of the configuration and serve vmctl.")
+
+    @Flag(name: .customShort("d"), help: "Stay in the foreground and log to standard error (otherwise: detach, log to syslog). The VMs' processes log through vmd, tagged VM/role.")
+    var foreground = false
+
+    @Option(name: .customShort("f"), help: "The configuration file (vm.conf grammar).")
+    var file: String = Vmd.defaultConfigPath
+
+    @Flag(name: .customShort("n"), help: "Only check the configuration file (grammar, owners, kernels, disks, switches) and print what is wrong.")
+    var checkOnly = false
+
+    @Option(name: .customShort("s"), help: "The control socket (default: $VMD_SOCKET or \(Vmd.defaultSocketPath)).")
+    var socket: String?
+
+    @Flag(name: .shortAndLong, help: "Log verbosely.")
+    var verbose = false
+
+    func run() throws {
+        if checkOnly {
+            return try Check(config: file).run()
+        }
+        guard getuid() == 0 else {
+            FileDescriptor.standardError("vmd: must run as root (it opens /dev/kvm, disks and taps for its VMs)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+        if !foreground && daemon(0, 0) != 0 {
+            FileDescriptor.standardError("vmd: daemon: \(String(cString: strerror(errno)))\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+        VmdLog.bootstrap(foreground ? .standardError : .syslog(identity: "vmd"), level: verbose ? .debug : .info)
+        do {
+            try SandboxUser.configure()
+        } catch {
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+        do {
+            try Daemon(options: Daemon.Options(configPath: file, socketPath: Vmd.socketPath(socket))).run()
+        } catch {
+            Logger(label: "vmd").critical("\(error)")
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+    }
+}
+
+struct Boot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Boot one VM from a guest.conf in the foreground, with its console on stdin/stdout.",
+        discussion: """
+            The VM's serial console is forwarded to standard output, and standard input to it. \
+            When the guest ends, vmd prints how on standard error and exits with:
+              the guest's code  the guest wrote it to the debug-exit port (0xf4)
+              0                 the guest powered off or reset, or was stopped
+              \(ExitStatus.tripleFault)                triple fault
+              \(ExitStatus.deadline)                the --deadline passed (the VM was killed)
+              \(ExitStatus.interrupted)                vmd was interrupted (SIGINT/SIGTERM)
+              \(ExitStatus.vmFailure)                the vm process failed
+              \(ExitStatus.setupFailure)                the VM could not be set up (missing kernel, no /dev/kvm, ...)
+              \(ExitStatus.configError)                the configuration file is wrong
+            """)
+
+    @Argument(help: "A vm.conf-style file with one or more vm blocks.")
+    var config: String
+
+    @Option(name: .long, help: "Which vm block to boot (needed when the file has several).")
+    var name: String?
+
+    @Option(name: .long, help: "Kill the VM if it has not ended after this many seconds.")
+    var deadline: Double?
+
+    @Flag(name: .shortAndLong, help: "Log more (the vm process's boot details).")
+    var verbose = false
+
+    func run() throws {
+        let level: Logger.Level = verbose ? .info : .warning
+        VmdLog.bootstrap(.standardError, level: level)
+        do {
+            try SandboxUser.configure()
+        } catch {
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+        let logger = Logger(label: "vmd")
+        let vm: VMConfig
+        let file: ConfigFile
+        do {
+            file = try ConfigParser.load(path: config)
+            vm = try selectVM(from: file, named: name)
+        } catch {
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.configError)
+        }
+        let outcome: VMOutcome
+        do {
+            var launcher = VMLauncher(config: vm, configDirectory: directory(of: config), logger: logger)
+            launcher.localPrefix = file.localPrefix
+            outcome = try ForegroundVM(launcher: launcher, deadline: deadline, logger: logger).run()
+        } catch {
+            FileDescriptor.standardError("vmd: vm \"\(vm.name)\": \(error)\n")
+            throw ExitCode(ExitStatus.setupFailure)
+        }
+        FileDescriptor.standardError("vmd: vm \"\(vm.name)\" ended: \(outcome)\n")
+        throw ExitCode(outcome.exitStatus)
+    }
+
+    private func selectVM(from file: ConfigFile, named name: String?) throws -> VMConfig {
+        if let name {
+            guard let vm = file.vms.first(where: { $0.name == name }) else { throw ValidationError("\(config): no vm named \"\(name)\"") }
+            return vm
+        }
+        guard file.vms.count == 1 else {
+            throw ValidationError("\(config): has \(file.vms.count) vm blocks; choose one with --name")
+        }
+        return file.vms[0]
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a configuration file and print what is wrong (as vmd -n -f FILE).")
+
+    @Argument(help: "The file to check.")
+    var config: String
+
+    init() {}
+
+    init(config: String) {
+        self.config = config
+    }
+
+    /// Parses, then checks every VM as starting it would (`VMPreflight`), and reports every problem.
+    func run() throws {
+        let file: ConfigFile
+        do {
+            file = try ConfigParser.load(path: config)
+        } catch {
+            FileDescriptor.standardError("vmd: \(error)\n")
+            throw ExitCode(ExitStatus.configError)
+        }
+        let problems = file.vms.flatMap { VMPreflight(vm: $0, directory: directory(of: config)).problems() }
+        guard problems.isEmpty else {
+            problems.forEach { FileDescriptor.standardError("vmd: \($0)\n") }
+            throw ExitCode(ExitStatus.configError)
+        }
+        print("\(config): configuration OK (\(file.vms.count) vm\(file.vms.count == 1 ? "" : "s"))")
+    }
+}
+
