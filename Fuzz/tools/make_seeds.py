@@ -117,9 +117,11 @@ ipc = {
     "vmcommand-sharememory": (0 | 2 << 3, frame(1, u32(2) + u64(0) + u64(1 << 20) + u8(3) + u64(1 << 32) + u64(1 << 20) + u8(1), 2)),
     "vmcommand-boot": (0 | 3 << 3 | 0x20, frame(2, s("g") + u32(2) + s("console=ttyS0"), 3)),
     "vmevent-failed": (1, frame(2, u8(5) + s("kvm says no"))),
-    "transport-activate": (2, frame(4, u64(1 << 32) + u32(1) + u16(0) + u16(256) + u64(0x1000) + u64(0x2000) + u64(0x3000))),
-    "transport-writeconfig": (2 | 0x20, frame(3, u32(4) + u32(2) + b"\x01\x02")),
-    "transport-description": (3, frame(1, u16(2) + u64(1 << 32) + u16(1) + u16(256) + u32(60))),
+    # Transport messages carry their request number first (Numbered).
+    "transport-activate": (2, frame(4, u32(7) + u64(1 << 32) + u32(1) + u16(0) + u16(256) + u64(0x1000) + u64(0x2000) + u64(0x3000))),
+    "transport-writeconfig": (2 | 0x20, frame(3, u32(8) + u32(4) + u32(2) + b"\x01\x02")),
+    "transport-quiesce": (2, frame(6, u32(9))),
+    "transport-description": (3, frame(1, u32(7) + u16(2) + u64(1 << 32) + u16(1) + u16(256) + u32(60))),
     "device-event": (4, frame(1, s("queue 0: avail.idx jumped"))),
     "setup-block": (5 | 3 << 3 | 0x20, frame(2, s("disk0") + u8(0) + s("serial") + u32(0) + u32(0), 3)),
     "setup-network": (5 | 3 << 3, frame(5, s("net0") + u32(6) + bytes([0xfe, 0, 0, 0, 0, 1]) + u32(0x64400003)

@@ -114,8 +114,8 @@ private func decodeAll(_ control: UInt8, _ bytes: [UInt8], _ descriptors: [FileD
     switch control & 7 {
     case 0: decode(VMCommand.self, bytes, descriptors)
     case 1: decode(VMEvent.self, bytes, descriptors)
-    case 2: decode(TransportRequest.self, bytes, descriptors)
-    case 3: decode(TransportReply.self, bytes, descriptors)
+    case 2: decode(Numbered<TransportRequest>.self, bytes, descriptors)
+    case 3: decode(Numbered<TransportReply>.self, bytes, descriptors)
     case 4: decode(DeviceEvent.self, bytes, descriptors)
     case 5: decode(DeviceSetupCommand.self, bytes, descriptors)
     case 6: decode(ControlRequest.self, bytes, descriptors)

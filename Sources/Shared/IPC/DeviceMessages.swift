@@ -333,3 +333,30 @@ public enum DeviceSetupCommand: ChannelMessage {
         }
     }
 }
+
+/// A message with the number of the request it is or answers: on the vm ⇄ device
+/// transport channel, so that a reply that comes after its request timed out is
+/// recognised as late and dropped, not taken as the answer to the next request.
+public struct Numbered<Message: ChannelMessage>: ChannelMessage {
+    public let id: UInt32
+    public let message: Message
+
+    public init(id: UInt32, _ message: Message) {
+        self.id = id
+        self.message = message
+    }
+
+    public var tag: UInt16 { message.tag }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.write(id)
+        message.encode(into: &writer)
+    }
+
+    public static func decode(tag: UInt16, from reader: inout WireReader) throws -> Numbered {
+        let id = try reader.read(UInt32.self)
+        return Numbered(id: id, try Message.decode(tag: tag, from: &reader))
+    }
+}
+
+extension Numbered: Equatable where Message: Equatable {}

@@ -78,14 +78,15 @@ public final class VirtioDeviceRunner {
     }
 
     private func serveTransport() {
-        let request: TransportRequest
+        let numbered: Numbered<TransportRequest>
         do {
-            request = try transport.receive(TransportRequest.self)
+            numbered = try transport.receive(Numbered<TransportRequest>.self)
         } catch {
             logger.info("vm channel closed: \(error)")
             loop.stop()
             return
         }
+        let request = numbered.message
         let reply: TransportReply
         switch request {
         case .describe:
@@ -107,7 +108,7 @@ public final class VirtioDeviceRunner {
             reply = .done
         }
         do {
-            try transport.send(reply)
+            try transport.send(Numbered(id: numbered.id, reply))
         } catch {
             logger.error("replying to vm: \(error)")
             loop.stop()

@@ -21,7 +21,13 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
     private let mmio: AddressBus
     private let poller: MaskedInterruptPoller
     private let logger: Logger
+    /// What the guest can make happen again and again (refused features, a device
+    /// refusing its queues, a BAR where nothing fits) is logged at a limited rate.
+    private let guestLog: RateLimitedLog
     private let state: Mutex<TransportState>
+    /// Interrupts KVM_SIGNAL_MSI failed to deliver: lost for the guest, so counted and reported.
+    private let lostInterruptCount = Atomic<Int>(0)
+    var lostInterrupts: Int { lostInterruptCount.load(ordering: .relaxed) }
 
     /// Asks the device process to stop taking requests (`quiesce`) or to go on (`resume`);
     /// true once it confirmed. Called with the vCPUs parked, so no transport exit races it.
@@ -41,6 +47,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
         self.mmio = mmio
         self.poller = poller
         self.logger = logger
+        guestLog = RateLimitedLog(logger: logger)
         gsis = (0..<Int(description.queueCount)).map { _ in router.allocateGSI() }
         state = Mutex(TransportState(description: description, bar: initialBAR))
     }
@@ -179,7 +186,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
             let offered = description.features
             if state.driverFeatures & ~offered != 0 || state.driverFeatures & VirtioFeature.version1 == 0 {
                 accepted &= ~VirtioStatus.featuresOK
-                logger.warning("\(name): driver features 0x\(String(state.driverFeatures, radix: 16)) refused")
+                guestLog.note("\(name): driver features 0x\(String(state.driverFeatures, radix: 16)) refused")
             }
         }
         let becomesLive = accepted & VirtioStatus.driverOK != 0 && state.status & VirtioStatus.driverOK == 0
@@ -206,12 +213,12 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
         do {
             reply = try client.request(request)
         } catch {
-            logger.error("\(name): device did not answer \(request.tag): \(error)")
+            guestLog.note("\(name): device did not answer request \(request.tag): \(error)")
             markNeedsReset()
             return
         }
         if case .refused(let reason) = reply {
-            logger.warning("\(name): device refused: \(reason)")
+            guestLog.note("\(name): device refused: \(reason)")
             markNeedsReset()
         }
     }
@@ -235,7 +242,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
         state.isr |= 2
         guard state.configVector != VirtioPCILayout.noVector else { return }
         if let message = state.deliverableMessage(vector: state.configVector) {
-            try? router.signal(message)
+            signal(message)
         } else {
             state.msix.setPending(Int(state.configVector))
         }
@@ -243,13 +250,23 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
 
     // MARK: Interrupt routing
 
+    /// KVM_SIGNAL_MSI; a failure loses the interrupt for the guest, so it is counted and said.
+    private func signal(_ message: MSIMessage) {
+        do {
+            try router.signal(message)
+        } catch {
+            let lost = lostInterruptCount.wrappingAdd(1, ordering: .relaxed).newValue
+            guestLog.note("\(name): interrupt lost (\(lost) so far): \(error)")
+        }
+    }
+
     /// Re-evaluates every queue's binding and delivers pending vectors that became deliverable.
     private func refreshAllInterrupts(_ state: inout TransportState) {
         for queue in state.queues.indices { refreshInterrupt(&state, queue: queue) }
         for vector in 0..<state.msix.count where state.msix.isPending(vector) {
             if let message = state.deliverableMessage(vector: UInt16(vector)) {
                 state.msix.clearPending(vector)
-                try? router.signal(message)
+                signal(message)
             }
         }
     }
@@ -283,7 +300,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
             }
             state.queues[queue].binding = wanted
         } catch {
-            logger.error("\(name): rebinding queue \(queue) interrupt: \(error)")
+            guestLog.note("\(name): rebinding queue \(queue) interrupt: \(error)")
         }
     }
 
@@ -293,7 +310,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
         state.withLock { state in
             switch state.queues[queue].binding {
             case .masked(let vector): state.msix.setPending(Int(vector))
-            case .kernel(let message): try? router.signal(message)  // rebound while we read it
+            case .kernel(let message): signal(message)  // rebound while we read it
             case .none: break
             }
         }
@@ -320,7 +337,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
             }
             state.mappedAt = base
         } catch {
-            logger.warning("\(name): BAR at 0x\(String(base, radix: 16)) not mapped: \(error)")
+            guestLog.note("\(name): BAR at 0x\(String(base, radix: 16)) not mapped: \(error)")
         }
     }
 
