@@ -77,6 +77,7 @@ final class VirtualMachine {
         let router = InterruptRouter(vm: kvm.fd)
         try router.route(gsi: InterruptRouter.firstMSIGSI, to: nil)  // install the default routes once
         poller = try MaskedInterruptPoller()
+        let platform = KVMTransportPlatform(router: router, poller: poller, mmio: mmio)
         var virtioDevices: [(transport: VirtioPCITransport, events: Channel)] = []
         for (attachment, wiring) in devices {
             let client = try DeviceClient(socket: wiring.transport)
@@ -86,8 +87,8 @@ final class VirtualMachine {
             }
             let slot = virtioDevices.count + 1
             let transport = VirtioPCITransport(
-                name: attachment.name, description: description, client: client, wiring: wiring, router: router,
-                mmio: mmio, poller: poller, initialBAR: VirtualMachine.barWindowBase + UInt64(slot) * VirtualMachine.barSpacing,
+                name: attachment.name, description: description, client: client, wiring: wiring, platform: platform,
+                initialBAR: VirtualMachine.barWindowBase + UInt64(slot) * VirtualMachine.barSpacing,
                 logger: logger)
             guard pci.attach(transport) != nil else { throw VMSetupError.unsupported("no free PCI slot for \(attachment.name)") }
             virtioDevices.append((transport, Channel(socket: wiring.events)))

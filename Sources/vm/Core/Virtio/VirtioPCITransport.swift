@@ -13,13 +13,11 @@ import Synchronization
 final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
     let name: String
     private let description: DeviceDescription
-    private let client: DeviceClient
+    private let client: TransportDevice
     private let kicks: [FileDescriptor]
     private let calls: [FileDescriptor]
     private let gsis: [UInt32]
-    private let router: InterruptRouter
-    private let mmio: AddressBus
-    private let poller: MaskedInterruptPoller
+    private let platform: TransportPlatform
     private let logger: Logger
     /// What the guest can make happen again and again (refused features, a device
     /// refusing its queues, a BAR where nothing fits) is logged at a limited rate.
@@ -35,20 +33,18 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
         (try? client.request(quiesced ? .quiesce : .resume)) == .done
     }
 
-    init(name: String, description: DeviceDescription, client: DeviceClient, wiring: DeviceWiring,
-         router: InterruptRouter, mmio: AddressBus, poller: MaskedInterruptPoller, initialBAR: UInt64, logger: Logger) {
+    init(name: String, description: DeviceDescription, client: TransportDevice, wiring: DeviceWiring,
+         platform: TransportPlatform, initialBAR: UInt64, logger: Logger) {
         precondition(wiring.kicks.count == Int(description.queueCount), "one kick eventfd per queue")
         self.name = name
         self.description = description
         self.client = client
         self.kicks = wiring.kicks
         self.calls = wiring.calls
-        self.router = router
-        self.mmio = mmio
-        self.poller = poller
+        self.platform = platform
         self.logger = logger
         guestLog = RateLimitedLog(logger: logger)
-        gsis = (0..<Int(description.queueCount)).map { _ in router.allocateGSI() }
+        gsis = (0..<Int(description.queueCount)).map { _ in platform.allocateGSI() }
         state = Mutex(TransportState(description: description, bar: initialBAR))
     }
 
@@ -253,7 +249,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
     /// KVM_SIGNAL_MSI; a failure loses the interrupt for the guest, so it is counted and said.
     private func signal(_ message: MSIMessage) {
         do {
-            try router.signal(message)
+            try platform.signal(message)
         } catch {
             let lost = lostInterruptCount.wrappingAdd(1, ordering: .relaxed).newValue
             guestLog.note("\(name): interrupt lost (\(lost) so far): \(error)")
@@ -286,15 +282,15 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
         let current = state.queues[queue].binding
         guard wanted != current else { return }
         do {
-            if case .kernel = current { try router.bindIRQFD(calls[queue], gsi: gsis[queue], bind: false) }
-            if case .masked = current { poller.unwatch(calls[queue].rawValue) }
+            if case .kernel = current { try platform.bindIRQFD(calls[queue], gsi: gsis[queue], bind: false) }
+            if case .masked = current { platform.unwatchMasked(calls[queue]) }
             switch wanted {
             case .kernel(let message):
-                try router.route(gsi: gsis[queue], to: message)
+                try platform.route(gsi: gsis[queue], to: message)
                 // KVM delivers at once a signal that arrived while unbound (kvm_irqfd_assign checks).
-                try router.bindIRQFD(calls[queue], gsi: gsis[queue], bind: true)
+                try platform.bindIRQFD(calls[queue], gsi: gsis[queue], bind: true)
             case .masked:
-                poller.watch(calls[queue].rawValue) { [weak self] in self?.callWhileMasked(queue: queue) }
+                platform.watchMasked(calls[queue]) { [weak self] in self?.callWhileMasked(queue: queue) }
             case .none:
                 break
             }
@@ -323,17 +319,17 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
         let wanted = state.memoryEnabled ? state.barAddress : nil
         guard wanted != state.mappedAt else { return }
         if let old = state.mappedAt {
-            mmio.unregister(self, base: old)
+            platform.unmapBAR(self, base: old)
             for (queue, kick) in kicks.enumerated() {
-                try? router.bindIOEventFD(kick, mmioAddress: old + notifyOffset(queue), bind: false)
+                try? platform.bindIOEventFD(kick, mmioAddress: old + notifyOffset(queue), bind: false)
             }
         }
         state.mappedAt = nil
         guard let base = wanted, base != 0 else { return }
         do {
-            try mmio.register(self, base: base, size: VirtioPCILayout.barSize)
+            try platform.mapBAR(self, base: base, size: VirtioPCILayout.barSize)
             for (queue, kick) in kicks.enumerated() {
-                try router.bindIOEventFD(kick, mmioAddress: base + notifyOffset(queue), bind: true)
+                try platform.bindIOEventFD(kick, mmioAddress: base + notifyOffset(queue), bind: true)
             }
             state.mappedAt = base
         } catch {
