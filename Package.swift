@@ -71,7 +71,8 @@ let package = Package(
                           exclude: ["Core"], linkerSettings: leanRelease),
         .target(
             name: "VMDaemon",
-            dependencies: ["IPC", "MemorySlots", "Configuration", "BootImage", "LinuxSystem", "CLinux", argumentParser, logging],
+            dependencies: ["IPC", "MemorySlots", "Configuration", "BootImage", "LinuxSystem", "CLinux",
+                           "BlockDeviceShape", "NetDeviceShape", argumentParser, logging],
             path: "Sources/vmd/VMDaemon"),
         .executableTarget(
             name: "vmd",
@@ -82,14 +83,17 @@ let package = Package(
                 .linkedLibrary($0, .when(platforms: [.linux], configuration: .release))
             }
         ),
-        .target(name: "BlockDevice", dependencies: ["VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", logging],
+        // A device's shape (type, queues, their maximum size), declared once: vmd wires from it.
+        .target(name: "BlockDeviceShape", dependencies: ["IPC"], path: "Sources/virtio-blk/Shape"),
+        .target(name: "BlockDevice", dependencies: ["BlockDeviceShape", "VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", logging],
                 path: "Sources/virtio-blk/Device"),
         .executableTarget(name: "virtio-blk", dependencies: ["BlockDevice"],
-                          path: "Sources/virtio-blk", exclude: ["Device"], linkerSettings: leanRelease),
-        .target(name: "NetDevice", dependencies: ["VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", logging],
+                          path: "Sources/virtio-blk", exclude: ["Device", "Shape"], linkerSettings: leanRelease),
+        .target(name: "NetDeviceShape", dependencies: ["IPC"], path: "Sources/virtio-net/Shape"),
+        .target(name: "NetDevice", dependencies: ["NetDeviceShape", "VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", logging],
                 path: "Sources/virtio-net/Device"),
         .executableTarget(name: "virtio-net", dependencies: ["NetDevice"],
-                          path: "Sources/virtio-net", exclude: ["Device"], linkerSettings: leanRelease),
+                          path: "Sources/virtio-net", exclude: ["Device", "Shape"], linkerSettings: leanRelease),
         .executableTarget(name: "vmctl", dependencies: ["IPC", "Configuration", "LinuxSystem", argumentParser]),
 
         .testTarget(name: "SharedTests", dependencies: [
@@ -97,10 +101,10 @@ let package = Package(
         ]),
         .testTarget(name: "VMTests", dependencies: ["VMCore", "GuestRAM", "MemorySlots", "IPC", "CKVM"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux"]),
-        .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux"]),
         .testTarget(
             name: "VirtioNetTests",
-            dependencies: ["NetDevice", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", logging]
+            dependencies: ["NetDevice", "NetDeviceShape", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", logging]
         ),
     ],
     swiftLanguageModes: [.v5]

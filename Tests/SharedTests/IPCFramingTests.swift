@@ -114,3 +114,23 @@ final class IPCFramingTests: XCTestCase {
         try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
     }
 }
+
+extension IPCFramingTests {
+    /// The attachment carries the device's declared shape to vm; a shape with no queues,
+    /// or more than a transport takes, is refused as malformed.
+    func testAnAttachmentCarriesItsShapeAndAbsurdQueueCountsAreRefused() throws {
+        let (a, b) = try Channel.pair()
+        let shape = DeviceShape(type: .network, queueCount: 2, maximumQueueSize: 256)
+        let wiring = { DeviceWiring(transport: try FileDescriptor.eventFD(), events: try FileDescriptor.eventFD(),
+                                    kicks: try (0..<2).map { _ in try FileDescriptor.eventFD() },
+                                    calls: try (0..<2).map { _ in try FileDescriptor.eventFD() }) }
+        try a.send(VMCommand.attachDevice(VirtioAttachment(shape: shape, name: "net0"), wiring: try wiring()))
+        guard case .attachDevice(let attachment, _) = try b.receive(VMCommand.self) else { return XCTFail("wrong message") }
+        XCTAssertEqual(attachment, VirtioAttachment(shape: shape, name: "net0"))
+        for count: UInt16 in [0, 65] {
+            try a.send(VMCommand.attachDevice(VirtioAttachment(shape: DeviceShape(type: .block, queueCount: count, maximumQueueSize: 256),
+                                                               name: "disk0"), wiring: try wiring()))
+            XCTAssertThrowsError(try b.receive(VMCommand.self)) { XCTAssertEqual($0 as? IPCError, .malformed("\(count) queues")) }
+        }
+    }
+}

@@ -2,15 +2,14 @@ import LinuxSystem
 import MemorySlots
 /// What vmd tells the vm process about one virtio device it attached.
 public struct VirtioAttachment: Equatable, Sendable {
-    public var type: VirtioDeviceType
+    /// The device's declared shape: the transport is built from it.
+    public var shape: DeviceShape
     /// For log lines: "disk0", "net1".
     public var name: String
-    public var queueCount: Int
 
-    public init(type: VirtioDeviceType, name: String, queueCount: Int) {
-        self.type = type
+    public init(shape: DeviceShape, name: String) {
+        self.shape = shape
         self.name = name
-        self.queueCount = queueCount
     }
 }
 
@@ -59,7 +58,7 @@ public enum TransportRequest: ChannelMessage, Equatable {
     case quiesce
     case resume
 
-    static let maximumQueues = 64
+    public static let maximumQueues = 64
 
     public var tag: UInt16 {
         switch self {
@@ -213,7 +212,7 @@ public struct DeviceWiring {
         self.calls = calls
     }
 
-    static let maximumQueues = 64
+    public static let maximumQueues = 64
 
     func encode(into writer: inout WireWriter) {
         writer.write(transport)

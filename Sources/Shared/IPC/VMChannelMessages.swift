@@ -61,9 +61,10 @@ public enum VMCommand: ChannelMessage {
         case .setLogLevel(let level):
             writer.write(level)
         case .attachDevice(let attachment, let wiring):
-            writer.write(attachment.type.rawValue)
+            writer.write(attachment.shape.type.rawValue)
+            writer.write(attachment.shape.queueCount)
+            writer.write(attachment.shape.maximumQueueSize)
             writer.write(attachment.name)
-            writer.write(UInt32(attachment.queueCount))
             wiring.encode(into: &writer)
         }
     }
@@ -86,8 +87,12 @@ public enum VMCommand: ChannelMessage {
             return .stop
         case 4:
             let type = try reader.readDeviceType()
-            let attachment = VirtioAttachment(type: type, name: try reader.read(String.self, limit: 64),
-                                              queueCount: Int(try reader.read(UInt32.self)))
+            let queueCount = try reader.read(UInt16.self)
+            guard (1...UInt16(TransportRequest.maximumQueues)).contains(queueCount) else {
+                throw IPCError.malformed("\(queueCount) queues")
+            }
+            let shape = DeviceShape(type: type, queueCount: queueCount, maximumQueueSize: try reader.read(UInt16.self))
+            let attachment = VirtioAttachment(shape: shape, name: try reader.read(String.self, limit: 64))
             return .attachDevice(attachment, wiring: try DeviceWiring.decode(from: &reader))
         case 5: return .requestShutdown
         case 6: return .pause

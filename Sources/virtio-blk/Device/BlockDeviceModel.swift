@@ -1,5 +1,7 @@
 import Glibc
+import BlockDeviceShape
 import GuestRAM
+import IPC
 import VirtioCore
 
 /// Feature bits of the block device (virtio 1.2 §5.2.3).
@@ -57,8 +59,8 @@ enum BlockDeviceConfigurationError: Error, Equatable, CustomStringConvertible {
 /// queue shape, and one call per descriptor chain. Single-threaded: the device
 /// process's event loop owns it.
 final class BlockDeviceModel {
-    static let queueCount = 1
-    static let maximumQueueSize: UInt16 = 256
+    static let queueCount = Int(DeviceShape.block.queueCount)
+    static let maximumQueueSize = DeviceShape.block.maximumQueueSize
     /// seg_max: a chain is at most queue-size descriptors (§2.7.5.3.1), two of which are
     /// the header and the status.
     static let segmentsMax = UInt32(maximumQueueSize) - 2

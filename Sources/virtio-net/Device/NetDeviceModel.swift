@@ -1,5 +1,7 @@
 import Glibc
+import NetDeviceShape
 import GuestRAM
+import IPC
 import VirtioCore
 
 /// A configuration the device model refuses (host side, reported at startup).
@@ -21,8 +23,8 @@ enum NetDeviceConfigurationError: Error, Equatable, CustomStringConvertible {
 final class NetDeviceModel {
     static let receiveQueue = 0
     static let transmitQueue = 1
-    static let queueCount = 2
-    static let maximumQueueSize: UInt16 = 256
+    static let queueCount = Int(DeviceShape.network.queueCount)
+    static let maximumQueueSize = DeviceShape.network.maximumQueueSize
     /// The largest frame after the header: §5.1.6.3.1 has drivers post 65562-byte buffers
     /// (12-byte header + 65550) when TSO can produce one.
     static let maximumFrameLength = 65550

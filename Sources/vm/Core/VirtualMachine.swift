@@ -82,7 +82,7 @@ final class VirtualMachine {
         for (attachment, wiring) in devices {
             let client = try DeviceClient(socket: wiring.transport)
             guard case .description(let description) = try client.request(.describe),
-                  description.type == attachment.type, Int(description.queueCount) == wiring.kicks.count else {
+                  attachment.shape.matches(description), Int(attachment.shape.queueCount) == wiring.kicks.count else {
                 throw VMSetupError.unsupported("device \(attachment.name) described itself inconsistently")
             }
             let slot = virtioDevices.count + 1

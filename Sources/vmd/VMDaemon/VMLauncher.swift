@@ -1,4 +1,6 @@
+import BlockDeviceShape
 import Glibc
+import NetDeviceShape
 import CLinux
 import Logging
 import Configuration
@@ -60,7 +62,7 @@ struct VMLauncher {
             var attachments: [(VirtioAttachment, DeviceWiring)] = []
             for (index, disk) in disks.enumerated() {
                 let name = "disk\(index)"
-                let (vmSide, deviceSide) = try VMLauncher.wiring(queueCount: 1)
+                let (vmSide, deviceSide) = try VMLauncher.wiring(for: .block)
                 let child = try VMLauncher.spawn("virtio-blk", role: "virtio-blk \(name)", logName: name, vmName: config.name)
                 started.append(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
@@ -68,13 +70,13 @@ struct VMLauncher {
                 try child.channel.send(DeviceSetupCommand.block(
                     BlockDeviceSetup(name: name, readOnly: disk.config.readOnly, serial: serial),
                     disk: disk.fd, wiring: deviceSide))
-                attachments.append((VirtioAttachment(type: .block, name: name, queueCount: 1), vmSide))
+                attachments.append((VirtioAttachment(shape: .block, name: name), vmSide))
                 logger.info("\(name): \(disk.path) (\(disk.sizeBytes) bytes\(disk.config.readOnly ? ", read-only" : "")) served by pid \(child.process.pid)")
             }
 
             for (index, nic) in nics.enumerated() {
                 let name = "net\(index)"
-                let (vmSide, deviceSide) = try VMLauncher.wiring(queueCount: 2)
+                let (vmSide, deviceSide) = try VMLauncher.wiring(for: .network)
                 let child = try VMLauncher.spawn("virtio-net", role: "virtio-net \(name)", logName: name, vmName: config.name)
                 started.append(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
@@ -82,7 +84,7 @@ struct VMLauncher {
                     NetworkDeviceSetup(name: name, mac: nic.mac, localGuestAddress: nic.local?.guest, localHostAddress: nic.local?.host,
                                        tapOffloads: nic.offloads),
                     tap: nic.tap.fd, wiring: deviceSide))
-                attachments.append((VirtioAttachment(type: .network, name: name, queueCount: 2), vmSide))
+                attachments.append((VirtioAttachment(shape: .network, name: name), vmSide))
                 let local = nic.local.map { " local \(LocalSubnet.format($0.host)) ↔ guest \(LocalSubnet.format($0.guest))" } ?? ""
                 logger.info("\(name): \(nic.tap.name) mac \(nic.mac.map { String($0, radix: 16) }.joined(separator: ":"))\(local) served by pid \(child.process.pid)")
             }
@@ -143,8 +145,10 @@ struct VMLauncher {
         }
     }
 
-    /// The vm-side and device-side descriptors of one device's channels and eventfds.
-    static func wiring(queueCount: Int) throws -> (vm: DeviceWiring, device: DeviceWiring) {
+    /// The vm-side and device-side descriptors of one device's channels and eventfds:
+    /// a kick and a call eventfd for each queue the device's shape declares.
+    static func wiring(for shape: DeviceShape) throws -> (vm: DeviceWiring, device: DeviceWiring) {
+        let queueCount = Int(shape.queueCount)
         let (transportVM, transportDevice) = try FileDescriptor.socketPair()
         let (eventsVM, eventsDevice) = try FileDescriptor.socketPair()
         let kicks = try (0..<queueCount).map { _ in try FileDescriptor.eventFD() }

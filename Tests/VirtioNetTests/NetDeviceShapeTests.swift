@@ -1,0 +1,15 @@
+import IPC
+import LinuxSystem
+import Logging
+import XCTest
+@testable import NetDevice
+import NetDeviceShape
+
+/// virtio-net describes itself with the shape vmd wires it by: one declaration.
+final class NetDeviceShapeTests: XCTestCase {
+    func testTheDescriptionAgreesWithTheDeclaredShape() throws {
+        let rig = try NetRig()
+        XCTAssertTrue(DeviceShape.network.matches(rig.device.description), "\(rig.device.description)")
+        XCTAssertEqual(DeviceShape.network.queueCount, 2)
+    }
+}
