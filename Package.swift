@@ -46,7 +46,7 @@ let package = Package(
 
         // Sources/Shared: what more than one process uses.
         // Descriptors, errno, logging, the event loop, spawning, the sandbox and its hardening.
-        .target(name: "LinuxSystem", dependencies: ["CLinux", "CEvent", "CSeccomp", logging], path: "Sources/Shared/LinuxSystem"),
+        .target(name: "LinuxSystem", dependencies: ["CLinux", "CKVM", "CEvent", "CSeccomp", logging], path: "Sources/Shared/LinuxSystem"),
         // Guest addresses, the slot table and the sealed memfds vmd creates (no mapping).
         .target(name: "MemorySlots", dependencies: ["LinuxSystem", "CLinux"], path: "Sources/Shared/MemorySlots"),
         // Guest RAM mapped and accessed: vm and the device processes only.

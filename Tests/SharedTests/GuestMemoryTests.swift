@@ -166,3 +166,15 @@ final class GuestMemoryTests: XCTestCase {
         XCTAssertNoThrow(try GuestMemory.validate(GuestPhysicalLayout.ramSlots(ramBytes: 5 << 30)))
     }
 }
+
+extension GuestMemoryTests {
+    /// Typed reads and writes take only plain data: a pointer read out of guest RAM would be
+    /// one the guest chose, so pointer types are not GuestPlainData (and do not compile there).
+    func testOnlyPlainDataIsReadAsATypedValue() {
+        XCTAssertTrue((UInt64.self as Any.Type) is GuestPlainData.Type)
+        XCTAssertTrue((Int16.self as Any.Type) is GuestPlainData.Type)
+        XCTAssertFalse((UnsafeRawPointer.self as Any.Type) is GuestPlainData.Type)
+        XCTAssertFalse((UnsafeMutablePointer<UInt8>.self as Any.Type) is GuestPlainData.Type)
+        XCTAssertFalse((OpaquePointer.self as Any.Type) is GuestPlainData.Type)
+    }
+}

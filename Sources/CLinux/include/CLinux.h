@@ -77,6 +77,16 @@ static const unsigned long VMD_SIOCSIFADDR = SIOCSIFADDR, VMD_SIOCSIFNETMASK = S
 static const unsigned long VMD_SIOCGIFINDEX = SIOCGIFINDEX, VMD_SIOCBRADDIF = SIOCBRADDIF;
 
 // Sandbox calls: Landlock has no glibc wrappers; unshare and setresuid need _GNU_SOURCE.
+// struct landlock_ruleset_attr as of Linux 6.12 (ABI 6): Debian 12's headers (6.1) stop
+// after handled_access_fs. The kernel takes a prefix of it: pass the size the ABI knows.
+struct vmd_landlock_ruleset_attr {
+    uint64_t handled_access_fs;   // ABI 1
+    uint64_t handled_access_net;  // ABI 4
+    uint64_t scoped;              // ABI 6
+};
+_Static_assert(sizeof(struct vmd_landlock_ruleset_attr) == 24, "landlock_ruleset_attr layout");
+_Static_assert(offsetof(struct vmd_landlock_ruleset_attr, handled_access_net) == 8, "handled_access_net offset");
+_Static_assert(offsetof(struct vmd_landlock_ruleset_attr, scoped) == 16, "scoped offset");
 int vmd_landlock_create_ruleset(const void *attributes, size_t size, unsigned int flags);
 int vmd_landlock_restrict_self(int ruleset, unsigned int flags);
 int vmd_unshare(int flags);

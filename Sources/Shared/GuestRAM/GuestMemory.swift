@@ -107,6 +107,8 @@ public struct GuestMemory: @unchecked Sendable {
         while remaining > 0 {
             let start = cursor - spans[index].guestBase
             let chunk = min(remaining, spans[index].size - start)
+            // SAFETY: `start + chunk <= size` of this span, whose mapping is `size` bytes from `host`;
+            // the whole range was checked (first loop) before the first callback.
             try body(VolatileSlice(base: spans[index].host + Int(start), count: Int(chunk)))
             remaining -= chunk
             cursor += chunk
@@ -148,6 +150,7 @@ public struct GuestMemory: @unchecked Sendable {
         let index = try span(containing: address.value, forWriting: forWriting)
         let offset = address.value - spans[index].guestBase
         guard length <= spans[index].size - offset else { return nil }
+        // SAFETY: `offset + length <= size` (checked just above, no overflow: offset < size).
         return VolatileSlice(base: spans[index].host + Int(offset), count: Int(length))
     }
 
@@ -156,6 +159,7 @@ public struct GuestMemory: @unchecked Sendable {
     public func read(into buffer: UnsafeMutableRawBufferPointer, at address: GuestAddress) throws(GuestMemoryError) {
         var done = 0
         try forEachSlice(at: address, length: UInt64(buffer.count), forWriting: false) { slice in
+            // SAFETY: the slices add up to `buffer.count` (forEachSlice covers exactly the length asked).
             slice.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + slice.count)]))
             done += slice.count
         }
@@ -164,6 +168,7 @@ public struct GuestMemory: @unchecked Sendable {
     public func write(_ bytes: UnsafeRawBufferPointer, at address: GuestAddress) throws(GuestMemoryError) {
         var done = 0
         try forEachSlice(at: address, length: UInt64(bytes.count), forWriting: true) { slice in
+            // SAFETY: as in `read(into:at:)`.
             slice.copyBytes(from: UnsafeRawBufferPointer(rebasing: bytes[done..<(done + slice.count)]))
             done += slice.count
         }
@@ -193,18 +198,22 @@ public struct GuestMemory: @unchecked Sendable {
 
     // MARK: Plain-old-data values (little-endian, as the guest stores them)
 
-    public func read<Value: BitwiseCopyable>(_ type: Value.Type, at address: GuestAddress) throws(GuestMemoryError) -> Value {
+    public func read<Value: GuestPlainData>(_ type: Value.Type, at address: GuestAddress) throws(GuestMemoryError) -> Value {
         if let slice = try sliceInOneSlot(at: address, length: UInt64(MemoryLayout<Value>.size), forWriting: false) {
+            // SAFETY: the slice is `size` bytes inside one mapped slot (checked by sliceInOneSlot);
+            // any bit pattern is a valid Value (GuestPlainData); unaligned loads are allowed.
             return slice.base.loadUnaligned(as: Value.self)
         }
         // Split across two slots: assemble it in a temporary.
         return try withUnsafeTemporaryAllocation(of: Value.self, capacity: 1) { storage throws(GuestMemoryError) in
+            // SAFETY: the buffer is exactly one Value; `read(into:)` fills all of it or throws.
             try read(into: UnsafeMutableRawBufferPointer(storage), at: address)
             return storage[0]
         }
     }
 
-    public func write<Value: BitwiseCopyable>(_ value: Value, at address: GuestAddress) throws(GuestMemoryError) {
+    public func write<Value: GuestPlainData>(_ value: Value, at address: GuestAddress) throws(GuestMemoryError) {
+        // SAFETY: the bytes of a GuestPlainData value are all there is to it (no pointers, no references).
         try withUnsafeBytes(of: value) { bytes throws(GuestMemoryError) in try write(bytes, at: address) }
     }
 
@@ -213,6 +222,8 @@ public struct GuestMemory: @unchecked Sendable {
 
     private func alignedPointer(at address: GuestAddress, size: Int, forWriting: Bool) throws(GuestMemoryError) -> UnsafeMutableRawPointer {
         guard address.isAligned(to: UInt64(size)) else { throw GuestMemoryError.misaligned(address, alignment: size) }
+        // SAFETY: `size` bytes inside one slot (contiguousSlice), naturally aligned (the slot
+        // bases are page-aligned and the guest address is aligned), as the atomics need.
         return try contiguousSlice(at: address, length: UInt64(size), forWriting: forWriting).base
     }
 

@@ -31,12 +31,14 @@ public final class IOVectorBuffer {
     /// Adds a host buffer the caller keeps alive until the system call returns (a checked
     /// copy of a header, for example). False when full.
     public func append(_ buffer: UnsafeRawBufferPointer) -> Bool {
+        // SAFETY: writev only reads through it; the caller keeps the buffer alive for the call.
         append(base: UnsafeMutableRawPointer(mutating: buffer.baseAddress), length: buffer.count)
     }
 
     private func append(base: UnsafeMutableRawPointer?, length: Int) -> Bool {
         guard length > 0 else { return true }
         guard count < Self.maximumCount else { return false }
+        // SAFETY: `count < maximumCount`, the capacity allocated in init.
         storage[count] = iovec(iov_base: base, iov_len: length)
         count += 1
         return true
@@ -44,6 +46,7 @@ public final class IOVectorBuffer {
 
     /// The entries, for the system call (valid only inside `body`).
     public func withVectors<Result>(_ body: (UnsafeBufferPointer<iovec>) throws -> Result) rethrows -> Result {
+        // SAFETY: the first `count` entries are initialized; the buffer does not outlive `body`.
         try body(UnsafeBufferPointer(start: storage, count: count))
     }
 }

@@ -32,6 +32,8 @@ public struct MemoryMapping: ~Copyable {
     }
 
     deinit {
+        // SAFETY: this value is the mapping's only owner (~Copyable); `seal()` consumes it
+        // with `discard self`, so a sealed mapping never reaches this munmap.
         munmap(base, size)
     }
 
@@ -60,6 +62,8 @@ public struct MemoryMapping: ~Copyable {
             throw error
         }
         discard self
+        // SAFETY: the mapping now lives as long as the process: nothing unmaps it (mseal
+        // forbids it where the kernel has mseal; elsewhere no code path does).
         return SealedMapping(base: base, size: size)
     }
 }

@@ -28,6 +28,8 @@ public final class Channel {
         var control = [UInt8](repeating: 0, count: descriptors.isEmpty ? 0 : vmd_cmsg_space_for_fds(descriptors.count))
         try bytes.withUnsafeBytes { payload in
             try control.withUnsafeMutableBytes { controlBuffer in
+                // SAFETY: the control buffer was sized by CMSG_SPACE for exactly these descriptors,
+                // the payload and control pointers live for the whole sendmsg, which only reads them.
                 if !descriptors.isEmpty {
                     descriptors.withUnsafeBufferPointer {
                         vmd_cmsg_put_fds(controlBuffer.baseAddress, controlBuffer.count, $0.baseAddress, $0.count)
@@ -60,6 +62,8 @@ public final class Channel {
         var received = 0
         var flags: Int32 = 0
         var descriptors: [FileDescriptor] = []
+        // SAFETY: recvmsg writes at most the payload buffer's and the control buffer's sizes, both
+        // live for the call; at most `maximumDescriptors` fds are taken out of the control data.
         let result: Int = buffer.withUnsafeMutableBytes { payload in
             control.withUnsafeMutableBytes { controlBuffer in
                 var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)

@@ -10,12 +10,18 @@ struct RawDescriptor {
 
     /// Reads the 16 bytes of `struct virtq_desc` at `address` in one copy.
     init(memory: GuestMemory, at address: GuestAddress) throws(GuestMemoryError) {
-        let words = try memory.read((UInt64, UInt64).self, at: address)
-        let high = UInt64(littleEndian: words.1)
-        self.address = UInt64(littleEndian: words.0)
+        let words = try memory.read(Words.self, at: address)
+        let high = UInt64(littleEndian: words.high)
+        self.address = UInt64(littleEndian: words.low)
         self.length = UInt32(truncatingIfNeeded: high)
         self.flags = UInt16(truncatingIfNeeded: high >> 32)
         self.next = UInt16(truncatingIfNeeded: high >> 48)
+    }
+
+    /// The descriptor as two little-endian words: address, then length, flags and next.
+    struct Words: GuestPlainData {
+        var low: UInt64
+        var high: UInt64
     }
 
     var hasNext: Bool { flags & VirtqueueDescriptorFlags.next != 0 }

@@ -211,7 +211,7 @@ public struct SplitVirtqueue {
         }
     }
 
-    private func write<Value: BitwiseCopyable>(_ value: Value, at address: GuestAddress) throws(VirtqueueError) {
+    private func write<Value: GuestPlainData>(_ value: Value, at address: GuestAddress) throws(VirtqueueError) {
         do { try memory.write(value, at: address) } catch {
             throw .ringInaccessible(error)
         }

@@ -215,7 +215,8 @@ public struct VirtqueueDriver {
     /// Writes a descriptor anywhere, e.g. into an indirect table.
     public func writeDescriptor(at location: GuestAddress, address: UInt64, length: UInt32, flags: UInt16, next: UInt16) throws {
         let high = UInt64(length) | UInt64(flags) << 32 | UInt64(next) << 48
-        try memory.write((address.littleEndian, high.littleEndian), at: location)
+        try memory.write(address.littleEndian, at: location)
+        try memory.write(high.littleEndian, at: GuestAddress(location.value + 8))
     }
 
     /// Sets avail.idx to anything (release ordering) and takes it as the driver's own.

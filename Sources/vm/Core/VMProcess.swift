@@ -43,7 +43,7 @@ struct VMProcess {
     func run() throws -> GuestEnd {
         let setup = try receiveSetup()
         let console = setup.console
-        let sandbox = SandboxProfile.vm(kvmRequests: VirtualMachine.runtimeKVMRequests)
+        let sandbox = SandboxProfile.vm
         // Namespaces and the empty root now, while this process has one thread: building
         // the VM starts others, and unshare(CLONE_NEWNS) refuses a process with threads.
         try Sandbox.isolate(sandbox)

@@ -52,6 +52,8 @@ public final class EventWatch {
 
     fileprivate init(loop: EventLoop, fd: Int32, what: Int16, timeout: Double?, handler: @escaping () -> Void) throws {
         self.handler = handler
+        // SAFETY: unretained: the event is freed in `cancel()`, which `deinit` calls, so
+        // libevent never calls back with a context whose watch is gone.
         let context = Unmanaged.passUnretained(self).toOpaque()
         guard let event = event_new(loop.base, fd, what, { _, _, context in
             Unmanaged<EventWatch>.fromOpaque(context!).takeUnretainedValue().fire()

@@ -28,9 +28,12 @@ public struct KernelCalls {
             return version >= 0 ? version : -vmd_errno()
         },
         landlockRestrict: { filesystem, network, scoped in
-            // struct landlock_ruleset_attr: handled_access_fs, handled_access_net (ABI 4), scoped (ABI 6).
-            var attributes: (UInt64, UInt64, UInt64) = (filesystem, network, scoped)
-            let size = scoped != 0 ? 24 : network != 0 ? 16 : 8
+            var attributes = vmd_landlock_ruleset_attr(handled_access_fs: filesystem, handled_access_net: network, scoped: scoped)
+            // Only the fields the caller's ABI knows: an older kernel refuses a larger struct (E2BIG).
+            let size = scoped != 0 ? MemoryLayout<vmd_landlock_ruleset_attr>.size
+                : network != 0 ? MemoryLayout.offset(of: \vmd_landlock_ruleset_attr.scoped)!
+                : MemoryLayout.offset(of: \vmd_landlock_ruleset_attr.handled_access_net)!
+            // SAFETY: the kernel reads `size` bytes of `attributes`, which lives for the call.
             let ruleset = withUnsafePointer(to: &attributes) { vmd_landlock_create_ruleset($0, size, 0) }
             guard ruleset >= 0 else { return -vmd_errno() }
             defer { close(ruleset) }

@@ -1,3 +1,4 @@
+import CKVM
 import CLinux
 import Glibc
 
@@ -60,12 +61,28 @@ public struct SandboxProfile {
         .fail("creat", errno: ENOENT, "no filesystem access"),
     ]
 
-    /// vm: KVM on descriptors it holds (the requests, with their reasons, come
-    /// from the vm target, which owns the KVM headers), vCPU threads, the poller.
-    public static func vm(kvmRequests: [(request: UInt, reason: String)]) -> SandboxProfile {
-        SandboxProfile(role: .vm, rules: common + kvmRequests.map { SeccompFilter.Rule.ioctl($0.request, $0.reason) } + vmThreads,
-                       unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
-    }
+    /// vm: KVM on descriptors it holds, vCPU threads, the poller.
+    public static let vm = SandboxProfile(
+        role: .vm, rules: common + kvmRuntimeRequests.map { SeccompFilter.Rule.ioctl($0.request, $0.reason) } + vmThreads,
+        unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
+
+    /// The KVM ioctls the vm process still makes once sandboxed (everything else
+    /// was done while building the VM), with who needs each.
+    static let kvmRuntimeRequests: [(request: UInt, reason: String)] = [
+        (VMD_KVM_IOCTL_RUN, "vCPU threads: KVM_RUN"),
+        (VMD_KVM_IOCTL_IRQ_LINE, "UART interrupt line: KVM_IRQ_LINE"),
+        (VMD_KVM_IOCTL_SET_GSI_ROUTING, "MSI-X routes as the guest programs vectors: KVM_SET_GSI_ROUTING"),
+        (VMD_KVM_IOCTL_IRQFD, "binding queue interrupts to routes: KVM_IRQFD"),
+        (VMD_KVM_IOCTL_IOEVENTFD, "moving queue notifies with the BAR: KVM_IOEVENTFD"),
+        (VMD_KVM_IOCTL_SIGNAL_MSI, "pending vectors on unmask, config changes: KVM_SIGNAL_MSI"),
+        (VMD_KVM_IOCTL_GET_REGS, "a failed vCPU reports its rip: KVM_GET_REGS (VcpuThread)"),
+        (VMD_KVM_IOCTL_GET_SREGS, "a failed vCPU reports its cs and cr3: KVM_GET_SREGS (VcpuThread)"),
+        (VMD_KVM_IOCTL_GET_PIT2, "pause freezes the PIT: KVM_GET_PIT2"),
+        (VMD_KVM_IOCTL_SET_PIT2, "resume restores the PIT: KVM_SET_PIT2"),
+        (VMD_KVM_IOCTL_GET_CLOCK, "pause saves the KVM clock: KVM_GET_CLOCK"),
+        (VMD_KVM_IOCTL_SET_CLOCK, "resume restores the KVM clock: KVM_SET_CLOCK"),
+    ]
+
 
     private static let vmThreads: [SeccompFilter.Rule] = [
         .allow("poll", "masked-interrupt poller"),

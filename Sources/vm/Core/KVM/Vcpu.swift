@@ -9,6 +9,8 @@ final class Vcpu {
     let fd: FileDescriptor
     let index: Int
     private let runMapping: MemoryMapping
+    /// SAFETY: the vCPU's mmap of KVM_GET_VCPU_MMAP_SIZE bytes starts with a struct kvm_run
+    /// (KVM API, "KVM_RUN"), page-aligned, and lives as long as this Vcpu (`runMapping`).
     private var run: UnsafeMutablePointer<kvm_run> { runMapping.base.assumingMemoryBound(to: kvm_run.self) }
 
     init(fd: FileDescriptor, index: Int, mapSize: Int) throws {
@@ -38,12 +40,16 @@ final class Vcpu {
         case KVM_EXIT_IO:
             let offset = Int(run.pointee.io.data_offset)
             let length = min(data.count, Int(run.pointee.io.size) * Int(run.pointee.io.count))
-            guard offset + length <= runMapping.size else { return }
+            guard offset >= 0, offset + length <= runMapping.size else { return }
+            // SAFETY: `offset + length` is inside the kvm_run mapping (checked above); `length`
+            // is at most `data.count`; the vCPU is out of KVM_RUN, so the kernel does not write it now.
             data.withUnsafeBytes { (raw + offset).copyMemory(from: $0.baseAddress!, byteCount: length) }
         case KVM_EXIT_MMIO:
+            // SAFETY: at most the 8 bytes of mmio.data, from `data` while its bytes are borrowed.
+            // (This once escaped `data`'s pointer out of withUnsafeBytes; now the copy is inside it.)
             withUnsafeMutableBytes(of: &run.pointee.mmio.data) { target in
                 let length = min(data.count, target.count)
-                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: data.withUnsafeBytes { $0 }[0..<length]))
+                data.withUnsafeBytes { source in target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<length])) }
             }
         default:
             break

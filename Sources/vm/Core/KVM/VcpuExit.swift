@@ -31,6 +31,7 @@ enum VcpuExit: Equatable {
             let offset = Int(io.data_offset), length = size * count
             // The kernel sets data_offset; check it anyway rather than trust a layout.
             guard offset >= 0, length >= 0, offset + length <= mapSize else { return .unknown(reason: UInt32(KVM_EXIT_IO)) }
+            // SAFETY: `offset + length <= mapSize`, the size of the kvm_run mapping (checked above).
             return .portOut(port: io.port, size: size, data: Array(UnsafeRawBufferPointer(start: raw + offset, count: length)))
         case KVM_EXIT_MMIO:
             let mmio = run.pointee.mmio
@@ -48,6 +49,7 @@ enum VcpuExit: Equatable {
             return .failEntry(reason: run.pointee.fail_entry.hardware_entry_failure_reason)
         case KVM_EXIT_INTERNAL_ERROR:
             let count = min(Int(run.pointee.internal.ndata), 16)
+            // SAFETY: internal.data is a copy of `__u64 data[16]`; `count` is at most 16.
             let data = withUnsafeBytes(of: run.pointee.internal.data) { Array($0.bindMemory(to: UInt64.self).prefix(count)) }
             return .internalError(suberror: run.pointee.internal.suberror, data: data)
         case KVM_EXIT_INTR:

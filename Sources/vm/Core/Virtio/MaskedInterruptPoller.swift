@@ -16,6 +16,8 @@ final class MaskedInterruptPoller: @unchecked Sendable {
     }
 
     func start() throws {
+        // SAFETY: retained once for the thread, which takes that reference back (takeRetainedValue);
+        // if the thread is not created the reference is released here.
         let context = Unmanaged.passRetained(self).toOpaque()
         var handle = pthread_t()
         let result = pthread_create(&handle, nil, { context in
