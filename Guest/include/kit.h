@@ -104,6 +104,17 @@ void kit_triple_fault(void) __attribute__((noreturn)); /* any ring */
 int apic_init(unsigned int hz); /* 0 on success, -1 if no x2APIC */
 uint32_t apic_init_ap(void);   /* AP: x2APIC on, no timer; returns its x2APIC id */
 extern volatile uint64_t kit_ticks; /* bumped by the timer ISR (isr.S) */
+/* TSC rate measured against 10 timer ticks (100 ms); 0 if no ticks. */
+uint64_t kit_tsc_hz(void);
+/* Waits are bounded assuming at most a 4 GHz TSC. */
+#define TSC_GUESS_HZ 4000000000ull
+
+/* ---- dma.S: the DMA pool, memory inside the kit image (not cleared at boot),
+ * for rings, buffers and PCI BARs' users alike ---- */
+void *dma_alloc(uint64_t size, uint64_t align);      /* zeroed; NULL when exhausted */
+uint64_t dma_mark(void);
+void dma_release(uint64_t mark);
+uint64_t dma_free_bytes(void);
 
 /* ---- cmdline.c ---- */
 void cmdline_parse(const char *s);
@@ -112,8 +123,6 @@ uint64_t cmdline_get_u64(const char *key, uint64_t dflt);
 
 /* ---- tests.c ---- */
 extern const char *kit_current_test;
-/* TSC rate measured against 10 timer ticks (100 ms); 0 if no ticks. */
-uint64_t kit_tsc_hz(void);
 /* blk.c */
 int test_blk(const char *name);
 int bench_blk(const char *name);

@@ -128,11 +128,34 @@ int vq_kick(struct virtq *q);                       /* publish + notify if neede
 int vq_get_used(struct virtq *q, uint32_t *id, uint32_t *len); /* 1 if an element was taken */
 void vq_set_poll(struct virtq *q, int poll);         /* interrupts off (1) / on (0) */
 
-/* DMA pool (dma.S): memory inside the kit image, not cleared at boot. */
-void *dma_alloc(uint64_t size, uint64_t align);      /* zeroed; NULL when exhausted */
-uint64_t dma_mark(void);
-void dma_release(uint64_t mark);
-uint64_t dma_free_bytes(void);
+/* struct virtio_pci_common_cfg offsets (§4.1.4.3) */
+#define CC_DFSELECT   0x00
+#define CC_DF         0x04
+#define CC_GFSELECT   0x08
+#define CC_GF         0x0c
+#define CC_MSIX       0x10
+#define CC_NUMQ       0x12
+#define CC_STATUS     0x14
+#define CC_CFGGEN     0x15
+#define CC_Q_SELECT   0x16
+#define CC_Q_SIZE     0x18
+#define CC_Q_MSIX     0x1a
+#define CC_Q_ENABLE   0x1c
+#define CC_Q_NOFF     0x1e
+#define CC_Q_DESCLO   0x20
+#define CC_Q_DESCHI   0x24
+#define CC_Q_AVAILLO  0x28
+#define CC_Q_AVAILHI  0x2c
+#define CC_Q_USEDLO   0x30
+#define CC_Q_USEDHI   0x34
+#define CC_LEN        0x38
+
+/* MSI-X capability (PCI) */
+#define MSIX_CTRL        2
+#define MSIX_TABLE       4
+#define MSIX_CTRL_ENABLE 0x8000
+#define MSIX_CTRL_FMASK  0x4000
+#define MSI_ADDR_BASE    0xfee00000u /* x2APIC physical destination 0 */
 
 static inline void mb(void) { __asm__ volatile("mfence" ::: "memory"); }
 static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }

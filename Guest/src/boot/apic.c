@@ -59,3 +59,23 @@ uint32_t apic_init_ap(void)
 	wrmsr(MSR_X2APIC_LVT_LINT0, LVT_MASKED);
 	return (uint32_t)rdmsr(MSR_X2APIC_ID);
 }
+
+/* The TSC rate, measured once against 10 timer ticks (100 ms); 0 if the timer
+ * does not tick. In ring 3 (it only reads the TSC and the tick count). */
+uint64_t kit_tsc_hz(void)
+{
+	static uint64_t hz;
+	if (hz)
+		return hz;
+	uint64_t budget = 2 * TSC_GUESS_HZ, t0 = rdtsc(), n0 = kit_ticks;
+	while (kit_ticks == n0) /* start on a tick edge */
+		if (rdtsc() - t0 > budget)
+			return 0;
+	uint64_t t1 = rdtsc(), n1 = kit_ticks;
+	while (kit_ticks < n1 + 10)
+		if (rdtsc() - t1 > budget)
+			return 0;
+	uint64_t t2 = rdtsc(), n2 = kit_ticks;
+	hz = (t2 - t1) * 100 / (n2 - n1);
+	return hz;
+}

@@ -5,7 +5,6 @@
  * aligned to their size and clear of every BAR the firmware placed. */
 #include "kit.h"
 #include "pci.h"
-#include "virtio.h" /* dma_alloc */
 
 #define PCI_ADDR 0xcf8
 #define PCI_DATA 0xcfc

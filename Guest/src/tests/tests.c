@@ -7,7 +7,6 @@
 const char *kit_current_test;
 
 /* Generous TSC budget for waits: assumes at most a 4 GHz TSC, see boot. */
-#define TSC_GUESS_HZ 4000000000ull
 
 /* Exit code for a passing test: exit=N, default 0. */
 static unsigned int pass_code(void)
@@ -50,24 +49,6 @@ static int test_boot(const char *name)
 	RESULT(name, "pass", " ticks=%lu cpl=%u entry=%s", kit_ticks, cpl,
 	       entry_name(kit_boot.entry));
 	return pass_code();
-}
-
-uint64_t kit_tsc_hz(void)
-{
-	static uint64_t hz;
-	if (hz)
-		return hz;
-	uint64_t budget = 2 * TSC_GUESS_HZ, t0 = rdtsc(), n0 = kit_ticks;
-	while (kit_ticks == n0) /* start on a tick edge */
-		if (rdtsc() - t0 > budget)
-			return 0;
-	uint64_t t1 = rdtsc(), n1 = kit_ticks;
-	while (kit_ticks < n1 + 10)
-		if (rdtsc() - t1 > budget)
-			return 0;
-	uint64_t t2 = rdtsc(), n2 = kit_ticks;
-	hz = (t2 - t1) * 100 / (n2 - n1);
-	return hz;
 }
 
 /* test=triple-fault: ask ring 0 to load an empty IDT and fault. */

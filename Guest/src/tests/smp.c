@@ -20,7 +20,6 @@
 #define ICR_ASSERT      0x00004000u
 #define ICR_ALL_BUT_SELF 0x000c0000u  /* destination shorthand 11b */
 
-#define TSC_GUESS_HZ 4000000000ull   /* waits assume at most a 4 GHz TSC */
 
 struct smp_slot kit_smp[SMP_MAX_CPUS] __attribute__((aligned(64)));
 volatile uint32_t kit_ap_arrived;

@@ -26,34 +26,8 @@
  */
 #include "kit.h"
 #include "virtio.h"
+#include "blk.h"
 #include "net.h"
-
-/* struct virtio_pci_common_cfg offsets (§4.1.4.3) */
-#define CC_DFSELECT  0x00
-#define CC_DF        0x04
-#define CC_GFSELECT  0x08
-#define CC_GF        0x0c
-#define CC_NUMQ      0x12
-#define CC_STATUS    0x14
-#define CC_Q_SELECT  0x16
-#define CC_Q_SIZE    0x18
-#define CC_Q_MSIX    0x1a
-#define CC_Q_ENABLE  0x1c
-#define CC_Q_NOFF    0x1e
-#define CC_Q_DESCLO  0x20
-#define CC_Q_DESCHI  0x24
-#define CC_Q_AVAILLO 0x28
-#define CC_Q_AVAILHI 0x2c
-#define CC_Q_USEDLO  0x30
-#define CC_Q_USEDHI  0x34
-
-#define VIRTIO_BLK_PCI_DEVICE 0x1042
-
-/* blk (§5.2) */
-#define BLK_T_IN      0
-#define BLK_T_OUT     1
-#define BLK_T_GET_ID  8
-#define BLK_T_DISCARD 11
 
 #define QSIZE      64          /* entries per queue in normal set-ups */
 #define QMAX       256         /* ring memory is sized for this */
@@ -72,12 +46,6 @@ static const char *const outcome_name[O_N] = { "error", "needs-reset", "ignored"
 #define A_RST (1u << O_RESET)
 #define A_IGN (1u << O_IGNORED)
 #define A_BAD (A_ERR | A_RST)
-
-struct blk_hdr {
-	uint32_t type;
-	uint32_t reserved;
-	uint64_t sector;
-};
 
 /* Init options: the normal set-up with one thing wrong. */
 struct hopt {
