@@ -94,7 +94,8 @@ let package = Package(
                 path: "Sources/virtio-net/Device"),
         .executableTarget(name: "virtio-net", dependencies: ["NetDevice"],
                           path: "Sources/virtio-net", exclude: ["Device", "Shape"], linkerSettings: leanRelease),
-        .executableTarget(name: "vmctl", dependencies: ["IPC", "Configuration", "LinuxSystem", argumentParser]),
+        .target(name: "VmctlCommands", dependencies: ["IPC", "Configuration", "LinuxSystem", argumentParser], path: "Sources/vmctl/Commands"),
+        .executableTarget(name: "vmctl", dependencies: ["VmctlCommands"], path: "Sources/vmctl", exclude: ["Commands"]),
 
         .testTarget(name: "SharedTests", dependencies: [
             "LinuxSystem", "MemorySlots", "GuestRAM", "IPC", "Configuration", "BootImage", "VirtioCore", "VirtioTestSupport", "CLinux",
