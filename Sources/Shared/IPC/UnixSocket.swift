@@ -14,6 +14,7 @@ public enum UnixSocket {
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw PathTooLong(path: path) }
+        // SAFETY: bytes.count < sizeof(sun_path) (checked above), so the path and its NUL fit.
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
         return address
     }
@@ -23,6 +24,7 @@ public enum UnixSocket {
         var address = try address(path)
         let raw = try retryingInterrupts("socket") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         let fd = FileDescriptor(adopting: raw)
+        // SAFETY: sockaddr_un begins with the sockaddr header; connect reads sizeof(sockaddr_un).
         _ = try withUnsafePointer(to: &address) { pointer in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
                 try retryingInterrupts("connect(\(path))") { Glibc.connect(fd.rawValue, generic, socklen_t(MemoryLayout<sockaddr_un>.size)) }

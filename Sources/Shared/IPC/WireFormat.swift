@@ -47,6 +47,7 @@ public struct WireReader {
         let size = MemoryLayout<Value>.size
         guard bytes.count - offset >= size else { throw IPCError.malformed("payload ends inside a \(Value.self)") }
         var value = Value.zero
+        // SAFETY: `size` bytes remain after `offset` (checked above); any bit pattern is a valid integer.
         withUnsafeMutableBytes(of: &value) { target in
             bytes.withUnsafeBytes { source in
                 target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[offset..<(offset + size)]))

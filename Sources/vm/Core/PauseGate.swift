@@ -4,6 +4,8 @@ import Glibc
 /// vCPU thread is parked (each one was kicked out of KVM_RUN first), so the
 /// guest really does not run while vmctl says it is paused.
 final class PauseGate: @unchecked Sendable {
+    // SAFETY: pthread objects must not move, so they live in their own allocations,
+    // initialized in init and destroyed and freed in deinit, when no thread waits on them.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var paused = false

@@ -91,6 +91,7 @@ public final class FileDescriptor: CustomStringConvertible {
     public func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
         var offset = 0
         while offset < bytes.count {
+            // SAFETY: offset < bytes.count here, so the base exists and the range is inside the buffer.
             let written = try retryingInterrupts("write") {
                 Glibc.write(rawValue, bytes.baseAddress! + offset, bytes.count - offset)
             }
@@ -105,6 +106,7 @@ public final class FileDescriptor: CustomStringConvertible {
     /// One read of at most `capacity` bytes; an empty result means end of file.
     public func read(upTo capacity: Int) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: capacity)
+        // SAFETY: the kernel writes at most `capacity` bytes, the buffer's size.
         let count = try buffer.withUnsafeMutableBytes { raw in
             try retryingInterrupts("read") { Glibc.read(rawValue, raw.baseAddress, capacity) }
         }
@@ -136,6 +138,7 @@ public final class FileDescriptor: CustomStringConvertible {
     public func pread(count: Int, offset: Int64) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
+        // SAFETY: done < count inside the loop: each pread writes within the buffer's `count` bytes.
         try buffer.withUnsafeMutableBytes { raw in
             while done < count {
                 let got = try retryingInterrupts("pread") {

@@ -15,5 +15,7 @@ func kvmIoctl(_ fd: FileDescriptor, _ request: UInt, _ name: String, value: UInt
 /// Passes a plain C struct to an ioctl by pointer.
 @discardableResult
 func kvmIoctl<Argument>(_ fd: FileDescriptor, _ request: UInt, _ name: String, _ argument: inout Argument) throws -> Int32 {
+    // SAFETY: the request's _IOC size is that of `Argument` (each caller passes the struct the
+    // ioctl is defined with; CKVM asserts the mirrored layouts), valid for the call.
     try withUnsafeMutablePointer(to: &argument) { try kvmIoctl(fd, request, name, UnsafeMutableRawPointer($0)) }
 }
