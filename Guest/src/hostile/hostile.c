@@ -396,16 +396,6 @@ static int b_head_ffff(struct hctx *c, struct hres *r)
 	return blk_outcome(c, 0xffff, r);
 }
 
-static int b_desc_loop(struct hctx *c, struct hres *r)
-{
-	STD();
-	/* All readable (an OUT), so only the loop itself is wrong. */
-	bhdr(c, BLK_T_OUT, 64);
-	D(Q0, 0, P(c->hdr), 16, NX, 1);
-	D(Q0, 1, P(c->data), 512, NX, 0);
-	return blk_outcome(c, 0, r);
-}
-
 /* 0 -> 1 -> ... -> size-1 -> 1: more descriptors than the queue has */
 static int b_chain_too_long(struct hctx *c, struct hres *r)
 {
@@ -418,62 +408,12 @@ static int b_chain_too_long(struct hctx *c, struct hres *r)
 	return blk_outcome(c, 0, r);
 }
 
-static int b_next_oob(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	D(Q0, 0, P(c->hdr), 16, NX, (uint16_t)(Q0->size + 3));
-	return blk_outcome(c, 0, r);
-}
-
 /* A valid 3-entry indirect table: header, 512 bytes in, status. */
 static void ind3(struct hctx *c, struct virtq_desc *t)
 {
 	t[0] = (struct virtq_desc){ P(c->hdr), 16, NX, 1 };
 	t[1] = (struct virtq_desc){ P(c->data), 512, WR | NX, 2 };
 	t[2] = (struct virtq_desc){ P(c->status), 1, WR, 0 };
-}
-
-static int b_nested_indirect(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	c->ind[0] = (struct virtq_desc){ P(c->hdr), 16, NX, 1 };
-	c->ind[1] = (struct virtq_desc){ P(c->ind2), 32, IND, 0 };
-	c->ind2[0] = (struct virtq_desc){ P(c->data), 512, WR | NX, 1 };
-	c->ind2[1] = (struct virtq_desc){ P(c->status), 1, WR, 0 };
-	D(Q0, 0, P(c->ind), 32, IND, 0);
-	return blk_outcome(c, 0, r);
-}
-
-static int b_indirect_next(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	ind3(c, c->ind);
-	c->ind[2].flags = WR | NX; /* status continues in the ring: descriptor 1 */
-	c->ind[2].next = 3;
-	D(Q0, 0, P(c->ind), 48, IND | NX, 1);
-	D(Q0, 1, P(c->status), 1, WR, 0);
-	return blk_outcome(c, 0, r);
-}
-
-static int b_indirect_len0(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	ind3(c, c->ind);
-	D(Q0, 0, P(c->ind), 0, IND, 0);
-	return blk_outcome(c, 0, r);
-}
-
-static int b_indirect_len_odd(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	ind3(c, c->ind);
-	D(Q0, 0, P(c->ind), 40, IND, 0);
-	return blk_outcome(c, 0, r);
 }
 
 static int b_indirect_not_negotiated(struct hctx *c, struct hres *r)
@@ -487,35 +427,6 @@ static int b_indirect_not_negotiated(struct hctx *c, struct hres *r)
 	bhdr(c, BLK_T_IN, 0);
 	ind3(c, c->ind);
 	D(Q0, 0, P(c->ind), 48, IND, 0);
-	return blk_outcome(c, 0, r);
-}
-
-static int b_indirect_loop(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	c->ind[0] = (struct virtq_desc){ P(c->hdr), 16, NX, 1 };
-	c->ind[1] = (struct virtq_desc){ P(c->data), 512, WR | NX, 2 };
-	c->ind[2] = (struct virtq_desc){ P(c->data) + 512, 512, WR | NX, 1 };
-	D(Q0, 0, P(c->ind), 48, IND, 0);
-	return blk_outcome(c, 0, r);
-}
-
-static int b_indirect_next_oob(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	ind3(c, c->ind);
-	c->ind[1].next = 7; /* table has 3 entries */
-	D(Q0, 0, P(c->ind), 48, IND, 0);
-	return blk_outcome(c, 0, r);
-}
-
-static int b_indirect_outside_ram(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	D(Q0, 0, FAR_AWAY, 48, IND, 0);
 	return blk_outcome(c, 0, r);
 }
 
@@ -548,18 +459,6 @@ static int b_indirect_longer_than_queue(struct hctx *c, struct hres *r)
 	return o2;
 }
 
-static int b_zero_len_data(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	D(Q0, 0, P(c->hdr), 16, NX, 1);
-	D(Q0, 1, P(c->data), 0, WR | NX, 2);
-	D(Q0, 2, P(c->data), 512, WR | NX, 3);
-	D(Q0, 3, P(c->status), 1, WR, 0);
-	int o = blk_outcome(c, 0, r);
-	return o == O_ACCEPTED ? O_IGNORED : o; /* a zero-length buffer names no byte: legal to serve */
-}
-
 /* The status descriptor has length 0: the last writable byte is the data's last. */
 static int b_zero_len_status(struct hctx *c, struct hres *r)
 {
@@ -573,86 +472,12 @@ static int b_zero_len_status(struct hctx *c, struct hres *r)
 	return blk_outcome(c, 0, r);
 }
 
-static int b_huge_len(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_IN, 0, P(c->data), 0xffffffffu, WR);
-}
-
-static int b_addr_overflow(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_IN, 0, 0xfffffffffffff000ull, 0x2000, WR);
-}
-
-static int b_outside_ram(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_IN, 0, FAR_AWAY, 4096, WR);
-}
-
 static int b_straddle_ram_end(struct hctx *c, struct hres *r)
 {
 	STD();
 	if (!c->ram_top)
 		return O_SETUP;
 	return blk_one_data(c, r, BLK_T_IN, 0, c->ram_top - 2048, 4096, WR);
-}
-
-/* IN into the IOAPIC page: the device must not write MMIO. */
-static int b_ioapic(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_IN, 0, IOAPIC, 4096, WR);
-}
-
-/* OUT from the BAR window: the device must not read MMIO. */
-static int b_bar_window(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_OUT, 64, BAR_WINDOW, 4096, 0);
-}
-
-static int b_writable_before_readable(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_OUT, 64);
-	D(Q0, 0, P(c->status), 1, WR | NX, 1);
-	D(Q0, 1, P(c->hdr), 16, NX, 2);
-	D(Q0, 2, P(c->data), 512, NX, 3);
-	D(Q0, 3, P(c->status), 1, WR, 0);
-	return blk_outcome(c, 0, r);
-}
-
-static int b_in_readable(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_IN, 0, P(c->data), 512, 0);
-}
-
-static int b_out_writable(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_OUT, 64, P(c->data), 512, WR);
-}
-
-static int b_header_short(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_IN, 0);
-	D(Q0, 0, P(c->hdr), 8, NX, 1);
-	D(Q0, 1, P(c->data), 512, WR | NX, 2);
-	D(Q0, 2, P(c->status), 1, WR, 0);
-	return blk_outcome(c, 0, r);
-}
-
-static int b_status_missing(struct hctx *c, struct hres *r)
-{
-	STD();
-	bhdr(c, BLK_T_OUT, 64);
-	D(Q0, 0, P(c->hdr), 16, NX, 1);
-	D(Q0, 1, P(c->data), 512, 0, 0);
-	return blk_outcome(c, 0, r);
 }
 
 static int b_sector_beyond(struct hctx *c, struct hres *r)
@@ -665,18 +490,6 @@ static int b_write_past_end(struct hctx *c, struct hres *r)
 {
 	STD();
 	return blk_one_data(c, r, BLK_T_OUT, c->capacity - 1, P(c->data), 4096, 0);
-}
-
-static int b_sector_overflow(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_IN, 0xfffffffffffffff0ull, P(c->data), 4096, WR);
-}
-
-static int b_len_not_sector(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_IN, 0, P(c->data), 500, WR);
 }
 
 /* DISCARD of 200 segments (the device allows max_discard_seg, 32 here). */
@@ -705,18 +518,6 @@ static int b_discard_odd(struct hctx *c, struct hres *r)
 	STD();
 	memset(c->data, 0, 64);
 	return blk_one_data(c, r, BLK_T_DISCARD, 0, P(c->data), 20, 0);
-}
-
-static int b_get_id_short(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, BLK_T_GET_ID, 0, P(c->data), 8, WR);
-}
-
-static int b_unknown_type(struct hctx *c, struct hres *r)
-{
-	STD();
-	return blk_one_data(c, r, 0x7777, 0, P(c->data), 512, WR);
 }
 
 /* An indirect table of 2048 entries: header, 2046 x 512 bytes in, status (1 MiB,
@@ -1235,13 +1036,6 @@ static int tx_outcome(struct hctx *c, uint16_t head, uint32_t xid, struct hres *
 			return O_SETUP;   \
 	} while (0)
 
-static int n_tx_short_header(struct hctx *c, struct hres *r)
-{
-	NSTD();
-	D(TXQ, 0, P(txbuf(c, 0)) - NET_HDR_LEN, 8, 0, 0);
-	return tx_outcome(c, 0, 0, r);
-}
-
 static int n_tx_too_long(struct hctx *c, struct hres *r)
 {
 	NSTD();
@@ -1252,117 +1046,6 @@ static int n_tx_too_long(struct hctx *c, struct hres *r)
 	for (uint16_t i = 0; i < 40; i++)
 		D(TXQ, i, P(f) - NET_HDR_LEN, BUF, (uint16_t)(i < 39 ? NX : 0), (uint16_t)(i + 1));
 	return tx_outcome(c, 0, xid, r);
-}
-
-static int n_tx_writable(struct hctx *c, struct hres *r)
-{
-	NSTD();
-	uint32_t xid = ++c->xid;
-	uint8_t *f = txbuf(c, 0);
-	uint32_t l = build_discover(c, f, xid);
-	D(TXQ, 0, P(f) - NET_HDR_LEN, NET_HDR_LEN + l, WR, 0);
-	return tx_outcome(c, 0, xid, r);
-}
-
-/* Header readable, the frame writable: the frame must not go out either. */
-static int n_tx_frame_writable(struct hctx *c, struct hres *r)
-{
-	NSTD();
-	uint32_t xid = ++c->xid;
-	uint8_t *f = txbuf(c, 0);
-	uint32_t l = build_discover(c, f, xid);
-	D(TXQ, 0, P(f) - NET_HDR_LEN, NET_HDR_LEN, NX, 1);
-	D(TXQ, 1, P(f), l, WR, 0);
-	return tx_outcome(c, 0, xid, r);
-}
-
-static int n_tx_loop(struct hctx *c, struct hres *r)
-{
-	NSTD();
-	uint32_t xid = ++c->xid;
-	uint8_t *f = txbuf(c, 0);
-	uint32_t l = build_discover(c, f, xid);
-	D(TXQ, 0, P(f) - NET_HDR_LEN, NET_HDR_LEN, NX, 1);
-	D(TXQ, 1, P(f), l, NX, 0);
-	return tx_outcome(c, 0, xid, r);
-}
-
-static int n_tx_next_oob(struct hctx *c, struct hres *r)
-{
-	NSTD();
-	uint32_t xid = ++c->xid;
-	uint8_t *f = txbuf(c, 0);
-	uint32_t l = build_discover(c, f, xid);
-	D(TXQ, 0, P(f) - NET_HDR_LEN, NET_HDR_LEN + l, NX, (uint16_t)(TXQ->size + 1));
-	return tx_outcome(c, 0, xid, r);
-}
-
-static int n_tx_nested_indirect(struct hctx *c, struct hres *r)
-{
-	NSTD();
-	uint32_t xid = ++c->xid;
-	uint8_t *f = txbuf(c, 0);
-	uint32_t l = build_discover(c, f, xid);
-	struct virtq_desc *t = (struct virtq_desc *)(c->txb + 60 * BUF), *t2 = t + 16;
-	t[0] = (struct virtq_desc){ P(f) - NET_HDR_LEN, NET_HDR_LEN, NX, 1 };
-	t[1] = (struct virtq_desc){ P(t2), 16, IND, 0 };
-	t2[0] = (struct virtq_desc){ P(f), l, 0, 0 };
-	D(TXQ, 0, P(t), 32, IND, 0);
-	return tx_outcome(c, 0, xid, r);
-}
-
-static int n_tx_indirect_next(struct hctx *c, struct hres *r)
-{
-	NSTD();
-	uint32_t xid = ++c->xid;
-	uint8_t *f = txbuf(c, 0);
-	uint32_t l = build_discover(c, f, xid);
-	struct virtq_desc *t = (struct virtq_desc *)(c->txb + 60 * BUF);
-	t[0] = (struct virtq_desc){ P(f) - NET_HDR_LEN, NET_HDR_LEN + l, 0, 0 };
-	D(TXQ, 0, P(t), 16, IND | NX, 1);
-	D(TXQ, 1, P(f), 4, 0, 0);
-	return tx_outcome(c, 0, xid, r);
-}
-
-static int n_tx_indirect_len_odd(struct hctx *c, struct hres *r)
-{
-	NSTD();
-	uint32_t xid = ++c->xid;
-	uint8_t *f = txbuf(c, 0);
-	uint32_t l = build_discover(c, f, xid);
-	struct virtq_desc *t = (struct virtq_desc *)(c->txb + 60 * BUF);
-	t[0] = (struct virtq_desc){ P(f) - NET_HDR_LEN, NET_HDR_LEN + l, 0, 0 };
-	D(TXQ, 0, P(t), 24, IND, 0);
-	return tx_outcome(c, 0, xid, r);
-}
-
-static int n_tx_data(struct hctx *c, struct hres *r, uint64_t addr, uint32_t len)
-{
-	NSTD();
-	uint8_t *f = txbuf(c, 0);
-	D(TXQ, 0, P(f) - NET_HDR_LEN, NET_HDR_LEN, NX, 1);
-	D(TXQ, 1, addr, len, 0, 0);
-	return tx_outcome(c, 0, 0, r);
-}
-
-static int n_tx_huge_len(struct hctx *c, struct hres *r)
-{
-	return n_tx_data(c, r, P(c->txb), 0xffffffffu);
-}
-
-static int n_tx_outside_ram(struct hctx *c, struct hres *r)
-{
-	return n_tx_data(c, r, FAR_AWAY, 1500);
-}
-
-static int n_tx_ioapic(struct hctx *c, struct hres *r)
-{
-	return n_tx_data(c, r, IOAPIC, 1500);
-}
-
-static int n_tx_addr_overflow(struct hctx *c, struct hres *r)
-{
-	return n_tx_data(c, r, 0xfffffffffffffc00ull, 0x800);
 }
 
 /* A frame in 2000 one-byte pieces (indirect): more than writev takes. */
@@ -1552,107 +1235,215 @@ static int still_works(struct hctx *c)
 
 /* ======================= runner ======================= */
 
+/* ======================= requests as table rows ======================= */
+
+/* Most scenarios are one malformed request: a chain of descriptors in the ring
+ * and perhaps in indirect tables. Those are rows of the scenario tables (a
+ * `struct chain`), built by run_chain over the normal set-up; the rest are
+ * functions. */
+enum at {
+	AT_END,     /* no descriptor: the list ends */
+	AT_HDR,     /* blk: the request header */
+	AT_DATA,    /* blk: the 64 KiB data buffer */
+	AT_STATUS,  /* blk: the status byte */
+	AT_IND,     /* the first indirect table */
+	AT_IND2,    /* a second one, for nesting */
+	AT_ABS,     /* the address itself (outside RAM, MMIO, overflowing) */
+	AT_TXHDR,   /* net: transmit buffer 0, at its virtio-net header */
+	AT_FRAME,   /* net: the frame after that header */
+};
+#define NEXT_OOB  0xfffe            /* next = the queue's size + 3: names no descriptor */
+#define LEN_FRAME ((uint32_t)-2)    /* net: the DISCOVER's length */
+#define LEN_WHOLE ((uint32_t)-3)    /* net: header + DISCOVER */
+
+struct seg {
+	uint8_t at;
+	uint64_t addr;                  /* offset from `at`; the address itself for AT_ABS */
+	uint32_t len;
+	uint16_t flags, next;
+};
+
+struct chain {
+	uint32_t type;                  /* blk: the request */
+	uint64_t sector;
+	int frame;                      /* net: a DISCOVER, which must not go out */
+	struct seg ring[4], ind[3], ind2[2];
+	int served_is_ignored;          /* strange but legal: served correctly is "ignored" */
+};
+
+/* blk: header, one data descriptor, status. */
+#define ONE(at_, addr_, len_, flags_) \
+	.ring = { { AT_HDR, 0, 16, NX, 1 }, { at_, addr_, len_, (uint16_t)((flags_) | NX), 2 }, { AT_STATUS, 0, 1, WR, 0 } }
+/* blk: the valid 3-entry indirect table (header, 512 bytes in, status), as ind3(). */
+#define IND3_HDR  { AT_HDR, 0, 16, NX, 1 }
+#define IND3_DATA { AT_DATA, 0, 512, WR | NX, 2 }
+#define IND3_STAT { AT_STATUS, 0, 1, WR, 0 }
+
+static struct virtq_desc *ind_table(struct hctx *c, int second)
+{
+	if (c->net) {
+		struct virtq_desc *t = (struct virtq_desc *)(c->txb + 60 * BUF);
+		return second ? t + 16 : t;
+	}
+	return second ? c->ind2 : c->ind;
+}
+
+static struct virtq_desc seg_desc(struct hctx *c, struct virtq *q, const struct seg *g, uint8_t *f, uint32_t l)
+{
+	uint64_t base = 0;
+	switch (g->at) {
+	case AT_HDR: base = P(c->hdr); break;
+	case AT_DATA: base = P(c->data); break;
+	case AT_STATUS: base = P(c->status); break;
+	case AT_IND: base = P(ind_table(c, 0)); break;
+	case AT_IND2: base = P(ind_table(c, 1)); break;
+	case AT_TXHDR: base = P(f) - NET_HDR_LEN; break;
+	case AT_FRAME: base = P(f); break;
+	default: break;
+	}
+	uint32_t len = g->len == LEN_FRAME ? l : g->len == LEN_WHOLE ? NET_HDR_LEN + l : g->len;
+	uint16_t next = g->next == NEXT_OOB ? (uint16_t)(q->size + 3) : g->next;
+	return (struct virtq_desc){ base + g->addr, len, g->flags, next };
+}
+
+static int run_chain(struct hctx *c, struct hres *r, const struct chain *ch)
+{
+	if ((c->net ? net_std(c) : blk_std(c)) < 0)
+		return O_SETUP;
+	struct virtq *q = c->net ? TXQ : Q0;
+	uint8_t *f = c->net ? txbuf(c, 0) : NULL;
+	uint32_t xid = 0, l = 0;
+	if (c->net && ch->frame) {
+		xid = ++c->xid;
+		l = build_discover(c, f, xid);
+	}
+	if (!c->net)
+		bhdr(c, ch->type, ch->sector);
+	for (int i = 0; i < 4 && ch->ring[i].at; i++)
+		q->desc[i] = seg_desc(c, q, &ch->ring[i], f, l);
+	for (int i = 0; i < 3 && ch->ind[i].at; i++)
+		ind_table(c, 0)[i] = seg_desc(c, q, &ch->ind[i], f, l);
+	for (int i = 0; i < 2 && ch->ind2[i].at; i++)
+		ind_table(c, 1)[i] = seg_desc(c, q, &ch->ind2[i], f, l);
+	int o = c->net ? tx_outcome(c, 0, xid, r) : blk_outcome(c, 0, r);
+	return ch->served_is_ignored && o == O_ACCEPTED ? O_IGNORED : o;
+}
+
+#define ROW(...) NULL, &(const struct chain){ __VA_ARGS__ }
+
 struct scenario {
 	const char *name;
-	int (*run)(struct hctx *c, struct hres *r);
+	int (*run)(struct hctx *c, struct hres *r);  /* or, for a row: */
+	const struct chain *chain;
 	unsigned int allowed;
 };
 
 static const struct scenario blk_scenarios[] = {
-	{ "blk-avail-jump", b_avail_jump, A_BAD },
-	{ "blk-head-out-of-range", b_head_oob, A_BAD },
-	{ "blk-head-ffff", b_head_ffff, A_BAD },
-	{ "blk-desc-loop", b_desc_loop, A_BAD },
-	{ "blk-chain-longer-than-queue", b_chain_too_long, A_BAD },
-	{ "blk-next-out-of-range", b_next_oob, A_BAD },
-	{ "blk-nested-indirect", b_nested_indirect, A_BAD },
-	{ "blk-indirect-with-next", b_indirect_next, A_BAD },
-	{ "blk-indirect-len-0", b_indirect_len0, A_BAD },
-	{ "blk-indirect-len-not-16n", b_indirect_len_odd, A_BAD },
-	{ "blk-indirect-not-negotiated", b_indirect_not_negotiated, A_BAD },
-	{ "blk-indirect-loop", b_indirect_loop, A_BAD },
-	{ "blk-indirect-next-out-of-range", b_indirect_next_oob, A_BAD },
-	{ "blk-indirect-table-outside-ram", b_indirect_outside_ram, A_BAD },
-	{ "blk-indirect-longer-than-queue", b_indirect_longer_than_queue, A_BAD | A_IGN },
-	{ "blk-indirect-2046-segments", b_indirect_2046_segments, A_BAD | A_IGN },
-	{ "blk-indirect-table-huge", b_indirect_table_huge, A_BAD },
-	{ "blk-write-one-byte-pieces", b_write_one_byte_pieces, A_BAD | A_IGN },
-	{ "blk-zero-len-data", b_zero_len_data, A_BAD | A_IGN },
-	{ "blk-zero-len-status", b_zero_len_status, A_BAD },
-	{ "blk-huge-len", b_huge_len, A_BAD },
-	{ "blk-addr-len-overflow", b_addr_overflow, A_BAD },
-	{ "blk-buffer-outside-ram", b_outside_ram, A_BAD },
-	{ "blk-buffer-straddles-ram-end", b_straddle_ram_end, A_BAD },
-	{ "blk-buffer-ioapic", b_ioapic, A_BAD },
-	{ "blk-buffer-bar-window", b_bar_window, A_BAD },
-	{ "blk-writable-before-readable", b_writable_before_readable, A_BAD },
-	{ "blk-in-into-readable", b_in_readable, A_BAD },
-	{ "blk-out-from-writable", b_out_writable, A_BAD },
-	{ "blk-header-short", b_header_short, A_BAD },
-	{ "blk-status-missing", b_status_missing, A_BAD },
-	{ "blk-sector-beyond-capacity", b_sector_beyond, A_BAD },
-	{ "blk-write-past-end", b_write_past_end, A_BAD },
-	{ "blk-sector-overflow", b_sector_overflow, A_BAD },
-	{ "blk-len-not-sector-multiple", b_len_not_sector, A_BAD },
-	{ "blk-discard-200-segments", b_discard_many, A_BAD },
-	{ "blk-discard-huge-segment", b_discard_huge, A_BAD },
-	{ "blk-discard-partial-segment", b_discard_odd, A_BAD },
-	{ "blk-get-id-short", b_get_id_short, A_BAD },
-	{ "blk-unknown-type", b_unknown_type, A_BAD },
-	{ "blk-ring-outside-ram", s_ring_outside_ram, A_RST },
-	{ "blk-ring-straddles-ram-end", s_ring_straddle_ram_end, A_RST },
-	{ "blk-ring-mmio-hole", s_ring_mmio_hole, A_RST },
-	{ "blk-ring-overflow", s_ring_overflow, A_RST },
-	{ "blk-desc-misaligned", s_desc_misaligned, A_RST },
-	{ "blk-avail-misaligned", s_avail_misaligned, A_RST },
-	{ "blk-used-misaligned", s_used_misaligned, A_RST },
-	{ "blk-queue-size-npot", s_size_npot, A_RST },
-	{ "blk-queue-size-too-big", s_size_too_big, A_RST },
-	{ "blk-queue-size-zero", s_size_zero, A_RST | A_IGN },
-	{ "blk-queue-size-after-driver-ok", s_size_after_driver_ok, A_IGN },
-	{ "blk-notify-bad-queue", s_notify_bad_queue, A_IGN },
-	{ "blk-queue-select-nonexistent", s_queue_select_nonexistent, A_IGN },
-	{ "blk-msix-vector-out-of-range", s_msix_vector_out_of_range, A_ERR },
-	{ "blk-features-after-features-ok", s_features_after_features_ok, A_IGN },
-	{ "blk-features-not-offered", s_features_not_offered, A_ERR },
-	{ "blk-driver-ok-without-features-ok", s_driver_ok_early, A_RST | A_ERR },
-	{ "blk-config-write-capacity", s_config_write, A_IGN },
-	{ "blk-reset-mid-io", b_reset_mid_io, A_IGN },
+	{ "blk-avail-jump", b_avail_jump, NULL, A_BAD },
+	{ "blk-head-out-of-range", b_head_oob, NULL, A_BAD },
+	{ "blk-head-ffff", b_head_ffff, NULL, A_BAD },
+	{ "blk-desc-loop", ROW(.type = BLK_T_OUT, .sector = 64, /* all readable: only the loop is wrong */
+	      .ring = { { AT_HDR, 0, 16, NX, 1 }, { AT_DATA, 0, 512, NX, 0 } }), A_BAD },
+	{ "blk-chain-longer-than-queue", b_chain_too_long, NULL, A_BAD },
+	{ "blk-next-out-of-range", ROW(.type = BLK_T_IN, .ring = { { AT_HDR, 0, 16, NX, NEXT_OOB } }), A_BAD },
+	{ "blk-nested-indirect", ROW(.type = BLK_T_IN, .ring = { { AT_IND, 0, 32, IND, 0 } },
+	      .ind = { IND3_HDR, { AT_IND2, 0, 32, IND, 0 } }, .ind2 = { { AT_DATA, 0, 512, WR | NX, 1 }, IND3_STAT }), A_BAD },
+	{ "blk-indirect-with-next", ROW(.type = BLK_T_IN, /* the table's status continues in the ring */
+	      .ring = { { AT_IND, 0, 48, IND | NX, 1 }, { AT_STATUS, 0, 1, WR, 0 } },
+	      .ind = { IND3_HDR, IND3_DATA, { AT_STATUS, 0, 1, WR | NX, 3 } }), A_BAD },
+	{ "blk-indirect-len-0", ROW(.type = BLK_T_IN, .ring = { { AT_IND, 0, 0, IND, 0 } }, .ind = { IND3_HDR, IND3_DATA, IND3_STAT }), A_BAD },
+	{ "blk-indirect-len-not-16n", ROW(.type = BLK_T_IN, .ring = { { AT_IND, 0, 40, IND, 0 } }, .ind = { IND3_HDR, IND3_DATA, IND3_STAT }), A_BAD },
+	{ "blk-indirect-not-negotiated", b_indirect_not_negotiated, NULL, A_BAD },
+	{ "blk-indirect-loop", ROW(.type = BLK_T_IN, .ring = { { AT_IND, 0, 48, IND, 0 } },
+	      .ind = { IND3_HDR, IND3_DATA, { AT_DATA, 512, 512, WR | NX, 1 } }), A_BAD },
+	{ "blk-indirect-next-out-of-range", ROW(.type = BLK_T_IN, .ring = { { AT_IND, 0, 48, IND, 0 } }, /* the table has 3 entries */
+	      .ind = { IND3_HDR, { AT_DATA, 0, 512, WR | NX, 7 }, IND3_STAT }), A_BAD },
+	{ "blk-indirect-table-outside-ram", ROW(.type = BLK_T_IN, .ring = { { AT_ABS, FAR_AWAY, 48, IND, 0 } }), A_BAD },
+	{ "blk-indirect-longer-than-queue", b_indirect_longer_than_queue, NULL, A_BAD | A_IGN },
+	{ "blk-indirect-2046-segments", b_indirect_2046_segments, NULL, A_BAD | A_IGN },
+	{ "blk-indirect-table-huge", b_indirect_table_huge, NULL, A_BAD },
+	{ "blk-write-one-byte-pieces", b_write_one_byte_pieces, NULL, A_BAD | A_IGN },
+	{ "blk-zero-len-data", ROW(.type = BLK_T_IN, .served_is_ignored = 1, /* a zero-length buffer names no byte: legal to serve */
+	      .ring = { { AT_HDR, 0, 16, NX, 1 }, { AT_DATA, 0, 0, WR | NX, 2 }, { AT_DATA, 0, 512, WR | NX, 3 }, { AT_STATUS, 0, 1, WR, 0 } }), A_BAD | A_IGN },
+	{ "blk-zero-len-status", b_zero_len_status, NULL, A_BAD },
+	{ "blk-huge-len", ROW(.type = BLK_T_IN, ONE(AT_DATA, 0, 0xffffffffu, WR)), A_BAD },
+	{ "blk-addr-len-overflow", ROW(.type = BLK_T_IN, ONE(AT_ABS, 0xfffffffffffff000ull, 0x2000, WR)), A_BAD },
+	{ "blk-buffer-outside-ram", ROW(.type = BLK_T_IN, ONE(AT_ABS, FAR_AWAY, 4096, WR)), A_BAD },
+	{ "blk-buffer-straddles-ram-end", b_straddle_ram_end, NULL, A_BAD },
+	{ "blk-buffer-ioapic", ROW(.type = BLK_T_IN, ONE(AT_ABS, IOAPIC, 4096, WR)) /* the device must not write MMIO */, A_BAD },
+	{ "blk-buffer-bar-window", ROW(.type = BLK_T_OUT, .sector = 64, ONE(AT_ABS, BAR_WINDOW, 4096, 0)) /* nor read it */, A_BAD },
+	{ "blk-writable-before-readable", ROW(.type = BLK_T_OUT, .sector = 64,
+	      .ring = { { AT_STATUS, 0, 1, WR | NX, 1 }, { AT_HDR, 0, 16, NX, 2 }, { AT_DATA, 0, 512, NX, 3 }, { AT_STATUS, 0, 1, WR, 0 } }), A_BAD },
+	{ "blk-in-into-readable", ROW(.type = BLK_T_IN, ONE(AT_DATA, 0, 512, 0)), A_BAD },
+	{ "blk-out-from-writable", ROW(.type = BLK_T_OUT, .sector = 64, ONE(AT_DATA, 0, 512, WR)), A_BAD },
+	{ "blk-header-short", ROW(.type = BLK_T_IN, .ring = { { AT_HDR, 0, 8, NX, 1 }, { AT_DATA, 0, 512, WR | NX, 2 }, { AT_STATUS, 0, 1, WR, 0 } }), A_BAD },
+	{ "blk-status-missing", ROW(.type = BLK_T_OUT, .sector = 64, .ring = { { AT_HDR, 0, 16, NX, 1 }, { AT_DATA, 0, 512, 0, 0 } }), A_BAD },
+	{ "blk-sector-beyond-capacity", b_sector_beyond, NULL, A_BAD },
+	{ "blk-write-past-end", b_write_past_end, NULL, A_BAD },
+	{ "blk-sector-overflow", ROW(.type = BLK_T_IN, .sector = 0xfffffffffffffff0ull, ONE(AT_DATA, 0, 4096, WR)), A_BAD },
+	{ "blk-len-not-sector-multiple", ROW(.type = BLK_T_IN, ONE(AT_DATA, 0, 500, WR)), A_BAD },
+	{ "blk-discard-200-segments", b_discard_many, NULL, A_BAD },
+	{ "blk-discard-huge-segment", b_discard_huge, NULL, A_BAD },
+	{ "blk-discard-partial-segment", b_discard_odd, NULL, A_BAD },
+	{ "blk-get-id-short", ROW(.type = BLK_T_GET_ID, ONE(AT_DATA, 0, 8, WR)), A_BAD },
+	{ "blk-unknown-type", ROW(.type = 0x7777, ONE(AT_DATA, 0, 512, WR)), A_BAD },
+	{ "blk-ring-outside-ram", s_ring_outside_ram, NULL, A_RST },
+	{ "blk-ring-straddles-ram-end", s_ring_straddle_ram_end, NULL, A_RST },
+	{ "blk-ring-mmio-hole", s_ring_mmio_hole, NULL, A_RST },
+	{ "blk-ring-overflow", s_ring_overflow, NULL, A_RST },
+	{ "blk-desc-misaligned", s_desc_misaligned, NULL, A_RST },
+	{ "blk-avail-misaligned", s_avail_misaligned, NULL, A_RST },
+	{ "blk-used-misaligned", s_used_misaligned, NULL, A_RST },
+	{ "blk-queue-size-npot", s_size_npot, NULL, A_RST },
+	{ "blk-queue-size-too-big", s_size_too_big, NULL, A_RST },
+	{ "blk-queue-size-zero", s_size_zero, NULL, A_RST | A_IGN },
+	{ "blk-queue-size-after-driver-ok", s_size_after_driver_ok, NULL, A_IGN },
+	{ "blk-notify-bad-queue", s_notify_bad_queue, NULL, A_IGN },
+	{ "blk-queue-select-nonexistent", s_queue_select_nonexistent, NULL, A_IGN },
+	{ "blk-msix-vector-out-of-range", s_msix_vector_out_of_range, NULL, A_ERR },
+	{ "blk-features-after-features-ok", s_features_after_features_ok, NULL, A_IGN },
+	{ "blk-features-not-offered", s_features_not_offered, NULL, A_ERR },
+	{ "blk-driver-ok-without-features-ok", s_driver_ok_early, NULL, A_RST | A_ERR },
+	{ "blk-config-write-capacity", s_config_write, NULL, A_IGN },
+	{ "blk-reset-mid-io", b_reset_mid_io, NULL, A_IGN },
 };
 
 static const struct scenario net_scenarios[] = {
-	{ "net-tx-shorter-than-header", n_tx_short_header, A_BAD },
-	{ "net-tx-too-long", n_tx_too_long, A_BAD },
-	{ "net-tx-writable", n_tx_writable, A_BAD },
-	{ "net-tx-frame-writable", n_tx_frame_writable, A_BAD },
-	{ "net-tx-desc-loop", n_tx_loop, A_BAD },
-	{ "net-tx-next-out-of-range", n_tx_next_oob, A_BAD },
-	{ "net-tx-nested-indirect", n_tx_nested_indirect, A_BAD },
-	{ "net-tx-indirect-with-next", n_tx_indirect_next, A_BAD },
-	{ "net-tx-indirect-len-not-16n", n_tx_indirect_len_odd, A_BAD },
-	{ "net-tx-huge-len", n_tx_huge_len, A_BAD },
-	{ "net-tx-buffer-outside-ram", n_tx_outside_ram, A_BAD },
-	{ "net-tx-buffer-ioapic", n_tx_ioapic, A_BAD },
-	{ "net-tx-addr-len-overflow", n_tx_addr_overflow, A_BAD },
-	{ "net-tx-2000-segments", n_tx_many_segments, A_BAD },
-	{ "net-tx-head-out-of-range", n_tx_head_oob, A_BAD },
-	{ "net-tx-avail-jump", n_tx_avail_jump, A_BAD },
-	{ "net-rx-zero-len", n_rx_zero_len, A_BAD | A_IGN },
-	{ "net-rx-outside-ram", n_rx_outside_ram, A_BAD | A_IGN },
-	{ "net-rx-bar-window", n_rx_bar_window, A_BAD | A_IGN },
-	{ "net-rx-readable", n_rx_readable, A_BAD | A_IGN },
-	{ "net-rx-avail-jump", n_rx_avail_jump, A_BAD | A_IGN },
-	{ "net-ring-outside-ram", s_ring_outside_ram, A_RST },
-	{ "net-ring-mmio-hole", s_ring_mmio_hole, A_RST },
-	{ "net-used-misaligned", s_used_misaligned, A_RST },
-	{ "net-queue-size-npot", s_size_npot, A_RST },
-	{ "net-queue-size-after-driver-ok", s_size_after_driver_ok, A_IGN },
-	{ "net-notify-bad-queue", s_notify_bad_queue, A_IGN },
-	{ "net-queue-select-nonexistent", s_queue_select_nonexistent, A_IGN },
-	{ "net-features-after-features-ok", s_features_after_features_ok, A_IGN },
-	{ "net-features-not-offered", s_features_not_offered, A_ERR },
-	{ "net-config-write-mac", s_config_write, A_IGN },
-	{ "net-reset-mid-io", n_reset_mid_io, A_IGN },
+	{ "net-tx-shorter-than-header", ROW(.ring = { { AT_TXHDR, 0, 8, 0, 0 } }), A_BAD },
+	{ "net-tx-too-long", n_tx_too_long, NULL, A_BAD },
+	{ "net-tx-writable", ROW(.frame = 1, .ring = { { AT_TXHDR, 0, LEN_WHOLE, WR, 0 } }), A_BAD },
+	{ "net-tx-frame-writable", ROW(.frame = 1, /* header readable, frame writable: it must not go out either */
+	      .ring = { { AT_TXHDR, 0, NET_HDR_LEN, NX, 1 }, { AT_FRAME, 0, LEN_FRAME, WR, 0 } }), A_BAD },
+	{ "net-tx-desc-loop", ROW(.frame = 1, .ring = { { AT_TXHDR, 0, NET_HDR_LEN, NX, 1 }, { AT_FRAME, 0, LEN_FRAME, NX, 0 } }), A_BAD },
+	{ "net-tx-next-out-of-range", ROW(.frame = 1, .ring = { { AT_TXHDR, 0, LEN_WHOLE, NX, NEXT_OOB } }), A_BAD },
+	{ "net-tx-nested-indirect", ROW(.frame = 1, .ring = { { AT_IND, 0, 32, IND, 0 } },
+	      .ind = { { AT_TXHDR, 0, NET_HDR_LEN, NX, 1 }, { AT_IND2, 0, 16, IND, 0 } }, .ind2 = { { AT_FRAME, 0, LEN_FRAME, 0, 0 } }), A_BAD },
+	{ "net-tx-indirect-with-next", ROW(.frame = 1, .ring = { { AT_IND, 0, 16, IND | NX, 1 }, { AT_FRAME, 0, 4, 0, 0 } },
+	      .ind = { { AT_TXHDR, 0, LEN_WHOLE, 0, 0 } }), A_BAD },
+	{ "net-tx-indirect-len-not-16n", ROW(.frame = 1, .ring = { { AT_IND, 0, 24, IND, 0 } }, .ind = { { AT_TXHDR, 0, LEN_WHOLE, 0, 0 } }), A_BAD },
+	{ "net-tx-huge-len", ROW(.ring = { { AT_TXHDR, 0, NET_HDR_LEN, NX, 1 }, { AT_TXHDR, 0, 0xffffffffu, 0, 0 } }), A_BAD },
+	{ "net-tx-buffer-outside-ram", ROW(.ring = { { AT_TXHDR, 0, NET_HDR_LEN, NX, 1 }, { AT_ABS, FAR_AWAY, 1500, 0, 0 } }), A_BAD },
+	{ "net-tx-buffer-ioapic", ROW(.ring = { { AT_TXHDR, 0, NET_HDR_LEN, NX, 1 }, { AT_ABS, IOAPIC, 1500, 0, 0 } }), A_BAD },
+	{ "net-tx-addr-len-overflow", ROW(.ring = { { AT_TXHDR, 0, NET_HDR_LEN, NX, 1 }, { AT_ABS, 0xfffffffffffffc00ull, 0x800, 0, 0 } }), A_BAD },
+	{ "net-tx-2000-segments", n_tx_many_segments, NULL, A_BAD },
+	{ "net-tx-head-out-of-range", n_tx_head_oob, NULL, A_BAD },
+	{ "net-tx-avail-jump", n_tx_avail_jump, NULL, A_BAD },
+	{ "net-rx-zero-len", n_rx_zero_len, NULL, A_BAD | A_IGN },
+	{ "net-rx-outside-ram", n_rx_outside_ram, NULL, A_BAD | A_IGN },
+	{ "net-rx-bar-window", n_rx_bar_window, NULL, A_BAD | A_IGN },
+	{ "net-rx-readable", n_rx_readable, NULL, A_BAD | A_IGN },
+	{ "net-rx-avail-jump", n_rx_avail_jump, NULL, A_BAD | A_IGN },
+	{ "net-ring-outside-ram", s_ring_outside_ram, NULL, A_RST },
+	{ "net-ring-mmio-hole", s_ring_mmio_hole, NULL, A_RST },
+	{ "net-used-misaligned", s_used_misaligned, NULL, A_RST },
+	{ "net-queue-size-npot", s_size_npot, NULL, A_RST },
+	{ "net-queue-size-after-driver-ok", s_size_after_driver_ok, NULL, A_IGN },
+	{ "net-notify-bad-queue", s_notify_bad_queue, NULL, A_IGN },
+	{ "net-queue-select-nonexistent", s_queue_select_nonexistent, NULL, A_IGN },
+	{ "net-features-after-features-ok", s_features_after_features_ok, NULL, A_IGN },
+	{ "net-features-not-offered", s_features_not_offered, NULL, A_ERR },
+	{ "net-config-write-mac", s_config_write, NULL, A_IGN },
+	{ "net-reset-mid-io", n_reset_mid_io, NULL, A_IGN },
 };
 
 static int name_matches(const char *want, const char *name)
@@ -1744,7 +1535,7 @@ static int run_device(int net, const char *only, unsigned int *total, unsigned i
 		r.used_len = -1;
 		r.status_byte = -1;
 		/* Every scenario starts from a reset device. */
-		int o = h_reset(c) < 0 && c->vd.common ? O_HANG : sc[i].run(c, &r);
+		int o = h_reset(c) < 0 && c->vd.common ? O_HANG : (sc[i].chain ? run_chain(c, &r, sc[i].chain) : sc[i].run(c, &r));
 		uint8_t ds = c->vd.common ? h_status(c) : 0;
 		const char *why = NULL;
 		uint64_t t0 = rdtsc();
