@@ -43,6 +43,7 @@ extension Collection where Element == DescriptorBuffer {
                           memory: GuestMemory) throws(GuestMemoryError) {
         var done = 0
         try forEachRange(from: start, count: UInt64(destination.count)) { range throws(GuestMemoryError) in
+            // SAFETY: the ranges add up to the destination's size (checked by the caller), so each piece is inside it.
             let piece = UnsafeMutableRawBufferPointer(rebasing: destination[done..<(done + Int(range.length))])
             try memory.read(into: piece, at: range.address)
             done += piece.count
@@ -55,6 +56,7 @@ extension Collection where Element == DescriptorBuffer {
                            memory: GuestMemory) throws(GuestMemoryError) {
         var done = 0
         try forEachRange(from: start, count: UInt64(source.count)) { range throws(GuestMemoryError) in
+            // SAFETY: as above, inside the source.
             let piece = UnsafeRawBufferPointer(rebasing: source[done..<(done + Int(range.length))])
             try memory.write(piece, at: range.address)
             done += piece.count

@@ -98,6 +98,7 @@ final class RawFileBackend: BlockBackend {
         let chunk = 64 * 1024
         let zeroes = [UInt8](repeating: 0, count: chunk)
         var done: UInt64 = 0
+        // SAFETY: the zero buffer lives for the pwrite that reads it.
         try zeroes.withUnsafeBytes { buffer in
             while done < length {
                 let count = Int(min(UInt64(chunk), length - done))
@@ -123,6 +124,7 @@ final class RawFileBackend: BlockBackend {
         while index < iovecs.count {
             let batch = Int32(min(iovecs.count - index, Int(UIO_MAXIOV)))
             let fd = file.rawValue
+            // SAFETY: the iovecs (checked guest slices) stay valid for the call; count <= IOV_MAX per call.
             let transferred = try iovecs.withUnsafeBufferPointer { vectors in
                 try retryingInterrupts(call) { body(fd, vectors.baseAddress! + index, batch, off_t(position)) }
             }

@@ -223,6 +223,7 @@ final class BlockDeviceModel {
 
         case .getID(let data):
             // The 20-byte NUL-padded ID into the first 20 data bytes; the parser checked there are 20.
+            // SAFETY: the serial's at most 20 bytes, alive for the guarded copy into the checked data buffers.
             try serial.prefix(VirtioBlock.idBytes).withUnsafeBytes { try data.writeBytes($0, at: 0, memory: memory) }
             counters.getIDs += 1
             return request.writableDataLength

@@ -298,6 +298,7 @@ struct BlockRequest: Equatable, Sendable {
     ) throws(BlockRequestError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var failure: GuestMemoryError?
+        // SAFETY: copyBytes writes exactly destination.count (= count) bytes, checked against the buffers.
         bytes.withUnsafeMutableBytes { destination in
             do throws(GuestMemoryError) { try buffers.copyBytes(from: start, into: destination, memory: memory) } catch {
                 failure = error

@@ -99,6 +99,7 @@ struct DHCPResponder: Sendable {
 
     /// Whether a frame starting with `prefix` (up to `candidatePrefixLength` bytes) may be a
     /// DHCP request: IPv4, UDP, to port 67. Cheap, so other frames are not copied out.
+    // SAFETY: reads only prefix[0..<count] through the buffer's checked subscript.
     static func mightBeRequest(_ prefix: UnsafeRawBufferPointer) -> Bool {
         guard prefix.count >= 14 + 20 + 4, prefix[12] == 0x08, prefix[13] == 0x00, prefix[14] >> 4 == 4,
               prefix[23] == 17 else { return false }

@@ -80,6 +80,7 @@ extension NetDeviceModel {
                     for (index, held) in heldReceiveBuffers[0..<count].enumerated() where offset < written {
                         let skip = index == 0 ? VirtioNetHeader.size : 0
                         let piece = Swift.min(written - offset, held.capacity - skip)
+                        // SAFETY: offset + piece <= local.count (the loop's bound), used inside the closure.
                         try local.withUnsafeBytes { bytes in
                             try held.buffers.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + piece)]),
                                                         at: UInt64(skip), memory: memory)
@@ -186,6 +187,7 @@ extension NetDeviceModel {
     ) throws -> NetTransfer {
         var capacity = 0
         for index in 0..<count { capacity += heldReceiveBuffers[index].capacity }
+        // SAFETY: one header's temporary, alive while the iovecs that name it are used.
         return try withUnsafeTemporaryAllocation(byteCount: VirtioNetHeader.size, alignment: 8) { headerBytes in
             headerBytes.initializeMemory(as: UInt8.self, repeating: 0)
             let vectors = receiveVectors
@@ -231,6 +233,7 @@ extension NetDeviceModel {
             // §5.1.6.4.1: num_buffers is the number of chains used (1 without MRG_RXBUF).
             header.bufferCount = UInt16(usedCount)
             header.store(into: headerBytes)
+            // SAFETY: the header buffer is still alive (inside the same temporary allocation).
             try heldReceiveBuffers[0].buffers.writeBytes(UnsafeRawBufferPointer(headerBytes), at: 0, memory: memory)
             left = length
             for index in 0..<usedCount {

@@ -125,6 +125,7 @@ final class NetDeviceModel {
 
         // One copy of the header, checked, and that copy is what the tap gets (design §2:
         // never read a guest field twice). It lives on the stack: no allocation per packet.
+        // SAFETY: the temporary is exactly one header, used only inside the closure.
         let result = try withUnsafeTemporaryAllocation(byteCount: VirtioNetHeader.size, alignment: 8) {
             headerCopy throws(TransmitDrop) -> NetTransfer? in
             do { try packet.copyBytes(from: 0, into: headerCopy, memory: memory) } catch { throw .guestMemory("\(error)") }
@@ -147,6 +148,7 @@ final class NetDeviceModel {
 
             header.store(into: headerCopy)
             transmitVectors.removeAll()
+            // SAFETY: headerCopy outlives the writev that reads it (same closure).
             _ = transmitVectors.append(UnsafeRawBufferPointer(headerCopy))
             let fits: Bool
             do {
@@ -170,6 +172,7 @@ final class NetDeviceModel {
                             memory: GuestMemory) -> [UInt8]? {
         let frameStart = UInt64(VirtioNetHeader.size)
         let prefixLength = min(frameLength, DHCPResponder.candidatePrefixLength)
+        // SAFETY: prefixLength <= candidatePrefixLength (the temporary's size), and the prefix is used only inside.
         let candidate = withUnsafeTemporaryAllocation(byteCount: DHCPResponder.candidatePrefixLength, alignment: 1) { buffer in
             let prefix = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<prefixLength])
             guard (try? packet.copyBytes(from: frameStart, into: prefix, memory: memory)) != nil else { return false }
@@ -177,6 +180,7 @@ final class NetDeviceModel {
         }
         guard candidate else { return nil }
         var frame = [UInt8](repeating: 0, count: frameLength)
+        // SAFETY: copyBytes writes at most frame.count bytes (it checks the destination's size).
         let copied = frame.withUnsafeMutableBytes { (try? packet.copyBytes(from: frameStart, into: $0, memory: memory)) != nil }
         return copied ? dhcp.reply(to: frame) : nil
     }

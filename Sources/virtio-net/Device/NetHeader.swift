@@ -56,6 +56,7 @@ struct VirtioNetHeader: Equatable, Sendable {
     }
 
     /// Writes the 12 bytes to the start of `buffer`.
+    // SAFETY: callers pass a buffer of at least VirtioNetHeader.size (12) bytes; every store is inside it (offsets 0-11), unaligned stores allowed.
     func store(into buffer: UnsafeMutableRawBufferPointer) {
         precondition(buffer.count >= Self.size, "room for the header")
         buffer[0] = flags

@@ -34,6 +34,7 @@ final class VcpuThread: @unchecked Sendable {
     }
 
     func start() throws {
+        // SAFETY: retained once for the new thread, which takes it back; released here if the thread is not created.
         let context = Unmanaged.passRetained(self).toOpaque()
         var handle = pthread_t()
         let result = pthread_create(&handle, nil, { context in

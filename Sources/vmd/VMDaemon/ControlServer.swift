@@ -49,6 +49,7 @@ final class ControlServer {
         // A socket file left by a vmd that died may be replaced; a live one may not.
         if ControlServer.isLive(path) { throw ServerError.inUse(path) }
         unlink(path)
+        // SAFETY: sockaddr_un begins with the sockaddr header; bind reads sizeof(sockaddr_un).
         _ = try withUnsafePointer(to: &address) { pointer in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
                 try retryingInterrupts("bind(\(path))") { bind(listener.rawValue, generic, socklen_t(MemoryLayout<sockaddr_un>.size)) }

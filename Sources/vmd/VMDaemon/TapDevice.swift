@@ -35,6 +35,7 @@ struct TapDevice {
         if let name { setName(&request, name) }
         request.ifr_ifru.ifru_flags = Int16(VMD_IFF_TAP | VMD_IFF_NO_PI | VMD_IFF_VNET_HDR)
         try ioctl(fd, VMD_TUNSETIFF, &request, "TUNSETIFF(\(name ?? "tap%d"))")
+        // SAFETY: ifrn_name is IFNAMSIZ bytes; the name is read up to its NUL, within them.
         let actual = withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         var headerSize = vnetHeaderSize
         try ioctl(fd, VMD_TUNSETVNETHDRSZ, &headerSize, "TUNSETVNETHDRSZ")
@@ -89,6 +90,7 @@ struct TapDevice {
     }
 
     private static func setName(_ request: inout ifreq, _ name: String) {
+        // SAFETY: the name is at most IFNAMSIZ - 1 bytes (checked by the caller), so its NUL fits.
         withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { buffer in
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
             buffer.copyBytes(from: Array(name.utf8.prefix(buffer.count - 1)))
@@ -99,10 +101,12 @@ struct TapDevice {
         var inet = sockaddr_in()
         inet.sin_family = sa_family_t(AF_INET)
         inet.sin_addr.s_addr = address.bigEndian
+        // SAFETY: sockaddr_in and sockaddr are both 16 bytes; sockaddr is its generic view.
         return withUnsafeBytes(of: inet) { $0.load(as: sockaddr.self) }
     }
 
     private static func ioctl<Argument>(_ fd: FileDescriptor, _ request: UInt, _ argument: inout Argument, _ what: String) throws {
+        // SAFETY: the ioctl's argument is the struct it is defined with, alive for the call.
         let result = withUnsafeMutablePointer(to: &argument) { vmd_ioctl_ptr(fd.rawValue, request, $0) }
         try check(result, what)
     }

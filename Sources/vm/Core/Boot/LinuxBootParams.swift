@@ -27,6 +27,7 @@ struct LinuxBootParams {
     func bytes() -> [UInt8] {
         var page = [UInt8](repeating: 0, count: LinuxBootParams.size)
         func put<Value: FixedWidthInteger>(_ value: Value, _ offset: Int) {
+            // SAFETY: the integer's bytes are copied into the zero page in range (replaceSubrange checks it).
             withUnsafeBytes(of: value.littleEndian) { page.replaceSubrange(offset..<(offset + $0.count), with: $0) }
         }
         // The setup header, as the image has it (boot.rst: copy 0x1F1 up to 0x202 + byte at 0x201).

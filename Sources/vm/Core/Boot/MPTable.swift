@@ -76,6 +76,7 @@ struct MPTable {
             count += 1
         }
         entries += [EntryType.ioAPIC.rawValue, ioAPICID, MPTable.ioAPICVersion, 0x01]  // EN
+        // SAFETY: the address's 4 bytes are appended to the array.
         withUnsafeBytes(of: MPTable.ioAPICAddress.littleEndian) { entries += $0 }
         count += 1
         for irq in UInt8(0)..<16 {
@@ -130,6 +131,7 @@ struct MPTable {
     }
 
     private static func put<Value: FixedWidthInteger>(_ value: Value, into buffer: inout [UInt8], at offset: Int) {
+        // SAFETY: the integer's bytes are copied into the array in range (replaceSubrange checks it).
         withUnsafeBytes(of: value.littleEndian) { buffer.replaceSubrange(offset..<(offset + $0.count), with: $0) }
     }
 }

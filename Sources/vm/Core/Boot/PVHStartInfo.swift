@@ -19,6 +19,7 @@ struct PVHStartInfo {
     func write(into memory: GuestMemory, at address: GuestAddress, memoryMapAt mapAddress: GuestAddress) throws {
         var header = [UInt8](repeating: 0, count: PVHStartInfo.size)
         func put<Value: FixedWidthInteger>(_ value: Value, _ offset: Int) {
+            // SAFETY: the integer's bytes are copied into the array in range (replaceSubrange checks it).
             withUnsafeBytes(of: value.littleEndian) { header.replaceSubrange(offset..<(offset + $0.count), with: $0) }
         }
         put(PVHStartInfo.magic, 0)
@@ -34,6 +35,7 @@ struct PVHStartInfo {
 
         for (index, entry) in memoryMap.enumerated() {
             var record = [UInt8](repeating: 0, count: PVHStartInfo.memoryMapEntrySize)
+            // SAFETY: each field's bytes go into its own 8- or 4-byte range of the 24-byte record.
             withUnsafeBytes(of: entry.base.littleEndian) { record.replaceSubrange(0..<8, with: $0) }
             withUnsafeBytes(of: entry.size.littleEndian) { record.replaceSubrange(8..<16, with: $0) }
             withUnsafeBytes(of: entry.kind.rawValue.littleEndian) { record.replaceSubrange(16..<20, with: $0) }
@@ -44,6 +46,7 @@ struct PVHStartInfo {
         guard let moduleListAddress else { preconditionFailure("PVH modules without a list address") }
         for (index, module) in modules.enumerated() {
             var record = [UInt8](repeating: 0, count: PVHStartInfo.moduleEntrySize)
+            // SAFETY: as above, into the 16-byte module record.
             withUnsafeBytes(of: module.address.value.littleEndian) { record.replaceSubrange(0..<8, with: $0) }
             withUnsafeBytes(of: module.size.littleEndian) { record.replaceSubrange(8..<16, with: $0) }
             // cmdline_paddr and reserved stay 0.

@@ -76,6 +76,7 @@ final class InterruptRouter: @unchecked Sendable {
         let headerSize = MemoryLayout<kvm_irq_routing>.size
         let entrySize = MemoryLayout<kvm_irq_routing_entry>.stride
         var buffer = [UInt8](repeating: 0, count: headerSize + entries.count * entrySize)
+        // SAFETY: the buffer holds the kvm_irq_routing header and every entry at its stride (sized from entries.count).
         try buffer.withUnsafeMutableBytes { raw in
             raw.storeBytes(of: UInt32(entries.count), as: UInt32.self)  // nr
             for (index, entry) in entries.enumerated() {
