@@ -34,7 +34,7 @@ final class Daemon {
 
     let options: Options
     /// Where vmd looks without -f; its absence there is no error (a daemon with no predefined VMs).
-    public static let defaultConfigPath = "/etc/vmd.conf"
+    static let defaultConfigPath = "/etc/vmd.conf"
     private let loop: EventLoop
     private var logger = Logger(label: "vmd")
     private var server: ControlServer?
