@@ -19,7 +19,8 @@ enum BootEntry: Equatable {
 ///   note is there, else the 64-bit entry with identity page tables.
 /// - bzImage: the protected-mode kernel at 1 MiB, boot_params (zero page) with the
 ///   setup header, command line, initrd and e820 map; the 64-bit entry at +0x200.
-/// Every boot also gets an MP table, so a kernel without ACPI finds CPUs and the IOAPIC.
+/// Every boot also gets an MP table, so a kernel without ACPI finds CPUs and the IOAPIC,
+/// and the ACPI tables (`ACPITables`), which PVH's start info and boot_params point at.
 enum KernelLoader {
     enum LoadError: Error, CustomStringConvertible {
         case image(ELFImage.ParseError)
@@ -61,6 +62,7 @@ enum KernelLoader {
         case nil: throw LoadError.unknownFormat
         }
         try MPTable(processorCount: vcpuCount).write(into: memory, at: BootLayout.mpTable)
+        try ACPITables(processorCount: vcpuCount).write(into: memory)
         try BootGDT.write(into: memory)
         return entry
     }

@@ -9,6 +9,7 @@ import MemorySlots
 struct LinuxBootParams {
     static let size = 4096
     // Offsets in struct boot_params.
+    static let acpiRSDPAddressOffset = 0x070
     static let extRamdiskImageOffset = 0x0C0
     static let extRamdiskSizeOffset = 0x0C4
     static let extCommandLinePointerOffset = 0x0C8
@@ -33,6 +34,7 @@ struct LinuxBootParams {
         // The setup header, as the image has it (boot.rst: copy 0x1F1 up to 0x202 + byte at 0x201).
         page.replaceSubrange(BzImage.setupHeaderOffset..<(BzImage.setupHeaderOffset + image.setupHeader.count), with: image.setupHeader)
         page[BzImage.typeOfLoaderOffset] = LinuxBootParams.undefinedLoader
+        put(ACPITables.rsdpAddress.value, LinuxBootParams.acpiRSDPAddressOffset)  // acpi_rsdp_addr
         put(UInt32(truncatingIfNeeded: commandLine.value), BzImage.commandLinePointerOffset)
         put(UInt32(truncatingIfNeeded: commandLine.value >> 32), LinuxBootParams.extCommandLinePointerOffset)
         if let initrd {

@@ -28,7 +28,7 @@ struct PVHStartInfo {
         put(UInt32(modules.count), 12)       // nr_modules
         put(modules.isEmpty ? 0 : moduleListAddress?.value ?? 0, 16)  // modlist_paddr
         put(commandLine.value, 24)           // cmdline_paddr
-        put(UInt64(0), 32)                   // rsdp_paddr: no ACPI
+        put(ACPITables.rsdpAddress.value, 32) // rsdp_paddr
         put(mapAddress.value, 40)            // memmap_paddr
         put(UInt32(memoryMap.count), 48)     // memmap_entries
         try memory.writeBytes(header, at: address)

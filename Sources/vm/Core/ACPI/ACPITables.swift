@@ -1,0 +1,143 @@
+import GuestRAM
+import MemorySlots
+
+/// The ACPI tables vm builds from the VM's shape (ACPI 6.5 §5.2): RSDP, XSDT, a
+/// hardware-reduced FADT, MADT and DSDT. Linux finds its CPUs in the MADT (Debian's
+/// cloud kernel has no MP-table SMP) and the PCI host bridge and COM1 in the DSDT.
+///
+/// Hardware-reduced (FADT flag HW_REDUCED_ACPI), as Firecracker and cloud-hypervisor
+/// do: no PM1 event and control blocks, no SCI, no SMI command port for the guest to
+/// poke, nothing of the legacy fixed hardware to emulate. IAPC_BOOT_ARCH says there is
+/// no 8042 (Linux then skips its 3.5 s probe of the keyboard controller; the reset at
+/// port 0x64 still works) and no VGA.
+///
+/// The tables live in the BIOS area, which the e820 map reserves: the RSDP at
+/// 0xE0000, where a kernel that is not told looks for it, and the rest after it.
+struct ACPITables {
+    static let rsdpAddress = GuestAddress(0xE_0000)
+    static let xsdtAddress = GuestAddress(0xE_0040)
+    static let madtAddress = GuestAddress(0xE_0100)
+    static let fadtAddress = GuestAddress(0xE_0800)
+    static let dsdtAddress = GuestAddress(0xE_0A00)
+    /// Where the tables end: the MP table follows at 0xF0000.
+    static let limit = GuestAddress(0xE_2000)
+
+    static let oemID = Array("SWFVMD".utf8)
+    static let oemTableID = Array("SWIFTVMD".utf8)
+    static let localAPICAddress: UInt32 = 0xFEE0_0000
+    static let ioAPICAddress: UInt32 = 0xFEC0_0000
+    /// The PCI MMIO window: the hole below 4 GiB up to the IOAPIC (design §2).
+    static let pciMemoryWindow: (UInt32, UInt32) = (0xC000_0000, 0xFEBF_FFFF)
+
+    let processorCount: Int
+
+    init(processorCount: Int) throws {
+        guard (1...MPTable.maximumProcessors).contains(processorCount) else { throw MPTable.BuildError.processorCount(processorCount) }
+        self.processorCount = processorCount
+    }
+
+    // MARK: Tables
+
+    /// The common header (§5.2.6) with the table's checksum; `body` follows it.
+    static func table(_ signature: String, revision: UInt8, _ body: [UInt8]) -> [UInt8] {
+        var bytes = Array(signature.utf8) + AML.little(UInt64(36 + body.count), 4) + [revision, 0]
+        bytes += oemID + oemTableID + AML.little(1, 4) + Array("SVMD".utf8) + AML.little(1, 4)
+        bytes += body
+        bytes[9] = MPTable.checksum(bytes)
+        return bytes
+    }
+
+    /// RSDP revision 2 (§5.2.5.3): no RSDT, only the XSDT; both checksums.
+    func rsdp() -> [UInt8] {
+        var bytes = Array("RSD PTR ".utf8) + [0] + ACPITables.oemID + [2] + AML.little(0, 4)
+        bytes += AML.little(36, 4) + AML.little(ACPITables.xsdtAddress.value, 8) + [0, 0, 0, 0]
+        bytes[8] = MPTable.checksum(Array(bytes[0..<20]))
+        bytes[32] = MPTable.checksum(bytes)
+        return bytes
+    }
+
+    func xsdt() -> [UInt8] {
+        ACPITables.table("XSDT", revision: 1, AML.little(ACPITables.fadtAddress.value, 8) + AML.little(ACPITables.madtAddress.value, 8))
+    }
+
+    /// MADT (§5.2.12): a local APIC per vCPU (APIC id = index, as KVM and the MP table
+    /// have it), the IOAPIC (id N, GSI base 0), the PIT's IRQ 0 on GSI 2, and LINT1 as
+    /// NMI on every processor.
+    func madt() -> [UInt8] {
+        var body = AML.little(UInt64(ACPITables.localAPICAddress), 4) + AML.little(1, 4)  // PCAT_COMPAT: there are 8259s
+        for index in 0..<processorCount {
+            body += [0, 8, UInt8(index), UInt8(index)] + AML.little(1, 4)  // Processor Local APIC, enabled
+        }
+        body += [1, 12, UInt8(processorCount), 0] + AML.little(UInt64(ACPITables.ioAPICAddress), 4) + AML.little(0, 4)
+        body += [2, 10, 0, 0] + AML.little(UInt64(MPTable.ioAPICPin(forISAIRQ: 0)), 4) + AML.little(0, 2)  // ISA IRQ 0 → GSI 2
+        body += [4, 6, 0xFF] + AML.little(0, 2) + [1]  // Local APIC NMI: all processors, LINT1
+        return ACPITables.table("APIC", revision: 5, body)
+    }
+
+    static let hardwareReducedFlag: UInt32 = 1 << 20
+    static let fadtFlags: UInt32 = 1 << 0 | 1 << 4 | 1 << 5 | hardwareReducedFlag  // WBINVD, PWR_ and SLP_BUTTON as devices
+    /// IAPC_BOOT_ARCH: LEGACY_DEVICES (COM1, the CMOS clock), VGA Not Present; no 8042.
+    static let bootArchitecture: UInt16 = 1 << 0 | 1 << 2
+
+    /// FADT revision 6 (§5.2.9), 276 bytes; every register block absent.
+    func fadt() -> [UInt8] {
+        var body = [UInt8](repeating: 0, count: 276 - 36)
+        func put(_ value: UInt64, _ count: Int, at offset: Int) {
+            body.replaceSubrange((offset - 36)..<(offset - 36 + count), with: AML.little(value, count))
+        }
+        put(ACPITables.dsdtAddress.value, 4, at: 40)              // DSDT
+        put(UInt64(ACPITables.bootArchitecture), 2, at: 109)     // IAPC_BOOT_ARCH
+        put(UInt64(ACPITables.fadtFlags), 4, at: 112)            // Flags
+        put(5, 1, at: 131)                                        // FADT minor version: ACPI 6.5
+        put(ACPITables.dsdtAddress.value, 8, at: 140)            // X_DSDT
+        body.replaceSubrange((268 - 36)..<(276 - 36), with: Array("SWIFTVMD".utf8))  // Hypervisor vendor identity
+        return ACPITables.table("FACP", revision: 6, body)
+    }
+
+    /// DSDT: the PCI host bridge (bus 0, configuration mechanism 1 at 0xCF8, the I/O
+    /// ports around it and the MMIO hole as its windows) and COM1.
+    func dsdt() -> [UInt8] {
+        let bridge: [UInt8] = ACPIResource.word(.bus, 0, 0xFF) + ACPIResource.io(0xCF8, length: 8)
+            + ACPIResource.word(.io, 0x0000, 0x0CF7) + ACPIResource.word(.io, 0x0D00, 0xFFFF)
+            + ACPIResource.dwordMemory(ACPITables.pciMemoryWindow.0, ACPITables.pciMemoryWindow.1) + ACPIResource.end
+        let serial: [UInt8] = ACPIResource.io(0x3F8, length: 8) + ACPIResource.irq(4) + ACPIResource.end
+        let namespace = AML.scope("\\_SB", [
+            .device("PCI0", [
+                .name("_HID", .eisaID("PNP0A03")),
+                .name("_UID", .integer(0)),
+                .name("_BBN", .integer(0)),
+                .name("_CRS", .buffer(bridge)),
+            ]),
+            .device("COM1", [
+                .name("_HID", .eisaID("PNP0501")),
+                .name("_UID", .integer(1)),
+                .name("_CRS", .buffer(serial)),
+            ]),
+        ])
+        return ACPITables.table("DSDT", revision: 2, namespace.bytes)
+    }
+
+    /// Every table at its address, checked to fit before the next.
+    func write(into memory: GuestMemory) throws {
+        let placed: [(GuestAddress, [UInt8], GuestAddress)] = [
+            (ACPITables.rsdpAddress, rsdp(), ACPITables.xsdtAddress),
+            (ACPITables.xsdtAddress, xsdt(), ACPITables.madtAddress),
+            (ACPITables.madtAddress, madt(), ACPITables.fadtAddress),
+            (ACPITables.fadtAddress, fadt(), ACPITables.dsdtAddress),
+            (ACPITables.dsdtAddress, dsdt(), ACPITables.limit),
+        ]
+        for (address, bytes, next) in placed {
+            guard address.value + UInt64(bytes.count) <= next.value else { throw BuildError.tooLarge(address: address.value, size: bytes.count) }
+            try memory.writeBytes(bytes, at: address)
+        }
+    }
+
+    enum BuildError: Error, CustomStringConvertible {
+        case tooLarge(address: UInt64, size: Int)
+        var description: String {
+            switch self {
+            case .tooLarge(let address, let size): "ACPI table at 0x\(String(address, radix: 16)) of \(size) bytes does not fit"
+            }
+        }
+    }
+}
