@@ -47,11 +47,15 @@ public struct ChildLogRelay {
     public mutating func finish(now: Double) -> [Record] {
         var records: [Record] = []
         if !partial.isEmpty || truncating { endLine(now: now, into: &records) }
-        if suppressed > 0 {
-            records.append(Record(priority: LOG_WARNING, text: "(\(suppressed) more lines dropped: over \(Int(limiter.perSecond)) a second)"))
-            suppressed = 0
-        }
+        if let note = takeDropNote(more: true) { records.append(note) }
         return records
+    }
+
+    /// The count of lines dropped since the last note, as a record, and the count reset.
+    private mutating func takeDropNote(more: Bool) -> Record? {
+        guard suppressed > 0 else { return nil }
+        defer { suppressed = 0 }
+        return Record(priority: LOG_WARNING, text: "(\(suppressed) \(more ? "more " : "")lines dropped: over \(Int(limiter.perSecond)) a second)")
     }
 
     private mutating func endLine(now: Double, into records: inout [Record]) {
@@ -63,10 +67,7 @@ public struct ChildLogRelay {
             suppressed += 1
             return
         }
-        if suppressed > 0 {
-            records.append(Record(priority: LOG_WARNING, text: "(\(suppressed) lines dropped: over \(Int(limiter.perSecond)) a second)"))
-            suppressed = 0
-        }
+        if let note = takeDropNote(more: false) { records.append(note) }
         var priority = LOG_ERR  // unprefixed lines are the runtime's own (a crash) or a child's before its log was set up
         var body = partial[...]
         if body.count >= 3, body[body.startIndex] == UInt8(ascii: "<"), body[body.startIndex + 2] == UInt8(ascii: ">"),
