@@ -1,5 +1,5 @@
 # swift-vmd: the two commands a user needs are `make boot` and `make test`.
-.PHONY: all setup build guest boot test linux-guest fuzz bench clean
+.PHONY: all setup build guest boot test linux-guest nested fuzz bench clean
 
 SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
 
@@ -27,6 +27,12 @@ build/linux/vmlinuz:
 # Unit tests and integration tests (the latter need /dev/kvm and root, else they skip).
 test: setup linux-guest
 	$(SWIFT) test
+
+# The nested rig by hand (scripts/nested --help): Linux guests under vmd inside an L1
+# Linux with nested SVM under QEMU TCG. ARGS="--kernels 6.12 --cases linux-stop", say;
+# the L1 console of each run is in build/nested/KERNEL/console.log.
+nested: setup linux-guest
+	scripts/nested $(ARGS)
 
 # libFuzzer targets (Fuzz/README.md): each for SECONDS seconds, two at a time.
 SECONDS ?= 60

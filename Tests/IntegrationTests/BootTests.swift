@@ -41,7 +41,7 @@ final class BootTests: XCTestCase {
 
     func testTripleFaultIsReportedAndNothingRemains() throws {
         let vm = try VmdHarness("triple")
-        let run = try vm.run(config: try vm.writeConfig(cmdline: "test=triple-fault"), arguments: ["--deadline", "30"])
+        let run = try vm.run(config: try vm.writeConfig(cmdline: "test=triple-fault"), arguments: ["--deadline", "30", "--no-reboot"])
         XCTAssertEqual(run.status, 65, run.stderr)
         XCTAssertTrue(run.stderr.contains("ended: triple fault"), run.stderr)
         XCTAssertTrue(run.stdout.contains("READY"), "it did boot first: \(run.stdout)")

@@ -125,8 +125,8 @@ final class DaemonHarness {
         var rows: [String: (String, String)] = [:]
         for line in vmctl("status").stdout.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 7 else { continue }
-            rows[String(fields[6])] = (String(fields[4]), String(line))
+            guard fields.count >= 8 else { continue }
+            rows[String(fields[7])] = (String(fields[5]), String(line))
         }
         return rows
     }

@@ -66,6 +66,27 @@ final class ACPITablesTests: XCTestCase {
         XCTAssertEqual(Int(long[0] & 0x0F) | Int(long[1]) << 4, 102)
     }
 
+    func testAMLEncodingOfPackagesMethodsAndNotify() {
+        XCTAssertEqual(AML.package([.integer(5), .integer(0)]).bytes, [0x12, 0x05, 0x02, 0x0A, 0x05, 0x00])
+        XCTAssertEqual(AML.notify("\\_SB.PWRB", 0x80).bytes, [0x86, 0x5C, 0x2E] + Array("_SB_PWRB".utf8) + [0x0A, 0x80])
+        let method = AML.method("_EVT", arguments: 1, [.notify("PWRB", 0x80)]).bytes
+        XCTAssertEqual(Array(method[0..<7]), [0x14, 13] + Array("_EVT".utf8) + [0x01], "MethodOp, PkgLength, name, one argument")
+        XCTAssertEqual(ACPIResource.edgeInterrupt(gsi: 23), [0x89, 6, 0, 0x03, 1, 23, 0, 0, 0])
+    }
+
+    func testPowerPortsPowerOffOnlyForSoftOffAndResetOnlyForTheResetValue() {
+        let ports = ACPIPowerPorts()
+        XCTAssertEqual(ports.write(offset: 0, data: [5 << 2 | 1 << 5]), .endGuest(.powerOff))
+        XCTAssertEqual(ports.write(offset: 0, data: [5 << 2]), .none, "SLP_EN clear: nothing")
+        XCTAssertEqual(ports.write(offset: 0, data: [3 << 2 | 1 << 5]), .none, "S3 is not offered")
+        XCTAssertEqual(ports.write(offset: 2, data: [1]), .endGuest(.reset))
+        XCTAssertEqual(ports.write(offset: 2, data: [0x0E]), .none)
+        XCTAssertEqual(ports.write(offset: 1, data: [0xFF]), .none)
+        var status: [UInt8] = [0xAA]
+        ports.read(offset: 1, into: &status)
+        XCTAssertEqual(status, [0], "WAK_STS clear")
+    }
+
     // MARK: iasl as the oracle
 
     private func disassemble(_ bytes: [UInt8], name: String) throws -> String {
@@ -106,9 +127,19 @@ final class ACPITablesTests: XCTestCase {
         let fadt = try disassemble(tables.fadt(), name: "facp")
         XCTAssertTrue(fadt.contains("Hardware Reduced (V5) : 1"), fadt)
         XCTAssertTrue(fadt.contains("8042 Present on ports 60/64 (V2) : 0"), fadt)
+        XCTAssertTrue(fadt.contains("Reset Register Supported (V2) : 1"), fadt)
+        XCTAssertTrue(fadt.contains("Control Method Power Button (V1) : 1"), "the power button is a device, not fixed:\n\(fadt)")
+        // RESET_REG, SLEEP_CONTROL_REG, SLEEP_STATUS_REG: byte-wide system I/O at ACPIPowerPorts.
+        for register in ["0000000000000602", "0000000000000600", "0000000000000601"] {
+            XCTAssertTrue(fadt.contains("Address : \(register)"), "\(register) in:\n\(fadt)")
+        }
+        XCTAssertTrue(fadt.contains("Value to cause reset : 01"), fadt)
         let dsdt = try disassemble(tables.dsdt(), name: "dsdt")
         for expected in ["Device (PCI0)", "EisaId (\"PNP0A03\")", "WordBusNumber", "0x0CF8", "DWordMemory", "0xC0000000", "0xFEBFFFFF",
-                         "Device (COM1)", "EisaId (\"PNP0501\")", "0x03F8", "IRQNoFlags"] {
+                         "Device (COM1)", "EisaId (\"PNP0501\")", "0x03F8", "IRQNoFlags",
+                         "Name (\\_S5, Package (0x02)", "Device (PWRB)", "EisaId (\"PNP0C0C\")",
+                         "Device (GED0)", "Name (_HID, \"ACPI0013\" /* Generic Event Device */)", "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )",
+                         "0x00000017,", "Method (_EVT, 1, NotSerialized)", "Notify (\\_SB.PWRB, 0x80)"] {
             XCTAssertTrue(dsdt.contains(expected), "\(expected) in:\n\(dsdt)")
         }
         _ = try disassemble(tables.xsdt(), name: "xsdt")

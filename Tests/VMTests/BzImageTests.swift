@@ -128,6 +128,8 @@ final class BzImageTests: XCTestCase {
         XCTAssertEqual(try memory.readBytes(at: GuestAddress(ramdisk), count: initrd.count), initrd)
         // e820: the slot table's map, both slots.
         XCTAssertEqual(BootParamsReader(page: page).e820, MemoryMapEntry.map(for: memory.slots))
+        // The reset vector's alias resets through the i8042, for a kernel that reboots by jumping there.
+        XCTAssertEqual(try memory.readBytes(at: GuestAddress(0xF_FFF0), count: 4), [0xB0, 0xFE, 0xE6, 0x64], "mov al, 0xFE; out 0x64, al")
         XCTAssertEqual(page[0x1E8], 4)
         // The 4 GiB identity map covers the kernel entry and the IOAPIC.
         for address: UInt64 in [0x10_0200, BootLayout.zeroPage.value, 0xFEC0_0000] {

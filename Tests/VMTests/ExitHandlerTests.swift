@@ -1,3 +1,4 @@
+import Synchronization
 import XCTest
 @testable import VMCore
 
@@ -81,11 +82,19 @@ final class ExitHandlerTests: XCTestCase {
         guard case .stop(.failed) = handleExit(.unknown(reason: 999), buses: buses) else { return XCTFail("unknown exit must stop") }
     }
 
-    func testI8042ResetPulse() {
-        let i8042 = I8042()
-        XCTAssertEqual(i8042.write(offset: 4, data: [0xFE]), .endGuest(.reset))
-        XCTAssertEqual(i8042.write(offset: 4, data: [0xAD]), .none)
-        XCTAssertEqual(i8042.write(offset: 0, data: [0xFE]), .none, "0xFE on the data port is not a command")
+    func testUnassignedPortsReadAllOnesAndAreLoggedOncePerAddress() {
+        let lines = Mutex<[String]>([])
+        let log = UnassignedAccessLog { line in lines.withLock { $0.append(line) } }
+        let buses = Buses(ports: AddressBus(name: "port I/O"), mmio: AddressBus(name: "MMIO"))
+        for _ in 0..<100 {  // Linux probing COM2's scratch register, byte by byte
+            XCTAssertEqual(handleExit(.portIn(port: 0x2F9, size: 1, count: 1), buses: buses, log: log), .completeRead([0xFF]))
+            XCTAssertEqual(handleExit(.portOut(port: 0x2F9, size: 1, data: [0x5A]), buses: buses, log: log), .resume)
+        }
+        XCTAssertEqual(lines.withLock { $0 }, ["port I/O read of 1 bytes at 0x2f9 hits no device (reads as all ones; not logged again)"])
+        for port in UInt16(0x400)..<0x500 { _ = handleExit(.portIn(port: port, size: 1, count: 1), buses: buses, log: log) }
+        let all = lines.withLock { $0 }
+        XCTAssertEqual(all.count, UnassignedAccessLog.distinctLimit + 1, "a sweep of the port space logs a bounded number of lines")
+        XCTAssertEqual(all.last, "guest accesses at 16 addresses hit no device; further ones are not logged")
     }
 
     func testBusRefusesOverlaps() throws {

@@ -59,6 +59,27 @@ static int test_triple_fault(const char *name)
 	kit_triple_fault();
 }
 
+/* test=reset via=i8042|acpi|acpi-off: end the machine as a PC OS would: the
+ * keyboard controller's reset pulse, the ACPI reset register (FADT RESET_REG at
+ * 0x602, value 1) or ACPI soft off (SLEEP_CONTROL_REG at 0x600: SLP_TYP 5 from
+ * the DSDT's \_S5, SLP_EN). vmd restarts the VM after a reset; each boot is
+ * new, so this test resets again until vmd stops restarting it. */
+static int test_reset(const char *name)
+{
+	const char *via = cmdline_get("via");
+	if (!via)
+		via = "i8042";
+	kit_printf("info reset via=%s\n", via);
+	if (!strcmp(via, "i8042"))
+		outb(0x64, 0xfe);
+	else if (!strcmp(via, "acpi"))
+		outb(0x602, 0x01);
+	else if (!strcmp(via, "acpi-off"))
+		outb(0x600, 5 << 2 | 1 << 5);
+	RESULT(name, "fail", " reason=still-running via=%s", via);
+	return EXIT_FAIL;
+}
+
 /* test=hang: spin in ring 3 with interrupts on until killed or asked to shut down. */
 static int test_hang(const char *name)
 {
@@ -89,6 +110,7 @@ static const struct {
 } tests[] = {
 	{ "boot", test_boot },
 	{ "triple-fault", test_triple_fault },
+	{ "reset", test_reset },
 	{ "hang", test_hang },
 	{ "ticker", test_ticker },
 	{ "exception", test_exception },

@@ -28,10 +28,13 @@ public struct VMStatusEntry: Equatable, Sendable {
     public var name: String
     /// Why it last stopped, if it has.
     public var reason: String
+    /// How often the guest rebooted (and was restarted) since `vmctl start`.
+    public var restarts: Int
 
-    public init(id: Int, pid: Int32, vcpus: Int, memoryBytes: UInt64, state: String, owner: String, name: String, reason: String) {
-        (self.id, self.pid, self.vcpus, self.memoryBytes, self.state, self.owner, self.name, self.reason) =
-            (id, pid, vcpus, memoryBytes, state, owner, name, reason)
+    public init(id: Int, pid: Int32, vcpus: Int, memoryBytes: UInt64, state: String, owner: String, name: String, reason: String,
+                restarts: Int = 0) {
+        (self.id, self.pid, self.vcpus, self.memoryBytes, self.state, self.owner, self.name, self.reason, self.restarts) =
+            (id, pid, vcpus, memoryBytes, state, owner, name, reason, restarts)
     }
 }
 
@@ -140,7 +143,7 @@ public enum ControlReply: ChannelMessage {
             for entry in entries {
                 writer.write(UInt32(entry.id)); writer.write(entry.pid); writer.write(UInt32(entry.vcpus))
                 writer.write(entry.memoryBytes); writer.write(entry.state); writer.write(entry.owner)
-                writer.write(entry.name); writer.write(entry.reason)
+                writer.write(entry.name); writer.write(entry.reason); writer.write(UInt32(clamping: entry.restarts))
             }
         case .console(let fd, let name): writer.write(fd); writer.write(name)
         }
@@ -157,7 +160,8 @@ public enum ControlReply: ChannelMessage {
                 VMStatusEntry(id: Int(try reader.read(UInt32.self)), pid: try reader.read(Int32.self),
                               vcpus: Int(try reader.read(UInt32.self)), memoryBytes: try reader.read(UInt64.self),
                               state: try reader.read(String.self), owner: try reader.read(String.self),
-                              name: try reader.read(String.self), reason: try reader.read(String.self))
+                              name: try reader.read(String.self), reason: try reader.read(String.self),
+                              restarts: Int(try reader.read(UInt32.self)))
             })
         case 5: return .console(try reader.readDescriptor(), name: try reader.read(String.self))
         default: throw IPCError.unknownTag(tag)

@@ -119,6 +119,9 @@ public enum GuestEnd: Equatable, Sendable, CustomStringConvertible {
     /// KVM or the VMM failed; the text says how.
     case failed(String)
 
+    /// A PC would reboot: the guest asked for a reset or triple-faulted.
+    public var isReboot: Bool { self == .reset || self == .tripleFault }
+
     public var description: String {
         switch self {
         case .exitCode(let code): "exited with code \(code)"

@@ -7,7 +7,7 @@ import Synchronization
 final class VcpuThread: @unchecked Sendable {
     let vcpu: Vcpu
     private let buses: Buses
-    private let log: RateLimitedLog
+    private let log: UnassignedAccessLog
     private let onEnd: @Sendable (GuestEnd) -> Void
     private let gate: PauseGate
     private let stopRequested = Atomic<Bool>(false)
@@ -25,7 +25,7 @@ final class VcpuThread: @unchecked Sendable {
         sigaction(kickSignal, &action, nil)
     }
 
-    init(vcpu: Vcpu, buses: Buses, log: RateLimitedLog, gate: PauseGate, onEnd: @escaping @Sendable (GuestEnd) -> Void) {
+    init(vcpu: Vcpu, buses: Buses, log: UnassignedAccessLog, gate: PauseGate, onEnd: @escaping @Sendable (GuestEnd) -> Void) {
         self.vcpu = vcpu
         self.gate = gate
         self.buses = buses

@@ -53,6 +53,7 @@ final class VirtualMachine {
         try ports.register(CMOS(ramBelow4G: ramBelow4G, ramAbove4G: ramAbove4G), base: CMOS.port, size: CMOS.size)
         try ports.register(I8042(), base: I8042.port, size: I8042.size)
         try ports.register(control, base: VMMControlPort.port, size: VMMControlPort.size)
+        try ports.register(ACPIPowerPorts(), base: ACPIPowerPorts.port, size: ACPIPowerPorts.size)
         let mmio = AddressBus(name: "MMIO")
         let buses = Buses(ports: ports, mmio: mmio)
         let pci = PCIBus()
@@ -89,7 +90,7 @@ final class VirtualMachine {
         let supported = try system.supportedCPUID()
         let endedEvent = try FileDescriptor.eventFD()
         self.endedEvent = endedEvent
-        let guestLog = RateLimitedLog(logger: logger)
+        let guestLog = UnassignedAccessLog(logger: logger)
         var threads: [VcpuThread] = []
         let latch = end
         for index in 0..<request.vcpus {
@@ -117,9 +118,16 @@ final class VirtualMachine {
     /// How the guest ended, once it has.
     var guestEnd: GuestEnd? { end.value }
 
-    /// Asks the guest to shut down (the guest kit polls the VMM control port).
+    /// Asks the guest to shut down: the guest kit polls the VMM control port, an ACPI
+    /// guest gets a power-button press (an edge on the Generic Event Device's GSI).
     func requestShutdown() {
         control.requestShutdown()
+        do {
+            try kvm.setIRQLine(ACPITables.powerButtonGSI, high: true)
+            try kvm.setIRQLine(ACPITables.powerButtonGSI, high: false)
+        } catch {
+            logger.warning("power button: \(error)")
+        }
     }
 
     /// Stops the guest until `resume()`: every vCPU parked, then each device process

@@ -2,12 +2,12 @@ import IPC
 
 /// `vmctl status` output: one aligned row per VM, as vmctl(8) prints it.
 enum StatusTable {
-    static let headers = ["ID", "PID", "VCPUS", "MEMORY", "STATE", "OWNER", "NAME"]
+    static let headers = ["ID", "PID", "VCPUS", "MEMORY", "RESTARTS", "STATE", "OWNER", "NAME"]
 
     static func render(_ entries: [VMStatusEntry]) -> String {
         let rows = entries.map { entry in
             [String(entry.id), entry.pid == 0 ? "-" : String(entry.pid), String(entry.vcpus), size(entry.memoryBytes),
-             entry.state, entry.owner, entry.name + (entry.reason.isEmpty ? "" : " (\(entry.reason))")]
+             String(entry.restarts), entry.state, entry.owner, entry.name + (entry.reason.isEmpty ? "" : " (\(entry.reason))")]
         }
         let widths = headers.indices.map { column in ([headers] + rows).map { $0[column].count }.max() ?? 0 }
         return ([headers] + rows).map { row in
@@ -16,7 +16,7 @@ enum StatusTable {
                 let pad = String(repeating: " ", count: widths[column] - cell.count)
                 // Numbers right-aligned, text left-aligned; the last column unpadded.
                 if column == row.count - 1 { return cell }
-                return column < 4 ? pad + cell : cell + pad
+                return column < 5 ? pad + cell : cell + pad
             }.joined(separator: "  ")
         }.joined(separator: "\n")
     }

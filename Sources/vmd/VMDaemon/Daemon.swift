@@ -271,6 +271,7 @@ final class Daemon {
         return VMStatusEntry(
             id: record.id, pid: record.isRunning ? record.instance?.vmPid ?? 0 : 0, vcpus: record.config.cpus,
             memoryBytes: record.config.memoryBytes, state: state, owner: record.owner.display, name: record.config.name,
-            reason: record.isRunning ? "" : record.lastOutcome.map { "\($0)" } ?? (record.config.enabled || !record.fromGlobalConfig ? "" : "disabled"))
+            reason: record.isRunning ? "" : record.lastOutcome.map { "\($0)" } ?? (record.config.enabled || !record.fromGlobalConfig ? "" : "disabled"),
+            restarts: record.instance?.restarts ?? 0)
     }
 }

@@ -8,17 +8,23 @@ import LinuxSystem
 final class ForegroundVM {
     let launcher: VMLauncher
     let deadline: Double?
+    let restartsOnReset: Bool
     let logger: Logger
+    /// How often the guest rebooted into a new run.
+    private(set) var restarts = 0
 
-    init(launcher: VMLauncher, deadline: Double?, logger: Logger) {
+    init(launcher: VMLauncher, deadline: Double?, restartsOnReset: Bool = true, logger: Logger) {
         self.launcher = launcher
         self.deadline = deadline
+        self.restartsOnReset = restartsOnReset
         self.logger = logger
     }
 
     func run() throws -> VMOutcome {
         let loop = try EventLoop()
         let instance = try VMInstance(id: 1, launcher: launcher, loop: loop, logger: logger)
+        instance.restartsOnReset = restartsOnReset
+        defer { restarts = instance.restarts }
         guard let console = instance.console else { return instance.outcome ?? .vmProcessDied(.exited(-1)) }
         var watches: [EventWatch] = []
         watches.append(try loop.watchReadable(console.rawValue) { Self.forwardConsole(from: console) })

@@ -6,8 +6,10 @@ import LinuxSystem
 
 /// The processes of one VM, supervised from a vmd event loop (design §1): the
 /// vm process's reports, the death of any child (which stops the others),
-/// graceful and forced stops, pause and resume. Used by the daemon for every
-/// VM and by `vmd boot` for its one.
+/// graceful and forced stops, pause and resume, and restarts: a guest that
+/// resets (ACPI reset register, i8042 pulse, triple fault) gets new processes
+/// and fresh RAM from the same configuration, as a PC reboots. Used by the
+/// daemon for every VM and by `vmd boot` for its one.
 final class VMInstance {
     enum State: String {
         case running, paused, stopping, stopped
@@ -17,8 +19,16 @@ final class VMInstance {
     let config: VMConfig
     private(set) var state = State.running
     private(set) var launched: LaunchedVM?
+    private let launcher: VMLauncher
     private let loop: EventLoop
     private let logger: Logger
+    /// The guest's serial console, the same pty across restarts; dropped once stopped.
+    private var terminal: PseudoTerminal?
+    /// How often the guest rebooted into a new run, and when (for `RestartPolicy`).
+    private(set) var restarts = 0
+    private var restartPolicy = RestartPolicy()
+    /// Whether a guest reset restarts the VM (`vmd boot --no-reboot` says no).
+    var restartsOnReset = true
     private var watches: [EventWatch] = []
     private var forceTimer: EventWatch?
     /// What the vm process reported about the guest.
@@ -38,17 +48,25 @@ final class VMInstance {
     init(id: Int, launcher: VMLauncher, loop: EventLoop, logger: Logger) throws {
         self.id = id
         self.config = launcher.config
+        self.launcher = launcher
         self.loop = loop
         var logger = logger
         logger[metadataKey: "vm"] = "\(launcher.config.name)"
         self.logger = logger
-        let launched = try launcher.launch()
+        let terminal = try PseudoTerminal()
+        self.terminal = terminal
+        try supervise(launcher.launch(console: terminal))
+    }
+
+    /// Watches a new set of processes: the vm's channel and every child's log pipe.
+    private func supervise(_ launched: LaunchedVM) throws {
         self.launched = launched
+        (reported, forced) = (nil, nil)
         try? launched.vm.channel.socket.setNonBlocking(true)
-        watches.append(try loop.watchReadable(launched.vm.channel.socket.rawValue) { [weak self] in self?.readVMEvents() })
-        for (index, child) in launched.children.enumerated() {
-            logRelays.append(ChildLogRelay())
-            logWatches.append(try loop.watchReadable(child.log.rawValue) { [weak self] in self?.relayLog(of: index) })
+        watches = [try loop.watchReadable(launched.vm.channel.socket.rawValue) { [weak self] in self?.readVMEvents() }]
+        logRelays = launched.children.map { _ in ChildLogRelay() }
+        logWatches = try launched.children.enumerated().map { index, child in
+            try loop.watchReadable(child.log.rawValue) { [weak self] in self?.relayLog(of: index) }
         }
     }
 
@@ -120,7 +138,7 @@ final class VMInstance {
     }
 
     var vmPid: pid_t? { state == .stopped ? nil : launched?.vm.process.pid }
-    var console: FileDescriptor? { state == .stopped ? nil : launched?.console.controller }
+    var console: FileDescriptor? { state == .stopped ? nil : terminal?.controller }
 
     /// Reaps children that ended. The death of one stops the others; once all
     /// are gone the VM is stopped, its descriptors closed and waiters told.
@@ -199,20 +217,47 @@ final class VMInstance {
         drainLogs()
         logWatches.forEach { $0?.cancel() }
         logWatches = logWatches.map { _ in nil }
-        let outcome = reported.map { VMOutcome.guest($0) } ?? forced ?? .vmProcessDied(.exited(-1))
-        self.outcome = outcome
-        state = .stopped
         watches.forEach { $0.cancel() }
         watches = []
+        var outcome = reported.map { VMOutcome.guest($0) } ?? forced ?? .vmProcessDied(.exited(-1))
+        if let end = reported, forced == nil, end.isReboot, restartsOnReset, state == .running {
+            let now = MonotonicClock.seconds()
+            if restartPolicy.allowsRestart(at: now) {
+                if restart(after: end) { return }
+                outcome = .restartFailed(end)
+            } else {
+                outcome = .restartLimit(end, restarts: RestartPolicy.limit, seconds: RestartPolicy.window)
+            }
+        }
+        self.outcome = outcome
+        state = .stopped
         forceTimer?.cancel()
         forceTimer = nil
         logger.info("stopped: \(outcome)")
         // Drop every descriptor of the VM (console pty, channels) now, not when the record goes.
         launched = nil
+        terminal = nil
         finishPauseWaiters()
         let waiters = stopWaiters
         stopWaiters = []
         waiters.forEach { $0(outcome) }
+    }
+
+    /// New processes and fresh RAM from the same configuration, on the same console.
+    /// False (and logged) when they cannot be started.
+    private func restart(after end: GuestEnd) -> Bool {
+        guard let terminal else { return false }
+        launched = nil  // the old processes are all reaped; close their descriptors first
+        do {
+            try supervise(launcher.launch(console: terminal))
+        } catch {
+            logger.error("guest \(end); restart failed: \(error)")
+            return false
+        }
+        restarts += 1
+        restartPolicy.record(at: MonotonicClock.seconds())
+        logger.notice("guest \(end); restarted (restart \(restarts))")
+        return true
     }
 
     deinit {

@@ -24,7 +24,6 @@ struct VMChild {
 struct LaunchedVM {
     let vm: VMChild
     let devices: [VMChild]
-    let console: PseudoTerminal
     var children: [VMChild] { [vm] + devices }
 }
 
@@ -44,7 +43,9 @@ struct VMLauncher {
     /// Offloads asked of every tap: checksum and TSO, so guests may send large segments.
     static let tapOffloads = VMD_TUN_F_CSUM | VMD_TUN_F_TSO4 | VMD_TUN_F_TSO6
 
-    func launch() throws -> LaunchedVM {
+    /// Starts the VM's processes with `console` as the guest's serial console (the
+    /// caller keeps it across restarts, so an attached console stays attached).
+    func launch(console: PseudoTerminal) throws -> LaunchedVM {
         // The same checked opens as `vmd -n`: a FIFO, a directory or a device is refused, never waited on.
         let files = VMPreflight(vm: config, directory: configDirectory)
         guard let boot = config.boot else { throw VMLaunchError.noBootImage(config.name) }
@@ -55,7 +56,6 @@ struct VMLauncher {
         try config.interfaces.forEach(files.checkSwitch)
         let nics = try config.interfaces.enumerated().map { index, interface in try openInterface(interface, index: index) }
         let slots = try MemorySlot.ramSlots(ramBytes: config.memoryBytes, vmName: config.name)
-        let console = try PseudoTerminal()
 
         var started: [VMChild] = []
         do {
@@ -100,7 +100,7 @@ struct VMLauncher {
             logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
             // vmd never maps guest RAM and keeps none of the children's descriptors
             // (the locked disk fds close here too; the device processes hold their own).
-            return LaunchedVM(vm: vm, devices: Array(started.dropLast()), console: console)
+            return LaunchedVM(vm: vm, devices: Array(started.dropLast()))
         } catch {
             started.forEach { $0.process.terminate() }
             throw error

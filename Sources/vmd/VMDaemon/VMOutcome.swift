@@ -10,6 +10,10 @@ enum VMOutcome: Equatable, CustomStringConvertible {
     case interrupted(signal: Int32)
     case forcedAfterGracePeriod(seconds: Double)
     case stoppedByRequest
+    /// The guest rebooted but its new processes could not be started (the error is logged).
+    case restartFailed(GuestEnd)
+    /// The guest rebooted more often than `RestartPolicy` allows.
+    case restartLimit(GuestEnd, restarts: Int, seconds: Double)
 
     var description: String {
         switch self {
@@ -20,6 +24,8 @@ enum VMOutcome: Equatable, CustomStringConvertible {
         case .interrupted(let signal): "stopped by signal \(signal)"
         case .forcedAfterGracePeriod(let seconds): "did not shut down within \(seconds.formatted)s; forced"
         case .stoppedByRequest: "stopped by vmctl stop -f"
+        case .restartFailed(let end): "\(end); the restart failed"
+        case .restartLimit(let end, let restarts, let seconds): "\(end) after \(restarts) restarts within \(seconds.formatted)s; not restarted"
         }
     }
 
@@ -33,6 +39,8 @@ enum VMOutcome: Equatable, CustomStringConvertible {
         case .deadlineExceeded: ExitStatus.deadline
         case .vmProcessDied, .deviceProcessDied: ExitStatus.vmFailure
         case .interrupted, .forcedAfterGracePeriod, .stoppedByRequest: ExitStatus.interrupted
+        case .restartFailed: ExitStatus.setupFailure
+        case .restartLimit(let end, _, _): VMOutcome.guest(end).exitStatus
         }
     }
 }

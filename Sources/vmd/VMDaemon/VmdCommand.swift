@@ -83,9 +83,11 @@ struct Boot: ParsableCommand {
         abstract: "Boot one VM from a guest.conf in the foreground, with its console on stdin/stdout.",
         discussion: """
             The VM's serial console is forwarded to standard output, and standard input to it. \
+            A guest that reboots (reset or triple fault) is restarted with fresh RAM, as a PC \
+            reboots (at most \(RestartPolicy.limit) times a minute); --no-reboot ends the VM instead. \
             When the guest ends, vmd prints how on standard error and exits with:
               the guest's code  the guest wrote it to the debug-exit port (0xf4)
-              0                 the guest powered off or reset, or was stopped
+              0                 the guest powered off, reset (with --no-reboot), or was stopped
               \(ExitStatus.tripleFault)                triple fault
               \(ExitStatus.deadline)                the --deadline passed (the VM was killed)
               \(ExitStatus.interrupted)                vmd was interrupted (SIGINT/SIGTERM)
@@ -102,6 +104,9 @@ struct Boot: ParsableCommand {
 
     @Option(name: .long, help: "Kill the VM if it has not ended after this many seconds.")
     var deadline: Double?
+
+    @Flag(name: .long, help: "End the VM when the guest reboots, instead of restarting it.")
+    var noReboot = false
 
     @Flag(name: .shortAndLong, help: "Log more (the vm process's boot details).")
     var verbose = false
@@ -126,15 +131,19 @@ struct Boot: ParsableCommand {
             throw ExitCode(ExitStatus.configError)
         }
         let outcome: VMOutcome
+        var restarts = 0
         do {
             var launcher = VMLauncher(config: vm, configDirectory: directory(of: config), logger: logger)
             launcher.localPrefix = file.localPrefix
-            outcome = try ForegroundVM(launcher: launcher, deadline: deadline, logger: logger).run()
+            let foreground = ForegroundVM(launcher: launcher, deadline: deadline, restartsOnReset: !noReboot, logger: logger)
+            outcome = try foreground.run()
+            restarts = foreground.restarts
         } catch {
             FileDescriptor.standardError("vmd: vm \"\(vm.name)\": \(error)\n")
             throw ExitCode(ExitStatus.setupFailure)
         }
-        FileDescriptor.standardError("vmd: vm \"\(vm.name)\" ended: \(outcome)\n")
+        let restarted = restarts == 0 ? "" : " (restarted \(restarts) time\(restarts == 1 ? "" : "s"))"
+        FileDescriptor.standardError("vmd: vm \"\(vm.name)\" ended: \(outcome)\(restarted)\n")
         throw ExitCode(outcome.exitStatus)
     }
 

@@ -7,9 +7,13 @@ import MemorySlots
 ///
 /// Hardware-reduced (FADT flag HW_REDUCED_ACPI), as Firecracker and cloud-hypervisor
 /// do: no PM1 event and control blocks, no SCI, no SMI command port for the guest to
-/// poke, nothing of the legacy fixed hardware to emulate. IAPC_BOOT_ARCH says there is
-/// no 8042 (Linux then skips its 3.5 s probe of the keyboard controller; the reset at
-/// port 0x64 still works) and no VGA.
+/// poke, nothing of the legacy fixed hardware to emulate. Power-off and reset go
+/// through the FADT's sleep control and reset registers (`ACPIPowerPorts`); the power
+/// button is a PNP0C0C device that a Generic Event Device (ACPI0013) notifies when its
+/// interrupt fires (`powerButtonGSI`). The alternative, PM1 blocks with an SCI, would
+/// add a PM timer, fixed-event status/enable registers and the SCI's level semantics
+/// to emulate, for no guest we care about: Linux has handled hardware-reduced ACPI
+/// since 3.x.
 ///
 /// The tables live in the BIOS area, which the e820 map reserves: the RSDP at
 /// 0xE0000, where a kernel that is not told looks for it, and the rest after it.
@@ -26,6 +30,9 @@ struct ACPITables {
     static let oemTableID = Array("SWIFTVMD".utf8)
     static let localAPICAddress: UInt32 = 0xFEE0_0000
     static let ioAPICAddress: UInt32 = 0xFEC0_0000
+    /// The IOAPIC pin the Generic Event Device raises for a power-button press: the last
+    /// of the 24, above the ISA IRQs and used by nothing else (virtio uses MSI-X).
+    static let powerButtonGSI: UInt32 = 23
     /// The PCI MMIO window: the hole below 4 GiB up to the IOAPIC (design §2).
     static let pciMemoryWindow: (UInt32, UInt32) = (0xC000_0000, 0xFEBF_FFFF)
 
@@ -75,9 +82,18 @@ struct ACPITables {
     }
 
     static let hardwareReducedFlag: UInt32 = 1 << 20
-    static let fadtFlags: UInt32 = 1 << 0 | 1 << 4 | 1 << 5 | hardwareReducedFlag  // WBINVD, PWR_ and SLP_BUTTON as devices
-    /// IAPC_BOOT_ARCH: LEGACY_DEVICES (COM1, the CMOS clock), VGA Not Present; no 8042.
+    static let resetRegisterFlag: UInt32 = 1 << 10
+    /// WBINVD; PWR_BUTTON and SLP_BUTTON set: no fixed buttons (the power button is a device); RESET_REG_SUP.
+    static let fadtFlags: UInt32 = 1 << 0 | 1 << 4 | 1 << 5 | resetRegisterFlag | hardwareReducedFlag
+    /// IAPC_BOOT_ARCH: LEGACY_DEVICES (COM1, the CMOS clock), VGA Not Present. No 8042:
+    /// there is no keyboard to find, so Linux need not probe one (the controller still
+    /// answers at 0x60/0x64, for firmware and for its reset line).
     static let bootArchitecture: UInt16 = 1 << 0 | 1 << 2
+
+    /// A Generic Address Structure (§5.2.3.2) for one byte-wide I/O port.
+    static func ioByteRegister(_ port: UInt64) -> [UInt8] {
+        [1, 8, 0, 1] + AML.little(port, 8)  // system I/O, 8 bits at bit 0, byte access
+    }
 
     /// FADT revision 6 (§5.2.9), 276 bytes; every register block absent.
     func fadt() -> [UInt8] {
@@ -88,6 +104,11 @@ struct ACPITables {
         put(ACPITables.dsdtAddress.value, 4, at: 40)              // DSDT
         put(UInt64(ACPITables.bootArchitecture), 2, at: 109)     // IAPC_BOOT_ARCH
         put(UInt64(ACPITables.fadtFlags), 4, at: 112)            // Flags
+        let power = ACPIPowerPorts.port
+        body.replaceSubrange((116 - 36)..<(128 - 36), with: ACPITables.ioByteRegister(power + ACPIPowerPorts.resetOffset))  // RESET_REG
+        put(UInt64(ACPIPowerPorts.resetValue), 1, at: 128)       // RESET_VALUE
+        body.replaceSubrange((244 - 36)..<(256 - 36), with: ACPITables.ioByteRegister(power + ACPIPowerPorts.sleepControlOffset))
+        body.replaceSubrange((256 - 36)..<(268 - 36), with: ACPITables.ioByteRegister(power + ACPIPowerPorts.sleepStatusOffset))
         put(5, 1, at: 131)                                        // FADT minor version: ACPI 6.5
         put(ACPITables.dsdtAddress.value, 8, at: 140)            // X_DSDT
         body.replaceSubrange((268 - 36)..<(276 - 36), with: Array("SWIFTVMD".utf8))  // Hypervisor vendor identity
@@ -95,12 +116,15 @@ struct ACPITables {
     }
 
     /// DSDT: the PCI host bridge (bus 0, configuration mechanism 1 at 0xCF8, the I/O
-    /// ports around it and the MMIO hole as its windows) and COM1.
+    /// ports around it and the MMIO hole as its windows), COM1, the power button and
+    /// the Generic Event Device that notifies it, and `\_S5` (soft off, `ACPIPowerPorts`).
     func dsdt() -> [UInt8] {
         let bridge: [UInt8] = ACPIResource.word(.bus, 0, 0xFF) + ACPIResource.io(0xCF8, length: 8)
             + ACPIResource.word(.io, 0x0000, 0x0CF7) + ACPIResource.word(.io, 0x0D00, 0xFFFF)
             + ACPIResource.dwordMemory(ACPITables.pciMemoryWindow.0, ACPITables.pciMemoryWindow.1) + ACPIResource.end
         let serial: [UInt8] = ACPIResource.io(0x3F8, length: 8) + ACPIResource.irq(4) + ACPIResource.end
+        let eventInterrupt = ACPIResource.edgeInterrupt(gsi: ACPITables.powerButtonGSI) + ACPIResource.end
+        let softOff = AML.name("\\_S5", .package([.integer(UInt64(ACPIPowerPorts.softOffType)), .integer(0)]))
         let namespace = AML.scope("\\_SB", [
             .device("PCI0", [
                 .name("_HID", .eisaID("PNP0A03")),
@@ -113,8 +137,19 @@ struct ACPITables {
                 .name("_UID", .integer(1)),
                 .name("_CRS", .buffer(serial)),
             ]),
+            .device("PWRB", [
+                .name("_HID", .eisaID("PNP0C0C")),
+                .name("_UID", .integer(0)),
+            ]),
+            // The only event is the power button, so _EVT need not look at its argument.
+            .device("GED0", [
+                .name("_HID", .string("ACPI0013")),
+                .name("_UID", .integer(0)),
+                .name("_CRS", .buffer(eventInterrupt)),
+                .method("_EVT", arguments: 1, [.notify("\\_SB.PWRB", 0x80)]),
+            ]),
         ])
-        return ACPITables.table("DSDT", revision: 2, namespace.bytes)
+        return ACPITables.table("DSDT", revision: 2, softOff.bytes + namespace.bytes)
     }
 
     /// Every table at its address, checked to fit before the next.

@@ -1,6 +1,6 @@
 /// A small encoder of ACPI Machine Language (ACPI 6.5 §20.2), enough for the DSDT vm
-/// builds: scopes, devices, names with integers, strings, EISA ids and resource
-/// templates. Pure: values in, bytes out; iasl disassembles the result in the tests.
+/// builds: scopes, devices, names with integers, strings, EISA ids, packages and
+/// resource templates, and methods that notify a device. Pure: values in, bytes out; iasl disassembles the result in the tests.
 indirect enum AML {
     case scope(String, [AML])
     case device(String, [AML])
@@ -10,6 +10,12 @@ indirect enum AML {
     /// EISAID("PNP0A03"): three letters and four hex digits, compressed into a DWord.
     case eisaID(String)
     case buffer([UInt8])
+    /// Package(){...}: a fixed list of data objects (at most 255).
+    case package([AML])
+    /// Method(NAME, ARGS, NotSerialized) { TERMS }.
+    case method(String, arguments: Int, [AML])
+    /// Notify(PATH, VALUE).
+    case notify(String, UInt64)
 
     var bytes: [UInt8] {
         switch self {
@@ -34,6 +40,12 @@ indirect enum AML {
             return AML.integer(UInt64(AML.compressedEISAID(id))).bytes
         case .buffer(let contents):
             return [0x11] + AML.package(AML.integer(UInt64(contents.count)).bytes + contents)
+        case .package(let elements):
+            return [0x12] + AML.package([UInt8(truncatingIfNeeded: elements.count)] + elements.flatMap(\.bytes))
+        case .method(let name, let arguments, let terms):
+            return [0x14] + AML.package(AML.nameString(name) + [UInt8(arguments & 0x7)] + terms.flatMap(\.bytes))
+        case .notify(let path, let value):
+            return [0x86] + AML.nameString(path) + AML.integer(value).bytes
         }
     }
 
@@ -97,6 +109,12 @@ enum ACPIResource {
     /// IRQ without flags (small descriptor, type 4): edge, active high.
     static func irq(_ line: UInt8) -> [UInt8] {
         [0x22] + AML.little(1 << UInt64(line), 2)
+    }
+
+    /// One interrupt a device consumes (Extended Interrupt descriptor, large type 9):
+    /// edge-triggered, active high, exclusive; `gsi` is the global system interrupt.
+    static func edgeInterrupt(gsi: UInt32) -> [UInt8] {
+        [0x89] + AML.little(6, 2) + [0x03, 1] + AML.little(UInt64(gsi), 4)  // flags: consumer, edge
     }
 
     enum Space: UInt8 { case memory = 0, io = 1, bus = 2 }

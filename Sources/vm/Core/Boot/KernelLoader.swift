@@ -64,6 +64,7 @@ enum KernelLoader {
         try MPTable(processorCount: vcpuCount).write(into: memory, at: BootLayout.mpTable)
         try ACPITables(processorCount: vcpuCount).write(into: memory)
         try BootGDT.write(into: memory)
+        try ResetVector.write(into: memory)
         return entry
     }
 

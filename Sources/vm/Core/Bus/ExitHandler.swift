@@ -20,7 +20,7 @@ struct Buses {
 /// Handles one exit against the buses. A plain function of (exit, buses) so it
 /// is unit-tested without KVM (design §3). Accesses that hit no device read as
 /// all ones and are otherwise ignored, as on a PC with nothing decoding them.
-func handleExit(_ exit: VcpuExit, buses: Buses, log: RateLimitedLog? = nil) -> ExitAction {
+func handleExit(_ exit: VcpuExit, buses: Buses, log: UnassignedAccessLog? = nil) -> ExitAction {
     switch exit {
     case .portIn(let port, let size, let count):
         var result: [UInt8] = []
@@ -66,19 +66,19 @@ func handleExit(_ exit: VcpuExit, buses: Buses, log: RateLimitedLog? = nil) -> E
     }
 }
 
-private func read(_ bus: AddressBus, address: UInt64, size: Int, log: RateLimitedLog?) -> [UInt8] {
+private func read(_ bus: AddressBus, address: UInt64, size: Int, log: UnassignedAccessLog?) -> [UInt8] {
     var data = [UInt8](repeating: 0xFF, count: size)
     if let (device, offset) = bus.lookup(address, length: size) {
         device.read(offset: offset, into: &data)
     } else {
-        log?.note("\(bus.name) read of \(size) bytes at 0x\(String(address, radix: 16)) hits no device")
+        log?.note(bus: bus.name, address: address, access: "read of \(size) bytes")
     }
     return data
 }
 
-private func write(_ bus: AddressBus, address: UInt64, data: [UInt8], log: RateLimitedLog?) -> BusEffect {
+private func write(_ bus: AddressBus, address: UInt64, data: [UInt8], log: UnassignedAccessLog?) -> BusEffect {
     guard let (device, offset) = bus.lookup(address, length: data.count) else {
-        log?.note("\(bus.name) write of \(data.count) bytes at 0x\(String(address, radix: 16)) hits no device")
+        log?.note(bus: bus.name, address: address, access: "write of \(data.count) bytes")
         return .none
     }
     return device.write(offset: offset, data: data)

@@ -1,0 +1,116 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// Linux guests under swift-vmd, proven on this host through the nested rig
+/// (scripts/nested): QEMU's TCG emulates an AMD CPU with SVM, an L1 Debian kernel
+/// (bookworm's 6.1 and the backports 6.12) runs kvm_amd, and vmd boots the L2 cases
+/// of scripts/nested-l1/cases inside it. The rig runs once; each test asserts one
+/// group of L2 results on both L1 kernels.
+final class NestedRigTests: XCTestCase {
+    static let kernels = ["6.1", "6.12"]
+
+    /// case → RESULT name → fields, per L1 kernel; and the rig's own output.
+    struct Rig {
+        var results: [String: [String: [String: [String: String]]]] = [:]
+        var output = ""
+    }
+
+    static let rig: Result<Rig, Error> = Result { try runRig() }
+
+    private static func runRig() throws -> Rig {
+        guard getuid() == 0 else {
+            print("SKIP: the nested rig needs root (it installs QEMU and downloads kernels)")
+            throw XCTSkip("the nested rig needs root")
+        }
+        let out = VmdHarness.packageRoot.appendingPathComponent("build/nested")
+        let script = VmdHarness.packageRoot.appendingPathComponent("scripts/nested").path
+        let (status, output) = VmdHarness.runCommand(
+            ["/usr/bin/env", "RIG_BIN=\(VmdHarness.productsDirectory)", script, "--kernels", kernels.joined(separator: ","),
+             "--out", out.path], seconds: 2 * 900 + 300)
+        print(output)
+        if status == 77 {
+            let reason = output.split(separator: "\n").first { $0.hasPrefix("nested: SKIP:") } ?? "the rig cannot run here"
+            print(reason)
+            throw XCTSkip(String(reason))
+        }
+        var rig = Rig(output: output)
+        for kernel in kernels {
+            let text = (try? String(contentsOf: out.appendingPathComponent("\(kernel)/results.txt"), encoding: .utf8)) ?? ""
+            var cases: [String: [String: [String: String]]] = [:]
+            for line in text.replacingOccurrences(of: "\r", with: "").split(separator: "\n") {
+                let words = line.split(separator: " ")
+                guard words.count >= 4, words[0] == "RIG", words[1].hasPrefix("case="), words[2] == "RESULT" else {
+                    if line.hasPrefix("RIG l1 ") || line == "RIG done" { cases["", default: [:]][String(line.dropFirst(4))] = [:] }
+                    continue
+                }
+                var fields: [String: String] = [:]
+                for word in words.dropFirst(3) {
+                    let parts = word.split(separator: "=", maxSplits: 1)
+                    if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+                }
+                cases[String(words[1].dropFirst(5)), default: [:]][fields["name"] ?? ""] = fields
+            }
+            rig.results[kernel] = cases
+        }
+        return rig
+    }
+
+    /// Asserts that each named RESULT of `caseName` passed on every L1 kernel, and returns them.
+    @discardableResult
+    private func expectPass(_ caseName: String, _ names: [String], file: StaticString = #filePath, line: UInt = #line) throws -> [String: [String: [String: String]]] {
+        let rig = try Self.rig.get()
+        var found: [String: [String: [String: String]]] = [:]
+        for kernel in Self.kernels {
+            let l1 = rig.results[kernel]?[""] ?? [:]
+            XCTAssertNotNil(l1["done"], "L1 \(kernel) did not finish its cases:\n\(rig.output.suffix(4000))", file: file, line: line)
+            let results = rig.results[kernel]?[caseName] ?? [:]
+            for name in names + ["case-end"] {
+                XCTAssertEqual(results[name]?["status"], "pass", "L1 \(kernel), case \(caseName), \(name): \(results[name] ?? [:])\n"
+                               + "(build/nested/\(kernel)/console.log has the case's whole output)", file: file, line: line)
+            }
+            found[kernel] = results
+        }
+        return found
+    }
+
+    func testL1HasNestedKVM() throws {
+        let rig = try Self.rig.get()
+        for kernel in Self.kernels {
+            let line = rig.results[kernel]?[""]?.keys.first { $0.hasPrefix("l1 ") } ?? ""
+            XCTAssertTrue(line.contains("release=\(kernel).") && line.contains("kvm=yes") && line.contains("nested=1"), "L1 \(kernel): \(line)")
+        }
+    }
+
+    func testGuestKitBootsAndStartsFourCPUs() throws {
+        try expectPass("kit-boot", ["boot"])
+        for (kernel, results) in try expectPass("kit-smp", ["smp"]) {
+            XCTAssertEqual(results["smp"]?["apic_ids"], "0,1,2,3", "L1 \(kernel)")
+        }
+    }
+
+    func testBzImageWithTwoCPUsDiskAndDHCPNetworkPowersOffThroughACPI() throws {
+        for (kernel, results) in try expectPass("linux-bzimage", ["linux-init", "linux-modules", "linux-blk", "linux-net", "linux-done", "vm-end"]) {
+            XCTAssertEqual(results["linux-init"]?["nproc"], "2", "L1 \(kernel): every vCPU is up")
+            XCTAssertEqual(results["linux-net"]?["address"], "100.64.0.1", "L1 \(kernel): the lease of the device's DHCP")
+        }
+    }
+
+    func testPVHWithFourCPUsPowersOffThroughACPI() throws {
+        for (kernel, results) in try expectPass("linux-pvh", ["linux-init", "linux-done", "vm-end"]) {
+            XCTAssertEqual(results["linux-init"]?["nproc"], "4", "L1 \(kernel): every vCPU is up")
+        }
+    }
+
+    func testVmctlStopPressesThePowerButtonAndTheGuestPowersOff() throws {
+        for (kernel, results) in try expectPass("linux-stop", ["linux-ready", "stop-guest-ready", "stop-button-handled", "stop-powered-off"]) {
+            XCTAssertEqual(results["linux-ready"]?["buttons"], "1", "L1 \(kernel): Linux found our ACPI power button")
+        }
+    }
+
+    func testGuestRebootRestartsTheVMWithItsDisk() throws {
+        for (kernel, results) in try expectPass("linux-restart", ["linux-reboot", "linux-restarted", "restart-second-boot", "restart-counted"]) {
+            XCTAssertEqual(results["linux-restarted"]?["boots"], "2", "L1 \(kernel): the second boot read the first one's count")
+        }
+    }
+}
