@@ -28,6 +28,7 @@ let package = Package(
         .executable(name: "vm", targets: ["vm"]),
         .executable(name: "virtio-blk", targets: ["virtio-blk"]),
         .executable(name: "virtio-net", targets: ["virtio-net"]),
+        .executable(name: "virtio-rng", targets: ["virtio-rng"]),
         .executable(name: "vmctl", targets: ["vmctl"]),
         // For the fuzz package (Fuzz/), which depends on these by path.
         .library(name: "FuzzableLibraries", targets: ["IPC", "Configuration", "VirtioCore", "VirtioTestSupport", "BlockDevice", "NetDevice"]),
@@ -72,7 +73,7 @@ let package = Package(
         .target(
             name: "VMDaemon",
             dependencies: ["IPC", "MemorySlots", "Configuration", "BootImage", "LinuxSystem", "CLinux",
-                           "BlockDeviceShape", "NetDeviceShape", argumentParser, logging],
+                           "BlockDeviceShape", "NetDeviceShape", "EntropyDeviceShape", argumentParser, logging],
             path: "Sources/vmd/VMDaemon"),
         .executableTarget(
             name: "vmd",
@@ -94,6 +95,11 @@ let package = Package(
                 path: "Sources/virtio-net/Device"),
         .executableTarget(name: "virtio-net", dependencies: ["NetDevice"],
                           path: "Sources/virtio-net", exclude: ["Device", "Shape"], linkerSettings: leanRelease),
+        .target(name: "EntropyDeviceShape", dependencies: ["IPC"], path: "Sources/virtio-rng/Shape"),
+        .target(name: "EntropyDevice", dependencies: ["EntropyDeviceShape", "VirtioCore", "GuestRAM", "IPC", "LinuxSystem", logging],
+                path: "Sources/virtio-rng/Device"),
+        .executableTarget(name: "virtio-rng", dependencies: ["EntropyDevice"],
+                          path: "Sources/virtio-rng", exclude: ["Device", "Shape"], linkerSettings: leanRelease),
         .target(name: "VmctlCommands", dependencies: ["IPC", "Configuration", "LinuxSystem", argumentParser], path: "Sources/vmctl/Commands"),
         .executableTarget(name: "vmctl", dependencies: ["VmctlCommands"], path: "Sources/vmctl", exclude: ["Commands"]),
 
@@ -102,6 +108,7 @@ let package = Package(
         ]),
         .testTarget(name: "VMTests", dependencies: ["VMCore", "GuestRAM", "MemorySlots", "IPC", "CKVM"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux"]),
+        .testTarget(name: "VirtioRngTests", dependencies: ["EntropyDevice", "EntropyDeviceShape", "IPC", "VirtioCore", "GuestRAM", "MemorySlots", "LinuxSystem", logging]),
         .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux"]),
         .testTarget(
             name: "VirtioNetTests",

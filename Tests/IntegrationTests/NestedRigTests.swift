@@ -89,8 +89,9 @@ final class NestedRigTests: XCTestCase {
         }
     }
 
-    func testBzImageWithTwoCPUsDiskAndDHCPNetworkPowersOffThroughACPI() throws {
-        for (kernel, results) in try expectPass("linux-bzimage", ["linux-init", "linux-modules", "linux-blk", "linux-net", "linux-done", "vm-end"]) {
+    func testBzImageWithTwoCPUsDiskDHCPNetworkAndEntropyPowersOffThroughACPI() throws {
+        for (kernel, results) in try expectPass("linux-bzimage", ["linux-init", "linux-modules", "linux-blk", "linux-rng", "linux-net", "linux-done", "vm-end"]) {
+            XCTAssertEqual(results["linux-rng"]?["current"], "virtio_rng.0", "L1 \(kernel): the kernel's hardware RNG is ours")
             XCTAssertEqual(results["linux-init"]?["nproc"], "2", "L1 \(kernel): every vCPU is up")
             XCTAssertEqual(results["linux-net"]?["address"], "100.64.0.1", "L1 \(kernel): the lease of the device's DHCP")
         }

@@ -27,14 +27,14 @@ final class SandboxTests: XCTestCase {
         let vm = try VmdHarness("sandbox")
         // vmd in a namespace of its own so that its tap does not appear on the host.
         let namespace = try NetworkNamespace("vmdsb")
-        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    disk \"\(image(vm))\"\n    local interface")
+        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    disk \"\(image(vm))\"\n    local interface\n    entropy")
         let run = try namespace.startVmd(vm, config: config, arguments: ["--deadline", "60"])
         let process = run.process
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         XCTAssertTrue(run.waitForOutput("status=running"), run.stdout)
 
-        let children = ["vm", "virtio-blk", "virtio-net"].flatMap { name in vm.processes(named: name).map { (name, $0) } }
-        XCTAssertEqual(children.map(\.0).sorted(), ["virtio-blk", "virtio-net", "vm"])
+        let children = ["vm", "virtio-blk", "virtio-net", "virtio-rng"].flatMap { name in vm.processes(named: name).map { (name, $0) } }
+        XCTAssertEqual(children.map(\.0).sorted(), ["virtio-blk", "virtio-net", "virtio-rng", "vm"])
         for (name, pid) in children {
             let status = statusFields(pid)
             XCTAssertEqual(status["Seccomp"], "2", "\(name) runs under a seccomp filter")
@@ -59,7 +59,7 @@ final class SandboxTests: XCTestCase {
     func testEveryChildHasNamespacesOfItsOwnAndAnEmptyReadOnlyRoot() throws {
         let vm = try VmdHarness("sandbox-ns")
         let namespace = try NetworkNamespace("vmdns")
-        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    disk \"\(image(vm))\"\n    local interface")
+        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    disk \"\(image(vm))\"\n    local interface\n    entropy")
         let run = try namespace.startVmd(vm, config: config, arguments: ["--deadline", "60", "-v"])
         let process = run.process
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
@@ -68,7 +68,7 @@ final class SandboxTests: XCTestCase {
         let namespaceOf = { (pid: pid_t, kind: String) in
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/\(kind)")) ?? "none"
         }
-        let leavesNetwork = ["vm": true, "virtio-blk": true, "virtio-net": false]
+        let leavesNetwork = ["vm": true, "virtio-blk": true, "virtio-net": false, "virtio-rng": true]
         for (name, leavesNet) in leavesNetwork {
             let pid = try XCTUnwrap(vm.processes(named: name).first, name)
             for kind in ["mnt", "ipc", "uts"] {
@@ -93,10 +93,10 @@ final class SandboxTests: XCTestCase {
 
     func testOpeningAFileFailsWithENOENT() throws {
         let vm = try VmdHarness("sandbox-open")
-        let config = try vm.writeConfig(cmdline: "test=boot", extra: "    disk \"\(image(vm))\"")
+        let config = try vm.writeConfig(cmdline: "test=boot", extra: "    disk \"\(image(vm))\"\n    entropy")
         let run = try vm.run(config: config, arguments: ["--deadline", "30", "-v"], environment: ["VMD_TEST_OPEN_PROBE": "/etc/passwd"])
         XCTAssertEqual(run.status, 0, run.stderr)
-        for process in ["vm", "virtio-blk"] {
+        for process in ["vm", "virtio-blk", "virtio-rng"] {
             XCTAssertTrue(run.stderr.split(separator: "\n").contains {
                 // Relayed by vmd: "VM/role: process[pid] ...".
                 $0.contains(": \(process)[") && $0.contains("sandbox probe: open(/etc/passwd) = -1 errno 2 (No such file or directory)")
@@ -111,5 +111,14 @@ final class SandboxTests: XCTestCase {
         XCTAssertEqual(run.status, 70, run.stderr)
         XCTAssertTrue(run.stderr.contains("virtio-blk disk0 process killed by signal 31"), "SIGSYS from seccomp: \(run.stderr)")
         XCTAssertEqual(vm.processes(named: "vm") + vm.processes(named: "virtio-blk"), [])
+    }
+
+    func testAForbiddenSyscallKillsTheEntropyDeviceToo() throws {
+        let vm = try VmdHarness("sandbox-kill-rng")
+        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    entropy")
+        let run = try vm.run(config: config, arguments: ["--deadline", "30"], environment: ["VMD_TEST_FORBIDDEN_SYSCALL": "virtio-rng"])
+        XCTAssertEqual(run.status, 70, run.stderr)
+        XCTAssertTrue(run.stderr.contains("virtio-rng rng0 process killed by signal 31"), "SIGSYS from seccomp: \(run.stderr)")
+        XCTAssertEqual(vm.processes(named: "vm") + vm.processes(named: "virtio-rng"), [])
     }
 }

@@ -88,13 +88,13 @@ struct TransportUnderTest {
     let kicks: [FileDescriptor]
     let calls: [FileDescriptor]
 
-    init(queues: Int = 2, maximumQueueSize: UInt16 = 256) throws {
+    init(queues: Int = 2, maximumQueueSize: UInt16 = 256, type: VirtioDeviceType = .block, configSize: UInt32 = 60) throws {
         kicks = try (0..<queues).map { _ in try FileDescriptor.eventFD() }
         calls = try (0..<queues).map { _ in try FileDescriptor.eventFD() }
         let (transportEnd, _) = try FileDescriptor.socketPair()
         let (eventsEnd, _) = try FileDescriptor.socketPair()
-        let description = DeviceDescription(type: .block, features: Self.offered, queueCount: UInt16(queues),
-                                            maximumQueueSize: maximumQueueSize, configSize: 60)
+        let description = DeviceDescription(type: type, features: Self.offered, queueCount: UInt16(queues),
+                                            maximumQueueSize: maximumQueueSize, configSize: configSize)
         transport = VirtioPCITransport(
             name: "test0", description: description, client: device,
             wiring: DeviceWiring(transport: transportEnd, events: eventsEnd, kicks: kicks, calls: calls),

@@ -425,4 +425,28 @@ final class VirtioPCITransportTests: XCTestCase {
         t.device.silent = true
         XCTAssertFalse(t.transport.setQuiesced(true), "a device that does not answer did not confirm")
     }
+
+    /// The vendor capabilities (type, length) in list order, as a driver walks them.
+    private func vendorCapabilities(_ t: TransportUnderTest) -> [(type: UInt64, length: UInt64)] {
+        var found: [(type: UInt64, length: UInt64)] = []
+        var offset = Int(t.transport.configRead(offset: 0x34, size: 1))
+        while offset != 0 && found.count < 16 {
+            if t.transport.configRead(offset: offset, size: 1) == 0x09 {
+                found.append((type: UInt64(t.transport.configRead(offset: offset + 3, size: 1)),
+                               length: UInt64(t.transport.configRead(offset: offset + 12, size: 4))))
+            }
+            offset = Int(t.transport.configRead(offset: offset + 1, size: 1))
+        }
+        return found
+    }
+
+    func testADeviceWithoutConfigurationSpaceHasNoDeviceCapability() throws {
+        let block = try TransportUnderTest(queues: 1)
+        XCTAssertEqual(vendorCapabilities(block).map(\.type), [1, 3, 4, 2, 5], "common, ISR, device, notify, PCI config access")
+        XCTAssertEqual(vendorCapabilities(block).first { $0.type == 4 }?.length, 60)
+        let entropy = try TransportUnderTest(queues: 1, type: .entropy, configSize: 0)
+        XCTAssertEqual(vendorCapabilities(entropy).map(\.type), [1, 3, 2, 5], "no device capability of length 0 (Linux refuses one)")
+        XCTAssertEqual(entropy.transport.configRead(offset: 2, size: 2), 0x1044, "0x1040 + entropy")
+        XCTAssertEqual(entropy.transport.configRead(offset: 0x0A, size: 2), 0xFF00, "class: unassigned, as QEMU's virtio-rng-pci")
+    }
 }

@@ -13,6 +13,7 @@ struct VMBlockBuilder {
     var enabled: Bool?
     var initrd: String?
     var interfaces: [InterfaceConfig] = []
+    var entropy = false
     /// Where each option was first given, for "given twice" messages.
     var optionsSeen: [String: ConfigLocation] = [:]
 
@@ -40,6 +41,7 @@ struct VMBlockBuilder {
             interfaces: interfaces,
             location: location
         )
+        config.entropy = entropy
         config.optionLocations = optionsSeen
         return config
     }

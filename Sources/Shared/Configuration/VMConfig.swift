@@ -19,6 +19,8 @@ public struct VMConfig: Equatable, Sendable {
     /// `interface` and `local interface` statements in file order, at most
     /// `InterfaceConfig.maximumPerVM`.
     public var interfaces: [InterfaceConfig]
+    /// `entropy`: a virtio-rng device, so the guest has entropy from its first boot.
+    public var entropy: Bool = false
     /// Where the `vm` keyword of this block is.
     public var location: ConfigLocation
     /// Where each option's keyword was first written ("owner", "boot", ...), so that an
@@ -71,6 +73,6 @@ public struct VMConfig: Equatable, Sendable {
     public static func == (a: VMConfig, b: VMConfig) -> Bool {
         a.name == b.name && a.memoryBytes == b.memoryBytes && a.cpus == b.cpus && a.boot == b.boot && a.cmdline == b.cmdline
             && a.disks == b.disks && a.owner == b.owner && a.enabled == b.enabled && a.initrd == b.initrd
-            && a.interfaces == b.interfaces && a.location == b.location
+            && a.interfaces == b.interfaces && a.entropy == b.entropy && a.location == b.location
     }
 }

@@ -27,6 +27,7 @@ struct VMOption: Sendable {
         VMOption(name: "disable", repeatable: false, parse: parseDisable),
         VMOption(name: "interface", repeatable: true, parse: parseInterface),
         VMOption(name: "local", repeatable: true, parse: parseLocalInterface),
+        VMOption(name: "entropy", repeatable: false, parse: parseEntropy),
     ]
 
     static let byName: [String: VMOption] = Dictionary(
@@ -118,6 +119,11 @@ struct VMOption: Sendable {
 
     /// `enable` / `disable`: whether vmd boots the vm at startup (vm.conf(5):
     /// enabled unless `disable` is given). The two exclude each other.
+    /// `entropy`: no arguments; a virtio-rng device for the guest.
+    @Sendable private static func parseEntropy(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        block.entropy = true
+    }
+
     @Sendable private static func parseEnable(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
         try setEnabled(true, &block, keyword)
     }

@@ -262,11 +262,22 @@ public struct NetworkDeviceSetup: Equatable, Sendable {
     }
 }
 
+/// What a virtio-rng process is told about its device.
+public struct EntropyDeviceSetup: Equatable, Sendable {
+    /// "rng0", for log lines.
+    public var name: String
+
+    public init(name: String) {
+        self.name = name
+    }
+}
+
 /// vmd → a device process.
 public enum DeviceSetupCommand: ChannelMessage {
     case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
     case block(BlockDeviceSetup, disk: FileDescriptor, wiring: DeviceWiring)
     case network(NetworkDeviceSetup, tap: FileDescriptor, wiring: DeviceWiring)
+    case entropy(EntropyDeviceSetup, wiring: DeviceWiring)
     case stop
     /// `vmctl log brief|verbose`: a swift-log level name.
     case setLogLevel(String)
@@ -278,6 +289,7 @@ public enum DeviceSetupCommand: ChannelMessage {
         case .stop: 3
         case .setLogLevel: 4
         case .network: 5
+        case .entropy: 6
         }
     }
 
@@ -303,6 +315,9 @@ public enum DeviceSetupCommand: ChannelMessage {
             writer.write(setup.tapOffloads)
             writer.write(tap)
             wiring.encode(into: &writer)
+        case .entropy(let setup, let wiring):
+            writer.write(setup.name)
+            wiring.encode(into: &writer)
         }
     }
 
@@ -327,6 +342,8 @@ public enum DeviceSetupCommand: ChannelMessage {
             let setup = NetworkDeviceSetup(name: name, mac: mac, localGuestAddress: guest == 0 ? nil : guest,
                                            localHostAddress: host == 0 ? nil : host, tapOffloads: try reader.read(UInt32.self))
             return .network(setup, tap: try reader.readDescriptor(), wiring: try DeviceWiring.decode(from: &reader))
+        case 6:
+            return .entropy(EntropyDeviceSetup(name: try reader.read(String.self, limit: 64)), wiring: try DeviceWiring.decode(from: &reader))
         default:
             throw IPCError.unknownTag(tag)
         }

@@ -2,6 +2,7 @@
 public enum VirtioDeviceType: UInt16, Sendable {
     case network = 1
     case block = 2
+    case entropy = 4
 
     public var pciDeviceID: UInt16 { 0x1040 + rawValue }
 }

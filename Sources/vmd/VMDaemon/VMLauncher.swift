@@ -1,4 +1,5 @@
 import BlockDeviceShape
+import EntropyDeviceShape
 import Glibc
 import NetDeviceShape
 import CLinux
@@ -87,6 +88,17 @@ struct VMLauncher {
                 attachments.append((VirtioAttachment(shape: .network, name: name), vmSide))
                 let local = nic.local.map { " local \(LocalSubnet.format($0.host)) ↔ guest \(LocalSubnet.format($0.guest))" } ?? ""
                 logger.info("\(name): \(nic.tap.name) mac \(nic.mac.map { String($0, radix: 16) }.joined(separator: ":"))\(local) served by pid \(child.process.pid)")
+            }
+
+            if config.entropy {
+                let name = "rng0"
+                let (vmSide, deviceSide) = try VMLauncher.wiring(for: .entropy)
+                let child = try VMLauncher.spawn("virtio-rng", role: "virtio-rng \(name)", logName: name, vmName: config.name)
+                started.append(child)
+                try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                try child.channel.send(DeviceSetupCommand.entropy(EntropyDeviceSetup(name: name), wiring: deviceSide))
+                attachments.append((VirtioAttachment(shape: .entropy, name: name), vmSide))
+                logger.info("\(name): entropy served by pid \(child.process.pid)")
             }
 
             let vm = try VMLauncher.spawn("vm", role: "vm", logName: "vm", vmName: config.name)

@@ -5,7 +5,7 @@ import Glibc
 /// What each child may still do once sandboxed (design §5). Every rule says who needs it.
 public struct SandboxProfile {
     public enum Role: String {
-        case vm, block, network
+        case vm, block, network, entropy
     }
 
     let role: Role
@@ -107,6 +107,10 @@ public struct SandboxProfile {
         .allow("fsync", "FLUSH"),
         .allow("fallocate", "DISCARD (punch hole) and WRITE_ZEROES (zero range)"),
     ], unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
+
+    /// virtio-rng: nothing beyond the common set, whose getrandom is all it serves from.
+    public static let entropy = SandboxProfile(role: .entropy, rules: common,
+                                               unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
 
     /// virtio-net: its tap descriptor only, and the one tap ioctl it needs.
     public static let network = SandboxProfile(role: .network, rules: common + [

@@ -70,7 +70,7 @@ enum GuestCPUID {
             // level 4 the socket.
             result += extendedTopology(leaf: 0x8000_0026, apicID: apicID, topology: topology, coreLevelType: 4)
         }
-        return result
+        return XSaveLeaf.sanitize(result)
     }
 
     /// Leaf 4 (Intel) and 0x8000_001D (AMD) EAX: EAX[25:14] logical processors sharing the

@@ -42,7 +42,11 @@ struct TransportState {
                     | PCIConfigSpace.Command.interruptDisable)
         space.set16(Offset.status, PCIConfigSpace.statusCapabilitiesList)
         space.set8(Offset.revision, 1)  // modern-only device (§4.1.2.1)
-        let (classCode, subclass): (UInt8, UInt8) = description.type == .block ? (0x01, 0x80) : (0x02, 0x00)
+        let (classCode, subclass): (UInt8, UInt8) = switch description.type {
+        case .block: (0x01, 0x80)    // mass storage, other
+        case .network: (0x02, 0x00)  // network, Ethernet
+        case .entropy: (0xFF, 0x00)  // unassigned class, as QEMU's virtio-rng-pci
+        }
         space.set8(Offset.classCode + 1, subclass)
         space.set8(Offset.classCode + 2, classCode)
         // BAR 0: 64-bit memory, not prefetchable; the size follows from the writable mask.

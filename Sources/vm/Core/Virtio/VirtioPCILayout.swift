@@ -58,6 +58,8 @@ enum VirtioPCILayout {
     static let noVector: UInt16 = 0xFFFF
 
     /// Writes the capability chain: common, ISR, device, notify, PCI config access, MSI-X.
+    /// A device without configuration space (virtio-rng) has no device capability: the
+    /// spec makes it optional then (§4.1.4.6), and Linux refuses one of length 0.
     static func writeCapabilities(into space: inout PCIConfigSpace, deviceConfigLength: UInt32, vectorCount: Int) {
         var offset = firstCapability
         func vendorCapability(_ type: CapabilityType, regionOffset: UInt64, length: UInt64, next: Int, extra: UInt32? = nil) {
@@ -72,8 +74,12 @@ enum VirtioPCILayout {
             offset = next
         }
         vendorCapability(.common, regionOffset: commonOffset, length: commonLength, next: 0x50)
-        vendorCapability(.isr, regionOffset: isrOffset, length: isrLength, next: 0x60)
-        vendorCapability(.device, regionOffset: deviceOffset, length: UInt64(deviceConfigLength), next: 0x70)
+        if deviceConfigLength == 0 {
+            vendorCapability(.isr, regionOffset: isrOffset, length: isrLength, next: 0x70)
+        } else {
+            vendorCapability(.isr, regionOffset: isrOffset, length: isrLength, next: 0x60)
+            vendorCapability(.device, regionOffset: deviceOffset, length: UInt64(deviceConfigLength), next: 0x70)
+        }
         vendorCapability(.notify, regionOffset: notifyOffset, length: notifyLength, next: pciConfigAccessCapability,
                          extra: notifyMultiplier)
         // VIRTIO_PCI_CAP_PCI_CFG (§4.1.4.9): bar, offset and length are the guest's to write.

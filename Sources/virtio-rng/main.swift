@@ -1,0 +1,4 @@
+// The virtio-rng process: everything is in EntropyDevice (EntropyProcessMain).
+import EntropyDevice
+
+EntropyProcessMain.run()
