@@ -18,6 +18,19 @@ final class GuestCPUIDTests: XCTestCase {
         Int((value >> UInt32(low)) & UInt32((1 << (high - low + 1)) - 1))
     }
 
+    func testTSCDeadlineIsOfferedWhenKVMHasTheCapability() throws {
+        // A host table without the bit, as KVM_GET_SUPPORTED_CPUID gives it on kvm_amd.
+        let supported = CapturedCPUID.parse(CapturedCPUID.amdEPYC).map { entry -> kvm_cpuid_entry2 in
+            var entry = entry
+            if entry.function == 1 { entry.ecx &= ~GuestCPUID.tscDeadlineBit }
+            return entry
+        }
+        let with = GuestCPUID.entries(supported: supported, vcpuIndex: 0, vcpuCount: 2, tscDeadline: true)
+        let without = GuestCPUID.entries(supported: supported, vcpuIndex: 0, vcpuCount: 2, tscDeadline: false)
+        XCTAssertNotEqual(try lookup(with, 1).ecx & GuestCPUID.tscDeadlineBit, 0)
+        XCTAssertEqual(try lookup(without, 1).ecx & GuestCPUID.tscDeadlineBit, 0)
+    }
+
     func testVendorIsReadFromLeafZero() {
         XCTAssertEqual(GuestCPUID.vendor(of: CapturedCPUID.parse(CapturedCPUID.amdEPYC)), .amd)
         XCTAssertEqual(GuestCPUID.vendor(of: CapturedCPUID.parse(CapturedCPUID.intelXeon)), .intel)

@@ -88,6 +88,9 @@ final class VirtualMachine {
         logger.info("loaded \(image.count) bytes, entry \(entry)")
 
         let supported = try system.supportedCPUID()
+        // KVM leaves the TSC-deadline timer out of its supported table; it is there when
+        // the capability is and the LAPIC is in the kernel (it always is here).
+        let tscDeadline = (try? system.checkExtension(Int32(KVM_CAP_TSC_DEADLINE_TIMER))) ?? 0 > 0
         let endedEvent = try FileDescriptor.eventFD()
         self.endedEvent = endedEvent
         let guestLog = UnassignedAccessLog(logger: logger)
@@ -95,7 +98,8 @@ final class VirtualMachine {
         let latch = end
         for index in 0..<request.vcpus {
             let vcpu = try kvm.createVcpu(index: index)
-            try vcpu.setCPUID(GuestCPUID.entries(supported: supported, vcpuIndex: index, vcpuCount: request.vcpus))
+            try vcpu.setCPUID(GuestCPUID.entries(supported: supported, vcpuIndex: index, vcpuCount: request.vcpus,
+                                                 tscDeadline: tscDeadline))
             if index == 0 { try BootCPU.configure(vcpu, for: entry) }
             threads.append(VcpuThread(vcpu: vcpu, buses: buses, log: guestLog, gate: gate) { [endedEvent] guestEnd in
                 if latch.record(guestEnd) { try? endedEvent.signalEvent() }

@@ -6,6 +6,7 @@ import CKVM
 enum GuestCPUID {
     static let hypervisorBit: UInt32 = 1 << 31          // leaf 1 ECX: running under a hypervisor
     static let httBit: UInt32 = 1 << 28                 // leaf 1 EDX: EBX[23:16] is valid (multi-core package)
+    static let tscDeadlineBit: UInt32 = 1 << 24         // leaf 1 ECX: the LAPIC timer's TSC-deadline mode
     static let archCapabilitiesBit: UInt32 = 1 << 29    // leaf 7 EDX: IA32_ARCH_CAPABILITIES, not usable on this host (design §8)
     static let cmpLegacyBit: UInt32 = 1 << 1            // 0x8000_0001 ECX (AMD): HTT means cores, not threads
     static let topologyExtensionsBit: UInt32 = 1 << 22  // 0x8000_0001 ECX (AMD): 0x8000_001D/1E are valid
@@ -22,7 +23,10 @@ enum GuestCPUID {
         return words == amd || words == hygon ? .amd : .intel
     }
 
-    static func entries(supported: [kvm_cpuid_entry2], vcpuIndex: Int, vcpuCount: Int) -> [kvm_cpuid_entry2] {
+    /// `tscDeadline`: KVM_CAP_TSC_DEADLINE_TIMER, which KVM_GET_SUPPORTED_CPUID does not
+    /// report in leaf 1 (QEMU sets the bit the same way). Without it Linux calibrates
+    /// the LAPIC timer and programs it through its count registers.
+    static func entries(supported: [kvm_cpuid_entry2], vcpuIndex: Int, vcpuCount: Int, tscDeadline: Bool = false) -> [kvm_cpuid_entry2] {
         let topology = CPUTopology(vcpuCount: vcpuCount)
         let vendor = vendor(of: supported)
         let apicID = UInt32(truncatingIfNeeded: vcpuIndex)
@@ -36,6 +40,7 @@ enum GuestCPUID {
             switch entry.function {
             case 1:
                 entry.ecx |= hypervisorBit
+                if tscDeadline { entry.ecx |= tscDeadlineBit }
                 // EBX[31:24] initial APIC id, EBX[23:16] addressable ids in the package.
                 entry.ebx = (entry.ebx & 0x0000_FFFF) | ((apicID & 0xFF) << 24)
                     | (UInt32(min(topology.addressableIDs, 0xFF)) << 16)
