@@ -44,6 +44,9 @@ public struct MemoryMapping: ~Copyable {
     public consuming func seal() throws -> SealedMapping {
         let (base, size) = (self.base, self.size)
         do {
+            // Best effort, before the seal: 2 MiB pages where the host's shmem THP setting
+            // allows them (advise or always), so KVM's nested page tables map 2 MiB too.
+            _ = madvise(base, size, MADV_HUGEPAGE)
             try retryingInterrupts("madvise(MADV_DONTFORK)") { madvise(base, size, MADV_DONTFORK) }
             try retryingInterrupts("madvise(MADV_DONTDUMP)") { madvise(base, size, MADV_DONTDUMP) }
             var result: Int32

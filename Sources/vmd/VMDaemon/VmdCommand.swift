@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import Configuration
 import IPC
+import MemorySlots
 import LinuxSystem
 
 package struct Vmd: ParsableCommand {
@@ -68,6 +69,7 @@ struct Serve: ParsableCommand {
             FileDescriptor.standardError("vmd: \(error)\n")
             throw ExitCode(ExitStatus.setupFailure)
         }
+        if let advice = ShmemHugePages.advice(setting: ShmemHugePages.hostSetting()) { Logger(label: "vmd").notice("\(advice)") }
         do {
             try Daemon(options: Daemon.Options(configPath: file, socketPath: Vmd.socketPath(socket))).run()
         } catch {
@@ -121,6 +123,7 @@ struct Boot: ParsableCommand {
             throw ExitCode(ExitStatus.setupFailure)
         }
         let logger = Logger(label: "vmd")
+        if let advice = ShmemHugePages.advice(setting: ShmemHugePages.hostSetting()) { logger.info("\(advice)") }
         let vm: VMConfig
         let file: ConfigFile
         do {

@@ -95,7 +95,8 @@ struct ACPITables {
         [1, 8, 0, 1] + AML.little(port, 8)  // system I/O, 8 bits at bit 0, byte access
     }
 
-    /// FADT revision 6 (§5.2.9), 276 bytes; every register block absent.
+    /// FADT revision 6 (§5.2.9), 276 bytes: no PM register blocks; the reset register and
+    /// the sleep control and status registers at `ACPIPowerPorts`.
     func fadt() -> [UInt8] {
         var body = [UInt8](repeating: 0, count: 276 - 36)
         func put(_ value: UInt64, _ count: Int, at offset: Int) {
