@@ -12,6 +12,22 @@ final class DaemonTests: XCTestCase {
         ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").components(separatedBy: "TICK n=").count - 1
     }
 
+    /// A guest that ignores the shutdown request (power button, VMM control port) is
+    /// killed after the grace period, and vmctl and the status say why.
+    func testAGuestThatIgnoresTheRequestIsForcedAfterTheGracePeriod() throws {
+        let daemon = try DaemonHarness("ignores")
+        let config = try daemon.writeGuestConfig("stubborn", cmdline: "test=ticker every=10 ignore_shutdown=1")
+        XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
+        let started = Date()
+        let stopped = daemon.vmctl("stop", "stubborn", "-w")
+        XCTAssertEqual(stopped.status, 0, stopped.stderr)
+        XCTAssertTrue(stopped.stdout.contains("vm stubborn stopped: did not shut down within 30s; forced"), stopped.stdout)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 29, "it waited out the grace period")
+        XCTAssertTrue(daemon.status()["stubborn"]?.line.contains("(did not shut down within 30s; forced)") == true,
+                      daemon.status()["stubborn"]?.line ?? "")
+        XCTAssertTrue(daemon.log.contains("guest did not shut down within 30s; forcing"), daemon.log)
+    }
+
     func testTwoVMsStatusConsolePauseAndBothKindsOfStop() throws {
         let daemon = try DaemonHarness("two")
         let alpha = try daemon.writeGuestConfig("alpha", cmdline: "test=ticker every=10")

@@ -17,8 +17,17 @@ int kit_shutdown_requested(void)
 }
 
 /* Honour a shutdown request: report it and power off (debug exit 0). */
+/* ignore_shutdown=1: a guest that ignores the request (vmd must force it). */
 void kit_poll_shutdown(void)
 {
+	static int noted;
+	if (cmdline_get_u64("ignore_shutdown", 0)) {
+		if (kit_shutdown_requested() && !noted) {
+			noted = 1;
+			kit_puts("info shutdown-ignored\n");
+		}
+		return;
+	}
 	if (kit_shutdown_requested()) {
 		RESULT("shutdown", "pass", " ticks=%lu", kit_ticks);
 		kit_exit(0);
