@@ -104,21 +104,23 @@ final class SandboxTests: XCTestCase {
         }
     }
 
+    /// Makes `process` (a device, as `role` names it) call a forbidden syscall once
+    /// sandboxed: seccomp kills it and vmd tears the VM down.
+    private func checkForbiddenSyscallKills(_ process: String, role: String, test: String, file: StaticString = #filePath,
+                                            line: UInt = #line, extra: (VmdHarness) -> String) throws {
+        let vm = try VmdHarness(test)
+        let config = try vm.writeConfig(cmdline: "test=hang", extra: extra(vm))
+        let run = try vm.run(config: config, arguments: ["--deadline", "30"], environment: ["VMD_TEST_FORBIDDEN_SYSCALL": process])
+        XCTAssertEqual(run.status, 70, run.stderr, file: file, line: line)
+        XCTAssertTrue(run.stderr.contains("\(role) process killed by signal 31"), "SIGSYS from seccomp: \(run.stderr)", file: file, line: line)
+        XCTAssertEqual(vm.processes(named: "vm") + vm.processes(named: process), [], file: file, line: line)
+    }
+
     func testAForbiddenSyscallKillsTheDeviceAndTheVMIsTornDown() throws {
-        let vm = try VmdHarness("sandbox-kill")
-        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    disk \"\(image(vm))\"")
-        let run = try vm.run(config: config, arguments: ["--deadline", "30"], environment: ["VMD_TEST_FORBIDDEN_SYSCALL": "virtio-blk"])
-        XCTAssertEqual(run.status, 70, run.stderr)
-        XCTAssertTrue(run.stderr.contains("virtio-blk disk0 process killed by signal 31"), "SIGSYS from seccomp: \(run.stderr)")
-        XCTAssertEqual(vm.processes(named: "vm") + vm.processes(named: "virtio-blk"), [])
+        try checkForbiddenSyscallKills("virtio-blk", role: "virtio-blk disk0", test: "sandbox-kill") { "    disk \"\(self.image($0))\"" }
     }
 
     func testAForbiddenSyscallKillsTheEntropyDeviceToo() throws {
-        let vm = try VmdHarness("sandbox-kill-rng")
-        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    entropy")
-        let run = try vm.run(config: config, arguments: ["--deadline", "30"], environment: ["VMD_TEST_FORBIDDEN_SYSCALL": "virtio-rng"])
-        XCTAssertEqual(run.status, 70, run.stderr)
-        XCTAssertTrue(run.stderr.contains("virtio-rng rng0 process killed by signal 31"), "SIGSYS from seccomp: \(run.stderr)")
-        XCTAssertEqual(vm.processes(named: "vm") + vm.processes(named: "virtio-rng"), [])
+        try checkForbiddenSyscallKills("virtio-rng", role: "virtio-rng rng0", test: "sandbox-kill-rng") { _ in "    entropy" }
     }
 }

@@ -69,6 +69,15 @@ public final class ActiveQueues {
         }
     }
 
+    /// `drain` for a device whose only answer to a malformed chain, beyond completing it
+    /// with length 0, is a note in its rate-limited guest log naming `queueName`.
+    public func drain(_ index: Int, noting guestLog: RateLimitedLog, queueName: String,
+                      _ handle: (DescriptorChain) -> UInt32) throws {
+        try drain(index, onMalformed: { head, error in
+            guestLog.note("\(queueName): chain at descriptor \(head) refused: \(error)")
+        }, handle)
+    }
+
     /// Serves every available chain of queue `index` with `handle`, which returns the
     /// number of bytes written into the chain; malformed chains complete with length 0.
     /// Loops until the driver has added nothing more after notifications were re-enabled.

@@ -34,9 +34,7 @@ final class BlockVirtioDevice: VirtioDeviceModel {
 
     func queueNotified(_ index: Int) throws {
         guard let active else { return }
-        try active.drain(index, onMalformed: { [guestLog] head, error in
-            guestLog.note("request queue: chain at descriptor \(head) refused: \(error)")
-        }) { chain in model.process(chain, memory: active.memory) }
+        try active.drain(index, noting: guestLog, queueName: "request queue") { chain in model.process(chain, memory: active.memory) }
     }
 
     func reset() {

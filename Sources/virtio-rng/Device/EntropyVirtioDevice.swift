@@ -41,9 +41,7 @@ final class EntropyVirtioDevice: VirtioDeviceModel {
 
     func queueNotified(_ index: Int) throws {
         guard let active else { return }
-        try active.drain(index, onMalformed: { [guestLog] head, error in
-            guestLog.note("request queue: chain at descriptor \(head) refused: \(error)")
-        }) { chain in fill(chain, memory: active.memory) }
+        try active.drain(index, noting: guestLog, queueName: "request queue") { chain in fill(chain, memory: active.memory) }
     }
 
     /// Fills the chain's device-writable buffers; returns the bytes written (0 when the
