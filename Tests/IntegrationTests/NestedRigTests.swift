@@ -114,4 +114,15 @@ final class NestedRigTests: XCTestCase {
             XCTAssertEqual(results["linux-restarted"]?["boots"], "2", "L1 \(kernel): the second boot read the first one's count")
         }
     }
+
+    /// `boot device disk`: SeaBIOS (fw_cfg, our ACPI tables through its table loader), the
+    /// disk's SYSLINUX, Debian's kernel and initramfs, systemd with its root on virtio-blk.
+    func testDebianBootsFromItsOwnDiskThroughSeaBIOSAndPowersOffOnVmctlStop() throws {
+        let names = ["debian-booted", "debian-init", "debian-rootfs", "debian-net", "debian-ready", "debian-firmware", "debian-powered-off"]
+        for (kernel, results) in try expectPass("debian-disk", names) {
+            XCTAssertEqual(results["debian-init"]?["cpus"], "2", "L1 \(kernel): both vCPUs are up")
+            XCTAssertEqual(results["debian-init"]?["root"], "/dev/vda2", "L1 \(kernel): the root filesystem is the disk's second partition")
+            XCTAssertEqual(results["debian-net"]?["address"], "100.64.0.1/31", "L1 \(kernel): networkd got the device's DHCP lease")
+        }
+    }
 }

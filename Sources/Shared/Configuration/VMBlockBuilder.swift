@@ -7,6 +7,8 @@ struct VMBlockBuilder {
     var memoryBytes: UInt64?
     var cpus: Int?
     var boot: String?
+    var bootDevice: BootDevice?
+    var firmware: String?
     var cmdline: String?
     var disks: [DiskConfig] = []
     var owner: OwnerConfig?
@@ -23,10 +25,24 @@ struct VMBlockBuilder {
     }
 
     func build() throws(ConfigError) -> VMConfig {
-        // vmd can start a vm without a kernel (it boots from disk); we have no
-        // BIOS, so a kernel is required until disks can be booted.
-        guard let boot else {
-            throw ConfigError(location: location, message: "vm \"\(name)\" has no 'boot' option; add boot \"path/to/kernel\"")
+        guard boot != nil || bootDevice != nil else {
+            throw ConfigError(location: location,
+                              message: "vm \"\(name)\" has no 'boot' option; add boot \"path/to/kernel\" or boot device disk")
+        }
+        if bootDevice != nil {
+            let bootLocation = optionsSeen["boot"] ?? location
+            guard !disks.isEmpty else {
+                throw ConfigError(location: bootLocation, message: "boot device disk needs a disk; add disk \"path/to/image\"")
+            }
+            // The boot loader on the disk picks the kernel, its command line and initrd.
+            for option in ["cmdline", "initrd"] {
+                if let given = optionsSeen[option] {
+                    throw ConfigError(location: given,
+                                      message: "'\(option)' needs a kernel to boot; with boot device disk the disk's boot loader chooses it")
+                }
+            }
+        } else if let given = optionsSeen["firmware"] {
+            throw ConfigError(location: given, message: "'firmware' is for boot device disk; a kernel given by 'boot' starts without one")
         }
         var config = VMConfig(
             name: name,
@@ -42,6 +58,8 @@ struct VMBlockBuilder {
             location: location
         )
         config.entropy = entropy
+        config.bootDevice = bootDevice
+        config.firmware = firmware
         config.optionLocations = optionsSeen
         return config
     }

@@ -7,6 +7,10 @@ public struct VMConfig: Equatable, Sendable {
     /// The kernel path exactly as written; the caller resolves relative paths
     /// (against the config file's directory or the working directory, its choice).
     public var boot: String?
+    /// `boot device disk`: boot through the BIOS from the first disk instead of a kernel.
+    public var bootDevice: BootDevice?
+    /// `firmware "path"`: the BIOS image for `boot device`; nil is SeaBIOS from Debian's package.
+    public var firmware: String?
     public var cmdline: String
     public var disks: [DiskConfig]
     /// `owner`: the user and/or group allowed to control this VM; nil is root only.
@@ -74,5 +78,12 @@ public struct VMConfig: Equatable, Sendable {
         a.name == b.name && a.memoryBytes == b.memoryBytes && a.cpus == b.cpus && a.boot == b.boot && a.cmdline == b.cmdline
             && a.disks == b.disks && a.owner == b.owner && a.enabled == b.enabled && a.initrd == b.initrd
             && a.interfaces == b.interfaces && a.entropy == b.entropy && a.location == b.location
+            && a.bootDevice == b.bootDevice && a.firmware == b.firmware
     }
+}
+
+/// What `boot device` names (vm.conf(5)). OpenBSD's vmd also has cdrom and net;
+/// swift-vmd has neither a CD-ROM drive nor a network boot ROM.
+public enum BootDevice: String, Equatable, Sendable {
+    case disk
 }

@@ -28,6 +28,7 @@ struct VMOption: Sendable {
         VMOption(name: "interface", repeatable: true, parse: parseInterface),
         VMOption(name: "local", repeatable: true, parse: parseLocalInterface),
         VMOption(name: "entropy", repeatable: false, parse: parseEntropy),
+        VMOption(name: "firmware", repeatable: false, parse: parseFirmware),
     ]
 
     static let byName: [String: VMOption] = Dictionary(
@@ -49,8 +50,22 @@ struct VMOption: Sendable {
         block.cpus = try ConfigValues.cpuCount(value)
     }
 
+    /// `boot "path"` (a kernel) or `boot device disk` (the BIOS, then the disk's boot loader).
+    /// A kernel file named device is written quoted: `boot "device"`.
     @Sendable private static func parseBoot(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
         let value = try tokens.next()
+        if value.kind == .word("device") {
+            let device = try tokens.next()
+            guard let name = device.text else {
+                throw ConfigError(location: device.location, message: "expected 'disk' after 'boot device', found \(device.description)")
+            }
+            guard let bootDevice = BootDevice(rawValue: name) else {
+                let why = ["cdrom", "net"].contains(name) ? "swift-vmd has no \(name == "net" ? "network boot ROM" : "CD-ROM drive")" : "not a boot device"
+                throw ConfigError(location: device.location, message: "boot device \(name): \(why); the one supported is 'disk'")
+            }
+            block.bootDevice = bootDevice
+            return
+        }
         guard let path = value.text else {
             throw ConfigError(location: value.location, message: "expected a kernel path after 'boot', found \(value.description)")
         }
@@ -103,6 +118,14 @@ struct VMOption: Sendable {
             }
         }
         block.disks.append(disk)
+    }
+
+    @Sendable private static func parseFirmware(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        let value = try tokens.next()
+        guard let path = value.text, !path.isEmpty else {
+            throw ConfigError(location: value.location, message: "expected a BIOS image path after 'firmware', found \(value.description)")
+        }
+        block.firmware = path
     }
 
     @Sendable private static func parseInitrd(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {

@@ -5,11 +5,15 @@ public struct BootRequest: Equatable, Sendable {
     public var name: String
     public var vcpus: Int
     public var cmdline: String
+    /// The boot image is a BIOS (`boot device disk`), not a kernel: vm places it at the
+    /// reset vector, serves it fw_cfg and lets the boot vCPU start from reset.
+    public var firmware: Bool
 
-    public init(name: String, vcpus: Int, cmdline: String) {
+    public init(name: String, vcpus: Int, cmdline: String, firmware: Bool = false) {
         self.name = name
         self.vcpus = vcpus
         self.cmdline = cmdline
+        self.firmware = firmware
     }
 }
 
@@ -51,6 +55,7 @@ public enum VMCommand: ChannelMessage {
             writer.write(request.name)
             writer.write(UInt32(request.vcpus))
             writer.write(request.cmdline)
+            writer.write(request.firmware)
             writer.write(initrd != nil)
             writer.write(kvm)
             writer.write(kernel)
@@ -78,10 +83,11 @@ public enum VMCommand: ChannelMessage {
             let name = try reader.read(String.self, limit: 64)
             let vcpus = Int(try reader.read(UInt32.self))
             let cmdline = try reader.read(String.self)
+            let firmware = try reader.read(Bool.self)
             let hasInitrd = try reader.read(Bool.self)
             let kvm = try reader.readDescriptor(), kernel = try reader.readDescriptor()
             let initrd = hasInitrd ? try reader.readDescriptor() : nil
-            return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline),
+            return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline, firmware: firmware),
                          kvm: kvm, kernel: kernel, initrd: initrd, console: try reader.readDescriptor())
         case 3:
             return .stop

@@ -1,3 +1,4 @@
+import BootImage
 import CKVM
 import Glibc
 import Logging
@@ -19,6 +20,8 @@ final class VirtualMachine {
     /// The PIT and KVM clock as they were at pause.
     private var pausedTimers: KVMVirtualMachine.TimerState?
     private let control = VMMControlPort()
+    /// The BIOS's read-only copy at the top of 4 GiB, when booting through firmware.
+    private let firmwareROM: GuestMemory?
     /// The virtio devices served by other processes, with their event channels.
     let virtioDevices: [(transport: VirtioPCITransport, events: Channel)]
 
@@ -50,7 +53,8 @@ final class VirtualMachine {
         try ports.register(DebugExitPort(), base: DebugExitPort.port, size: DebugExitPort.size)
         let ramBelow4G = memory.slots.filter { $0.guestBase.value < 1 << 32 }.reduce(0) { $0 + $1.size }
         let ramAbove4G = memory.slots.filter { $0.guestBase.value >= 1 << 32 }.reduce(0) { $0 + $1.size }
-        try ports.register(CMOS(ramBelow4G: ramBelow4G, ramAbove4G: ramAbove4G), base: CMOS.port, size: CMOS.size)
+        try ports.register(CMOS(ramBelow4G: ramBelow4G, ramAbove4G: ramAbove4G, processorCount: request.vcpus),
+                           base: CMOS.port, size: CMOS.size)
         try ports.register(I8042(), base: I8042.port, size: I8042.size)
         try ports.register(control, base: VMMControlPort.port, size: VMMControlPort.size)
         try ports.register(ACPIPowerPorts(), base: ACPIPowerPorts.port, size: ACPIPowerPorts.size)
@@ -82,10 +86,28 @@ final class VirtualMachine {
         self.virtioDevices = virtioDevices
 
         let image = try kernel.pread(count: Int(try kernel.fileSize()), offset: 0)
-        let initrdBytes = try initrd.map { try $0.pread(count: Int(try $0.fileSize()), offset: 0) }
-        let entry = try KernelLoader.load(image: image, commandLine: request.cmdline, initrd: initrdBytes,
-                                          vcpuCount: request.vcpus, into: memory)
-        logger.info("loaded \(image.count) bytes, entry \(entry)")
+        let entry: BootEntry?
+        if request.firmware {
+            // The boot vCPU starts from reset (F000:FFF0, the top of 4 GiB) in the BIOS,
+            // which learns the machine over fw_cfg and takes our ACPI tables from it.
+            let rom = try FirmwareLoader.load(image, into: memory)
+            let readOnlyMemory = (try? system.checkExtension(Int32(KVM_CAP_READONLY_MEM))) ?? 0 > 0
+            try kvm.register(rom, firstSlot: memory.slots.count, readOnly: readOnlyMemory)
+            firmwareROM = rom
+            let contents = try FirmwareConfigContents.table(slots: memory.slots, processorCount: request.vcpus,
+                                                            acpi: try ACPITables(processorCount: request.vcpus))
+            try ports.register(FirmwareConfigDevice(table: contents, memory: memory),
+                               base: FirmwareConfigDevice.port, size: FirmwareConfigDevice.size)
+            entry = nil
+            logger.info("loaded a \(image.count)-byte BIOS at 0x\(String((1 << 32) - UInt64(image.count), radix: 16))\(readOnlyMemory ? "" : " (writable: KVM has no read-only memory)")")
+        } else {
+            let initrdBytes = try initrd.map { try $0.pread(count: Int(try $0.fileSize()), offset: 0) }
+            let loaded = try KernelLoader.load(image: image, commandLine: request.cmdline, initrd: initrdBytes,
+                                               vcpuCount: request.vcpus, into: memory)
+            entry = loaded
+            firmwareROM = nil
+            logger.info("loaded \(image.count) bytes, entry \(loaded)")
+        }
 
         let supported = try system.supportedCPUID()
         // KVM leaves the TSC-deadline timer out of its supported table; it is there when
@@ -100,7 +122,7 @@ final class VirtualMachine {
             let vcpu = try kvm.createVcpu(index: index)
             try vcpu.setCPUID(GuestCPUID.entries(supported: supported, vcpuIndex: index, vcpuCount: request.vcpus,
                                                  tscDeadline: tscDeadline))
-            if index == 0 { try BootCPU.configure(vcpu, for: entry) }
+            if index == 0, let entry { try BootCPU.configure(vcpu, for: entry) }
             threads.append(VcpuThread(vcpu: vcpu, buses: buses, log: guestLog, gate: gate) { [endedEvent] guestEnd in
                 if latch.record(guestEnd) { try? endedEvent.signalEvent() }
             })

@@ -49,8 +49,14 @@ struct VMLauncher {
     func launch(console: PseudoTerminal) throws -> LaunchedVM {
         // The same checked opens as `vmd -n`: a FIFO, a directory or a device is refused, never waited on.
         let files = VMPreflight(vm: config, directory: configDirectory)
-        guard let boot = config.boot else { throw VMLaunchError.noBootImage(config.name) }
-        let kernel = try files.openKernel(boot)
+        let image: FileDescriptor
+        if config.bootDevice != nil {
+            image = try files.openFirmware()
+        } else if let boot = config.boot {
+            image = try files.openKernel(boot)
+        } else {
+            throw VMLaunchError.noBootImage(config.name)
+        }
         let kvm = try FileDescriptor.open("/dev/kvm", flags: O_RDWR)
         let initrd = try config.initrd.map { try files.openBootFile($0, option: "initrd") }
         let disks = try config.disks.map { disk in try DiskImage.open(disk, resolvedPath: files.resolve(disk.path)) }
@@ -107,8 +113,8 @@ struct VMLauncher {
             for (attachment, wiring) in attachments {
                 try vm.channel.send(VMCommand.attachDevice(attachment, wiring: wiring))
             }
-            try vm.channel.send(VMCommand.boot(BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline),
-                                               kvm: kvm, kernel: kernel, initrd: initrd, console: console.device))
+            let request = BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline, firmware: config.bootDevice != nil)
+            try vm.channel.send(VMCommand.boot(request, kvm: kvm, kernel: image, initrd: initrd, console: console.device))
             logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
             // vmd never maps guest RAM and keeps none of the children's descriptors
             // (the locked disk fds close here too; the device processes hold their own).

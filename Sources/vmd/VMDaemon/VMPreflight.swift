@@ -30,6 +30,9 @@ struct VMPreflight {
         if let boot = vm.boot {
             do { _ = try openKernel(boot) } catch { found.append(error) }
         }
+        if vm.bootDevice != nil {
+            do { _ = try openFirmware() } catch { found.append(error) }
+        }
         if let initrd = vm.initrd {
             do { _ = try openBootFile(initrd, option: "initrd") } catch { found.append(error) }
         }
@@ -55,6 +58,20 @@ struct VMPreflight {
         let head = (try? fd.pread(count: BootImageFormat.bytesNeeded, offset: 0)) ?? []
         guard BootImageFormat.recognizes(head) else {
             throw Failure(location: vm.location(of: "boot"), message: "boot \(resolve(path)): the kernel image is not an ELF file or a bzImage")
+        }
+        return fd
+    }
+
+    /// The BIOS for `boot device`, checked to be a size vm can place.
+    func openFirmware() throws -> FileDescriptor {
+        let path = vm.firmware ?? FirmwareImageLayout.defaultPath
+        let option = vm.firmware != nil ? "firmware" : "boot"
+        let fd = try openBootFile(path, option: option)
+        do {
+            _ = try FirmwareImageLayout(size: Int(try fd.fileSize()))
+        } catch {
+            let hint = vm.firmware == nil ? " (the seabios package installs it)" : ""
+            throw Failure(location: vm.location(of: option), message: "BIOS \(resolve(path)): \(error)\(hint)")
         }
         return fd
     }

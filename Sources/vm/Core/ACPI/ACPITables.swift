@@ -55,16 +55,21 @@ struct ACPITables {
     }
 
     /// RSDP revision 2 (§5.2.5.3): no RSDT, only the XSDT; both checksums.
-    func rsdp() -> [UInt8] {
+    /// The addresses default to the fixed ones of a direct boot (`write(into:)`); a
+    /// firmware boot passes offsets that the firmware relocates (`FirmwareACPIFiles`).
+    func rsdp(xsdt: UInt64 = ACPITables.xsdtAddress.value) -> [UInt8] {
         var bytes = Array("RSD PTR ".utf8) + [0] + ACPITables.oemID + [2] + AML.little(0, 4)
-        bytes += AML.little(36, 4) + AML.little(ACPITables.xsdtAddress.value, 8) + [0, 0, 0, 0]
+        bytes += AML.little(36, 4) + AML.little(xsdt, 8) + [0, 0, 0, 0]
         bytes[8] = MPTable.checksum(Array(bytes[0..<20]))
         bytes[32] = MPTable.checksum(bytes)
         return bytes
     }
 
-    func xsdt() -> [UInt8] {
-        ACPITables.table("XSDT", revision: 1, AML.little(ACPITables.fadtAddress.value, 8) + AML.little(ACPITables.madtAddress.value, 8))
+    /// The offset of the XSDT's first entry; the FADT's, then the MADT's.
+    static let xsdtEntriesOffset = 36
+
+    func xsdt(fadt: UInt64 = ACPITables.fadtAddress.value, madt: UInt64 = ACPITables.madtAddress.value) -> [UInt8] {
+        ACPITables.table("XSDT", revision: 1, AML.little(fadt, 8) + AML.little(madt, 8))
     }
 
     /// MADT (§5.2.12): a local APIC per vCPU (APIC id = index, as KVM and the MP table
@@ -97,12 +102,16 @@ struct ACPITables {
 
     /// FADT revision 6 (§5.2.9), 276 bytes: no PM register blocks; the reset register and
     /// the sleep control and status registers at `ACPIPowerPorts`.
-    func fadt() -> [UInt8] {
+    /// Where the FADT holds the DSDT's address: DSDT (32 bits) and X_DSDT (64 bits).
+    static let fadtDSDTOffset = 40
+    static let fadtXDSDTOffset = 140
+
+    func fadt(dsdt: UInt64 = ACPITables.dsdtAddress.value) -> [UInt8] {
         var body = [UInt8](repeating: 0, count: 276 - 36)
         func put(_ value: UInt64, _ count: Int, at offset: Int) {
             body.replaceSubrange((offset - 36)..<(offset - 36 + count), with: AML.little(value, count))
         }
-        put(ACPITables.dsdtAddress.value, 4, at: 40)              // DSDT
+        put(dsdt, 4, at: ACPITables.fadtDSDTOffset)              // DSDT
         put(UInt64(ACPITables.bootArchitecture), 2, at: 109)     // IAPC_BOOT_ARCH
         put(UInt64(ACPITables.fadtFlags), 4, at: 112)            // Flags
         let power = ACPIPowerPorts.port
@@ -111,7 +120,7 @@ struct ACPITables {
         body.replaceSubrange((244 - 36)..<(256 - 36), with: ACPITables.ioByteRegister(power + ACPIPowerPorts.sleepControlOffset))
         body.replaceSubrange((256 - 36)..<(268 - 36), with: ACPITables.ioByteRegister(power + ACPIPowerPorts.sleepStatusOffset))
         put(5, 1, at: 131)                                        // FADT minor version: ACPI 6.5
-        put(ACPITables.dsdtAddress.value, 8, at: 140)            // X_DSDT
+        put(dsdt, 8, at: ACPITables.fadtXDSDTOffset)             // X_DSDT
         body.replaceSubrange((268 - 36)..<(276 - 36), with: Array("SWIFTVMD".utf8))  // Hypervisor vendor identity
         return ACPITables.table("FACP", revision: 6, body)
     }

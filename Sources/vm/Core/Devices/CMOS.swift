@@ -41,14 +41,18 @@ final class CMOS: BusDevice {
     private let state: Mutex<State>
     private let clock: @Sendable () -> Int
 
+    /// Where a BIOS finds the processor count less one (QEMU and SeaBIOS agree on 0x5F).
+    static let processorCountLessOne: UInt8 = 0x5F
+
     /// `ramBelow4G` is the RAM from 0 to the MMIO hole, `ramAbove4G` the RAM from 4 GiB.
     /// `clock` returns seconds since the epoch (tests pass a fixed one).
-    init(ramBelow4G: UInt64, ramAbove4G: UInt64, clock: @escaping @Sendable () -> Int = { Int(time(nil)) }) {
+    init(ramBelow4G: UInt64, ramAbove4G: UInt64, processorCount: Int = 1, clock: @escaping @Sendable () -> Int = { Int(time(nil)) }) {
         var ram = [UInt8](repeating: 0, count: 128)
         ram[Int(CMOS.statusA)] = CMOS.statusADefault
         ram[Int(CMOS.statusB)] = CMOS.statusB24Hour
         ram[Int(CMOS.statusD)] = CMOS.statusDValid
         for (index, value) in CMOS.memorySizeBytes(ramBelow4G: ramBelow4G, ramAbove4G: ramAbove4G) { ram[Int(index)] = value }
+        ram[Int(CMOS.processorCountLessOne)] = UInt8(clamping: max(processorCount, 1) - 1)
         state = Mutex(State(ram: ram))
         self.clock = clock
     }

@@ -26,12 +26,14 @@ final class KVMVirtualMachine {
         try kvmIoctl(fd, VMD_KVM_IOCTL_CREATE_PIT2, "KVM_CREATE_PIT2", &pit)
     }
 
-    /// Gives KVM every slot of guest memory (the mapping stays owned by GuestMemory).
-    func register(_ memory: GuestMemory) throws {
+    /// Gives KVM every slot of guest memory (the mapping stays owned by GuestMemory),
+    /// as KVM slots `firstSlot` on; `readOnly` makes every one read-only for the guest
+    /// (a ROM: guest writes exit as MMIO, and nothing is there to take them).
+    func register(_ memory: GuestMemory, firstSlot: Int = 0, readOnly: Bool = false) throws {
         for (index, region) in memory.kvmUserspaceAddresses.enumerated() {
             var entry = kvm_userspace_memory_region()
-            entry.slot = UInt32(index)
-            entry.flags = region.slot.access == .readOnly ? UInt32(KVM_MEM_READONLY) : 0
+            entry.slot = UInt32(firstSlot + index)
+            entry.flags = region.slot.access == .readOnly || readOnly ? UInt32(KVM_MEM_READONLY) : 0
             entry.guest_phys_addr = region.slot.guestBase.value
             entry.memory_size = region.slot.size
             entry.userspace_addr = region.userspaceAddress

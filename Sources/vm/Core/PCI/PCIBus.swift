@@ -63,17 +63,26 @@ final class PCIBus: BusDevice {
     }
 }
 
-/// The host bridge at 00:00.0, so that enumeration finds a bus.
+/// The host bridge at 00:00.0, so that enumeration finds a bus. It says it is an
+/// i440FX (8086:1237, as QEMU's pc machine), the conventional-PCI bridge that this bus
+/// (configuration mechanism 1, no ECAM) is: SeaBIOS keys its PCI setup on the bridge,
+/// and on a Q35 id it would move configuration access to an ECAM window we do not have.
+/// The PAM registers (0x59–0x5F) keep what is written, so SeaBIOS's shadowing reads
+/// back its own settings; they change nothing, as the BIOS area is RAM here.
 final class PCIHostBridge: PCIFunction {
-    private var space = PCIConfigSpace()
+    static let pamRegisters = 0x59...0x5F
+    private let space: Mutex<PCIConfigSpace>
 
     init() {
+        var space = PCIConfigSpace()
         space.set16(PCIConfigSpace.Offset.vendorID, 0x8086)
-        space.set16(PCIConfigSpace.Offset.deviceID, 0x29C0)   // as QEMU's q35 host bridge
+        space.set16(PCIConfigSpace.Offset.deviceID, 0x1237)
         space.set8(PCIConfigSpace.Offset.classCode + 1, 0x00)  // subclass: host bridge
         space.set8(PCIConfigSpace.Offset.classCode + 2, 0x06)  // class: bridge
+        for register in PCIHostBridge.pamRegisters { space.set8(register, 0, writableMask: 0xFF) }
+        self.space = Mutex(space)
     }
 
-    func configRead(offset: Int, size: Int) -> UInt32 { space.read(offset: offset, size: size) }
-    func configWrite(offset: Int, data: [UInt8]) {}
+    func configRead(offset: Int, size: Int) -> UInt32 { space.withLock { $0.read(offset: offset, size: size) } }
+    func configWrite(offset: Int, data: [UInt8]) { space.withLock { $0.write(offset: offset, data: data) } }
 }
