@@ -32,6 +32,7 @@ final class DaemonHostileInputTests: XCTestCase {
         XCTAssertEqual(mkfifo(fifo, 0o600), 0)
         mkdir(dir + "/adir", 0o755)
         FileManager.default.createFile(atPath: dir + "/text", contents: Data("not a kernel\n".utf8))
+        FileManager.default.createFile(atPath: dir + "/ok.img", contents: Data(count: 4096))
         let kit = VmdHarness.guestKit
         let cases: [(body: String, expected: String)] = [
             ("    boot \"\(kit)\"\n    owner nosuchuser", "bad.conf:3:5: owner: no user named nosuchuser"),
@@ -44,6 +45,11 @@ final class DaemonHostileInputTests: XCTestCase {
              "bad.conf:3:\(11 + "\(dir)/ok.img".unicodeScalars.count): control character U+0000 in string"),
             ("    boot \"\(kit)\"\n    cmdline \"\(String(repeating: "x", count: 3000))\"", "bad.conf:3:13: kernel command line of 3000 bytes"),
             ("    boot \"\(kit)\"\n    interface { switch \"nosuchbridge0\" }", "bad.conf:3:5: switch nosuchbridge0: no such interface on this host"),
+            // A BIOS vm cannot place (13 bytes), and one that is not there.
+            ("    boot device disk\n    disk \"\(dir)/ok.img\"\n    firmware \"\(dir)/text\"",
+             "bad.conf:4:5: BIOS \(dir)/text: a BIOS image of 13 bytes: it must be a multiple of 64 KiB"),
+            ("    boot device disk\n    disk \"\(dir)/ok.img\"\n    firmware \"\(dir)/nothere.bin\"",
+             "bad.conf:4:5: firmware \(dir)/nothere.bin: No such file or directory"),
         ]
         let path = dir + "/bad.conf"
         for (index, bad) in cases.enumerated() {
