@@ -1,5 +1,5 @@
 # swift-vmd: the two commands a user needs are `make boot` and `make test`.
-.PHONY: all setup build guest boot test linux-guest nested fuzz bench clean
+.PHONY: all setup build guest boot test linux-guest debian-disk nested fuzz bench clean
 
 SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
 
@@ -27,6 +27,10 @@ build/linux/vmlinuz:
 # Unit tests and integration tests (the latter need /dev/kvm and root, else they skip).
 test: setup linux-guest
 	$(SWIFT) test
+
+# A Debian 12 system disk that boots through SeaBIOS (examples/debian.conf).
+debian-disk: setup
+	scripts/debian-disk
 
 # The nested rig by hand (scripts/nested --help): Linux guests under vmd inside an L1
 # Linux with nested SVM under QEMU TCG. ARGS="--kernels 6.12 --cases linux-stop", say;

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import Configuration
 
@@ -35,5 +36,21 @@ final class BootDeviceConfigTests: XCTestCase {
         ConfigTestSupport.assertError("vm \"k\" {\n  boot \"k\"\n  firmware \"bios.bin\"\n}\n", 3, 3, "'firmware' is for boot device disk")
         ConfigTestSupport.assertError("vm \"d\" {\n  boot device disk\n  disk \"/d.img\"\n  firmware\n}\n", 4, 11,
                                       "expected a BIOS image path after 'firmware'")
+    }
+}
+
+/// The example configurations the README points at parse as they are shipped.
+final class ExampleConfigTests: XCTestCase {
+    func testEveryExampleParses() throws {
+        let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("examples")
+        let names = try FileManager.default.contentsOfDirectory(atPath: examples.path).filter { $0.hasSuffix(".conf") }.sorted()
+        XCTAssertEqual(names, ["debian.conf", "guest.conf"])
+        for name in names {
+            let text = try String(contentsOf: examples.appendingPathComponent(name), encoding: .utf8)
+            XCTAssertEqual(try ConfigTestSupport.parse(text).vms.count, 1, name)
+        }
+        let debian = try ConfigTestSupport.parse(String(contentsOf: examples.appendingPathComponent("debian.conf"), encoding: .utf8))
+        XCTAssertEqual(debian.vms.first?.bootDevice, .disk)
     }
 }
