@@ -1,4 +1,3 @@
-import BootImage
 import CKVM
 import Glibc
 import Logging
@@ -88,18 +87,8 @@ final class VirtualMachine {
         let image = try kernel.pread(count: Int(try kernel.fileSize()), offset: 0)
         let entry: BootEntry?
         if request.firmware {
-            // The boot vCPU starts from reset (F000:FFF0, the top of 4 GiB) in the BIOS,
-            // which learns the machine over fw_cfg and takes our ACPI tables from it.
-            let rom = try FirmwareLoader.load(image, into: memory)
-            let readOnlyMemory = (try? system.checkExtension(Int32(KVM_CAP_READONLY_MEM))) ?? 0 > 0
-            try kvm.register(rom, firstSlot: memory.slots.count, readOnly: readOnlyMemory)
-            firmwareROM = rom
-            let contents = try FirmwareConfigContents.table(slots: memory.slots, processorCount: request.vcpus,
-                                                            acpi: try ACPITables(processorCount: request.vcpus))
-            try ports.register(FirmwareConfigDevice(table: contents, memory: memory),
-                               base: FirmwareConfigDevice.port, size: FirmwareConfigDevice.size)
+            firmwareROM = try FirmwareBoot.install(image, memory: memory, kvm: kvm, ports: ports, vcpus: request.vcpus, logger: logger)
             entry = nil
-            logger.info("loaded a \(image.count)-byte BIOS at 0x\(String((1 << 32) - UInt64(image.count), radix: 16))\(readOnlyMemory ? "" : " (writable: KVM has no read-only memory)")")
         } else {
             let initrdBytes = try initrd.map { try $0.pread(count: Int(try $0.fileSize()), offset: 0) }
             let loaded = try KernelLoader.load(image: image, commandLine: request.cmdline, initrd: initrdBytes,
