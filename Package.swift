@@ -44,6 +44,7 @@ let package = Package(
         // System libraries from Debian's libevent-dev and libseccomp-dev (installed by scripts/setup).
         .systemLibrary(name: "CEvent", pkgConfig: "libevent_core", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Sources/Shared: what more than one process uses.
         // Descriptors, errno, logging, the event loop, spawning, the sandbox and its hardening.
@@ -58,6 +59,8 @@ let package = Package(
         .target(name: "Configuration", dependencies: ["LinuxSystem"], path: "Sources/Shared/Configuration"),
         // Which kernel formats the loader takes (vmd checks, vm loads).
         .target(name: "BootImage", path: "Sources/Shared/BootImage"),
+        // Disk image formats (qcow2's header): pure parsing, for vmd and virtio-blk.
+        .target(name: "DiskFormats", path: "Sources/Shared/DiskFormats"),
         // Split virtqueues, the device model protocol and the device process's runner.
         .target(name: "VirtioCore", dependencies: ["GuestRAM", "IPC", "LinuxSystem", logging], path: "Sources/Shared/VirtioCore"),
         // The driver side of a queue, for tests and fuzzers: linked into no executable.
@@ -86,7 +89,7 @@ let package = Package(
         ),
         // A device's shape (type, queues, their maximum size), declared once: vmd wires from it.
         .target(name: "BlockDeviceShape", dependencies: ["IPC"], path: "Sources/virtio-blk/Shape"),
-        .target(name: "BlockDevice", dependencies: ["BlockDeviceShape", "VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", logging],
+        .target(name: "BlockDevice", dependencies: ["BlockDeviceShape", "VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", "DiskFormats", "CZlib", logging],
                 path: "Sources/virtio-blk/Device"),
         .executableTarget(name: "virtio-blk", dependencies: ["BlockDevice"],
                           path: "Sources/virtio-blk", exclude: ["Device", "Shape"], linkerSettings: leanRelease),
@@ -109,7 +112,7 @@ let package = Package(
         .testTarget(name: "VMTests", dependencies: ["VMCore", "GuestRAM", "MemorySlots", "IPC", "CKVM"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux"]),
         .testTarget(name: "VirtioRngTests", dependencies: ["EntropyDevice", "EntropyDeviceShape", "IPC", "VirtioCore", "GuestRAM", "MemorySlots", "LinuxSystem", logging]),
-        .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "DiskFormats", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux"]),
         .testTarget(
             name: "VirtioNetTests",
             dependencies: ["NetDevice", "NetDeviceShape", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", logging]

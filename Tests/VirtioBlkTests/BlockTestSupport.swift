@@ -20,14 +20,7 @@ func makeTemporaryImage(size: Int, fill: UInt8? = nil) throws -> FileDescriptor 
 
 extension FileDescriptor {
     func pwriteAll(_ bytes: [UInt8], at offset: Int) throws {
-        var done = 0
-        try bytes.withUnsafeBytes { raw in
-            while done < bytes.count {
-                done += try retryingInterrupts("pwrite") {
-                    Glibc.pwrite(rawValue, raw.baseAddress! + done, bytes.count - done, off_t(offset + done))
-                }
-            }
-        }
+        try pwriteAll(bytes, offset: UInt64(offset))
     }
 
     var allocatedBlocks: Int {

@@ -41,12 +41,14 @@ final class RawFileBackend: BlockBackend {
     }
 
     func read(into vectors: inout [iovec], at offset: UInt64) throws {
-        try transfer(&vectors, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
+        checkRange(offset: offset, length: UInt64(IOVectors.totalLength(vectors)))
+        try PositionalIO.transfer(file, &vectors, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
     }
 
     func write(from vectors: inout [iovec], at offset: UInt64) throws {
         guard !readOnly else { throw SystemError("pwritev", errno: EROFS) }
-        try transfer(&vectors, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
+        checkRange(offset: offset, length: UInt64(IOVectors.totalLength(vectors)))
+        try PositionalIO.write(file, from: &vectors, at: offset)
     }
 
     func flush() throws {
@@ -107,40 +109,6 @@ final class RawFileBackend: BlockBackend {
                 }
                 guard written > 0 else { throw SystemError("pwrite", errno: EIO) }
                 done += UInt64(written)
-            }
-        }
-    }
-
-    /// preadv/pwritev over `iovecs`, at most UIO_MAXIOV (IOV_MAX) per call, continuing after
-    /// short transfers (which advance the entries in place). Zero bytes transferred (end of
-    /// file) is reported as EIO.
-    private func transfer(
-        _ iovecs: inout [iovec], at offset: UInt64, call: String,
-        _ body: (Int32, UnsafePointer<iovec>, Int32, off_t) -> Int
-    ) throws {
-        checkRange(offset: offset, length: iovecs.reduce(0) { $0 + UInt64($1.iov_len) })
-        var index = 0
-        var position = offset
-        while index < iovecs.count {
-            let batch = Int32(min(iovecs.count - index, Int(UIO_MAXIOV)))
-            let fd = file.rawValue
-            // SAFETY: the iovecs (checked guest slices) stay valid for the call; count <= IOV_MAX per call.
-            let transferred = try iovecs.withUnsafeBufferPointer { vectors in
-                try retryingInterrupts(call) { body(fd, vectors.baseAddress! + index, batch, off_t(position)) }
-            }
-            guard transferred > 0 else { throw SystemError(call, errno: EIO) }
-            position += UInt64(transferred)
-            // Step over what was transferred: whole iovecs, then part of the next one.
-            var left = transferred
-            while left > 0 {
-                if left >= iovecs[index].iov_len {
-                    left -= iovecs[index].iov_len
-                    index += 1
-                } else {
-                    iovecs[index].iov_base += left
-                    iovecs[index].iov_len -= left
-                    left = 0
-                }
             }
         }
     }

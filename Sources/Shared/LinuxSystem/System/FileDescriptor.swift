@@ -152,6 +152,21 @@ public final class FileDescriptor: CustomStringConvertible {
         return buffer
     }
 
+    /// Writes all of `bytes` at `offset` (a short write continues; none at all is EIO).
+    public func pwriteAll(_ bytes: [UInt8], offset: UInt64) throws {
+        var done = 0
+        // SAFETY: done < bytes.count inside the loop: each pwrite reads within the array.
+        try bytes.withUnsafeBytes { raw in
+            while done < bytes.count {
+                let wrote = try retryingInterrupts("pwrite") {
+                    Glibc.pwrite(rawValue, raw.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+                }
+                guard wrote > 0 else { throw SystemError("pwrite", errno: EIO) }
+                done += wrote
+            }
+        }
+    }
+
     public func fileSize() throws -> Int64 {
         var info = stat()
         try retryingInterrupts("fstat") { fstat(rawValue, &info) }

@@ -1,0 +1,54 @@
+import Glibc
+import LinuxSystem
+
+/// preadv and pwritev between a disk image and guest-memory iovecs, as the backends use them.
+enum PositionalIO {
+    static func write(_ file: FileDescriptor, from iovecs: inout [iovec], at offset: UInt64) throws {
+        try transfer(file, &iovecs, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
+    }
+
+    /// Reads into `iovecs`; what lies past the end of the file reads as zeros (a qcow2
+    /// image's last data cluster may be short).
+    static func readFilling(_ file: FileDescriptor, into iovecs: inout [iovec], at offset: UInt64) throws {
+        // lseek rather than fstat: st_size is 0 for block devices.
+        let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
+        let total = UInt64(IOVectors.totalLength(iovecs))
+        let inside = offset < size ? Int(min(total, size - offset)) : 0
+        var below = IOVectors.takePrefix(&iovecs, length: inside)
+        if inside > 0 { try transfer(file, &below, at: offset, call: "preadv") { preadv($0, $1, $2, $3) } }
+        IOVectors.fillZero(iovecs)
+    }
+
+    /// preadv/pwritev over `iovecs`, at most UIO_MAXIOV (IOV_MAX) per call, continuing after
+    /// short transfers (which advance the entries in place). Zero bytes transferred (end of
+    /// file) is reported as EIO.
+    static func transfer(
+        _ file: FileDescriptor, _ iovecs: inout [iovec], at offset: UInt64, call: String,
+        _ body: (Int32, UnsafePointer<iovec>, Int32, off_t) -> Int
+    ) throws {
+        var index = 0
+        var position = offset
+        while index < iovecs.count {
+            let batch = Int32(min(iovecs.count - index, Int(UIO_MAXIOV)))
+            let fd = file.rawValue
+            // SAFETY: the iovecs (checked guest slices) stay valid for the call; count <= IOV_MAX per call.
+            let transferred = try iovecs.withUnsafeBufferPointer { vectors in
+                try retryingInterrupts(call) { body(fd, vectors.baseAddress! + index, batch, off_t(position)) }
+            }
+            guard transferred > 0 else { throw SystemError(call, errno: EIO) }
+            position += UInt64(transferred)
+            // Step over what was transferred: whole iovecs, then part of the next one.
+            var left = transferred
+            while left > 0 {
+                if left >= iovecs[index].iov_len {
+                    left -= iovecs[index].iov_len
+                    index += 1
+                } else {
+                    iovecs[index].iov_base += left
+                    iovecs[index].iov_len -= left
+                    left = 0
+                }
+            }
+        }
+    }
+}

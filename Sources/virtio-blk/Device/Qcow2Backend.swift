@@ -1,0 +1,395 @@
+import CZlib
+import DiskFormats
+import Glibc
+import LinuxSystem
+
+/// A qcow2 image (QEMU's docs/interop/qcow2.rst) as a virtio-blk backend: guest offsets
+/// go through the L1 and L2 tables to host clusters; an unallocated cluster reads from
+/// the backing image (another backend, read-only) or as zeros; zero clusters read as
+/// zeros; compressed clusters are inflated.
+///
+/// Writes allocate on write, at the end of the file, in an order that keeps the image
+/// consistent at every step: the new cluster's refcount, then its data (merged with
+/// what the cluster held before, for a partial write), then the L2 entry that points
+/// at it. A crash in between leaks a cluster at worst, which `qemu-img check` reports
+/// as a leak, never as corruption. FLUSH is one fdatasync of the image.
+///
+/// A hostile image fails its request, never reads outside its file and never writes
+/// over its own metadata: tables must be cluster-aligned and inside the file, and a
+/// write in place into the header, the L1 table, the refcount table or a known L2 or
+/// refcount block is refused.
+///
+/// Not done here: internal snapshots are read (the active L1 table) but an image with
+/// them is refused for writing, as is a dirty one (lazy refcounts); the refcount table
+/// does not grow (a write that needs it to fails with ENOSPC; with 64 KiB clusters the
+/// table `qemu-img create` makes covers 16 TiB).
+final class Qcow2Backend: BlockBackend {
+    let capacityBytes: UInt64
+    let readOnly: Bool
+    let header: Qcow2Header
+    private let file: FileDescriptor
+    private let backing: BlockBackend?
+    private var l1: [UInt64]
+    private var refcountTable: [UInt64]
+    private var l2Tables: [UInt64: [UInt64]] = [:]
+    private var refcountBlocks: [UInt64: [UInt16]] = [:]
+    /// The end of the file, cluster-aligned: where the next cluster is allocated.
+    private var fileEnd: UInt64
+    /// The last cluster inflated, by its descriptor.
+    private var inflated: (entry: UInt64, bytes: [UInt8])?
+
+    static let offsetMask: UInt64 = 0x00FF_FFFF_FFFF_FE00
+    static let copiedFlag: UInt64 = 1 << 63
+    static let compressedFlag: UInt64 = 1 << 62
+    static let zeroFlag: UInt64 = 1
+    /// Tables kept in memory before the caches start over.
+    static let cachedTables = 512
+
+    init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?) throws {
+        let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
+        header = try Qcow2Header(bytes: try file.pread(count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
+        if !readOnly {
+            guard !header.isDirty else { throw Qcow2Error.unsupported("the image is dirty (lazy refcounts): `qemu-img check -r all` repairs it") }
+            guard header.snapshotCount == 0 else { throw Qcow2Error.unsupported("writing an image with \(header.snapshotCount) internal snapshots") }
+        }
+        self.file = file
+        self.readOnly = readOnly
+        self.backing = backing
+        capacityBytes = header.size & ~(VirtioBlock.sectorSize - 1)
+        fileEnd = (size + header.clusterSize - 1) & ~(header.clusterSize - 1)
+        l1 = Qcow2Backend.decode64(try file.pread(count: Int(header.l1Entries) * 8, offset: Int64(header.l1TableOffset)))
+        refcountTable = Qcow2Backend.decode64(try file.pread(count: Int(UInt64(header.refcountTableClusters) * header.clusterSize),
+                                                             offset: Int64(header.refcountTableOffset)))
+        guard l1.count == Int(header.l1Entries) else { throw Qcow2Error.truncated("the L1 table") }
+    }
+
+    // MARK: Mapping
+
+    private enum Mapping {
+        case unallocated
+        case zero
+        case data(host: UInt64, copied: Bool)
+        case compressed(entry: UInt64)
+    }
+
+    private func mapping(ofGuestCluster cluster: UInt64) throws -> Mapping {
+        let l1Index = Int(cluster / header.l2Entries)
+        guard l1Index < l1.count else { throw Qcow2Error.corrupt("guest cluster \(cluster) beyond the L1 table") }
+        let l2Offset = l1[l1Index] & Qcow2Backend.offsetMask
+        guard l2Offset != 0 else { return .unallocated }
+        let entry = try l2Table(at: l2Offset)[Int(cluster % header.l2Entries)]
+        if entry & Qcow2Backend.compressedFlag != 0 { return .compressed(entry: entry) }
+        if header.version >= 3, entry & Qcow2Backend.zeroFlag != 0 { return .zero }
+        let host = entry & Qcow2Backend.offsetMask
+        guard host != 0 else { return .unallocated }
+        guard host % header.clusterSize == 0 else { throw Qcow2Error.corrupt("a data cluster at \(host) is not aligned") }
+        return .data(host: host, copied: entry & Qcow2Backend.copiedFlag != 0)
+    }
+
+    private func l2Table(at offset: UInt64) throws -> [UInt64] {
+        if let table = l2Tables[offset] { return table }
+        try checkMetadataCluster(offset, "an L2 table")
+        let table = Qcow2Backend.decode64(try file.pread(count: Int(header.clusterSize), offset: Int64(offset)))
+        guard table.count == Int(header.l2Entries) else { throw Qcow2Error.truncated("the L2 table at \(offset)") }
+        remember(table, at: offset, in: &l2Tables)
+        return table
+    }
+
+    private func checkMetadataCluster(_ offset: UInt64, _ what: String) throws {
+        guard offset % header.clusterSize == 0, offset + header.clusterSize <= fileEnd else {
+            throw Qcow2Error.corrupt("\(what) at \(offset) is not an aligned cluster inside the file")
+        }
+    }
+
+    // MARK: Reads
+
+    func read(into vectors: inout [iovec], at offset: UInt64) throws {
+        try forEachPiece(offset: offset, length: UInt64(IOVectors.totalLength(vectors))) { cluster, within in
+            let piece = IOVectors.takePrefix(&vectors, length: within.count)
+            try readPiece(piece, cluster: cluster, within: within)
+        }
+    }
+
+    /// Reads `within` (byte offsets inside guest cluster `cluster`) into `piece`.
+    private func readPiece(_ piece: [iovec], cluster: UInt64, within: Range<Int>) throws {
+        switch try mapping(ofGuestCluster: cluster) {
+        case .zero:
+            IOVectors.fillZero(piece)
+        case .unallocated:
+            try readBacking(piece, at: cluster * header.clusterSize + UInt64(within.lowerBound))
+        case .data(let host, _):
+            var vectors = piece
+            try PositionalIO.readFilling(file, into: &vectors, at: host + UInt64(within.lowerBound))
+        case .compressed(let entry):
+            IOVectors.copy(try inflate(entry)[within], into: piece)
+        }
+    }
+
+    /// The backing image's bytes where it has them, zeros past its end or without one.
+    private func readBacking(_ piece: [iovec], at offset: UInt64) throws {
+        var rest = piece
+        if let backing, offset < backing.capacityBytes {
+            let covered = Int(min(UInt64(IOVectors.totalLength(piece)), backing.capacityBytes - offset))
+            var below = IOVectors.takePrefix(&rest, length: covered)
+            try backing.read(into: &below, at: offset)
+        }
+        IOVectors.fillZero(rest)
+    }
+
+    /// A compressed cluster's data: raw deflate from its host offset over its sectors.
+    private func inflate(_ entry: UInt64) throws -> [UInt8] {
+        if let inflated, inflated.entry == entry { return inflated.bytes }
+        let offsetBits = 62 - (UInt64(header.clusterBits) - 8)
+        let host = entry & ((1 << offsetBits) - 1)
+        let sectors = (entry & ~(Qcow2Backend.compressedFlag | Qcow2Backend.copiedFlag)) >> offsetBits
+        let end = (host & ~511) + (sectors + 1) * 512
+        guard end <= fileEnd + 512 * 2 else { throw Qcow2Error.corrupt("a compressed cluster at \(host) runs past the file") }
+        let input = try file.pread(count: Int(end - host), offset: Int64(host))
+        var output = [UInt8](repeating: 0, count: Int(header.clusterSize))
+        var stream = z_stream()
+        guard inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw Qcow2Error.corrupt("zlib could not start")
+        }
+        defer { inflateEnd(&stream) }
+        var input2 = input
+        let status: Int32 = input2.withUnsafeMutableBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { target in
+                // SAFETY: both buffers outlive the inflate call; zlib writes at most avail_out bytes.
+                stream.next_in = source.baseAddress
+                stream.avail_in = UInt32(source.count)
+                stream.next_out = target.baseAddress
+                stream.avail_out = UInt32(target.count)
+                return CZlib.inflate(&stream, Z_FINISH)
+            }
+        }
+        // Decompression stops once a whole cluster is produced; the sectors may hold more.
+        guard status == Z_STREAM_END || (stream.avail_out == 0 && (status == Z_OK || status == Z_BUF_ERROR)) else {
+            throw Qcow2Error.corrupt("the compressed cluster at \(host) does not inflate (zlib \(status))")
+        }
+        guard stream.avail_out == 0 else { throw Qcow2Error.corrupt("the compressed cluster at \(host) inflates short") }
+        inflated = (entry, output)
+        return output
+    }
+
+    // MARK: Writes
+
+    func write(from vectors: inout [iovec], at offset: UInt64) throws {
+        guard !readOnly else { throw SystemError("qcow2 write", errno: EROFS) }
+        try forEachPiece(offset: offset, length: UInt64(IOVectors.totalLength(vectors))) { cluster, within in
+            var piece = IOVectors.takePrefix(&vectors, length: within.count)
+            try writePiece(&piece, cluster: cluster, within: within)
+        }
+    }
+
+    private func writePiece(_ piece: inout [iovec], cluster: UInt64, within: Range<Int>) throws {
+        let current = try mapping(ofGuestCluster: cluster)
+        if case .data(let host, let copied) = current, try copied || refcount(ofHostCluster: host) == 1 {
+            try checkNotMetadata(host)
+            return try PositionalIO.write(file, from: &piece, at: host + UInt64(within.lowerBound))
+        }
+        let fresh = try allocateCluster()
+        if within.count == Int(header.clusterSize) {
+            try PositionalIO.write(file, from: &piece, at: fresh)
+        } else {
+            var merged = try contents(of: current, cluster: cluster)
+            merged.replaceSubrange(within, with: IOVectors.gather(piece))
+            try file.pwriteAll(merged, offset: fresh)
+        }
+        try setL2Entry(cluster, fresh | Qcow2Backend.copiedFlag)
+        try release(current)
+    }
+
+    /// What a guest cluster reads as now, whole.
+    private func contents(of mapping: Mapping, cluster: UInt64) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: Int(header.clusterSize))
+        switch mapping {
+        case .zero: break
+        case .compressed(let entry): bytes = try inflate(entry)
+        case .unallocated, .data:
+            try bytes.withUnsafeMutableBytes { raw in
+                // SAFETY: the iovec names this array's storage for the duration of the read.
+                try readPiece([iovec(iov_base: raw.baseAddress, iov_len: raw.count)], cluster: cluster, within: 0..<raw.count)
+            }
+        }
+        return bytes
+    }
+
+    /// Drops the reference the guest cluster held before it was remapped.
+    private func release(_ mapping: Mapping) throws {
+        switch mapping {
+        case .data(let host, _):
+            try adjustRefcount(ofHostCluster: host, by: -1)
+        case .compressed(let entry):
+            let offsetBits = 62 - (UInt64(header.clusterBits) - 8)
+            let host = entry & ((1 << offsetBits) - 1)
+            let sectors = (entry & ~(Qcow2Backend.compressedFlag | Qcow2Backend.copiedFlag)) >> offsetBits
+            let last = ((host & ~511) + (sectors + 1) * 512 - 1) & ~(header.clusterSize - 1)
+            for cluster in stride(from: host & ~(header.clusterSize - 1), through: last, by: Int(header.clusterSize)) {
+                try adjustRefcount(ofHostCluster: cluster, by: -1)
+            }
+        case .zero, .unallocated:
+            break
+        }
+    }
+
+    /// Points guest cluster `cluster` at `entry`, allocating its L2 table first if it has none.
+    private func setL2Entry(_ cluster: UInt64, _ entry: UInt64) throws {
+        let l1Index = Int(cluster / header.l2Entries)
+        var l2Offset = l1[l1Index] & Qcow2Backend.offsetMask
+        if l2Offset == 0 {
+            l2Offset = try allocateCluster()
+            try file.pwriteAll([UInt8](repeating: 0, count: Int(header.clusterSize)), offset: l2Offset)
+            remember([UInt64](repeating: 0, count: Int(header.l2Entries)), at: l2Offset, in: &l2Tables)
+            l1[l1Index] = l2Offset | Qcow2Backend.copiedFlag
+            try file.pwriteAll(Qcow2Backend.encode64(l1[l1Index]), offset: header.l1TableOffset + UInt64(l1Index) * 8)
+        }
+        var table = try l2Table(at: l2Offset)
+        let index = Int(cluster % header.l2Entries)
+        table[index] = entry
+        l2Tables[l2Offset] = table
+        try file.pwriteAll(Qcow2Backend.encode64(entry), offset: l2Offset + UInt64(index) * 8)
+    }
+
+    // MARK: Allocation and refcounts
+
+    /// A new host cluster at the end of the file, its refcount already 1.
+    private func allocateCluster() throws -> UInt64 {
+        let cluster = fileEnd
+        fileEnd += header.clusterSize
+        try adjustRefcount(ofHostCluster: cluster, by: 1)
+        return cluster
+    }
+
+    private func refcount(ofHostCluster host: UInt64) throws -> UInt16 {
+        let (tableIndex, index) = refcountPosition(host)
+        guard tableIndex < refcountTable.count else { return 0 }
+        let blockOffset = refcountTable[tableIndex] & ~UInt64(511)
+        guard blockOffset != 0 else { return 0 }
+        return try refcountBlock(at: blockOffset)[index]
+    }
+
+    private func refcountPosition(_ host: UInt64) -> (table: Int, index: Int) {
+        let cluster = host / header.clusterSize
+        return (Int(cluster / header.refcountBlockEntries), Int(cluster % header.refcountBlockEntries))
+    }
+
+    private func refcountBlock(at offset: UInt64) throws -> [UInt16] {
+        if let block = refcountBlocks[offset] { return block }
+        try checkMetadataCluster(offset, "a refcount block")
+        let bytes = try file.pread(count: Int(header.clusterSize), offset: Int64(offset))
+        guard bytes.count == Int(header.clusterSize) else { throw Qcow2Error.truncated("the refcount block at \(offset)") }
+        let block = stride(from: 0, to: bytes.count, by: 2).map { UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]) }
+        remember(block, at: offset, in: &refcountBlocks)
+        return block
+    }
+
+    private func adjustRefcount(ofHostCluster host: UInt64, by delta: Int) throws {
+        let (tableIndex, index) = refcountPosition(host)
+        guard tableIndex < refcountTable.count else {
+            throw SystemError("qcow2: the refcount table is full (growing it is not implemented)", errno: ENOSPC)
+        }
+        var blockOffset = refcountTable[tableIndex] & ~UInt64(511)
+        var block: [UInt16]
+        if blockOffset == 0 {
+            guard delta > 0 else { throw Qcow2Error.corrupt("freeing cluster \(host), which has no refcount block") }
+            // A new refcount block, allocated here; when it covers itself it counts itself.
+            blockOffset = fileEnd
+            fileEnd += header.clusterSize
+            block = [UInt16](repeating: 0, count: Int(header.refcountBlockEntries))
+            let (selfTable, selfIndex) = refcountPosition(blockOffset)
+            if selfTable == tableIndex { block[selfIndex] = 1 }
+            try file.pwriteAll(Qcow2Backend.encode16(block), offset: blockOffset)
+            refcountTable[tableIndex] = blockOffset
+            try file.pwriteAll(Qcow2Backend.encode64(blockOffset), offset: header.refcountTableOffset + UInt64(tableIndex) * 8)
+            if selfTable != tableIndex { try adjustRefcount(ofHostCluster: blockOffset, by: 1) }
+        } else {
+            block = try refcountBlock(at: blockOffset)
+        }
+        let value = Int(block[index]) + delta
+        guard (0...Int(UInt16.max)).contains(value) else { throw Qcow2Error.corrupt("refcount of cluster \(host) would be \(value)") }
+        block[index] = UInt16(value)
+        refcountBlocks[blockOffset] = block
+        try file.pwriteAll([UInt8(value >> 8), UInt8(value & 0xFF)], offset: blockOffset + UInt64(index) * 2)
+    }
+
+    /// Refuses a write in place over the image's own structures.
+    private func checkNotMetadata(_ host: UInt64) throws {
+        let size = header.clusterSize
+        func overlaps(_ start: UInt64, _ length: UInt64) -> Bool { host < start + length && start < host + size }
+        if host < size || overlaps(header.l1TableOffset, UInt64(header.l1Entries) * 8)
+            || overlaps(header.refcountTableOffset, UInt64(header.refcountTableClusters) * size)
+            || l2Tables[host] != nil || refcountBlocks[host] != nil || refcountTable.contains(host) {
+            throw Qcow2Error.corrupt("a data cluster at \(host) overlaps the image's metadata")
+        }
+    }
+
+    // MARK: Flush, discard, write-zeroes
+
+    func flush() throws {
+        try retryingInterrupts("fdatasync") { fdatasync(file.rawValue) }
+    }
+
+    /// A hint (virtio 1.2 §5.2.6.2): whole clusters without a backing file become zero
+    /// clusters (version 3) or unallocated (version 2); anything else is left as it is.
+    func discard(offset: UInt64, length: UInt64) throws {
+        guard !readOnly else { throw SystemError("qcow2 discard", errno: EROFS) }
+        guard backing == nil || header.version >= 3 else { return }
+        try forEachPiece(offset: offset, length: length) { cluster, within in
+            guard within.count == Int(header.clusterSize) else { return }
+            try dropCluster(cluster)
+        }
+    }
+
+    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) throws {
+        guard !readOnly else { throw SystemError("qcow2 write-zeroes", errno: EROFS) }
+        try forEachPiece(offset: offset, length: length) { cluster, within in
+            if within.count == Int(header.clusterSize), backing == nil || header.version >= 3 {
+                return try dropCluster(cluster)
+            }
+            var zeroes = [UInt8](repeating: 0, count: within.count)
+            try zeroes.withUnsafeMutableBytes { raw in
+                // SAFETY: the iovec names this array's storage for the duration of the write.
+                var piece = [iovec(iov_base: raw.baseAddress, iov_len: raw.count)]
+                try writePiece(&piece, cluster: cluster, within: within)
+            }
+        }
+    }
+
+    /// Makes a whole guest cluster read as zeros and frees what it held.
+    private func dropCluster(_ cluster: UInt64) throws {
+        let current = try mapping(ofGuestCluster: cluster)
+        if case .unallocated = current, backing == nil { return }
+        if case .zero = current { return }
+        try setL2Entry(cluster, header.version >= 3 ? Qcow2Backend.zeroFlag : 0)
+        try release(current)
+    }
+
+    // MARK: Helpers
+
+    /// Calls `body` for each guest cluster the range touches, with the bytes inside it.
+    private func forEachPiece(offset: UInt64, length: UInt64, _ body: (UInt64, Range<Int>) throws -> Void) throws {
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        precondition(!overflow && end <= capacityBytes, "the parser let a range beyond the disk through")
+        var position = offset
+        while position < end {
+            let cluster = position / header.clusterSize
+            let start = Int(position % header.clusterSize)
+            let count = Int(min(header.clusterSize - UInt64(start), end - position))
+            try body(cluster, start..<(start + count))
+            position += UInt64(count)
+        }
+    }
+
+    private func remember<Table>(_ table: Table, at offset: UInt64, in cache: inout [UInt64: Table]) {
+        if cache.count >= Qcow2Backend.cachedTables { cache.removeAll(keepingCapacity: true) }
+        cache[offset] = table
+    }
+
+    static func decode64(_ bytes: [UInt8]) -> [UInt64] {
+        stride(from: 0, to: bytes.count - bytes.count % 8, by: 8).map { start in bytes[start..<(start + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+    }
+
+    static func encode64(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) } }
+
+    static func encode16(_ values: [UInt16]) -> [UInt8] { values.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } }
+}

@@ -1,0 +1,191 @@
+import DiskFormats
+import Foundation
+import Glibc
+import XCTest
+@testable import BlockDevice
+@testable import LinuxSystem
+
+/// qcow2 through the virtio-blk backend, against qemu-img: images it makes read back as
+/// what it converted; images we write pass `qemu-img check` and convert back to exactly
+/// what was written; backing chains read through and stay unchanged.
+final class Qcow2BackendTests: XCTestCase {
+    private func writeFile(_ bytes: [UInt8], _ path: String) throws {
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    private func rawContents(of image: String, in directory: URL) throws -> [UInt8] {
+        let out = directory.appendingPathComponent("converted-\(UUID().uuidString).raw").path
+        let converted = try QemuImg.run(["convert", "-O", "raw", image, out])
+        XCTAssertEqual(converted.status, 0, converted.output)
+        defer { unlink(out) }
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
+    }
+
+    private func assertCheckClean(_ image: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let check = try QemuImg.run(["check", image])
+        XCTAssertEqual(check.status, 0, "qemu-img check \(image):\n\(check.output)", file: file, line: line)
+        XCTAssertTrue(check.output.contains("No errors were found"), check.output, file: file, line: line)
+    }
+
+    /// A raw disk with data, holes and a zero run, the same bytes for every format test.
+    private func sourceDisk(_ size: Int) -> [UInt8] {
+        var bytes = patternBytes(count: size, seed: 7)
+        bytes.replaceSubrange((size / 4)..<(size / 2), with: repeatElement(0, count: size / 4))
+        return bytes
+    }
+
+    func testImagesQemuImgMakesReadBackAsTheirRawContents() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("read")
+        let raw = directory.appendingPathComponent("source.raw").path
+        let source = sourceDisk(3 << 20)
+        try writeFile(source, raw)
+        for (options, compress) in [("cluster_size=4096", false), ("cluster_size=65536", false), ("cluster_size=2097152", false),
+                                    ("cluster_size=65536,compat=0.10", false), ("cluster_size=65536", true), ("cluster_size=4096", true)] {
+            let image = directory.appendingPathComponent("image.qcow2").path
+            unlink(image)
+            let made = try QemuImg.run(["convert", "-O", "qcow2", "-o", options] + (compress ? ["-c"] : []) + [raw, image])
+            XCTAssertEqual(made.status, 0, made.output)
+            let backend = try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil)
+            XCTAssertEqual(backend.capacityBytes, UInt64(source.count), options)
+            XCTAssertEqual(backend.header.version, options.contains("compat=0.10") ? 2 : 3)
+            XCTAssertTrue(try backend.readBytes(at: 0, count: source.count) == source, "\(options) compressed=\(compress)")
+            // An odd range across clusters.
+            XCTAssertTrue(try backend.readBytes(at: 4096 * 3 + 512, count: 70_000) == Array(source[(4096 * 3 + 512)..<(4096 * 3 + 512 + 70_000)]), options)
+        }
+    }
+
+    func testWritesAllocatePassQemuImgCheckAndConvertBackToWhatWasWritten() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("write")
+        for clusterSize in [4096, 65536] {
+            let image = directory.appendingPathComponent("fresh-\(clusterSize).qcow2").path
+            XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-o", "cluster_size=\(clusterSize)", image, "8M"]).status, 0)
+            let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+            var expected = [UInt8](repeating: 0, count: 8 << 20)
+            var seed: UInt64 = 1
+            // Whole clusters, partial ones, runs across clusters, and rewrites in place.
+            for (offset, length) in [(0, 4096), (512, 1024), (65536 - 512, 8192), (1 << 20, 3 * 65536 + 1536), (512, 1024), (5 << 20, 512)] {
+                let bytes = patternBytes(count: length, seed: seed)
+                seed += 1
+                try backend.writeBytes(bytes, at: UInt64(offset))
+                expected.replaceSubrange(offset..<(offset + length), with: bytes)
+            }
+            try backend.writeZeroes(offset: UInt64(1 << 20), length: UInt64(clusterSize), unmap: false)
+            expected.replaceSubrange((1 << 20)..<((1 << 20) + clusterSize), with: repeatElement(0, count: clusterSize))
+            try backend.writeZeroes(offset: 1024, length: 512, unmap: true)
+            expected.replaceSubrange(1024..<1536, with: repeatElement(0, count: 512))
+            try backend.flush()
+            XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "read back through the backend, \(clusterSize)")
+            try assertCheckClean(image)
+            XCTAssertTrue(try rawContents(of: image, in: directory) == expected, "qemu-img sees what was written, \(clusterSize)")
+        }
+    }
+
+    func testOverwritingCompressedClustersKeepsTheImageConsistent() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("compressed")
+        let raw = directory.appendingPathComponent("source.raw").path
+        var expected = sourceDisk(1 << 20)
+        try writeFile(expected, raw)
+        let image = directory.appendingPathComponent("compressed.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["convert", "-c", "-O", "qcow2", "-o", "cluster_size=4096", raw, image]).status, 0)
+        let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+        for (offset, length) in [(100, 300), (8192, 4096), (40_000, 10_000)] {
+            let bytes = patternBytes(count: length, seed: UInt64(offset))
+            try backend.writeBytes(bytes, at: UInt64(offset))
+            expected.replaceSubrange(offset..<(offset + length), with: bytes)
+        }
+        try backend.flush()
+        try assertCheckClean(image)
+        XCTAssertTrue(try rawContents(of: image, in: directory) == expected)
+    }
+
+    func testAChainOfThreeReadsThroughAndOnlyTheTopChanges() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("chain")
+        let base = directory.appendingPathComponent("base.raw").path
+        var expected = sourceDisk(2 << 20)
+        try writeFile(expected, base)
+        let baseHash = try rawContents(of: base, in: directory)
+        let middle = directory.appendingPathComponent("middle.qcow2").path
+        let top = directory.appendingPathComponent("top.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-b", base, "-F", "raw", middle]).status, 0)
+        // The middle layer gets data of its own, written by qemu-io (qemu-utils) where it is there.
+        if let qemuIO = ["/usr/bin/qemu-io"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
+            let process = try Process.run(URL(fileURLWithPath: qemuIO), arguments: ["-f", "qcow2", "-c", "write -P 0x5a 65536 65536", middle])
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0)
+            expected.replaceSubrange(65536..<131_072, with: repeatElement(0x5A, count: 65536))
+        }
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-b", middle, "-F", "qcow2", top]).status, 0)
+
+        let baseBackend = try RawFileBackend(file: try openImage(base), readOnly: true)
+        let middleBackend = try Qcow2Backend(file: try openImage(middle), readOnly: true, backing: baseBackend)
+        let topBackend = try Qcow2Backend(file: try openImage(top, writable: true), readOnly: false, backing: middleBackend)
+        XCTAssertEqual(middleBackend.header.backingFile, base)
+        XCTAssertEqual(topBackend.header.backingFile, middle)
+        XCTAssertEqual(topBackend.header.backingFormat, "qcow2")
+        XCTAssertTrue(try topBackend.readBytes(at: 0, count: expected.count) == expected, "unallocated clusters read through two layers")
+        let written = patternBytes(count: 5000, seed: 5)
+        try topBackend.writeBytes(written, at: 70_000)  // a partial cluster: the rest comes from below
+        expected.replaceSubrange(70_000..<75_000, with: written)
+        try topBackend.flush()
+        XCTAssertTrue(try topBackend.readBytes(at: 0, count: expected.count) == expected)
+        try assertCheckClean(top)
+        XCTAssertTrue(try rawContents(of: top, in: directory) == expected, "qemu-img reads the chain as we do")
+        XCTAssertTrue(try rawContents(of: base, in: directory) == baseHash, "the base is unchanged")
+    }
+
+    func testHostileHeadersAreRefusedWithTheirReason() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("hostile")
+        let image = directory.appendingPathComponent("good.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-u", "-b", "base.img", "-F", "raw", image, "1M"]).status, 0)
+        let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: image)))
+        let fileSize = UInt64(good.count)
+        let header = try Qcow2Header(bytes: good, fileSize: fileSize)
+        XCTAssertEqual(header.backingFile, "base.img")
+        XCTAssertEqual(header.backingFormat, "raw")
+        XCTAssertEqual(header.clusterSize, 65536)
+        func mutated(_ offset: Int, _ bytes: [UInt8]) -> [UInt8] {
+            var copy = good
+            copy.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
+            return copy
+        }
+        let cases: [([UInt8], String)] = [
+            (mutated(0, [0, 0, 0, 0]), "not a qcow2 image"),
+            (mutated(4, [0, 0, 0, 4]), "version 4"),
+            (mutated(20, [0, 0, 0, 30]), "clusters of 2^30 bytes"),
+            (mutated(20, [0, 0, 0, 9]), "clusters of 2^9 bytes"),
+            (mutated(32, [0, 0, 0, 1]), "encryption"),
+            (mutated(40, [0, 0, 0, 0, 0x7F, 0, 0, 0]), "the L1 table"),
+            (mutated(48, [0, 0, 0, 0, 0, 0, 0x10, 1]), "the refcount table at"),
+            (mutated(36, [0, 0, 0, 0]), "an L1 table of 0 entries"),
+            (mutated(24, [0, 1, 0, 0, 0, 0, 0, 0]), "a virtual size of"),
+            (mutated(72, [0x80, 0, 0, 0, 0, 0, 0, 0]), "incompatible features"),
+            (mutated(72, [0, 0, 0, 0, 0, 0, 0, 2]), "marked corrupt"),
+            (mutated(16, [0, 0, 0x10, 0]), "a backing file name of"),
+            (mutated(96, [0, 0, 0, 5]), "32-bit refcounts"),
+            (Array(good.prefix(60)), "truncated"),
+        ]
+        for (index, (bytes, reason)) in cases.enumerated() {
+            XCTAssertThrowsError(try Qcow2Header(bytes: bytes, fileSize: fileSize), "case \(index)") { error in
+                XCTAssertTrue("\(error)".contains(reason), "case \(index): \(error) should say \(reason)")
+            }
+        }
+        XCTAssertThrowsError(try Qcow2Header(bytes: good, fileSize: 65536), "tables past the end of a truncated file")
+    }
+
+    func testAWritableImageMayNotBeDirtyOrHaveSnapshots() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("snapshots")
+        let image = directory.appendingPathComponent("snap.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", image, "1M"]).status, 0)
+        XCTAssertEqual(try QemuImg.run(["snapshot", "-c", "one", image]).status, 0)
+        XCTAssertThrowsError(try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)) {
+            XCTAssertTrue("\($0)".contains("internal snapshots"), "\($0)")
+        }
+        XCTAssertNoThrow(try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil), "read-only is fine")
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Glibc
+import XCTest
+@testable import BlockDevice
+@testable import LinuxSystem
+
+/// qemu-img (Debian's qemu-utils, which scripts/setup installs) as the oracle for qcow2:
+/// it makes the images we read and checks and converts the ones we write.
+enum QemuImg {
+    static let path = ["/usr/bin/qemu-img", "/usr/local/bin/qemu-img"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    static func require() throws -> String {
+        guard let path else {
+            print("SKIP: qemu-img is missing (Debian's qemu-utils; scripts/setup installs it)")
+            throw XCTSkip("qemu-img is missing")
+        }
+        return path
+    }
+
+    /// Runs qemu-img with `arguments`; returns its status and output.
+    @discardableResult
+    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try require())
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+}
+
+/// A scratch directory for one test's images.
+func makeImageDirectory(_ name: String) throws -> URL {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("qcow2-\(name)-\(getpid())")
+    try? FileManager.default.removeItem(at: directory)
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    return directory
+}
+
+func openImage(_ path: String, writable: Bool = false) throws -> FileDescriptor {
+    try FileDescriptor.open(path, flags: writable ? O_RDWR : O_RDONLY)
+}
+
+/// Bytes that differ at every 8-byte word, seeded.
+func patternBytes(count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    return (0..<count).map { _ in
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        return UInt8(truncatingIfNeeded: state)
+    }
+}
+
+extension BlockBackend {
+    /// Reads `count` bytes at `offset` through the backend's iovec interface.
+    func readBytes(at offset: UInt64, count: Int) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0xA5, count: count)
+        try buffer.withUnsafeMutableBytes { raw in
+            // Two iovecs, split off-center, so the pieces cross them.
+            let split = count / 3
+            var vectors = [iovec(iov_base: raw.baseAddress, iov_len: split), iovec(iov_base: raw.baseAddress! + split, iov_len: count - split)]
+            try read(into: &vectors, at: offset)
+        }
+        return buffer
+    }
+
+    func writeBytes(_ bytes: [UInt8], at offset: UInt64) throws {
+        var copy = bytes
+        try copy.withUnsafeMutableBytes { raw in
+            var vectors = [iovec(iov_base: raw.baseAddress, iov_len: raw.count)]
+            try write(from: &vectors, at: offset)
+        }
+    }
+}
