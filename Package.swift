@@ -75,7 +75,7 @@ let package = Package(
                           exclude: ["Core"], linkerSettings: leanRelease),
         .target(
             name: "VMDaemon",
-            dependencies: ["IPC", "MemorySlots", "Configuration", "BootImage", "LinuxSystem", "CLinux",
+            dependencies: ["IPC", "MemorySlots", "Configuration", "BootImage", "DiskFormats", "LinuxSystem", "CLinux",
                            "BlockDeviceShape", "NetDeviceShape", "EntropyDeviceShape", argumentParser, logging],
             path: "Sources/vmd/VMDaemon"),
         .executableTarget(

@@ -16,7 +16,7 @@ final class BlockDeviceTests: XCTestCase {
     }
 
     /// The guest kit's pattern: each 8-byte word at disk offset `off` holds off ^ (seed × golden ratio).
-    private func checkPattern(image: String, seed: UInt64, skipping skipped: Range<Int>) throws -> Int {
+    static func checkPattern(image: String, seed: UInt64, skipping skipped: Range<Int>) throws -> Int {
         let data = try Data(contentsOf: URL(fileURLWithPath: image))
         var mismatches = 0
         data.withUnsafeBytes { raw in
@@ -47,7 +47,7 @@ final class BlockDeviceTests: XCTestCase {
             XCTAssertEqual(VmdHarness.result(check, in: run.stdout)?["status"], "pass", "\(check): \(run.stdout)")
         }
         // With the VM gone, the host reads the guest's pattern back (sectors 8–15 zeroed, 16–23 discarded).
-        XCTAssertEqual(try checkPattern(image: image, seed: 9, skipping: 8..<24), 0)
+        XCTAssertEqual(try Self.checkPattern(image: image, seed: 9, skipping: 8..<24), 0)
         let zeroed = try Data(contentsOf: URL(fileURLWithPath: image))[(8 * 512)..<(16 * 512)]
         XCTAssertTrue(zeroed.allSatisfy { $0 == 0 }, "write-zeroes reached the image")
         XCTAssertEqual(vm.vmProcesses(), [])
@@ -62,7 +62,7 @@ final class BlockDeviceTests: XCTestCase {
         let result = try XCTUnwrap(VmdHarness.result("blk", in: run.stdout), run.stdout)
         XCTAssertEqual(result["event_idx"], "0")
         XCTAssertEqual(result["indirect"], "0")
-        XCTAssertEqual(try checkPattern(image: image, seed: 3, skipping: 8..<24), 0)
+        XCTAssertEqual(try Self.checkPattern(image: image, seed: 3, skipping: 8..<24), 0)
     }
 
     func testGuestMovingTheBARMovesTheTransportAndItsIOEventFDs() throws {
@@ -73,7 +73,7 @@ final class BlockDeviceTests: XCTestCase {
         let run = try vm.run(config: config, arguments: ["--deadline", "120"])
         XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
         XCTAssertEqual(VmdHarness.result("blk", in: run.stdout)?["status"], "pass", run.stdout)
-        XCTAssertEqual(try checkPattern(image: image, seed: 4, skipping: 8..<24), 0)
+        XCTAssertEqual(try Self.checkPattern(image: image, seed: 4, skipping: 8..<24), 0)
     }
 
     func testDiskIsServedByItsOwnProcessAndTheVMProcessHasNoImageFD() throws {

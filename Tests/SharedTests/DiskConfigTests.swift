@@ -33,8 +33,9 @@ final class DiskConfigTests: XCTestCase {
 
     func testDiskErrors() {
         XCTAssertEqual(error("vm a { boot k; disk }"), "g.conf:1:21: expected a disk image path after 'disk', found '}'")
-        XCTAssertEqual(error("vm a { boot k; disk \"x\" format qcow2 }"),
-                       "g.conf:1:32: expected a disk format after 'format' (supported: raw), found 'qcow2'")
+        XCTAssertEqual(error("vm a { boot k; disk \"x\" format vmdk }"),
+                       "g.conf:1:32: expected a disk format after 'format' (supported: raw, qcow2), found 'vmdk'")
+        XCTAssertEqual(try parse("vm a { boot k; disk \"x\" format qcow2 readonly }").disks.map(\.format), [.qcow2])
         XCTAssertEqual(error("vm a { boot k; disk x fast }"),
                        "g.conf:1:23: expected 'format', 'readonly' or end of line after the disk path, found 'fast'")
         XCTAssertEqual(error("vm a { boot k; disk x readonly readonly }"), "g.conf:1:32: 'readonly' given twice for this disk")

@@ -1,7 +1,8 @@
-/// One `disk "path" [format raw] [readonly]` line of a vm block.
+/// One `disk "path" [format raw|qcow2] [readonly]` line of a vm block.
 public struct DiskConfig: Equatable, Sendable {
     public enum Format: String, Sendable {
         case raw
+        case qcow2
     }
 
     /// The image path as written; the caller resolves relative paths.

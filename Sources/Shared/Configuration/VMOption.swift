@@ -88,7 +88,7 @@ struct VMOption: Sendable {
         block.cmdline = cmdline
     }
 
-    /// `disk "path" [format raw] [readonly]` (vm.conf(5)); at most four per vm.
+    /// `disk "path" [format raw|qcow2] [readonly]` (vm.conf(5)); at most four per vm.
     @Sendable private static func parseDisk(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
         let value = try tokens.next()
         guard let path = value.text, !path.isEmpty else {
@@ -110,7 +110,7 @@ struct VMOption: Sendable {
             case "format":
                 let formatToken = try tokens.next()
                 guard let name = formatToken.text, let format = DiskConfig.Format(rawValue: name) else {
-                    throw ConfigError(location: formatToken.location, message: "expected a disk format after 'format' (supported: raw), found \(formatToken.description)")
+                    throw ConfigError(location: formatToken.location, message: "expected a disk format after 'format' (supported: raw, qcow2), found \(formatToken.description)")
                 }
                 disk.format = format
             default:

@@ -66,6 +66,13 @@ public struct Qcow2Header: Equatable, Sendable {
 
     public static func hasMagic(_ bytes: [UInt8]) -> Bool { bytes.starts(with: magic) }
 
+    /// Why this image may be read but not written here, if it may not.
+    public var writableProblem: String? {
+        if isDirty { return "the image is dirty (lazy refcounts): `qemu-img check -r all` repairs it" }
+        if snapshotCount > 0 { return "writing an image with \(snapshotCount) internal snapshots" }
+        return nil
+    }
+
     /// `bytes` is the image's start (up to `bytesNeeded`), `fileSize` its length.
     public init(bytes: [UInt8], fileSize: UInt64) throws(Qcow2Error) {
         guard Qcow2Header.hasMagic(bytes) else { throw .notQcow2 }

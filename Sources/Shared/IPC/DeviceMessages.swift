@@ -231,17 +231,30 @@ public struct DeviceWiring {
     }
 }
 
+/// The format of one image of a disk's chain, as vmd determined it.
+public enum DiskImageFormat: UInt8, Equatable, Sendable {
+    case raw = 0
+    case qcow2 = 1
+}
+
 /// What vmd gives a virtio-blk process besides its wiring.
 public struct BlockDeviceSetup: Equatable, Sendable {
+    /// A qcow2 chain deeper than this is refused (vmd checks it before the device sees it).
+    public static let maximumChainLength = 16
+
     public var name: String
     public var readOnly: Bool
     /// Up to 20 bytes, answered to GET_ID.
     public var serial: String
+    /// The disk's images, top first: the image the guest writes (unless read-only), then
+    /// each backing image below it, read-only. One descriptor per image travels with it.
+    public var formats: [DiskImageFormat]
 
-    public init(name: String, readOnly: Bool, serial: String) {
+    public init(name: String, readOnly: Bool, serial: String, formats: [DiskImageFormat] = [.raw]) {
         self.name = name
         self.readOnly = readOnly
         self.serial = serial
+        self.formats = formats
     }
 }
 
@@ -275,7 +288,8 @@ public struct EntropyDeviceSetup: Equatable, Sendable {
 /// vmd → a device process.
 public enum DeviceSetupCommand: ChannelMessage {
     case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
-    case block(BlockDeviceSetup, disk: FileDescriptor, wiring: DeviceWiring)
+    /// `images`: one descriptor per entry of the setup's `formats`, top first.
+    case block(BlockDeviceSetup, images: [FileDescriptor], wiring: DeviceWiring)
     case network(NetworkDeviceSetup, tap: FileDescriptor, wiring: DeviceWiring)
     case entropy(EntropyDeviceSetup, wiring: DeviceWiring)
     case stop
@@ -297,11 +311,12 @@ public enum DeviceSetupCommand: ChannelMessage {
         switch self {
         case .shareMemory(let slots, let memfds):
             writer.writeSlotTable(slots, memfds: memfds)
-        case .block(let setup, let disk, let wiring):
+        case .block(let setup, let images, let wiring):
             writer.write(setup.name)
             writer.write(setup.readOnly)
             writer.write(setup.serial)
-            writer.write(disk)
+            writer.write(setup.formats.map(\.rawValue))
+            writer.writeDescriptors(images)
             wiring.encode(into: &writer)
         case .stop:
             break
@@ -327,9 +342,17 @@ public enum DeviceSetupCommand: ChannelMessage {
             let (slots, memfds) = try reader.readSlotTable()
             return .shareMemory(slots: slots, memfds: memfds)
         case 2:
-            let setup = BlockDeviceSetup(name: try reader.read(String.self, limit: 64), readOnly: try reader.read(Bool.self),
+            var setup = BlockDeviceSetup(name: try reader.read(String.self, limit: 64), readOnly: try reader.read(Bool.self),
                                          serial: try reader.read(String.self, limit: 20))
-            return .block(setup, disk: try reader.readDescriptor(), wiring: try DeviceWiring.decode(from: &reader))
+            setup.formats = try reader.readBytes(limit: BlockDeviceSetup.maximumChainLength).map { raw in
+                guard let format = DiskImageFormat(rawValue: raw) else { throw IPCError.malformed("disk image format \(raw)") }
+                return format
+            }
+            let images = try reader.readDescriptors(limit: BlockDeviceSetup.maximumChainLength)
+            guard !images.isEmpty, images.count == setup.formats.count else {
+                throw IPCError.malformed("\(images.count) disk images for \(setup.formats.count) formats")
+            }
+            return .block(setup, images: images, wiring: try DeviceWiring.decode(from: &reader))
         case 3:
             return .stop
         case 4:

@@ -12,11 +12,11 @@ package enum BlockProcessMain {
     package static func run() -> Never {
         DeviceProcessStart.run(identity: "virtio-blk") { logger in
             let start = try DeviceProcessStart()
-            guard case .block(let setup, let disk, let wiring) = start.setup else {
+            guard case .block(let setup, let images, let wiring) = start.setup else {
                 throw IPCError.malformed("expected the block device setup")
             }
             logger[metadataKey: "disk"] = "\(setup.name)"
-            let model = try BlockDeviceModel(backend: try RawFileBackend(file: disk, readOnly: setup.readOnly), serial: setup.serial)
+            let model = try BlockDeviceModel(backend: try BlockProcessMain.backend(setup, images: images), serial: setup.serial)
             let device = BlockVirtioDevice(model: model, guestLog: RateLimitedLog(logger: logger))
             let runner = try VirtioDeviceRunner(model: device, memory: start.memory, wiring: wiring, control: start.control, logger: logger)
             ProcessRole.current = "virtio-blk"
@@ -24,5 +24,20 @@ package enum BlockProcessMain {
             try runner.run()
             logger.info("served \(model.counters.requests) requests")
         }
+    }
+
+    /// The disk's backend: its images from the bottom of the chain up, each reading
+    /// through to the one below; only the top may be written.
+    static func backend(_ setup: BlockDeviceSetup, images: [FileDescriptor]) throws -> BlockBackend {
+        var below: BlockBackend?
+        for (depth, (format, file)) in zip(setup.formats, images).enumerated().reversed() {
+            let readOnly = depth > 0 || setup.readOnly
+            switch format {
+            case .raw: below = try RawFileBackend(file: file, readOnly: readOnly)
+            case .qcow2: below = try Qcow2Backend(file: file, readOnly: readOnly, backing: below)
+            }
+        }
+        guard let top = below else { throw IPCError.malformed("a disk without images") }
+        return top
     }
 }

@@ -48,10 +48,7 @@ final class Qcow2Backend: BlockBackend {
     init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?) throws {
         let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
         header = try Qcow2Header(bytes: try file.pread(count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
-        if !readOnly {
-            guard !header.isDirty else { throw Qcow2Error.unsupported("the image is dirty (lazy refcounts): `qemu-img check -r all` repairs it") }
-            guard header.snapshotCount == 0 else { throw Qcow2Error.unsupported("writing an image with \(header.snapshotCount) internal snapshots") }
-        }
+        if !readOnly, let problem = header.writableProblem { throw Qcow2Error.unsupported(problem) }
         self.file = file
         self.readOnly = readOnly
         self.backing = backing

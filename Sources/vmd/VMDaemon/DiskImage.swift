@@ -1,22 +1,36 @@
 import CLinux
 import Glibc
 import Configuration
+import DiskFormats
+import IPC
 import LinuxSystem
 
 /// A disk image opened by vmd for one VM, locked so that no other VM opens it
 /// for writing at the same time (a writable disk takes an exclusive lock, a
 /// read-only one a shared lock, as flock(2) on the open file).
+///
+/// A qcow2 disk is a chain: vmd opens every backing image itself, read-only under a
+/// shared lock, following each header's backing file name (relative to the image that
+/// names it) and format (probed when the header does not say). A missing, locked,
+/// looping or too deep chain is refused here, before anything starts. A raw disk is
+/// never probed: whatever its first bytes say, the guest gets it as raw, so a guest
+/// cannot turn its own disk into a qcow2 that points at host files.
 struct DiskImage {
     let config: DiskConfig
     let path: String
     let fd: FileDescriptor
+    /// What the guest sees: the file's size for raw, the virtual size for qcow2.
     let sizeBytes: Int64
+    /// The whole chain, top first (the top is `fd`), with each image's format.
+    let chain: [(format: DiskImageFormat, path: String, fd: FileDescriptor)]
 
     enum OpenError: Error, CustomStringConvertible {
         case cannotOpen(DiskConfig, path: String, SystemError)
         case notADisk(DiskConfig, path: String, kind: String)
         case locked(DiskConfig, path: String)
         case notWholeSectors(DiskConfig, path: String, size: Int64)
+        case image(DiskConfig, path: String, Qcow2Error)
+        case backing(DiskConfig, path: String, String)
 
         var description: String {
             switch self {
@@ -28,27 +42,94 @@ struct DiskImage {
                 "\(disk.location): disk \(path) is in use by another VM (locked)"
             case .notWholeSectors(let disk, let path, let size):
                 "\(disk.location): disk \(path) is \(size) bytes, not a multiple of 512"
+            case .image(let disk, let path, let error):
+                "\(disk.location): disk \(path): \(error)"
+            case .backing(let disk, let path, let problem):
+                "\(disk.location): disk \(path): \(problem)"
             }
         }
     }
 
     /// Opens the image as its VM will use it (read-only or read-write), checks that it is
-    /// a regular file or a block device of whole sectors and, with `lock`, takes the lock.
-    /// `vmd -n` calls it without the lock: the daemon's own VMs may hold it.
+    /// a regular file or a block device of whole sectors and, with `lock`, takes the lock;
+    /// for qcow2, the same for its whole backing chain. `vmd -n` calls it without the lock:
+    /// the daemon's own VMs may hold it.
     static func open(_ config: DiskConfig, resolvedPath path: String, lock: Bool = true) throws -> DiskImage {
+        var seen: Set<[UInt64]> = []
+        let (fd, fileSize) = try openOne(config, path: path, readOnly: config.readOnly, lock: lock, seen: &seen)
+        guard config.format == .qcow2 else {
+            guard fileSize % 512 == 0 else { throw OpenError.notWholeSectors(config, path: path, size: fileSize) }
+            return DiskImage(config: config, path: path, fd: fd, sizeBytes: fileSize, chain: [(.raw, path, fd)])
+        }
+        var chain: [(format: DiskImageFormat, path: String, fd: FileDescriptor)] = [(.qcow2, path, fd)]
+        var header = try readHeader(config, path: path, fd: fd, size: fileSize)
+        if !config.readOnly, let problem = header.writableProblem {
+            throw OpenError.image(config, path: path, .unsupported(problem))
+        }
+        let virtualSize = Int64(header.size)
+        var current = path
+        while let name = header.backingFile {
+            guard chain.count < BlockDeviceSetup.maximumChainLength else {
+                throw OpenError.backing(config, path: path, "the backing chain is deeper than \(BlockDeviceSetup.maximumChainLength) images")
+            }
+            let backingPath = name.hasPrefix("/") ? name : directory(of: current) + "/" + name
+            let (backingFD, backingSize) = try openOne(config, path: backingPath, readOnly: true, lock: lock, seen: &seen, backingOf: current)
+            let head = (try? backingFD.pread(count: Qcow2Header.bytesNeeded, offset: 0)) ?? []
+            let format: DiskImageFormat
+            switch header.backingFormat {
+            case "raw": format = .raw
+            case "qcow2": format = .qcow2
+            case nil: format = Qcow2Header.hasMagic(head) ? .qcow2 : .raw
+            case let other?: throw OpenError.backing(config, path: path, "\(current) names a backing file of format \(other) (raw and qcow2 are supported)")
+            }
+            chain.append((format, backingPath, backingFD))
+            guard format == .qcow2 else { break }
+            header = try readHeader(config, path: backingPath, fd: backingFD, size: backingSize, head: head)
+            current = backingPath
+        }
+        return DiskImage(config: config, path: path, fd: fd, sizeBytes: virtualSize & ~511, chain: chain)
+    }
+
+    private static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    private static func readHeader(_ config: DiskConfig, path: String, fd: FileDescriptor, size: Int64, head: [UInt8]? = nil) throws -> Qcow2Header {
+        do {
+            let bytes = try head ?? fd.pread(count: Qcow2Header.bytesNeeded, offset: 0)
+            return try Qcow2Header(bytes: bytes, fileSize: UInt64(size))
+        } catch let error as Qcow2Error {
+            throw OpenError.image(config, path: path, error)
+        } catch let error as SystemError {
+            throw OpenError.cannotOpen(config, path: path, error)
+        }
+    }
+
+    /// One file of the disk: opened, checked to be a regular file or a block device that
+    /// is not already in the chain (`seen`: device and inode), locked (shared when
+    /// read-only) and measured.
+    private static func openOne(_ config: DiskConfig, path: String, readOnly: Bool, lock: Bool, seen: inout Set<[UInt64]>,
+                                backingOf parent: String? = nil) throws -> (FileDescriptor, Int64) {
         let fd: FileDescriptor
         let info: stat
         do {
-            (fd, info) = try RegularFile.open(path, flags: config.readOnly ? O_RDONLY : O_RDWR, allowed: [S_IFREG, S_IFBLK])
+            (fd, info) = try RegularFile.open(path, flags: readOnly ? O_RDONLY : O_RDWR, allowed: [S_IFREG, S_IFBLK])
         } catch {
+            if let parent {
+                throw OpenError.backing(config, path: path, "backing file of \(parent): \(error)")
+            }
             switch error {
             case .system(let failure): throw OpenError.cannotOpen(config, path: path, failure)
             case .notRegular(let kind): throw OpenError.notADisk(config, path: path, kind: kind)
             case .tooLarge: preconditionFailure("open does not check sizes")
             }
         }
+        guard seen.insert([UInt64(info.st_dev), UInt64(info.st_ino)]).inserted else {
+            throw OpenError.backing(config, path: path, "the backing chain loops: \(parent ?? path) is backed by \(path), already in the chain")
+        }
         if lock {
-            let operation = (config.readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB
+            let operation = (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB
             if flock(fd.rawValue, operation) != 0 {
                 if errno == EWOULDBLOCK { throw OpenError.locked(config, path: path) }
                 throw OpenError.cannotOpen(config, path: path, SystemError.last("flock"))
@@ -62,7 +143,13 @@ struct DiskImage {
             }
             size = Int64(clamping: bytes)
         }
-        guard size % 512 == 0 else { throw OpenError.notWholeSectors(config, path: path, size: size) }
-        return DiskImage(config: config, path: path, fd: fd, sizeBytes: size)
+        return (fd, size)
+    }
+
+    /// For `vmd -n`: a raw disk whose first bytes are qcow2's magic is still given to the
+    /// guest as raw; say so, as the user may have meant `format qcow2`.
+    static func rawLooksLikeQcow2(_ config: DiskConfig, resolvedPath path: String) -> Bool {
+        guard config.format == .raw, let (fd, _) = try? RegularFile.open(path, flags: O_RDONLY, allowed: [S_IFREG, S_IFBLK]) else { return false }
+        return Qcow2Header.hasMagic((try? fd.pread(count: 4, offset: 0)) ?? [])
     }
 }

@@ -75,10 +75,11 @@ struct VMLauncher {
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 let serial = String("\(config.name)-\(name)".utf8.prefix(20))!
                 try child.channel.send(DeviceSetupCommand.block(
-                    BlockDeviceSetup(name: name, readOnly: disk.config.readOnly, serial: serial),
-                    disk: disk.fd, wiring: deviceSide))
+                    BlockDeviceSetup(name: name, readOnly: disk.config.readOnly, serial: serial, formats: disk.chain.map(\.format)),
+                    images: disk.chain.map(\.fd), wiring: deviceSide))
                 attachments.append((VirtioAttachment(shape: .block, name: name), vmSide))
-                logger.info("\(name): \(disk.path) (\(disk.sizeBytes) bytes\(disk.config.readOnly ? ", read-only" : "")) served by pid \(child.process.pid)")
+                let backing = disk.chain.dropFirst().map { " over \($0.path) (\($0.format))" }.joined()
+                logger.info("\(name): \(disk.path) (\(disk.config.format), \(disk.sizeBytes) bytes\(disk.config.readOnly ? ", read-only" : ""))\(backing) served by pid \(child.process.pid)")
             }
 
             for (index, nic) in nics.enumerated() {

@@ -188,6 +188,12 @@ struct Check: ParsableCommand {
             problems.forEach { FileDescriptor.standardError("vmd: \($0)\n") }
             throw ExitCode(ExitStatus.configError)
         }
+        for vm in file.vms {
+            let preflight = VMPreflight(vm: vm, directory: directory(of: config))
+            for disk in vm.disks where DiskImage.rawLooksLikeQcow2(disk, resolvedPath: preflight.resolve(disk.path)) {
+                FileDescriptor.standardError("vmd: \(disk.location): warning: disk \(preflight.resolve(disk.path)) starts with the qcow2 magic but is raw here (the guest sees its bytes); write format qcow2 if it is an image\n")
+            }
+        }
         print("\(config): configuration OK (\(file.vms.count) vm\(file.vms.count == 1 ? "" : "s"))")
     }
 }

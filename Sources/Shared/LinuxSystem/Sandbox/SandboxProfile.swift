@@ -101,8 +101,8 @@ public struct SandboxProfile {
     public static let block = SandboxProfile(role: .block, rules: common + [
         .allow("preadv", "reads straight into guest memory"),
         .allow("pwritev", "writes straight from guest memory"),
-        .allow("pread64", "reads"),
-        .allow("pwrite64", "writes of zeros when the filesystem cannot zero a range"),
+        .allow("pread64", "reads, and qcow2 tables"),
+        .allow("pwrite64", "writes of zeros when the filesystem cannot zero a range, qcow2 metadata and merged clusters"),
         .allow("fdatasync", "FLUSH"),
         .allow("fsync", "FLUSH"),
         .allow("fallocate", "DISCARD (punch hole) and WRITE_ZEROES (zero range)"),

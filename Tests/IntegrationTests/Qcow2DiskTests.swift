@@ -1,0 +1,92 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// qcow2 disks under a running VM: the guest kit's `test=blk` on a fresh image, on an
+/// overlay of a raw base, and on a chain of three; qemu-img (Debian's qemu-utils) checks
+/// each afterwards and converts it back to raw for the pattern check.
+final class Qcow2DiskTests: XCTestCase {
+    override func setUpWithError() throws {
+        try VmdHarness.requireKVMAndRoot()
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-img") else {
+            print("SKIP: qemu-img is missing (Debian's qemu-utils; scripts/setup installs it)")
+            throw XCTSkip("qemu-img is missing")
+        }
+    }
+
+    private func qemuImg(_ arguments: [String]) -> (status: Int32, output: String) {
+        VmdHarness.runCommand(["/usr/bin/qemu-img"] + arguments, seconds: 60)
+    }
+
+    private func sha256(_ path: String) -> String {
+        VmdHarness.runCommand(["/usr/bin/sha256sum", path]).output.split(separator: " ").first.map(String.init) ?? ""
+    }
+
+    /// Boots test=blk on `top` (format qcow2), then checks the image and the pattern.
+    private func runBlockTest(_ vm: VmdHarness, top: String, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) throws {
+        let config = try vm.writeConfig(cmdline: "test=blk seed=\(seed)", extra: "    disk \"\(top)\" format qcow2")
+        let run = try vm.run(config: config, arguments: ["--deadline", "120", "-v"])
+        XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)", file: file, line: line)
+        XCTAssertEqual(VmdHarness.result("blk", in: run.stdout)?["status"], "pass", run.stdout, file: file, line: line)
+        let check = qemuImg(["check", top])
+        XCTAssertEqual(check.status, 0, check.output, file: file, line: line)
+        XCTAssertTrue(check.output.contains("No errors were found"), check.output, file: file, line: line)
+        let raw = vm.directory.appendingPathComponent("converted.raw").path
+        XCTAssertEqual(qemuImg(["convert", "-O", "raw", top, raw]).status, 0, file: file, line: line)
+        XCTAssertEqual(try BlockDeviceTests.checkPattern(image: raw, seed: seed, skipping: 8..<24), 0, "the guest's pattern", file: file, line: line)
+        unlink(raw)
+    }
+
+    func testGuestKitBlockTestOnAFreshQcow2Image() throws {
+        let vm = try VmdHarness("qcow2")
+        let image = vm.directory.appendingPathComponent("disk.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", image, "2M"]).status, 0)
+        try runBlockTest(vm, top: image, seed: 11)
+    }
+
+    func testAnOverlayLeavesItsBaseUnchangedAndAChainOfThreeWorks() throws {
+        let vm = try VmdHarness("qcow2-chain")
+        let base = vm.directory.appendingPathComponent("base.raw").path
+        FileManager.default.createFile(atPath: base, contents: Data((0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 * 7) }))
+        let baseHash = sha256(base)
+        let overlay = vm.directory.appendingPathComponent("overlay.qcow2").path
+        // The backing file named relatively: vmd resolves it against the overlay's directory.
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-b", "base.raw", "-F", "raw", overlay]).status, 0)
+        try runBlockTest(vm, top: overlay, seed: 12)
+        XCTAssertEqual(sha256(base), baseHash, "the base is read-only to the guest")
+
+        let middle = vm.directory.appendingPathComponent("middle.qcow2").path
+        let top = vm.directory.appendingPathComponent("top.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-b", base, "-F", "raw", middle]).status, 0)
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-b", middle, "-F", "qcow2", top]).status, 0)
+        let middleHash = sha256(middle)
+        try runBlockTest(vm, top: top, seed: 13)
+        XCTAssertEqual(sha256(base), baseHash)
+        XCTAssertEqual(sha256(middle), middleHash, "only the top of the chain is written")
+    }
+
+    func testVmdRefusesALoopingOrMissingChainBeforeAnythingStarts() throws {
+        let vm = try VmdHarness("qcow2-bad")
+        let a = vm.directory.appendingPathComponent("a.qcow2").path
+        let b = vm.directory.appendingPathComponent("b.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-u", "-b", b, "-F", "qcow2", a, "2M"]).status, 0)
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-u", "-b", a, "-F", "qcow2", b, "2M"]).status, 0)
+        let missing = vm.directory.appendingPathComponent("missing-base.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-u", "-b", "nothere.raw", "-F", "raw", missing, "2M"]).status, 0)
+        for (image, reason) in [(a, "the backing chain loops"), (missing, "backing file of \(missing)")] {
+            let config = try vm.writeConfig(cmdline: "test=blk", extra: "    disk \"\(image)\" format qcow2")
+            let run = try vm.run(config: config, arguments: ["--deadline", "30"])
+            XCTAssertNotEqual(run.status, 0)
+            XCTAssertTrue(run.stderr.contains(reason), run.stderr)
+            XCTAssertEqual(vm.vmProcesses(), [], "nothing started")
+        }
+        // A raw disk is raw whatever it starts with; vmd -n says so.
+        let disguised = vm.directory.appendingPathComponent("disguised.raw").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", disguised, "2M"]).status, 0)
+        XCTAssertEqual(truncate(disguised, 1 << 20), 0, "whole sectors, as a raw disk must be")
+        let config = try vm.writeConfig(cmdline: "test=blk", extra: "    disk \"\(disguised)\"")
+        let checked = VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", config])
+        XCTAssertEqual(checked.status, 0, checked.output)
+        XCTAssertTrue(checked.output.contains("starts with the qcow2 magic but is raw here"), checked.output)
+    }
+}
