@@ -31,7 +31,7 @@ let package = Package(
         .executable(name: "virtio-rng", targets: ["virtio-rng"]),
         .executable(name: "vmctl", targets: ["vmctl"]),
         // For the fuzz package (Fuzz/), which depends on these by path.
-        .library(name: "FuzzableLibraries", targets: ["IPC", "Configuration", "VirtioCore", "VirtioTestSupport", "BlockDevice", "NetDevice"]),
+        .library(name: "FuzzableLibraries", targets: ["IPC", "Configuration", "VirtioCore", "VirtioTestSupport", "BlockDevice", "NetDevice", "DiskFormats"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -103,7 +103,8 @@ let package = Package(
                 path: "Sources/virtio-rng/Device"),
         .executableTarget(name: "virtio-rng", dependencies: ["EntropyDevice"],
                           path: "Sources/virtio-rng", exclude: ["Device", "Shape"], linkerSettings: leanRelease),
-        .target(name: "VmctlCommands", dependencies: ["IPC", "Configuration", "LinuxSystem", argumentParser], path: "Sources/vmctl/Commands"),
+        .target(name: "VmctlCommands", dependencies: ["IPC", "Configuration", "LinuxSystem", "DiskFormats", "BlockDevice", argumentParser],
+                path: "Sources/vmctl/Commands"),
         .executableTarget(name: "vmctl", dependencies: ["VmctlCommands"], path: "Sources/vmctl", exclude: ["Commands"]),
 
         .testTarget(name: "SharedTests", dependencies: [

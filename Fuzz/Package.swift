@@ -22,6 +22,7 @@ let package = Package(
         .executableTarget(name: "FuzzNet", dependencies: shared),
         .executableTarget(name: "FuzzIPC", dependencies: shared),
         .executableTarget(name: "FuzzConfig", dependencies: shared),
+        .executableTarget(name: "FuzzQcow2", dependencies: shared),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -5,7 +5,7 @@ import LinuxSystem
 /// What executes block requests once they are parsed and validated. Offsets and lengths
 /// are in bytes and inside `capacityBytes` (the parser checked that); failures are host
 /// errors, thrown (as `SystemError` for system calls), and become VIRTIO_BLK_S_IOERR.
-protocol BlockBackend: AnyObject {
+package protocol BlockBackend: AnyObject {
     /// The usable size, a multiple of 512.
     var capacityBytes: UInt64 { get }
     var readOnly: Bool { get }
@@ -25,14 +25,14 @@ protocol BlockBackend: AnyObject {
 
 /// A raw disk image (a regular file or a block device): byte `n` of the disk is byte `n`
 /// of the file. Data moves straight between the file and guest memory with preadv/pwritev.
-final class RawFileBackend: BlockBackend {
+package final class RawFileBackend: BlockBackend {
     let file: FileDescriptor
-    let capacityBytes: UInt64
-    let readOnly: Bool
+    package let capacityBytes: UInt64
+    package let readOnly: Bool
 
     /// `file` must be open for reading, and for writing unless `readOnly`. The capacity is
     /// the size rounded down to whole sectors (a partial last sector is not addressable).
-    init(file: FileDescriptor, readOnly: Bool) throws {
+    package init(file: FileDescriptor, readOnly: Bool) throws {
         // lseek rather than fstat: st_size is 0 for block devices.
         let size = try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) }
         self.file = file
@@ -40,22 +40,22 @@ final class RawFileBackend: BlockBackend {
         self.readOnly = readOnly
     }
 
-    func read(into vectors: inout [iovec], at offset: UInt64) throws {
+    package func read(into vectors: inout [iovec], at offset: UInt64) throws {
         checkRange(offset: offset, length: UInt64(IOVectors.totalLength(vectors)))
         try PositionalIO.transfer(file, &vectors, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
     }
 
-    func write(from vectors: inout [iovec], at offset: UInt64) throws {
+    package func write(from vectors: inout [iovec], at offset: UInt64) throws {
         guard !readOnly else { throw SystemError("pwritev", errno: EROFS) }
         checkRange(offset: offset, length: UInt64(IOVectors.totalLength(vectors)))
         try PositionalIO.write(file, from: &vectors, at: offset)
     }
 
-    func flush() throws {
+    package func flush() throws {
         try retryingInterrupts("fdatasync") { fdatasync(file.rawValue) }
     }
 
-    func discard(offset: UInt64, length: UInt64) throws {
+    package func discard(offset: UInt64, length: UInt64) throws {
         guard !readOnly else { throw SystemError("fallocate(PUNCH_HOLE)", errno: EROFS) }
         do {
             try fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset: offset, length: length,
@@ -65,7 +65,7 @@ final class RawFileBackend: BlockBackend {
         }
     }
 
-    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) throws {
+    package func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) throws {
         guard !readOnly else { throw SystemError("fallocate(ZERO_RANGE)", errno: EROFS) }
         // A punched hole reads as zeroes, so it satisfies write-zeroes when unmapping is allowed.
         if unmap {

@@ -23,10 +23,10 @@ import LinuxSystem
 /// them is refused for writing, as is a dirty one (lazy refcounts); the refcount table
 /// does not grow (a write that needs it to fails with ENOSPC; with 64 KiB clusters the
 /// table `qemu-img create` makes covers 16 TiB).
-final class Qcow2Backend: BlockBackend {
-    let capacityBytes: UInt64
-    let readOnly: Bool
-    let header: Qcow2Header
+package final class Qcow2Backend: BlockBackend {
+    package let capacityBytes: UInt64
+    package let readOnly: Bool
+    package let header: Qcow2Header
     private let file: FileDescriptor
     private let backing: BlockBackend?
     private var l1: [UInt64]
@@ -45,7 +45,7 @@ final class Qcow2Backend: BlockBackend {
     /// Tables kept in memory before the caches start over.
     static let cachedTables = 512
 
-    init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?) throws {
+    package init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?) throws {
         let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
         header = try Qcow2Header(bytes: try file.pread(count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
         if !readOnly, let problem = header.writableProblem { throw Qcow2Error.unsupported(problem) }
@@ -100,7 +100,7 @@ final class Qcow2Backend: BlockBackend {
 
     // MARK: Reads
 
-    func read(into vectors: inout [iovec], at offset: UInt64) throws {
+    package func read(into vectors: inout [iovec], at offset: UInt64) throws {
         try forEachPiece(offset: offset, length: UInt64(IOVectors.totalLength(vectors))) { cluster, within in
             let piece = IOVectors.takePrefix(&vectors, length: within.count)
             try readPiece(piece, cluster: cluster, within: within)
@@ -170,7 +170,7 @@ final class Qcow2Backend: BlockBackend {
 
     // MARK: Writes
 
-    func write(from vectors: inout [iovec], at offset: UInt64) throws {
+    package func write(from vectors: inout [iovec], at offset: UInt64) throws {
         guard !readOnly else { throw SystemError("qcow2 write", errno: EROFS) }
         try forEachPiece(offset: offset, length: UInt64(IOVectors.totalLength(vectors))) { cluster, within in
             var piece = IOVectors.takePrefix(&vectors, length: within.count)
@@ -322,13 +322,13 @@ final class Qcow2Backend: BlockBackend {
 
     // MARK: Flush, discard, write-zeroes
 
-    func flush() throws {
+    package func flush() throws {
         try retryingInterrupts("fdatasync") { fdatasync(file.rawValue) }
     }
 
     /// A hint (virtio 1.2 §5.2.6.2): whole clusters without a backing file become zero
     /// clusters (version 3) or unallocated (version 2); anything else is left as it is.
-    func discard(offset: UInt64, length: UInt64) throws {
+    package func discard(offset: UInt64, length: UInt64) throws {
         guard !readOnly else { throw SystemError("qcow2 discard", errno: EROFS) }
         guard backing == nil || header.version >= 3 else { return }
         try forEachPiece(offset: offset, length: length) { cluster, within in
@@ -337,7 +337,7 @@ final class Qcow2Backend: BlockBackend {
         }
     }
 
-    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) throws {
+    package func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) throws {
         guard !readOnly else { throw SystemError("qcow2 write-zeroes", errno: EROFS) }
         try forEachPiece(offset: offset, length: length) { cluster, within in
             if within.count == Int(header.clusterSize), backing == nil || header.version >= 3 {

@@ -206,32 +206,6 @@ struct Reload: ParsableCommand {
     }
 }
 
-struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create a raw disk image (sparse) of the given size.")
-    @Option(name: .customShort("s"), help: "Size, e.g. 10G or 512M.") var size: String
-    @Argument(help: "The image to create; it must not exist.") var path: String
-
-    func run() throws {
-        try perform {
-            guard let bytes = parseByteSize(size), bytes > 0, bytes % 512 == 0 else {
-                throw VmctlError("invalid size \(size): expected a multiple of 512 bytes such as 10G")
-            }
-            let fd: FileDescriptor
-            do {
-                fd = try FileDescriptor.open(path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-            } catch let error as SystemError {
-                throw VmctlError("\(path): \(String(cString: strerror(error.errno)))")
-            }
-            guard ftruncate(fd.rawValue, off_t(bytes)) == 0 else {
-                let error = errno
-                unlink(path)
-                throw VmctlError("\(path): \(String(cString: strerror(error)))")
-            }
-            print("vmctl: raw imagefile created")
-        }
-    }
-}
-
 /// The working directory, without Foundation.
 func currentDirectory() -> String {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
