@@ -4,6 +4,7 @@
 // across its whole disk and then written in a few places (on a copy), every failure an
 // error for that request. Seeds are small images made by qemu-img (v2, v3, compressed,
 // with a backing name).
+import CLinux
 import FuzzKit
 import Glibc
 @testable import BlockDevice
@@ -16,7 +17,7 @@ public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePo
 }
 
 private func imageFile(_ bytes: [UInt8]) -> FileDescriptor? {
-    let raw = memfd_create("qcow2-fuzz", 0)
+    let raw = vmd_memfd_create("qcow2-fuzz", 0)
     guard raw >= 0 else { return nil }
     let file = FileDescriptor(adopting: raw)
     guard (try? file.pwriteAll(bytes, offset: 0)) != nil else { return nil }
