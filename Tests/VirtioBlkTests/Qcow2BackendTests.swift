@@ -188,4 +188,29 @@ final class Qcow2BackendTests: XCTestCase {
         }
         XCTAssertNoThrow(try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil), "read-only is fine")
     }
+
+    func testACompressedClusterOutsideTheFileFailsItsReadOnly() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("compressed-lie")
+        let raw = directory.appendingPathComponent("text.raw").path
+        try writeFile(Array(String(repeating: "compressible text ", count: 8000).utf8.prefix(65536)), raw)
+        let image = directory.appendingPathComponent("lie.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["convert", "-c", "-O", "qcow2", "-o", "cluster_size=4096", raw, image]).status, 0)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: image)))
+        let header = try Qcow2Header(bytes: bytes, fileSize: UInt64(bytes.count))
+        func u64(_ offset: Int) -> UInt64 { bytes[offset..<(offset + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+        let l2 = Int(u64(Int(header.l1TableOffset)) & Qcow2Backend.offsetMask)
+        let entry = u64(l2)
+        XCTAssertNotEqual(entry & Qcow2Backend.compressedFlag, 0, "qemu-img compressed the first cluster")
+        // The format bounds a compressed cluster to two clusters of data; where it starts
+        // is the image's word, and here it is a terabyte past the end of the file.
+        let offsetBits = 62 - (UInt64(header.clusterBits) - 8)
+        let lie = (entry & ~((1 << offsetBits) - 1)) | 1 << 40
+        bytes.replaceSubrange(l2..<(l2 + 8), with: Qcow2Backend.encode64(lie))
+        try writeFile(bytes, image)
+        let backend = try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil)
+        XCTAssertThrowsError(try backend.readBytes(at: 0, count: 4096)) { XCTAssertTrue("\($0)".contains("a compressed cluster of"), "\($0)") }
+        XCTAssertEqual(try backend.readBytes(at: 4096, count: 4096), Array(String(repeating: "compressible text ", count: 8000).utf8.dropFirst(4096).prefix(4096)),
+                       "the next cluster still reads")
+    }
 }

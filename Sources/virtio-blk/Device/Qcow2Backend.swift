@@ -42,8 +42,9 @@ package final class Qcow2Backend: BlockBackend {
     static let copiedFlag: UInt64 = 1 << 63
     static let compressedFlag: UInt64 = 1 << 62
     static let zeroFlag: UInt64 = 1
-    /// Tables kept in memory before the caches start over.
-    static let cachedTables = 512
+    /// Table memory kept before a cache starts over: 32 MiB each for L2 tables and refcount
+    /// blocks (512 tables at 64 KiB clusters, 16 at 2 MiB).
+    static let cacheBytes: UInt64 = 32 << 20
 
     package init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?) throws {
         let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
@@ -133,14 +134,24 @@ package final class Qcow2Backend: BlockBackend {
         IOVectors.fillZero(rest)
     }
 
-    /// A compressed cluster's data: raw deflate from its host offset over its sectors.
-    private func inflate(_ entry: UInt64) throws -> [UInt8] {
-        if let inflated, inflated.entry == entry { return inflated.bytes }
+    /// Where a compressed cluster's bytes are: from its host offset to the end of its last
+    /// sector. The descriptor's sector count cannot claim more than two clusters; its
+    /// offset must lie inside the file.
+    private func compressedExtent(_ entry: UInt64) throws -> (host: UInt64, end: UInt64) {
         let offsetBits = 62 - (UInt64(header.clusterBits) - 8)
         let host = entry & ((1 << offsetBits) - 1)
         let sectors = (entry & ~(Qcow2Backend.compressedFlag | Qcow2Backend.copiedFlag)) >> offsetBits
         let end = (host & ~511) + (sectors + 1) * 512
-        guard end <= fileEnd + 512 * 2 else { throw Qcow2Error.corrupt("a compressed cluster at \(host) runs past the file") }
+        guard host < fileEnd, end - host <= 2 * header.clusterSize else {
+            throw Qcow2Error.corrupt("a compressed cluster of \(end - host) bytes at \(host)")
+        }
+        return (host, end)
+    }
+
+    /// A compressed cluster's data: raw deflate from its host offset over its sectors.
+    private func inflate(_ entry: UInt64) throws -> [UInt8] {
+        if let inflated, inflated.entry == entry { return inflated.bytes }
+        let (host, end) = try compressedExtent(entry)
         let input = try file.pread(count: Int(end - host), offset: Int64(host))
         var output = [UInt8](repeating: 0, count: Int(header.clusterSize))
         var stream = z_stream()
@@ -217,10 +228,8 @@ package final class Qcow2Backend: BlockBackend {
         case .data(let host, _):
             try adjustRefcount(ofHostCluster: host, by: -1)
         case .compressed(let entry):
-            let offsetBits = 62 - (UInt64(header.clusterBits) - 8)
-            let host = entry & ((1 << offsetBits) - 1)
-            let sectors = (entry & ~(Qcow2Backend.compressedFlag | Qcow2Backend.copiedFlag)) >> offsetBits
-            let last = ((host & ~511) + (sectors + 1) * 512 - 1) & ~(header.clusterSize - 1)
+            let (host, end) = try compressedExtent(entry)
+            let last = (end - 1) & ~(header.clusterSize - 1)
             for cluster in stride(from: host & ~(header.clusterSize - 1), through: last, by: Int(header.clusterSize)) {
                 try adjustRefcount(ofHostCluster: cluster, by: -1)
             }
@@ -378,7 +387,7 @@ package final class Qcow2Backend: BlockBackend {
     }
 
     private func remember<Table>(_ table: Table, at offset: UInt64, in cache: inout [UInt64: Table]) {
-        if cache.count >= Qcow2Backend.cachedTables { cache.removeAll(keepingCapacity: true) }
+        if UInt64(cache.count) >= max(4, Qcow2Backend.cacheBytes / header.clusterSize) { cache.removeAll(keepingCapacity: true) }
         cache[offset] = table
     }
 
