@@ -23,8 +23,9 @@ final class Qcow2DiskTests: XCTestCase {
     }
 
     /// Boots test=blk on `top` (format qcow2), then checks the image and the pattern.
-    private func runBlockTest(_ vm: VmdHarness, top: String, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) throws {
-        let config = try vm.writeConfig(cmdline: "test=blk seed=\(seed)", extra: "    disk \"\(top)\" format qcow2")
+    private func runBlockTest(_ vm: VmdHarness, top: String, seed: UInt64, options: String = "",
+                              file: StaticString = #filePath, line: UInt = #line) throws {
+        let config = try vm.writeConfig(cmdline: "test=blk seed=\(seed)", extra: "    disk \"\(top)\" format qcow2\(options)")
         let run = try vm.run(config: config, arguments: ["--deadline", "120", "-v"])
         XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)", file: file, line: line)
         XCTAssertEqual(VmdHarness.result("blk", in: run.stdout)?["status"], "pass", run.stdout, file: file, line: line)
@@ -88,5 +89,21 @@ final class Qcow2DiskTests: XCTestCase {
         let checked = VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", config])
         XCTAssertEqual(checked.status, 0, checked.output)
         XCTAssertTrue(checked.output.contains("starts with the qcow2 magic but is raw here"), checked.output)
+    }
+
+    /// `cache none`: the images open O_DIRECT; the guest's test and the image checks are the same.
+    func testCacheNoneOnQcow2AndRaw() throws {
+        let vm = try VmdHarness("cache-none")
+        let image = vm.directory.appendingPathComponent("direct.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", image, "2M"]).status, 0)
+        try runBlockTest(vm, top: image, seed: 14, options: " cache none")
+        let raw = vm.directory.appendingPathComponent("direct.raw").path
+        FileManager.default.createFile(atPath: raw, contents: nil)
+        XCTAssertEqual(truncate(raw, 2 << 20), 0)
+        let config = try vm.writeConfig(cmdline: "test=blk seed=15", extra: "    disk \"\(raw)\" cache none")
+        let run = try vm.run(config: config, arguments: ["--deadline", "120", "-v"])
+        XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
+        XCTAssertEqual(VmdHarness.result("blk", in: run.stdout)?["status"], "pass", run.stdout)
+        XCTAssertEqual(try BlockDeviceTests.checkPattern(image: raw, seed: 15, skipping: 8..<24), 0)
     }
 }

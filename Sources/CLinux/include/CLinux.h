@@ -35,6 +35,9 @@ static inline char **vmd_environ(void) { extern char **environ; return environ; 
 
 // mseal(2) is in Linux 6.10+; Debian 12's headers predate it.
 #define VMD_NR_MSEAL 462
+// O_DIRECT (`cache none`): fcntl.h defines it only under _GNU_SOURCE, which the Swift
+// module map does not set. Its value on x86-64 (asm-generic/fcntl.h).
+#define VMD_O_DIRECT 00040000
 
 int vmd_memfd_create(const char *name, unsigned int flags);
 // pipe2 and posix_spawn_file_actions_addclosefrom_np are _GNU_SOURCE (see above).

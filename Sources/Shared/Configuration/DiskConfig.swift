@@ -1,14 +1,22 @@
-/// One `disk "path" [format raw|qcow2] [readonly]` line of a vm block.
+/// One `disk "path" [format raw|qcow2] [readonly] [cache none|writeback]` line of a vm block.
 public struct DiskConfig: Equatable, Sendable {
     public enum Format: String, Sendable {
         case raw
         case qcow2
     }
 
+    /// How the images are opened: `writeback` through the host's page cache (FLUSH is
+    /// fdatasync), `none` with O_DIRECT (the page cache is bypassed; FLUSH still syncs).
+    public enum Cache: String, Sendable {
+        case writeback
+        case none
+    }
+
     /// The image path as written; the caller resolves relative paths.
     public var path: String
     public var format: Format
     public var readOnly: Bool
+    public var cache: Cache = .writeback
     /// Where the `disk` keyword is, for errors about the image (missing, locked).
     public var location: ConfigLocation
 

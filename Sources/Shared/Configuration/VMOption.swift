@@ -88,7 +88,7 @@ struct VMOption: Sendable {
         block.cmdline = cmdline
     }
 
-    /// `disk "path" [format raw|qcow2] [readonly]` (vm.conf(5)); at most four per vm.
+    /// `disk "path" [format raw|qcow2] [readonly] [cache none|writeback]` (vm.conf(5)); at most four per vm.
     @Sendable private static func parseDisk(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
         let value = try tokens.next()
         guard let path = value.text, !path.isEmpty else {
@@ -113,8 +113,14 @@ struct VMOption: Sendable {
                     throw ConfigError(location: formatToken.location, message: "expected a disk format after 'format' (supported: raw, qcow2), found \(formatToken.description)")
                 }
                 disk.format = format
+            case "cache":
+                let cacheToken = try tokens.next()
+                guard let name = cacheToken.text, let cache = DiskConfig.Cache(rawValue: name) else {
+                    throw ConfigError(location: cacheToken.location, message: "expected a cache mode after 'cache' (none or writeback), found \(cacheToken.description)")
+                }
+                disk.cache = cache
             default:
-                throw ConfigError(location: token.location, message: "expected 'format', 'readonly' or end of line after the disk path, found '\(word)'")
+                throw ConfigError(location: token.location, message: "expected 'format', 'readonly', 'cache' or end of line after the disk path, found '\(word)'")
             }
         }
         block.disks.append(disk)

@@ -29,6 +29,8 @@ package final class RawFileBackend: BlockBackend {
     let file: FileDescriptor
     package let capacityBytes: UInt64
     package let readOnly: Bool
+    /// Open O_DIRECT (`cache none`): unaligned guest buffers are bounced.
+    let direct: Bool
 
     /// `file` must be open for reading, and for writing unless `readOnly`. The capacity is
     /// the size rounded down to whole sectors (a partial last sector is not addressable).
@@ -38,17 +40,18 @@ package final class RawFileBackend: BlockBackend {
         self.file = file
         self.capacityBytes = UInt64(size) & ~(VirtioBlock.sectorSize - 1)
         self.readOnly = readOnly
+        direct = AlignedBuffer.isDirect(file)
     }
 
     package func read(into vectors: inout [iovec], at offset: UInt64) throws {
         checkRange(offset: offset, length: UInt64(IOVectors.totalLength(vectors)))
-        try PositionalIO.transfer(file, &vectors, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
+        try PositionalIO.read(file, into: &vectors, at: offset, direct: direct)
     }
 
     package func write(from vectors: inout [iovec], at offset: UInt64) throws {
         guard !readOnly else { throw SystemError("pwritev", errno: EROFS) }
         checkRange(offset: offset, length: UInt64(IOVectors.totalLength(vectors)))
-        try PositionalIO.write(file, from: &vectors, at: offset)
+        try PositionalIO.write(file, from: &vectors, at: offset, direct: direct)
     }
 
     package func flush() throws {
@@ -94,22 +97,16 @@ package final class RawFileBackend: BlockBackend {
         try retryingInterrupts(call) { vmd_fallocate(file.rawValue, mode, off_t(offset), off_t(length)) }
     }
 
-    /// The portable fallback for write-zeroes: plain writes from a zeroed buffer.
+    /// The portable fallback for write-zeroes: plain writes from a zeroed (aligned) buffer.
     private func writeZeroBytes(offset: UInt64, length: UInt64) throws {
         checkRange(offset: offset, length: length)
-        let chunk = 64 * 1024
-        let zeroes = [UInt8](repeating: 0, count: chunk)
+        let zeroes = try AlignedBuffer(count: 64 * 1024)
         var done: UInt64 = 0
-        // SAFETY: the zero buffer lives for the pwrite that reads it.
-        try zeroes.withUnsafeBytes { buffer in
-            while done < length {
-                let count = Int(min(UInt64(chunk), length - done))
-                let written = try retryingInterrupts("pwrite") {
-                    pwrite(file.rawValue, buffer.baseAddress!, count, off_t(offset + done))
-                }
-                guard written > 0 else { throw SystemError("pwrite", errno: EIO) }
-                done += UInt64(written)
-            }
+        while done < length {
+            let count = Int(min(UInt64(zeroes.count), length - done))
+            var vectors = [iovec(iov_base: zeroes.vector.iov_base, iov_len: count)]
+            try PositionalIO.write(file, from: &vectors, at: offset + done, direct: direct)
+            done += UInt64(count)
         }
     }
 }

@@ -1,15 +1,41 @@
 import Glibc
 import LinuxSystem
 
-/// preadv and pwritev between a disk image and guest-memory iovecs, as the backends use them.
+/// preadv and pwritev between a disk image and guest-memory iovecs, as the backends use
+/// them. With `direct` (the image is open O_DIRECT, `cache none`) iovecs that are not
+/// sector-aligned go through an aligned bounce buffer; offsets and lengths are whole
+/// sectors already (the request parser and the qcow2 layout see to it).
 enum PositionalIO {
-    static func write(_ file: FileDescriptor, from iovecs: inout [iovec], at offset: UInt64) throws {
-        try transfer(file, &iovecs, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
+    static func write(_ file: FileDescriptor, from iovecs: inout [iovec], at offset: UInt64, direct: Bool = false) throws {
+        guard direct, !AlignedBuffer.isAligned(iovecs) else {
+            return try transfer(file, &iovecs, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
+        }
+        let bounce = try AlignedBuffer(count: IOVectors.totalLength(iovecs))
+        bounce.replace(at: 0, with: IOVectors.gather(iovecs))
+        var vectors = [bounce.vector]
+        try transfer(file, &vectors, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
+    }
+
+    static func read(_ file: FileDescriptor, into iovecs: inout [iovec], at offset: UInt64, direct: Bool = false) throws {
+        guard direct, !AlignedBuffer.isAligned(iovecs) else {
+            return try transfer(file, &iovecs, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
+        }
+        let bounce = try AlignedBuffer(count: IOVectors.totalLength(iovecs))
+        var vectors = [bounce.vector]
+        try transfer(file, &vectors, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
+        IOVectors.copy(bounce.bytes(0..<bounce.count)[...], into: iovecs)
     }
 
     /// Reads into `iovecs`; what lies past the end of the file reads as zeros (a qcow2
     /// image's last data cluster may be short).
-    static func readFilling(_ file: FileDescriptor, into iovecs: inout [iovec], at offset: UInt64) throws {
+    static func readFilling(_ file: FileDescriptor, into iovecs: inout [iovec], at offset: UInt64, direct: Bool = false) throws {
+        if direct {
+            // Whole sectors through the bounce buffer: the file's end need not be aligned.
+            let total = IOVectors.totalLength(iovecs)
+            let bounce = try AlignedBuffer(count: (total + AlignedBuffer.sector - 1) & ~(AlignedBuffer.sector - 1))
+            _ = try bounce.fill(from: file, at: offset)
+            return IOVectors.copy(bounce.bytes(0..<total)[...], into: iovecs)
+        }
         // lseek rather than fstat: st_size is 0 for block devices.
         let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
         let total = UInt64(IOVectors.totalLength(iovecs))

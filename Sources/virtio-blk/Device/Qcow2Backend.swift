@@ -28,6 +28,8 @@ package final class Qcow2Backend: BlockBackend {
     package let readOnly: Bool
     package let header: Qcow2Header
     private let file: FileDescriptor
+    /// Open O_DIRECT (`cache none`): metadata moves through aligned buffers, read-modify-write.
+    private let direct: Bool
     private let backing: BlockBackend?
     private var l1: [UInt64]
     private var refcountTable: [UInt64]
@@ -48,16 +50,17 @@ package final class Qcow2Backend: BlockBackend {
 
     package init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?) throws {
         let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
-        header = try Qcow2Header(bytes: try file.pread(count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
+        direct = AlignedBuffer.isDirect(file)
+        header = try Qcow2Header(bytes: try Qcow2Backend.read(file, direct: direct, count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
         if !readOnly, let problem = header.writableProblem { throw Qcow2Error.unsupported(problem) }
         self.file = file
         self.readOnly = readOnly
         self.backing = backing
         capacityBytes = header.size & ~(VirtioBlock.sectorSize - 1)
         fileEnd = (size + header.clusterSize - 1) & ~(header.clusterSize - 1)
-        l1 = Qcow2Backend.decode64(try file.pread(count: Int(header.l1Entries) * 8, offset: Int64(header.l1TableOffset)))
-        refcountTable = Qcow2Backend.decode64(try file.pread(count: Int(UInt64(header.refcountTableClusters) * header.clusterSize),
-                                                             offset: Int64(header.refcountTableOffset)))
+        l1 = Qcow2Backend.decode64(try Qcow2Backend.read(file, direct: direct, count: Int(header.l1Entries) * 8, offset: header.l1TableOffset))
+        refcountTable = Qcow2Backend.decode64(try Qcow2Backend.read(file, direct: direct, count: Int(UInt64(header.refcountTableClusters) * header.clusterSize),
+                                                                    offset: header.refcountTableOffset))
         guard l1.count == Int(header.l1Entries) else { throw Qcow2Error.truncated("the L1 table") }
     }
 
@@ -87,7 +90,7 @@ package final class Qcow2Backend: BlockBackend {
     private func l2Table(at offset: UInt64) throws -> [UInt64] {
         if let table = l2Tables[offset] { return table }
         try checkMetadataCluster(offset, "an L2 table")
-        let table = Qcow2Backend.decode64(try file.pread(count: Int(header.clusterSize), offset: Int64(offset)))
+        let table = Qcow2Backend.decode64(try readMetadata(count: Int(header.clusterSize), offset: offset))
         guard table.count == Int(header.l2Entries) else { throw Qcow2Error.truncated("the L2 table at \(offset)") }
         remember(table, at: offset, in: &l2Tables)
         return table
@@ -117,7 +120,7 @@ package final class Qcow2Backend: BlockBackend {
             try readBacking(piece, at: cluster * header.clusterSize + UInt64(within.lowerBound))
         case .data(let host, _):
             var vectors = piece
-            try PositionalIO.readFilling(file, into: &vectors, at: host + UInt64(within.lowerBound))
+            try PositionalIO.readFilling(file, into: &vectors, at: host + UInt64(within.lowerBound), direct: direct)
         case .compressed(let entry):
             IOVectors.copy(try inflate(entry)[within], into: piece)
         }
@@ -152,7 +155,7 @@ package final class Qcow2Backend: BlockBackend {
     private func inflate(_ entry: UInt64) throws -> [UInt8] {
         if let inflated, inflated.entry == entry { return inflated.bytes }
         let (host, end) = try compressedExtent(entry)
-        let input = try file.pread(count: Int(end - host), offset: Int64(host))
+        let input = try readMetadata(count: Int(end - host), offset: host)
         var output = [UInt8](repeating: 0, count: Int(header.clusterSize))
         var stream = z_stream()
         guard inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
@@ -193,15 +196,15 @@ package final class Qcow2Backend: BlockBackend {
         let current = try mapping(ofGuestCluster: cluster)
         if case .data(let host, let copied) = current, try copied || refcount(ofHostCluster: host) == 1 {
             try checkNotMetadata(host)
-            return try PositionalIO.write(file, from: &piece, at: host + UInt64(within.lowerBound))
+            return try PositionalIO.write(file, from: &piece, at: host + UInt64(within.lowerBound), direct: direct)
         }
         let fresh = try allocateCluster()
         if within.count == Int(header.clusterSize) {
-            try PositionalIO.write(file, from: &piece, at: fresh)
+            try PositionalIO.write(file, from: &piece, at: fresh, direct: direct)
         } else {
             var merged = try contents(of: current, cluster: cluster)
             merged.replaceSubrange(within, with: IOVectors.gather(piece))
-            try file.pwriteAll(merged, offset: fresh)
+            try writeMetadata(merged, offset: fresh)
         }
         try setL2Entry(cluster, fresh | Qcow2Backend.copiedFlag)
         try release(current)
@@ -244,16 +247,16 @@ package final class Qcow2Backend: BlockBackend {
         var l2Offset = l1[l1Index] & Qcow2Backend.offsetMask
         if l2Offset == 0 {
             l2Offset = try allocateCluster()
-            try file.pwriteAll([UInt8](repeating: 0, count: Int(header.clusterSize)), offset: l2Offset)
+            try writeMetadata([UInt8](repeating: 0, count: Int(header.clusterSize)), offset: l2Offset)
             remember([UInt64](repeating: 0, count: Int(header.l2Entries)), at: l2Offset, in: &l2Tables)
             l1[l1Index] = l2Offset | Qcow2Backend.copiedFlag
-            try file.pwriteAll(Qcow2Backend.encode64(l1[l1Index]), offset: header.l1TableOffset + UInt64(l1Index) * 8)
+            try writeMetadata(Qcow2Backend.encode64(l1[l1Index]), offset: header.l1TableOffset + UInt64(l1Index) * 8)
         }
         var table = try l2Table(at: l2Offset)
         let index = Int(cluster % header.l2Entries)
         table[index] = entry
         l2Tables[l2Offset] = table
-        try file.pwriteAll(Qcow2Backend.encode64(entry), offset: l2Offset + UInt64(index) * 8)
+        try writeMetadata(Qcow2Backend.encode64(entry), offset: l2Offset + UInt64(index) * 8)
     }
 
     // MARK: Allocation and refcounts
@@ -282,7 +285,7 @@ package final class Qcow2Backend: BlockBackend {
     private func refcountBlock(at offset: UInt64) throws -> [UInt16] {
         if let block = refcountBlocks[offset] { return block }
         try checkMetadataCluster(offset, "a refcount block")
-        let bytes = try file.pread(count: Int(header.clusterSize), offset: Int64(offset))
+        let bytes = try readMetadata(count: Int(header.clusterSize), offset: offset)
         guard bytes.count == Int(header.clusterSize) else { throw Qcow2Error.truncated("the refcount block at \(offset)") }
         let block = stride(from: 0, to: bytes.count, by: 2).map { UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]) }
         remember(block, at: offset, in: &refcountBlocks)
@@ -304,9 +307,9 @@ package final class Qcow2Backend: BlockBackend {
             block = [UInt16](repeating: 0, count: Int(header.refcountBlockEntries))
             let (selfTable, selfIndex) = refcountPosition(blockOffset)
             if selfTable == tableIndex { block[selfIndex] = 1 }
-            try file.pwriteAll(Qcow2Backend.encode16(block), offset: blockOffset)
+            try writeMetadata(Qcow2Backend.encode16(block), offset: blockOffset)
             refcountTable[tableIndex] = blockOffset
-            try file.pwriteAll(Qcow2Backend.encode64(blockOffset), offset: header.refcountTableOffset + UInt64(tableIndex) * 8)
+            try writeMetadata(Qcow2Backend.encode64(blockOffset), offset: header.refcountTableOffset + UInt64(tableIndex) * 8)
             if selfTable != tableIndex { try adjustRefcount(ofHostCluster: blockOffset, by: 1) }
         } else {
             block = try refcountBlock(at: blockOffset)
@@ -315,7 +318,7 @@ package final class Qcow2Backend: BlockBackend {
         guard (0...Int(UInt16.max)).contains(value) else { throw Qcow2Error.corrupt("refcount of cluster \(host) would be \(value)") }
         block[index] = UInt16(value)
         refcountBlocks[blockOffset] = block
-        try file.pwriteAll([UInt8(value >> 8), UInt8(value & 0xFF)], offset: blockOffset + UInt64(index) * 2)
+        try writeMetadata([UInt8(value >> 8), UInt8(value & 0xFF)], offset: blockOffset + UInt64(index) * 2)
     }
 
     /// Refuses a write in place over the image's own structures.
@@ -371,6 +374,34 @@ package final class Qcow2Backend: BlockBackend {
     }
 
     // MARK: Helpers
+
+    /// Reads `count` bytes at `offset` (fewer at the end of the file). Under O_DIRECT the
+    /// covering sectors go through an aligned buffer.
+    static func read(_ file: FileDescriptor, direct: Bool, count: Int, offset: UInt64) throws -> [UInt8] {
+        guard direct else { return try file.pread(count: count, offset: Int64(offset)) }
+        let sector = UInt64(AlignedBuffer.sector)
+        let start = offset & ~(sector - 1), end = (offset + UInt64(count) + sector - 1) & ~(sector - 1)
+        let bounce = try AlignedBuffer(count: Int(end - start))
+        let got = try bounce.fill(from: file, at: start)
+        let skip = Int(offset - start)
+        return bounce.bytes(skip..<(skip + max(0, min(count, got - skip))))
+    }
+
+    private func readMetadata(count: Int, offset: UInt64) throws -> [UInt8] {
+        try Qcow2Backend.read(file, direct: direct, count: count, offset: offset)
+    }
+
+    /// Writes `bytes` at `offset`; under O_DIRECT the covering sectors are read, patched
+    /// and written back (a refcount or an L2 entry is smaller than a sector).
+    private func writeMetadata(_ bytes: [UInt8], offset: UInt64) throws {
+        guard direct else { return try file.pwriteAll(bytes, offset: offset) }
+        let sector = UInt64(AlignedBuffer.sector)
+        let start = offset & ~(sector - 1), end = (offset + UInt64(bytes.count) + sector - 1) & ~(sector - 1)
+        let bounce = try AlignedBuffer(count: Int(end - start))
+        if start != offset || end != offset + UInt64(bytes.count) { _ = try bounce.fill(from: file, at: start) }
+        bounce.replace(at: Int(offset - start), with: bytes)
+        try bounce.write(to: file, at: start)
+    }
 
     /// Calls `body` for each guest cluster the range touches, with the bytes inside it.
     private func forEachPiece(offset: UInt64, length: UInt64, _ body: (UInt64, Range<Int>) throws -> Void) throws {

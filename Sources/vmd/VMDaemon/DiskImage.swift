@@ -30,7 +30,7 @@ struct DiskImage {
         case locked(DiskConfig, path: String)
         case notWholeSectors(DiskConfig, path: String, size: Int64)
         case image(DiskConfig, path: String, Qcow2Error)
-        case backing(DiskConfig, path: String, String)
+        case refused(DiskConfig, path: String, String)
 
         var description: String {
             switch self {
@@ -44,7 +44,7 @@ struct DiskImage {
                 "\(disk.location): disk \(path) is \(size) bytes, not a multiple of 512"
             case .image(let disk, let path, let error):
                 "\(disk.location): disk \(path): \(error)"
-            case .backing(let disk, let path, let problem):
+            case .refused(let disk, let path, let problem):
                 "\(disk.location): disk \(path): \(problem)"
             }
         }
@@ -70,17 +70,17 @@ struct DiskImage {
         var current = path
         while let name = header.backingFile {
             guard chain.count < BlockDeviceSetup.maximumChainLength else {
-                throw OpenError.backing(config, path: path, "the backing chain is deeper than \(BlockDeviceSetup.maximumChainLength) images")
+                throw OpenError.refused(config, path: path, "the backing chain is deeper than \(BlockDeviceSetup.maximumChainLength) images")
             }
             let backingPath = name.hasPrefix("/") ? name : directory(of: current) + "/" + name
             let (backingFD, backingSize) = try openOne(config, path: backingPath, readOnly: true, lock: lock, seen: &seen, backingOf: current)
-            let head = (try? backingFD.pread(count: Qcow2Header.bytesNeeded, offset: 0)) ?? []
+            let head = (try? readHead(backingFD)) ?? []
             let format: DiskImageFormat
             switch header.backingFormat {
             case "raw": format = .raw
             case "qcow2": format = .qcow2
             case nil: format = Qcow2Header.hasMagic(head) ? .qcow2 : .raw
-            case let other?: throw OpenError.backing(config, path: path, "\(current) names a backing file of format \(other) (raw and qcow2 are supported)")
+            case let other?: throw OpenError.refused(config, path: path, "\(current) names a backing file of format \(other) (raw and qcow2 are supported)")
             }
             chain.append((format, backingPath, backingFD))
             guard format == .qcow2 else { break }
@@ -97,13 +97,30 @@ struct DiskImage {
 
     private static func readHeader(_ config: DiskConfig, path: String, fd: FileDescriptor, size: Int64, head: [UInt8]? = nil) throws -> Qcow2Header {
         do {
-            let bytes = try head ?? fd.pread(count: Qcow2Header.bytesNeeded, offset: 0)
+            let bytes = try head ?? readHead(fd)
             return try Qcow2Header(bytes: bytes, fileSize: UInt64(size))
         } catch let error as Qcow2Error {
             throw OpenError.image(config, path: path, error)
         } catch let error as SystemError {
             throw OpenError.cannotOpen(config, path: path, error)
         }
+    }
+
+    /// The image's first bytes, through an aligned buffer (the file may be open O_DIRECT).
+    private static func readHead(_ fd: FileDescriptor) throws -> [UInt8] {
+        let count = Qcow2Header.bytesNeeded
+        var buffer: UnsafeMutableRawPointer?
+        guard posix_memalign(&buffer, 4096, count) == 0, let buffer else { throw SystemError("posix_memalign", errno: ENOMEM) }
+        defer { free(buffer) }
+        var done = 0
+        while done < count {
+            // SAFETY: done < count: each read lands inside the allocation.
+            let got = try retryingInterrupts("pread") { pread(fd.rawValue, buffer + done, count - done, off_t(done)) }
+            if got == 0 { break }
+            done += got
+        }
+        // SAFETY: `done` bytes of the allocation were read.
+        return Array(UnsafeRawBufferPointer(start: buffer, count: done))
     }
 
     /// One file of the disk: opened, checked to be a regular file or a block device that
@@ -114,19 +131,22 @@ struct DiskImage {
         let fd: FileDescriptor
         let info: stat
         do {
-            (fd, info) = try RegularFile.open(path, flags: readOnly ? O_RDONLY : O_RDWR, allowed: [S_IFREG, S_IFBLK])
+            let direct = config.cache == .none ? VMD_O_DIRECT : 0
+            (fd, info) = try RegularFile.open(path, flags: (readOnly ? O_RDONLY : O_RDWR) | direct, allowed: [S_IFREG, S_IFBLK])
         } catch {
             if let parent {
-                throw OpenError.backing(config, path: path, "backing file of \(parent): \(error)")
+                throw OpenError.refused(config, path: path, "backing file of \(parent): \(error)")
             }
             switch error {
+            case .system(let failure) where failure.errno == EINVAL && config.cache == .none:
+                throw OpenError.refused(config, path: path, "cache none: this filesystem does not take O_DIRECT; use cache writeback")
             case .system(let failure): throw OpenError.cannotOpen(config, path: path, failure)
             case .notRegular(let kind): throw OpenError.notADisk(config, path: path, kind: kind)
             case .tooLarge: preconditionFailure("open does not check sizes")
             }
         }
         guard seen.insert([UInt64(info.st_dev), UInt64(info.st_ino)]).inserted else {
-            throw OpenError.backing(config, path: path, "the backing chain loops: \(parent ?? path) is backed by \(path), already in the chain")
+            throw OpenError.refused(config, path: path, "the backing chain loops: \(parent ?? path) is backed by \(path), already in the chain")
         }
         if lock {
             let operation = (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB
@@ -143,7 +163,20 @@ struct DiskImage {
             }
             size = Int64(clamping: bytes)
         }
+        if config.cache == .none { try checkDirectIO(config, path: path, fd: fd) }
         return (fd, size)
+    }
+
+    /// `cache none` needs 512-byte direct reads; a filesystem without O_DIRECT refuses the
+    /// open (EINVAL), a 4 KiB-sector device refuses the read.
+    private static func checkDirectIO(_ config: DiskConfig, path: String, fd: FileDescriptor) throws {
+        var buffer: UnsafeMutableRawPointer?
+        guard posix_memalign(&buffer, 4096, 512) == 0, let buffer else { throw OpenError.cannotOpen(config, path: path, SystemError("posix_memalign", errno: ENOMEM)) }
+        defer { free(buffer) }
+        // SAFETY: a 512-byte read into the 512-byte allocation.
+        if pread(fd.rawValue, buffer, 512, 0) < 0 {
+            throw OpenError.refused(config, path: path, "cache none: 512-byte direct reads fail here (\(String(cString: strerror(errno)))); use cache writeback")
+        }
     }
 
     /// For `vmd -n`: a raw disk whose first bytes are qcow2's magic is still given to the
