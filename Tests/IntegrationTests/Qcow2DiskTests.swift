@@ -81,6 +81,20 @@ final class Qcow2DiskTests: XCTestCase {
             XCTAssertTrue(run.stderr.contains(reason), run.stderr)
             XCTAssertEqual(vm.vmProcesses(), [], "nothing started")
         }
+        // A user's image may not make root's vmd open what the user could not read.
+        let secret = vm.directory.appendingPathComponent("secret.raw").path
+        FileManager.default.createFile(atPath: secret, contents: Data(count: 2 << 20), attributes: [.posixPermissions: 0o600])
+        let users = vm.directory.appendingPathComponent("users.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-u", "-b", secret, "-F", "raw", users, "2M"]).status, 0)
+        XCTAssertEqual(chown(users, 65534, 65534), 0)
+        let usersConfig = try vm.writeConfig(cmdline: "test=blk", extra: "    disk \"\(users)\" format qcow2")
+        let refused = VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", usersConfig])
+        XCTAssertNotEqual(refused.status, 0, refused.output)
+        XCTAssertTrue(refused.output.contains("names \(secret) as its backing file, which that user may not read"), refused.output)
+        XCTAssertEqual(chmod(secret, 0o644), 0)
+        XCTAssertEqual(VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", usersConfig]).status, 0,
+                       "a file everyone may read may be named")
+
         // A raw disk is raw whatever it starts with; vmd -n says so.
         let disguised = vm.directory.appendingPathComponent("disguised.raw").path
         XCTAssertEqual(qemuImg(["create", "-f", "qcow2", disguised, "2M"]).status, 0)

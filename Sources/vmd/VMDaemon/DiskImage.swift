@@ -14,7 +14,10 @@ import LinuxSystem
 /// names it) and format (probed when the header does not say). A missing, locked,
 /// looping or too deep chain is refused here, before anything starts. A raw disk is
 /// never probed: whatever its first bytes say, the guest gets it as raw, so a guest
-/// cannot turn its own disk into a qcow2 that points at host files.
+/// cannot turn its own disk into a qcow2 that points at host files. And vmd, which runs
+/// as root, opens a backing file only if the owner of the image naming it could read it
+/// (root's images name anything; a user's image names only files that user owns or that
+/// everyone may read), so a user who can edit a qcow2 header cannot read /etc/shadow.
 struct DiskImage {
     let config: DiskConfig
     let path: String
@@ -56,7 +59,7 @@ struct DiskImage {
     /// the daemon's own VMs may hold it.
     static func open(_ config: DiskConfig, resolvedPath path: String, lock: Bool = true) throws -> DiskImage {
         var seen: Set<[UInt64]> = []
-        let (fd, fileSize) = try openOne(config, path: path, readOnly: config.readOnly, lock: lock, seen: &seen)
+        let (fd, fileSize, topInfo) = try openOne(config, path: path, readOnly: config.readOnly, lock: lock, seen: &seen)
         guard config.format == .qcow2 else {
             guard fileSize % 512 == 0 else { throw OpenError.notWholeSectors(config, path: path, size: fileSize) }
             return DiskImage(config: config, path: path, fd: fd, sizeBytes: fileSize, chain: [(.raw, path, fd)])
@@ -68,12 +71,18 @@ struct DiskImage {
         }
         let virtualSize = Int64(header.size)
         var current = path
+        var currentOwner = topInfo.st_uid
         while let name = header.backingFile {
             guard chain.count < BlockDeviceSetup.maximumChainLength else {
                 throw OpenError.refused(config, path: path, "the backing chain is deeper than \(BlockDeviceSetup.maximumChainLength) images")
             }
             let backingPath = name.hasPrefix("/") ? name : directory(of: current) + "/" + name
-            let (backingFD, backingSize) = try openOne(config, path: backingPath, readOnly: true, lock: lock, seen: &seen, backingOf: current)
+            let (backingFD, backingSize, backingInfo) = try openOne(config, path: backingPath, readOnly: true, lock: lock, seen: &seen,
+                                                                    backingOf: current)
+            guard currentOwner == 0 || backingInfo.st_uid == currentOwner || backingInfo.st_mode & S_IROTH != 0 else {
+                throw OpenError.refused(config, path: path, "\(current) (owned by uid \(currentOwner)) names \(backingPath) as its backing file, "
+                                        + "which that user may not read; vmd does not open it for them")
+            }
             let head = (try? readHead(backingFD)) ?? []
             let format: DiskImageFormat
             switch header.backingFormat {
@@ -86,6 +95,7 @@ struct DiskImage {
             guard format == .qcow2 else { break }
             header = try readHeader(config, path: backingPath, fd: backingFD, size: backingSize, head: head)
             current = backingPath
+            currentOwner = backingInfo.st_uid
         }
         return DiskImage(config: config, path: path, fd: fd, sizeBytes: virtualSize & ~511, chain: chain)
     }
@@ -127,7 +137,7 @@ struct DiskImage {
     /// is not already in the chain (`seen`: device and inode), locked (shared when
     /// read-only) and measured.
     private static func openOne(_ config: DiskConfig, path: String, readOnly: Bool, lock: Bool, seen: inout Set<[UInt64]>,
-                                backingOf parent: String? = nil) throws -> (FileDescriptor, Int64) {
+                                backingOf parent: String? = nil) throws -> (FileDescriptor, Int64, stat) {
         let fd: FileDescriptor
         let info: stat
         do {
@@ -164,7 +174,7 @@ struct DiskImage {
             size = Int64(clamping: bytes)
         }
         if config.cache == .none { try checkDirectIO(config, path: path, fd: fd) }
-        return (fd, size)
+        return (fd, size, info)
     }
 
     /// `cache none` needs 512-byte direct reads; a filesystem without O_DIRECT refuses the
