@@ -125,6 +125,7 @@ uint64_t cmdline_get_u64(const char *key, uint64_t dflt);
 extern const char *kit_current_test;
 /* blk.c */
 int test_blk(const char *name);
+int test_crash(const char *name);   /* test=crash: writes and FLUSHes until killed */
 int bench_blk(const char *name);
 /* nettest.c */
 int test_net(const char *name);

@@ -695,3 +695,70 @@ int bench_blk(const char *name)
 	       d->vq.notifies, poll, virtio_has(&d->vd, VIRTIO_F_EVENT_IDX), d->indirect, d->index);
 	return (int)(cmdline_get_u64("exit", 0) & 0xff);
 }
+
+/* ---- test=crash: writes the host kills in the middle of ----
+ * Forever (until the host kills the VM or its disk process): 4 KiB writes
+ * cycling over blocks=N blocks (block = seq % N), qd in flight; every
+ * flush_every writes it waits for all of them, sends FLUSH and, once the
+ * FLUSH completed, prints "CRASH flushed seq=S": every write with a sequence
+ * number up to S was acknowledged before a FLUSH that completed, so the host
+ * may demand it on the image. Each 512-byte sector of a write holds
+ * CRASH_MAGIC, the sequence number and the block, then the sequence number
+ * repeated, so a torn or misplaced sector shows. */
+#define CRASH_MAGIC 0x4853415243ull /* "CRASH" */
+
+static void fill_crash(uint8_t *buf, uint64_t seq, uint64_t block)
+{
+	for (unsigned int sector = 0; sector < 8; sector++) {
+		uint64_t *w = (uint64_t *)(buf + 512 * sector);
+		w[0] = CRASH_MAGIC;
+		w[1] = seq;
+		w[2] = block;
+		for (unsigned int i = 3; i < 64; i++)
+			w[i] = seq ^ ((uint64_t)sector << 56);
+	}
+}
+
+int test_crash(const char *name)
+{
+	uint64_t blocks = cmdline_get_u64("blocks", 256), qd = cmdline_get_u64("qd", 8);
+	uint64_t every = cmdline_get_u64("flush_every", 64);
+	int nd = disks_init();
+	struct disk *d = NULL;
+	for (int i = 0; i < nd && !d; i++)
+		if (disks[i].ok && !disks[i].ro)
+			d = &disks[i];
+	struct engine e;
+	if (!d || blocks < 1 || d->capacity < blocks * 8 || !virtio_has(&d->vd, BLK_F_FLUSH) ||
+	    engine_init(&e, d, (unsigned int)qd, 4096) < 0) {
+		RESULT(name, "fail", " reason=%s", !d ? "no-writable-disk" : "disk-too-small-or-no-flush");
+		return EXIT_FAIL;
+	}
+	kit_printf("CRASH start blocks=%lu qd=%u flush_every=%lu\n", blocks, e.nslots, every);
+	uint64_t seq = 1;
+	for (;;) {
+		/* A batch of writes, then wait for every one of them. */
+		uint64_t end = seq + every;
+		while (seq < end || e.inflight) {
+			struct slot *s;
+			while (seq < end && (s = free_slot(&e))) {
+				uint64_t block = seq % blocks;
+				fill_crash(s->buf, seq, block);
+				submit(&e, s, BLK_T_OUT, block * 8, 4096);
+				seq++;
+			}
+			vq_kick(&d->vq);
+			s = wait_one(&e);
+			if (!s || *s->status != BLK_S_OK) {
+				RESULT(name, "fail", " reason=%s seq=%lu", s ? "write-failed" : e.error, seq);
+				return EXIT_FAIL;
+			}
+		}
+		int status = do_one(&e, BLK_T_FLUSH, 0, 0);
+		if (status != BLK_S_OK) {
+			RESULT(name, "fail", " reason=flush-failed status=%d", status);
+			return EXIT_FAIL;
+		}
+		kit_printf("CRASH flushed seq=%lu\n", seq - 1);
+	}
+}

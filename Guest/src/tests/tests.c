@@ -117,6 +117,7 @@ static const struct {
 	{ "smp", test_smp },
 	{ "blk", test_blk },
 	{ "bench-blk", bench_blk }, /* bench=blk */
+	{ "crash", test_crash },
 	{ "net", test_net },
 	{ "bench-net", bench_net }, /* bench=net */
 	{ "hostile", test_hostile },
