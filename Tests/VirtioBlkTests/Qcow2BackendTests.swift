@@ -213,4 +213,30 @@ final class Qcow2BackendTests: XCTestCase {
         XCTAssertEqual(try backend.readBytes(at: 4096, count: 4096), Array(String(repeating: "compressible text ", count: 8000).utf8.dropFirst(4096).prefix(4096)),
                        "the next cluster still reads")
     }
+
+    func testTheRefcountTableGrowsWhenTheFileOutgrowsIt() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("grow")
+        let image = directory.appendingPathComponent("grow.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-o", "cluster_size=4096", image, "4M"]).status, 0)
+        // With 4 KiB clusters qemu-img's one-cluster table covers 4 GiB of file: start
+        // allocating past that (the file is sparse: nothing is written in between).
+        let before = try Qcow2Header(bytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: image))), fileSize: 1 << 40)
+        XCTAssertEqual(before.refcountTableClusters, 1)
+        XCTAssertEqual(truncate(image, (4 << 30) + 8192), 0)
+        let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+        var expected = [UInt8](repeating: 0, count: 4 << 20)
+        for (offset, length) in [(0, 4096), (1 << 20, 3 * 4096 + 512), (3 << 20, 65536)] {
+            let bytes = patternBytes(count: length, seed: UInt64(offset) + 3)
+            try backend.writeBytes(bytes, at: UInt64(offset))
+            expected.replaceSubrange(offset..<(offset + length), with: bytes)
+        }
+        try backend.flush()
+        XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected)
+        let after = try Qcow2Header(bytes: try openImage(image).pread(count: 65536, offset: 0), fileSize: 1 << 40)
+        XCTAssertGreaterThan(after.refcountTableClusters, 1, "the table grew")
+        XCTAssertGreaterThan(after.refcountTableOffset, UInt64(4) << 30, "and moved to the end of the file")
+        try assertCheckClean(image)
+        XCTAssertTrue(try rawContents(of: image, in: directory) == expected)
+    }
 }

@@ -19,10 +19,11 @@ import LinuxSystem
 /// write in place into the header, the L1 table, the refcount table or a known L2 or
 /// refcount block is refused.
 ///
+/// When the file outgrows what the refcount table covers, the table moves to a larger
+/// one at the end of the file (`growRefcountTable`).
+///
 /// Not done here: internal snapshots are read (the active L1 table) but an image with
-/// them is refused for writing, as is a dirty one (lazy refcounts); the refcount table
-/// does not grow (a write that needs it to fails with ENOSPC; with 64 KiB clusters the
-/// table `qemu-img create` makes covers 16 TiB).
+/// them is refused for writing, as is a dirty one (lazy refcounts).
 package final class Qcow2Backend: BlockBackend {
     package let capacityBytes: UInt64
     package let readOnly: Bool
@@ -33,6 +34,8 @@ package final class Qcow2Backend: BlockBackend {
     private let backing: BlockBackend?
     private var l1: [UInt64]
     private var refcountTable: [UInt64]
+    /// Where the refcount table is now: it moves when it grows.
+    private var refcountTableOffset: UInt64
     private var l2Tables: [UInt64: [UInt64]] = [:]
     private var refcountBlocks: [UInt64: [UInt16]] = [:]
     /// The end of the file, cluster-aligned: where the next cluster is allocated.
@@ -61,6 +64,7 @@ package final class Qcow2Backend: BlockBackend {
         l1 = Qcow2Backend.decode64(try Qcow2Backend.read(file, direct: direct, count: Int(header.l1Entries) * 8, offset: header.l1TableOffset))
         refcountTable = Qcow2Backend.decode64(try Qcow2Backend.read(file, direct: direct, count: Int(UInt64(header.refcountTableClusters) * header.clusterSize),
                                                                     offset: header.refcountTableOffset))
+        refcountTableOffset = header.refcountTableOffset
         guard l1.count == Int(header.l1Entries) else { throw Qcow2Error.truncated("the L1 table") }
     }
 
@@ -294,8 +298,9 @@ package final class Qcow2Backend: BlockBackend {
 
     private func adjustRefcount(ofHostCluster host: UInt64, by delta: Int) throws {
         let (tableIndex, index) = refcountPosition(host)
-        guard tableIndex < refcountTable.count else {
-            throw SystemError("qcow2: the refcount table is full (growing it is not implemented)", errno: ENOSPC)
+        if tableIndex >= refcountTable.count {
+            guard delta > 0 else { throw Qcow2Error.corrupt("freeing cluster \(host), beyond the refcount table") }
+            try growRefcountTable(toCover: tableIndex)
         }
         var blockOffset = refcountTable[tableIndex] & ~UInt64(511)
         var block: [UInt16]
@@ -309,7 +314,7 @@ package final class Qcow2Backend: BlockBackend {
             if selfTable == tableIndex { block[selfIndex] = 1 }
             try writeMetadata(Qcow2Backend.encode16(block), offset: blockOffset)
             refcountTable[tableIndex] = blockOffset
-            try writeMetadata(Qcow2Backend.encode64(blockOffset), offset: header.refcountTableOffset + UInt64(tableIndex) * 8)
+            try writeMetadata(Qcow2Backend.encode64(blockOffset), offset: refcountTableOffset + UInt64(tableIndex) * 8)
             if selfTable != tableIndex { try adjustRefcount(ofHostCluster: blockOffset, by: 1) }
         } else {
             block = try refcountBlock(at: blockOffset)
@@ -321,12 +326,70 @@ package final class Qcow2Backend: BlockBackend {
         try writeMetadata([UInt8(value >> 8), UInt8(value & 0xFF)], offset: blockOffset + UInt64(index) * 2)
     }
 
+    /// Moves the refcount table to a larger one at the end of the file, so that it has an
+    /// entry `tableIndex`. The new table and the refcount blocks that count its clusters
+    /// (and themselves) are written first; then the header points at the new table (one
+    /// 12-byte write); then the old table's clusters are freed. A crash before the header
+    /// write leaves the old, consistent table and some unreferenced clusters past it.
+    private func growRefcountTable(toCover tableIndex: Int) throws {
+        let cluster = header.clusterSize
+        let entriesPerCluster = Int(cluster / 8)
+        var entries = max(refcountTable.count * 2, tableIndex + 1)
+        let start = fileEnd
+        var tableClusters = 0, newBlocks: [Int] = []
+        // The new clusters (the table, then the blocks) need counting too: grow the set of
+        // new blocks until it covers itself and the table, and the table until it lists them.
+        while true {
+            tableClusters = (entries + entriesPerCluster - 1) / entriesPerCluster
+            var count = 0
+            while true {
+                let first = refcountPosition(start).table
+                let last = refcountPosition(start + UInt64(tableClusters + count - 1) * cluster).table
+                let needed = (first...last).filter { $0 >= refcountTable.count || refcountTable[$0] == 0 }
+                if needed.count == count { newBlocks = needed; break }
+                count = needed.count
+            }
+            guard let highest = newBlocks.max(), highest >= entries else { break }
+            entries = highest + 1
+        }
+        var table = refcountTable + [UInt64](repeating: 0, count: tableClusters * entriesPerCluster - refcountTable.count)
+        var blocks: [Int: [UInt16]] = [:]
+        for (position, index) in newBlocks.enumerated() {
+            table[index] = start + UInt64(tableClusters + position) * cluster
+            blocks[index] = [UInt16](repeating: 0, count: Int(header.refcountBlockEntries))
+        }
+        // Count the new clusters: in the new blocks, or in a block that already exists.
+        for number in 0..<(tableClusters + newBlocks.count) {
+            let (index, slot) = refcountPosition(start + UInt64(number) * cluster)
+            if blocks[index] != nil {
+                blocks[index]![slot] = 1
+            } else {
+                let offset = refcountTable[index] & ~UInt64(511)
+                var block = try refcountBlock(at: offset)
+                block[slot] = 1
+                refcountBlocks[offset] = block
+                try writeMetadata([0, 1], offset: offset + UInt64(slot) * 2)
+            }
+        }
+        fileEnd = start + UInt64(tableClusters + newBlocks.count) * cluster
+        for (index, block) in blocks {
+            try writeMetadata(Qcow2Backend.encode16(block), offset: table[index])
+            remember(block, at: table[index], in: &refcountBlocks)
+        }
+        try writeMetadata(table.flatMap(Qcow2Backend.encode64), offset: start)
+        let oldOffset = refcountTableOffset, oldClusters = (refcountTable.count + entriesPerCluster - 1) / entriesPerCluster
+        try writeMetadata(Qcow2Backend.encode64(start) + Qcow2Backend.encode32(UInt32(tableClusters)), offset: 48)
+        refcountTable = table
+        refcountTableOffset = start
+        for number in 0..<oldClusters { try adjustRefcount(ofHostCluster: oldOffset + UInt64(number) * cluster, by: -1) }
+    }
+
     /// Refuses a write in place over the image's own structures.
     private func checkNotMetadata(_ host: UInt64) throws {
         let size = header.clusterSize
         func overlaps(_ start: UInt64, _ length: UInt64) -> Bool { host < start + length && start < host + size }
         if host < size || overlaps(header.l1TableOffset, UInt64(header.l1Entries) * 8)
-            || overlaps(header.refcountTableOffset, UInt64(header.refcountTableClusters) * size)
+            || overlaps(refcountTableOffset, UInt64(refcountTable.count) * 8)
             || l2Tables[host] != nil || refcountBlocks[host] != nil || refcountTable.contains(host) {
             throw Qcow2Error.corrupt("a data cluster at \(host) overlaps the image's metadata")
         }
@@ -429,4 +492,6 @@ package final class Qcow2Backend: BlockBackend {
     static func encode64(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) } }
 
     static func encode16(_ values: [UInt16]) -> [UInt8] { values.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } }
+
+    static func encode32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32($0))) } }
 }
