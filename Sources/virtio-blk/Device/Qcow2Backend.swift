@@ -334,7 +334,8 @@ package final class Qcow2Backend: BlockBackend {
     private func growRefcountTable(toCover tableIndex: Int) throws {
         let cluster = header.clusterSize
         let entriesPerCluster = Int(cluster / 8)
-        var entries = max(refcountTable.count * 2, tableIndex + 1)
+        let mostEntries = Int(Qcow2Header.maximumRefcountTableBytes / 8)
+        var entries = max(min(refcountTable.count * 2, mostEntries), tableIndex + 1)
         let start = fileEnd
         var tableClusters = 0, newBlocks: [Int] = []
         // The new clusters (the table, then the blocks) need counting too: grow the set of
@@ -351,6 +352,10 @@ package final class Qcow2Backend: BlockBackend {
             }
             guard let highest = newBlocks.max(), highest >= entries else { break }
             entries = highest + 1
+        }
+        // QEMU's limit, which the header parser holds every image to.
+        guard UInt64(tableClusters) * cluster <= Qcow2Header.maximumRefcountTableBytes else {
+            throw SystemError("qcow2: the refcount table would pass 8 MiB", errno: ENOSPC)
         }
         var table = refcountTable + [UInt64](repeating: 0, count: tableClusters * entriesPerCluster - refcountTable.count)
         var blocks: [Int: [UInt16]] = [:]
