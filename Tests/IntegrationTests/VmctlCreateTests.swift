@@ -74,13 +74,14 @@ final class VmctlCreateTests: XCTestCase {
             ([path("e.qcow2")], "give the size with -s"),
             (["-b", path("a.raw"), "-i", path("a.raw"), path("f.qcow2")], "-b and -i exclude each other"),
             (["-b", path("a.raw"), "-s", "512K", path("g.qcow2")], "smaller than the base"),
+            (["-i", path("a.raw"), "-s", "512K", path("h.qcow2")], "smaller than the input"),
         ]
         for (arguments, reason) in cases {
             let run = vmctl(arguments)
             XCTAssertEqual(run.status, 1, "\(arguments): \(run.output)")
             XCTAssertTrue(run.output.contains(reason), "\(arguments): \(run.output)")
         }
-        for leftover in ["b.raw", "c.qcow2", "d.qcow2", "e.qcow2", "f.qcow2", "g.qcow2"] {
+        for leftover in ["b.raw", "c.qcow2", "d.qcow2", "e.qcow2", "f.qcow2", "g.qcow2", "h.qcow2"] {
             XCTAssertFalse(FileManager.default.fileExists(atPath: path(leftover)), leftover)
         }
     }

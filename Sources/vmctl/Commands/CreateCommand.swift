@@ -40,8 +40,10 @@ struct Create: ParsableCommand {
             } else {
                 throw VmctlError("give the size with -s (or a base with -b, or an input with -i)")
             }
-            if let backing, bytes < backing.backend.capacityBytes {
-                throw VmctlError("-s \(size ?? "") is smaller than the base (\(backing.backend.capacityBytes) bytes)")
+            for (role, image) in [("base", backing), ("input", source)] {
+                if let image, bytes < image.backend.capacityBytes {
+                    throw VmctlError("-s \(size ?? "") is smaller than the \(role) (\(image.backend.capacityBytes) bytes)")
+                }
             }
             let file: FileDescriptor
             do {
