@@ -9,7 +9,7 @@ import XCTest
 final class BlockDeviceShapeTests: XCTestCase {
     func testTheDescriptionAgreesWithTheDeclaredShape() throws {
         let model = try BlockDeviceModel(backend: RawFileBackend(file: try makeTemporaryImage(size: 1 << 20), readOnly: false))
-        let device = BlockVirtioDevice(model: model, guestLog: RateLimitedLog(logger: Logger(label: "test")))
+        let device = try BlockVirtioDevice(model: model, guestLog: RateLimitedLog(logger: Logger(label: "test")))
         XCTAssertTrue(DeviceShape.block.matches(device.description), "\(device.description)")
         XCTAssertEqual(DeviceShape.block.queueCount, 1)
     }

@@ -17,6 +17,9 @@ public protocol VirtioDeviceModel: AnyObject {
     func queueNotified(_ index: Int) throws
     /// Device reset: drop the queues and any state derived from the driver.
     func reset()
+    /// The VM is pausing and no new kick will be served: finish what is in flight (a
+    /// device that serves each request within its event has nothing to do).
+    func quiesce()
     /// Whether `ActiveQueues.drain` may poll this device's rings after a busy round
     /// (`PollingWindow`). A device whose one thread also waits on other sources says no.
     var pollsQueues: Bool { get }
@@ -24,6 +27,7 @@ public protocol VirtioDeviceModel: AnyObject {
 
 extension VirtioDeviceModel {
     public var pollsQueues: Bool { true }
+    public func quiesce() {}
 
     public func readConfigBytes(_ space: [UInt8], offset: Int, size: Int) -> [UInt8] {
         // Reads past the end of the structure return zeros rather than failing the vCPU.

@@ -116,14 +116,15 @@ public final class VirtioDeviceRunner {
     }
 
     /// The VM pausing (or going on): kicks and the device's own descriptors are taken out
-    /// of the loop, and put back. Requests are served whole within one event, so none is
-    /// in flight when this runs; on resume every queue is looked at again, since kicks
+    /// of the loop, and put back; then the model finishes what it has in flight (a device
+    /// with workers waits for them). On resume every queue is looked at again, since kicks
     /// that came meanwhile were coalesced in their eventfds.
     private func setQuiesced(_ on: Bool) {
         quiesced = on
         for watch in kickWatches + deviceWatches.compactMap(\.value) {
             if on { watch.suspend() } else { watch.resume() }
         }
+        if on { model.quiesce() }
         logger.debug(on ? "quiesced" : "resumed")
         if !on { activeQueues.forEach(queueNotified) }
     }

@@ -16,15 +16,28 @@ package enum BlockProcessMain {
                 throw IPCError.malformed("expected the block device setup")
             }
             logger[metadataKey: "disk"] = "\(setup.name)"
-            let model = try BlockDeviceModel(backend: try BlockProcessMain.backend(setup, images: images), serial: setup.serial)
-            let device = BlockVirtioDevice(model: model, guestLog: RateLimitedLog(logger: logger))
+            let backend = try BlockProcessMain.backend(setup, images: images)
+            // A raw image takes requests from several threads at once (positional I/O, no
+            // shared state); a qcow2 image's tables are the backend's own, so it has none.
+            let workers = backend is RawFileBackend ? BlockProcessMain.workers : 0
+            let models = try (0..<max(workers, 1)).map { _ in try BlockDeviceModel(backend: backend, serial: setup.serial) }
+            let pool = workers > 0 ? BlockWorkerPool(workers: workers) : nil
+            let device = try BlockVirtioDevice(models: models, pool: pool, guestLog: RateLimitedLog(logger: logger))
             let runner = try VirtioDeviceRunner(model: device, memory: start.memory, wiring: wiring, control: start.control, logger: logger)
+            device.onBrokenRing = { [unowned runner] in runner.reportBrokenRing($0) }
+            let completions = try runner.watchReadable(device.completionEvent.rawValue) { device.collectCompletions() }
             ProcessRole.current = "virtio-blk"
             try Sandbox.enter(.block, logger: logger)
+            try pool?.start()  // under the sandbox, which every new thread inherits
             try runner.run()
-            logger.info("served \(model.counters.requests) requests")
+            withExtendedLifetime(completions) {}
+            logger.info("served \(device.requestsServed) requests")
         }
     }
+
+    /// Requests in flight at once on a raw disk: enough to keep a device busy, few
+    /// enough for two cores.
+    static let workers = 4
 
     /// The disk's backend: its images from the bottom of the chain up, each reading
     /// through to the one below; only the top may be written.

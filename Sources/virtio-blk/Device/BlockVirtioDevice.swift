@@ -1,24 +1,50 @@
 import IPC
 import LinuxSystem
+import Synchronization
 import VirtioCore
 
-/// The virtio-blk model as the generic device runner drives it: one request
-/// queue, served by `BlockDeviceModel` straight out of guest memory.
+/// The virtio-blk model as the generic device runner drives it: one request queue,
+/// served by `BlockDeviceModel` straight out of guest memory.
+///
+/// With a worker pool (a backend that takes concurrent requests: raw images), the
+/// event loop only takes chains off the ring and hands them to the workers; what they
+/// finish comes back through `completionEvent`, and the loop puts it on the used ring
+/// and interrupts. So the guest's queue depth reaches the host. Without one (qcow2,
+/// whose metadata is not shared between threads) every request is served in the loop.
+/// Pause and reset wait for the requests in flight (`quiesce`, `reset`).
 final class BlockVirtioDevice: VirtioDeviceModel {
-    let model: BlockDeviceModel
+    /// One model per worker (the first also serves the loop's own requests).
+    let models: [BlockDeviceModel]
+    var model: BlockDeviceModel { models[0] }
+    private let pool: BlockWorkerPool?
     private let guestLog: RateLimitedLog
     private var active: ActiveQueues?
+    /// Signalled by a worker when it finished a request; watched by the event loop.
+    let completionEvent: FileDescriptor
+    private let finished = Mutex<[(head: UInt16, length: UInt32)]>([])
+    /// A ring fault found while completing (outside a kick), for the runner to report.
+    var onBrokenRing: ((Error) -> Void)?
 
-    init(model: BlockDeviceModel, guestLog: RateLimitedLog) {
-        self.model = model
+    init(models: [BlockDeviceModel], pool: BlockWorkerPool?, guestLog: RateLimitedLog) throws {
+        precondition(!models.isEmpty && (pool == nil || pool!.workers == models.count), "a model per worker")
+        self.models = models
+        self.pool = pool
         self.guestLog = guestLog
-        model.onFailure = { [guestLog] in guestLog.note($0) }
+        completionEvent = try FileDescriptor.eventFD()
+        for model in models { model.onFailure = { [guestLog] in guestLog.note($0) } }
+    }
+
+    convenience init(model: BlockDeviceModel, guestLog: RateLimitedLog) throws {
+        try self.init(models: [model], pool: nil, guestLog: guestLog)
     }
 
     var description: DeviceDescription {
         DeviceDescription(type: .block, features: model.deviceFeatures, queueCount: UInt16(model.queueCount),
                           maximumQueueSize: model.maximumQueueSize, configSize: UInt32(model.configSpace.count))
     }
+
+    /// Every worker's counters added up.
+    var requestsServed: Int { models.reduce(0) { $0 + $1.counters.requests } }
 
     func readConfig(offset: Int, size: Int) -> [UInt8] {
         readConfigBytes(model.configSpace, offset: offset, size: size)
@@ -34,10 +60,60 @@ final class BlockVirtioDevice: VirtioDeviceModel {
 
     func queueNotified(_ index: Int) throws {
         guard let active else { return }
-        try active.drain(index, noting: guestLog, queueName: "request queue") { chain in model.process(chain, memory: active.memory) }
+        guard let pool else {
+            return try active.drain(index, noting: guestLog, queueName: "request queue") { chain in model.process(chain, memory: active.memory) }
+        }
+        let memory = active.memory
+        _ = try active.withQueue(index) { queue in
+            repeat {
+                try queue.disableNotifications()
+                while let entry = try queue.popAvailable() {
+                    switch entry {
+                    case .chain(let chain):
+                        pool.submit { [self] worker in
+                            let length = models[worker].process(chain, memory: memory)
+                            finished.withLock { $0.append((chain.head, length)) }
+                            try? completionEvent.signalEvent()
+                        }
+                    case .malformed(let head, let error):
+                        guestLog.note("request queue: chain at descriptor \(head) refused: \(error)")
+                        try queue.pushUsed(head: head, length: 0)
+                    }
+                }
+            } while try queue.enableNotifications()
+        }
+        try active.interruptIfNeeded(index)
+    }
+
+    /// On the event loop: puts what the workers finished on the used ring, then interrupts.
+    func collectCompletions() {
+        _ = completionEvent.drainEvent()
+        let done = finished.withLock { list in
+            defer { list.removeAll(keepingCapacity: true) }
+            return list
+        }
+        guard !done.isEmpty, let active else { return }
+        do {
+            _ = try active.withQueue(0) { queue in
+                for (head, length) in done { try queue.pushUsed(head: head, length: length) }
+            }
+            try active.interruptIfNeeded(0)
+        } catch {
+            onBrokenRing?(error)
+        }
+    }
+
+    /// The VM is pausing: nothing may be in flight once this returns.
+    func quiesce() {
+        pool?.waitIdle()
+        collectCompletions()
     }
 
     func reset() {
+        // The workers write into guest memory: let them finish before the queues go.
+        pool?.waitIdle()
+        _ = completionEvent.drainEvent()
+        finished.withLock { $0.removeAll() }
         active = nil
     }
 }

@@ -84,15 +84,21 @@ public struct SandboxProfile {
     ]
 
 
-    private static let vmThreads: [SeccompFilter.Rule] = [
+    /// Starting threads after the sandbox is entered (so they inherit it).
+    private static func threadCreation(_ who: String) -> [SeccompFilter.Rule] {
+        [
+            // Only threads: fork and vfork-like clones stay forbidden.
+            SeccompFilter.Rule(name: "clone", reason: "\(who) (CLONE_THREAD only)",
+                               argument: (0, UInt64(VMD_CLONE_THREAD), UInt64(VMD_CLONE_THREAD))),
+            .fail("clone3", errno: ENOSYS, "glibc falls back to clone, whose flags seccomp can check"),
+            .allow("set_robust_list", "new threads"),
+            .allow("rseq", "new threads"),
+        ]
+    }
+
+    private static let vmThreads: [SeccompFilter.Rule] = threadCreation("vCPU and poller threads") + [
         .allow("poll", "masked-interrupt poller"),
         .allow("ppoll", "masked-interrupt poller"),
-        // Only threads: fork and vfork-like clones stay forbidden.
-        SeccompFilter.Rule(name: "clone", reason: "vCPU and poller threads (CLONE_THREAD only)",
-                           argument: (0, UInt64(VMD_CLONE_THREAD), UInt64(VMD_CLONE_THREAD))),
-        .fail("clone3", errno: ENOSYS, "glibc falls back to clone, whose flags seccomp can check"),
-        .allow("set_robust_list", "new threads"),
-        .allow("rseq", "new threads"),
         .allow("setsockopt", "device reply timeouts"),
         .allow("eventfd2", "the end-of-guest and poller wakeup eventfds"),
     ]
@@ -106,7 +112,7 @@ public struct SandboxProfile {
         .allow("fdatasync", "FLUSH"),
         .allow("fsync", "FLUSH"),
         .allow("fallocate", "DISCARD (punch hole) and WRITE_ZEROES (zero range)"),
-    ], unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
+    ] + threadCreation("request workers, so requests are in flight together"), unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
 
     /// virtio-rng: nothing beyond the common set, whose getrandom is all it serves from.
     public static let entropy = SandboxProfile(role: .entropy, rules: common,
