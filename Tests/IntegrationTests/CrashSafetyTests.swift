@@ -23,8 +23,9 @@ final class CrashSafetyTests: XCTestCase {
 
     private enum Target { case deviceProcess, wholeVM }
 
-    private func crash(format: String, killing target: Target, file: StaticString = #filePath, line: UInt = #line) throws {
-        let vm = try VmdHarness("crash-\(format)-\(target == .deviceProcess ? "device" : "vm")")
+    private func crash(format: String, killing target: Target, cache: String = "writeback",
+                       file: StaticString = #filePath, line: UInt = #line) throws {
+        let vm = try VmdHarness("crash-\(format)-\(cache)-\(target == .deviceProcess ? "device" : "vm")")
         let image = vm.directory.appendingPathComponent("disk.\(format)").path
         if format == "qcow2" {
             XCTAssertEqual(VmdHarness.runCommand(["/usr/bin/qemu-img", "create", "-f", "qcow2", image, "2M"]).status, 0)
@@ -33,7 +34,7 @@ final class CrashSafetyTests: XCTestCase {
             XCTAssertEqual(truncate(image, 2 << 20), 0)
         }
         let config = try vm.writeConfig(cmdline: "test=crash blocks=\(Self.blocks) qd=8 flush_every=64",
-                                        extra: "    disk \"\(image)\" format \(format)")
+                                        extra: "    disk \"\(image)\" format \(format) cache \(cache)")
         let run = try vm.start(config: config, arguments: ["--deadline", "120", "--no-reboot"])
         defer { if run.process.isRunning { kill(run.process.processIdentifier, SIGKILL) } }
         // Let a few FLUSHes complete (whole lines: the console arrives a byte at a time),
@@ -93,4 +94,7 @@ final class CrashSafetyTests: XCTestCase {
     func testRawSurvivesKillingTheWholeVM() throws { try crash(format: "raw", killing: .wholeVM) }
     func testQcow2SurvivesKillingItsDeviceProcess() throws { try crash(format: "qcow2", killing: .deviceProcess) }
     func testQcow2SurvivesKillingTheWholeVM() throws { try crash(format: "qcow2", killing: .wholeVM) }
+    /// `cache none` on raw: requests in flight on the device's workers when the kill comes.
+    func testRawWithCacheNoneSurvivesKillingItsDeviceProcess() throws { try crash(format: "raw", killing: .deviceProcess, cache: "none") }
+    func testQcow2WithCacheNoneSurvivesKillingTheWholeVM() throws { try crash(format: "qcow2", killing: .wholeVM, cache: "none") }
 }

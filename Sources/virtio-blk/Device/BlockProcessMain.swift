@@ -17,9 +17,12 @@ package enum BlockProcessMain {
             }
             logger[metadataKey: "disk"] = "\(setup.name)"
             let backend = try BlockProcessMain.backend(setup, images: images)
-            // A raw image takes requests from several threads at once (positional I/O, no
-            // shared state); a qcow2 image's tables are the backend's own, so it has none.
-            let workers = backend is RawFileBackend ? BlockProcessMain.workers : 0
+            // Workers for a raw image under `cache none`, where each request waits for the
+            // device: measured, they make QD32 1.6-2.7x faster there. Through the page cache
+            // a request takes microseconds and the hand-off to a worker costs more (QD1 reads
+            // went from 4 to 43 µs), so writeback disks are served in the loop. A qcow2
+            // image's tables are the backend's own: no workers either.
+            let workers = (backend as? RawFileBackend)?.direct == true ? BlockProcessMain.workers : 0
             let models = try (0..<max(workers, 1)).map { _ in try BlockDeviceModel(backend: backend, serial: setup.serial) }
             let pool = workers > 0 ? BlockWorkerPool(workers: workers) : nil
             let device = try BlockVirtioDevice(models: models, pool: pool, guestLog: RateLimitedLog(logger: logger))

@@ -6,11 +6,11 @@ import VirtioCore
 /// The virtio-blk model as the generic device runner drives it: one request queue,
 /// served by `BlockDeviceModel` straight out of guest memory.
 ///
-/// With a worker pool (a backend that takes concurrent requests: raw images), the
+/// With a worker pool (a raw image under `cache none`: see `BlockProcessMain`), the
 /// event loop only takes chains off the ring and hands them to the workers; what they
 /// finish comes back through `completionEvent`, and the loop puts it on the used ring
-/// and interrupts. So the guest's queue depth reaches the host. Without one (qcow2,
-/// whose metadata is not shared between threads) every request is served in the loop.
+/// and interrupts. So the guest's queue depth reaches the host. Without one (the page
+/// cache, qcow2) every request is served in the loop.
 /// Pause and reset wait for the requests in flight (`quiesce`, `reset`).
 final class BlockVirtioDevice: VirtioDeviceModel {
     /// One model per worker (the first also serves the loop's own requests).
