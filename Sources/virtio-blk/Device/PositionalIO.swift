@@ -16,40 +16,24 @@ enum PositionalIO {
         try transfer(file, &vectors, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
     }
 
-    static func read(_ file: FileDescriptor, into iovecs: inout [iovec], at offset: UInt64, direct: Bool = false) throws {
+    /// Reads into `iovecs`. With `zeroPastEnd` what lies past the end of the file reads
+    /// as zeros (a qcow2 image's last data cluster may be short); without, it is EIO.
+    static func read(_ file: FileDescriptor, into iovecs: inout [iovec], at offset: UInt64, direct: Bool = false,
+                     zeroPastEnd: Bool = false) throws {
         guard direct, !AlignedBuffer.isAligned(iovecs) else {
-            return try transfer(file, &iovecs, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
+            return try transfer(file, &iovecs, at: offset, call: "preadv", zeroPastEnd: zeroPastEnd) { preadv($0, $1, $2, $3) }
         }
         let bounce = try AlignedBuffer(count: IOVectors.totalLength(iovecs))
         var vectors = [bounce.vector]
-        try transfer(file, &vectors, at: offset, call: "preadv") { preadv($0, $1, $2, $3) }
+        try transfer(file, &vectors, at: offset, call: "preadv", zeroPastEnd: zeroPastEnd) { preadv($0, $1, $2, $3) }
         IOVectors.copy(bounce.bytes(0..<bounce.count)[...], into: iovecs)
-    }
-
-    /// Reads into `iovecs`; what lies past the end of the file reads as zeros (a qcow2
-    /// image's last data cluster may be short).
-    static func readFilling(_ file: FileDescriptor, into iovecs: inout [iovec], at offset: UInt64, direct: Bool = false) throws {
-        if direct {
-            // Whole sectors through the bounce buffer: the file's end need not be aligned.
-            let total = IOVectors.totalLength(iovecs)
-            let bounce = try AlignedBuffer(count: (total + AlignedBuffer.sector - 1) & ~(AlignedBuffer.sector - 1))
-            _ = try bounce.fill(from: file, at: offset)
-            return IOVectors.copy(bounce.bytes(0..<total)[...], into: iovecs)
-        }
-        // lseek rather than fstat: st_size is 0 for block devices.
-        let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
-        let total = UInt64(IOVectors.totalLength(iovecs))
-        let inside = offset < size ? Int(min(total, size - offset)) : 0
-        var below = IOVectors.takePrefix(&iovecs, length: inside)
-        if inside > 0 { try transfer(file, &below, at: offset, call: "preadv") { preadv($0, $1, $2, $3) } }
-        IOVectors.fillZero(iovecs)
     }
 
     /// preadv/pwritev over `iovecs`, at most UIO_MAXIOV (IOV_MAX) per call, continuing after
     /// short transfers (which advance the entries in place). Zero bytes transferred (end of
-    /// file) is reported as EIO.
+    /// file) is reported as EIO, or with `zeroPastEnd` ends the read with the rest zeroed.
     static func transfer(
-        _ file: FileDescriptor, _ iovecs: inout [iovec], at offset: UInt64, call: String,
+        _ file: FileDescriptor, _ iovecs: inout [iovec], at offset: UInt64, call: String, zeroPastEnd: Bool = false,
         _ body: (Int32, UnsafePointer<iovec>, Int32, off_t) -> Int
     ) throws {
         var index = 0
@@ -61,7 +45,10 @@ enum PositionalIO {
             let transferred = try iovecs.withUnsafeBufferPointer { vectors in
                 try retryingInterrupts(call) { body(fd, vectors.baseAddress! + index, batch, off_t(position)) }
             }
-            guard transferred > 0 else { throw SystemError(call, errno: EIO) }
+            guard transferred > 0 else {
+                guard zeroPastEnd else { throw SystemError(call, errno: EIO) }
+                return IOVectors.fillZero(Array(iovecs[index...]))
+            }
             position += UInt64(transferred)
             // Step over what was transferred: whole iovecs, then part of the next one.
             var left = transferred

@@ -124,7 +124,7 @@ package final class Qcow2Backend: BlockBackend {
             try readBacking(piece, at: cluster * header.clusterSize + UInt64(within.lowerBound))
         case .data(let host, _):
             var vectors = piece
-            try PositionalIO.readFilling(file, into: &vectors, at: host + UInt64(within.lowerBound), direct: direct)
+            try PositionalIO.read(file, into: &vectors, at: host + UInt64(within.lowerBound), direct: direct, zeroPastEnd: true)
         case .compressed(let entry):
             IOVectors.copy(try inflate(entry)[within], into: piece)
         }
@@ -342,7 +342,8 @@ package final class Qcow2Backend: BlockBackend {
         let bounce = try AlignedBuffer(count: Int(end - start))
         if start != offset || end != offset + UInt64(bytes.count) { _ = try bounce.fill(from: file, at: start) }
         bounce.replace(at: Int(offset - start), with: bytes)
-        try bounce.write(to: file, at: start)
+        var vectors = [bounce.vector]
+        try PositionalIO.write(file, from: &vectors, at: start)
     }
 
     /// Calls `body` for each guest cluster the range touches, with the bytes inside it.
