@@ -56,13 +56,8 @@ final class DirectIOTests: XCTestCase {
             let backend = try Qcow2Backend(file: try openDirect(path), readOnly: false, backing: nil)
             var expected = [UInt8](repeating: 0, count: 2 << 20)
             try exercise(backend, expected: &expected)
-            let check = try QemuImg.run(["check", path])
-            XCTAssertEqual(check.status, 0, check.output)
-            XCTAssertTrue(check.output.contains("No errors were found"), check.output)
-            let raw = directory.appendingPathComponent("converted.raw").path
-            unlink(raw)
-            XCTAssertEqual(try QemuImg.run(["convert", "-O", "raw", path, raw]).status, 0)
-            XCTAssertTrue([UInt8](try Data(contentsOf: URL(fileURLWithPath: raw))) == expected, "qemu-img reads what was written, \(clusterSize)")
+            try QemuImg.assertCheckClean(path)
+            XCTAssertTrue(try QemuImg.rawContents(of: path, in: directory) == expected, "qemu-img reads what was written, \(clusterSize)")
         }
     }
 }

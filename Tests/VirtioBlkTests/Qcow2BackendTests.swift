@@ -13,20 +13,6 @@ final class Qcow2BackendTests: XCTestCase {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
-    private func rawContents(of image: String, in directory: URL) throws -> [UInt8] {
-        let out = directory.appendingPathComponent("converted-\(UUID().uuidString).raw").path
-        let converted = try QemuImg.run(["convert", "-O", "raw", image, out])
-        XCTAssertEqual(converted.status, 0, converted.output)
-        defer { unlink(out) }
-        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
-    }
-
-    private func assertCheckClean(_ image: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let check = try QemuImg.run(["check", image])
-        XCTAssertEqual(check.status, 0, "qemu-img check \(image):\n\(check.output)", file: file, line: line)
-        XCTAssertTrue(check.output.contains("No errors were found"), check.output, file: file, line: line)
-    }
-
     /// A raw disk with data, holes and a zero run, the same bytes for every format test.
     private func sourceDisk(_ size: Int) -> [UInt8] {
         var bytes = patternBytes(count: size, seed: 7)
@@ -77,8 +63,8 @@ final class Qcow2BackendTests: XCTestCase {
             expected.replaceSubrange(1024..<1536, with: repeatElement(0, count: 512))
             try backend.flush()
             XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "read back through the backend, \(clusterSize)")
-            try assertCheckClean(image)
-            XCTAssertTrue(try rawContents(of: image, in: directory) == expected, "qemu-img sees what was written, \(clusterSize)")
+            try QemuImg.assertCheckClean(image)
+            XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "qemu-img sees what was written, \(clusterSize)")
         }
     }
 
@@ -97,8 +83,8 @@ final class Qcow2BackendTests: XCTestCase {
             expected.replaceSubrange(offset..<(offset + length), with: bytes)
         }
         try backend.flush()
-        try assertCheckClean(image)
-        XCTAssertTrue(try rawContents(of: image, in: directory) == expected)
+        try QemuImg.assertCheckClean(image)
+        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected)
     }
 
     func testAChainOfThreeReadsThroughAndOnlyTheTopChanges() throws {
@@ -107,7 +93,7 @@ final class Qcow2BackendTests: XCTestCase {
         let base = directory.appendingPathComponent("base.raw").path
         var expected = sourceDisk(2 << 20)
         try writeFile(expected, base)
-        let baseHash = try rawContents(of: base, in: directory)
+        let baseHash = try QemuImg.rawContents(of: base, in: directory)
         let middle = directory.appendingPathComponent("middle.qcow2").path
         let top = directory.appendingPathComponent("top.qcow2").path
         XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-b", base, "-F", "raw", middle]).status, 0)
@@ -132,9 +118,9 @@ final class Qcow2BackendTests: XCTestCase {
         expected.replaceSubrange(70_000..<75_000, with: written)
         try topBackend.flush()
         XCTAssertTrue(try topBackend.readBytes(at: 0, count: expected.count) == expected)
-        try assertCheckClean(top)
-        XCTAssertTrue(try rawContents(of: top, in: directory) == expected, "qemu-img reads the chain as we do")
-        XCTAssertTrue(try rawContents(of: base, in: directory) == baseHash, "the base is unchanged")
+        try QemuImg.assertCheckClean(top)
+        XCTAssertTrue(try QemuImg.rawContents(of: top, in: directory) == expected, "qemu-img reads the chain as we do")
+        XCTAssertTrue(try QemuImg.rawContents(of: base, in: directory) == baseHash, "the base is unchanged")
     }
 
     func testHostileHeadersAreRefusedWithTheirReason() throws {
@@ -236,7 +222,7 @@ final class Qcow2BackendTests: XCTestCase {
         let after = try Qcow2Header(bytes: try openImage(image).pread(count: 65536, offset: 0), fileSize: 1 << 40)
         XCTAssertGreaterThan(after.refcountTableClusters, 1, "the table grew")
         XCTAssertGreaterThan(after.refcountTableOffset, UInt64(4) << 30, "and moved to the end of the file")
-        try assertCheckClean(image)
-        XCTAssertTrue(try rawContents(of: image, in: directory) == expected)
+        try QemuImg.assertCheckClean(image)
+        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected)
     }
 }

@@ -31,6 +31,22 @@ enum QemuImg {
         process.waitUntilExit()
         return (process.terminationStatus, output)
     }
+
+    /// The image as `qemu-img convert -O raw` reads it.
+    static func rawContents(of image: String, in directory: URL) throws -> [UInt8] {
+        let out = directory.appendingPathComponent("converted-\(UUID().uuidString).raw").path
+        let converted = try QemuImg.run(["convert", "-O", "raw", image, out])
+        XCTAssertEqual(converted.status, 0, converted.output)
+        defer { unlink(out) }
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
+    }
+
+    /// `qemu-img check` finds no error (nor a leak).
+    static func assertCheckClean(_ image: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let check = try QemuImg.run(["check", image])
+        XCTAssertEqual(check.status, 0, "qemu-img check \(image):\n\(check.output)", file: file, line: line)
+        XCTAssertTrue(check.output.contains("No errors were found"), check.output, file: file, line: line)
+    }
 }
 
 /// A scratch directory for one test's images.

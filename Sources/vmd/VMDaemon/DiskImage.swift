@@ -118,19 +118,8 @@ struct DiskImage {
 
     /// The image's first bytes, through an aligned buffer (the file may be open O_DIRECT).
     private static func readHead(_ fd: FileDescriptor) throws -> [UInt8] {
-        let count = Qcow2Header.bytesNeeded
-        var buffer: UnsafeMutableRawPointer?
-        guard posix_memalign(&buffer, 4096, count) == 0, let buffer else { throw SystemError("posix_memalign", errno: ENOMEM) }
-        defer { free(buffer) }
-        var done = 0
-        while done < count {
-            // SAFETY: done < count: each read lands inside the allocation.
-            let got = try retryingInterrupts("pread") { pread(fd.rawValue, buffer + done, count - done, off_t(done)) }
-            if got == 0 { break }
-            done += got
-        }
-        // SAFETY: `done` bytes of the allocation were read.
-        return Array(UnsafeRawBufferPointer(start: buffer, count: done))
+        let buffer = try AlignedBuffer(count: Qcow2Header.bytesNeeded)
+        return buffer.bytes(0..<(try buffer.fill(from: fd, at: 0)))
     }
 
     /// One file of the disk: opened, checked to be a regular file or a block device that
@@ -180,12 +169,10 @@ struct DiskImage {
     /// `cache none` needs 512-byte direct reads; a filesystem without O_DIRECT refuses the
     /// open (EINVAL), a 4 KiB-sector device refuses the read.
     private static func checkDirectIO(_ config: DiskConfig, path: String, fd: FileDescriptor) throws {
-        var buffer: UnsafeMutableRawPointer?
-        guard posix_memalign(&buffer, 4096, 512) == 0, let buffer else { throw OpenError.cannotOpen(config, path: path, SystemError("posix_memalign", errno: ENOMEM)) }
-        defer { free(buffer) }
-        // SAFETY: a 512-byte read into the 512-byte allocation.
-        if pread(fd.rawValue, buffer, 512, 0) < 0 {
-            throw OpenError.refused(config, path: path, "cache none: 512-byte direct reads fail here (\(String(cString: strerror(errno)))); use cache writeback")
+        do {
+            _ = try AlignedBuffer(count: AlignedBuffer.sector).fill(from: fd, at: 0)
+        } catch let error as SystemError {
+            throw OpenError.refused(config, path: path, "cache none: 512-byte direct reads fail here (\(String(cString: strerror(error.errno)))); use cache writeback")
         }
     }
 

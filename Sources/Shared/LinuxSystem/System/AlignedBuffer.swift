@@ -1,21 +1,20 @@
 import CLinux
 import Glibc
-import LinuxSystem
 
-/// Host memory aligned for O_DIRECT (`cache none`): a bounce buffer for guest memory
-/// that is not sector-aligned, and for the qcow2 metadata a backend reads and writes.
-/// The only raw allocation of the block backends; freed with the buffer.
-final class AlignedBuffer {
+/// Host memory aligned for O_DIRECT (`cache none`): the block backends' bounce buffer
+/// for guest memory that is not sector-aligned and for qcow2 metadata, and vmd's for
+/// the first bytes of an image it opened O_DIRECT. Freed with the buffer.
+public final class AlignedBuffer {
     /// Page alignment satisfies every device's direct-I/O memory alignment.
-    static let alignment = 4096
+    public static let alignment = 4096
     /// The sector: direct I/O offsets and lengths are multiples of it.
-    static let sector = 512
+    public static let sector = 512
 
-    let count: Int
+    public let count: Int
     private let base: UnsafeMutableRawPointer
 
     /// `count` zeroed bytes.
-    init(count: Int) throws {
+    public init(count: Int) throws {
         var memory: UnsafeMutableRawPointer?
         let size = max(count, 1)
         // SAFETY: posix_memalign either fails (checked) or gives `size` bytes at the alignment.
@@ -30,15 +29,15 @@ final class AlignedBuffer {
     deinit { free(base) }
 
     /// One iovec over the whole buffer, for preadv and pwritev.
-    var vector: iovec { iovec(iov_base: base, iov_len: count) }
+    public var vector: iovec { iovec(iov_base: base, iov_len: count) }
 
-    func bytes(_ range: Range<Int>) -> [UInt8] {
+    public func bytes(_ range: Range<Int>) -> [UInt8] {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "inside the buffer")
         // SAFETY: the range is inside the allocation (checked above).
         return Array(UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count))
     }
 
-    func replace(at offset: Int, with bytes: [UInt8]) {
+    public func replace(at offset: Int, with bytes: [UInt8]) {
         precondition(offset >= 0 && offset + bytes.count <= count, "inside the buffer")
         guard !bytes.isEmpty else { return }
         // SAFETY: the destination range is inside the allocation (checked above).
@@ -47,7 +46,7 @@ final class AlignedBuffer {
 
     /// Fills the buffer from `file` at `offset` (aligned); returns how many bytes the file
     /// had (fewer at its end; the rest stays zero).
-    func fill(from file: FileDescriptor, at offset: UInt64) throws -> Int {
+    public func fill(from file: FileDescriptor, at offset: UInt64) throws -> Int {
         var done = 0
         while done < count {
             // SAFETY: done < count: the read lands inside the allocation.
@@ -58,20 +57,14 @@ final class AlignedBuffer {
         return done
     }
 
-    /// Writes the whole buffer to `file` at `offset` (aligned).
-    func write(to file: FileDescriptor, at offset: UInt64) throws {
-        var vectors = [vector]
-        try PositionalIO.transfer(file, &vectors, at: offset, call: "pwritev") { pwritev($0, $1, $2, $3) }
-    }
-
     /// Whether `file` is open O_DIRECT (`cache none`; vmd opened it so).
-    static func isDirect(_ file: FileDescriptor) -> Bool {
+    public static func isDirect(_ file: FileDescriptor) -> Bool {
         let flags = fcntl(file.rawValue, F_GETFL)
         return flags >= 0 && flags & VMD_O_DIRECT != 0
     }
 
     /// Whether guest iovecs can go to the file as they are under O_DIRECT.
-    static func isAligned(_ vectors: [iovec]) -> Bool {
+    public static func isAligned(_ vectors: [iovec]) -> Bool {
         vectors.allSatisfy { entry in
             Int(bitPattern: entry.iov_base) % sector == 0 && entry.iov_len % sector == 0
         }
