@@ -13,6 +13,7 @@
 #define BLK_F_BLK_SIZE     6
 #define BLK_F_FLUSH        9
 #define BLK_F_TOPOLOGY     10
+#define BLK_F_MQ           12
 #define BLK_F_DISCARD      13
 #define BLK_F_WRITE_ZEROES 14
 
@@ -34,6 +35,7 @@
 #define CFG_SEG_MAX        12
 #define CFG_BLK_SIZE       20
 #define CFG_PHYS_BLOCK_EXP 24
+#define CFG_NUM_QUEUES     34
 #define CFG_MAX_DISCARD    36
 #define CFG_MAX_DISCARD_SEG 40
 #define CFG_DISCARD_ALIGN  44

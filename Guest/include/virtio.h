@@ -75,6 +75,7 @@ struct virtq {
 	int poll;                     /* suppress interrupts */
 	volatile uint16_t *notify;
 	uint64_t notifies, kicks;
+	uint16_t msix_entry;          /* its MSI-X table entry */
 };
 
 struct virtio_dev {
@@ -110,6 +111,9 @@ int virtio_init(struct virtio_dev *d, struct pci_func *f, uint64_t wanted);
 /* Allocate rings (from the DMA pool), program queue `index` with at most
  * max_size entries and MSI-X table entry 0. */
 int virtio_setup_queue(struct virtio_dev *d, struct virtq *q, uint16_t index, uint16_t max_size);
+/* The same, with the queue's interrupts on MSI-X table entry `entry` (0, or 2 and up). */
+int virtio_setup_queue_entry(struct virtio_dev *d, struct virtq *q, uint16_t index, uint16_t max_size,
+			     uint16_t entry);
 int virtio_driver_ok(struct virtio_dev *d);
 void virtio_fail(struct virtio_dev *d);
 uint8_t virtio_status(struct virtio_dev *d);

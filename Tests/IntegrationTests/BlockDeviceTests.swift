@@ -53,6 +53,47 @@ final class BlockDeviceTests: XCTestCase {
         XCTAssertEqual(vm.vmProcesses(), [])
     }
 
+    /// VIRTIO_BLK_F_MQ: with 4 vCPUs each disk has 4 request queues, each on its own ring
+    /// and MSI-X entry (the kit masks each entry in turn and finds its PBA bit set); one
+    /// disk on the page cache (served in the loop), one under `cache none` (served by the
+    /// workers, whose completions go back to the queue each request came from).
+    func testFourVCPUsGiveEachDiskFourRequestQueues() throws {
+        let vm = try VmdHarness("blk-mq")
+        let cached = try makeImage(vm, bytes: 1 << 20)
+        let direct = try makeImage(vm, name: "direct.img", bytes: 1 << 20)
+        let config = try vm.writeConfig(cmdline: "test=blk seed=5 expect_queues=4", extra: """
+                cpus 4
+                disk "\(cached)"
+                disk "\(direct)" cache none
+            """)
+        let run = try vm.run(config: config, arguments: ["--deadline", "120"])
+        XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
+        let results = run.stdout.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("RESULT name=blk-mq ") }
+        XCTAssertEqual(results.count, 2, run.stdout)
+        for line in results {
+            for field in ["status=pass", "queues=4", "rings_ok=4", "vectors_ok=4", "bad_words=0"] {
+                XCTAssertTrue(line.split(separator: " ").contains(Substring(field)), "\(field) in \(line)")
+            }
+        }
+        XCTAssertEqual(VmdHarness.result("blk", in: run.stdout)?["status"], "pass", run.stdout)
+        for image in [cached, direct] {
+            XCTAssertEqual(try Self.checkPattern(image: image, seed: 5, skipping: 8..<24), 0, image)
+        }
+    }
+
+    /// One vCPU, one queue: the kit skips its queue check rather than pass it vacuously.
+    func testOneVCPUGivesOneRequestQueue() throws {
+        let vm = try VmdHarness("blk-1q")
+        let image = try makeImage(vm, bytes: 1 << 20)
+        let run = try vm.run(config: try vm.writeConfig(cmdline: "test=blk seed=6", extra: "    disk \"\(image)\""),
+                             arguments: ["--deadline", "120"])
+        XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
+        let mq = try XCTUnwrap(VmdHarness.result("blk-mq", in: run.stdout), run.stdout)
+        XCTAssertEqual(mq["status"], "skip")
+        XCTAssertEqual(mq["queues"], "1")
+        XCTAssertEqual(mq["reason"], "one-queue")
+    }
+
     func testWithoutEventIndexAndIndirectDescriptors() throws {
         let vm = try VmdHarness("blk-plain")
         let image = try makeImage(vm, bytes: 1 << 20)

@@ -304,10 +304,10 @@ final class BlockDeviceModelTests: XCTestCase {
 
     func testFeatures() {
         let features = device.deviceFeatures
-        for bit in [32, 28, 29, 1, 2, 6, 9, 13, 14] {
+        for bit in [32, 28, 29, 1, 2, 6, 9, 12, 13, 14] {
             XCTAssertNotEqual(features & (1 << UInt64(bit)), 0, "bit \(bit) offered")
         }
-        for bit in [5, 4, 10, 11, 12] {
+        for bit in [5, 4, 10, 11] {
             XCTAssertEqual(features & (1 << UInt64(bit)), 0, "bit \(bit) not offered")
         }
         XCTAssertEqual(device.queueCount, 1)
@@ -335,6 +335,13 @@ final class BlockDeviceModelTests: XCTestCase {
         XCTAssertEqual(le(52, 4), UInt64(BlockDeviceModel.maxWriteZeroesSegments), "max_write_zeroes_seg")
         XCTAssertEqual(le(56, 1), 1, "write_zeroes_may_unmap")
         XCTAssertEqual(le(57, 15), 0, "unused1 and secure erase")
+    }
+
+    func testNumQueuesIsTheQueueCount() throws {
+        let model = try BlockDeviceModel(backend: RawFileBackend(file: image, readOnly: false), queueCount: 4)
+        XCTAssertEqual(model.configSpace[34], 4, "num_queues, low byte")
+        XCTAssertEqual(model.configSpace[35], 0, "num_queues, high byte")
+        XCTAssertNotEqual(model.deviceFeatures & VirtioBlockFeature.multiQueue, 0)
     }
 
     func testCapacityIgnoresAPartialLastSector() throws {

@@ -3,13 +3,17 @@
  * owns descriptors [i*D, i*D+D) of the ring, its header/status/indirect
  * table and one data buffer, so no descriptor free list is needed. A
  * multi-segment request goes through an indirect table when
- * VIRTIO_F_INDIRECT_DESC is negotiated, single-segment ones are direct. */
+ * VIRTIO_F_INDIRECT_DESC is negotiated, single-segment ones are direct.
+ * With VIRTIO_BLK_F_MQ every request queue the device offers (up to
+ * BLK_MAX_QUEUES, or queues=N) is set up, each with its own MSI-X entry; an
+ * engine drives one queue. */
 #include "kit.h"
 #include "virtio.h"
 #include "blk.h"
 
 #define MAX_DISKS 4
 #define MAX_QSIZE 256
+#define BLK_MAX_QUEUES 16
 #define PATTERN_K 0x9E3779B97F4A7C15ull
 #define TIMEOUT_S 5
 
@@ -22,7 +26,8 @@ struct blk_dwz { /* discard / write zeroes segment */
 
 struct disk {
 	struct virtio_dev vd;
-	struct virtq vq;
+	struct virtq vq[BLK_MAX_QUEUES];
+	unsigned int nq;   /* request queues set up */
 	int index;
 	int ok;          /* initialised and not timed out */
 	const char *error;
@@ -48,6 +53,7 @@ struct slot {
 
 struct engine {
 	struct disk *d;
+	struct virtq *q;  /* the request queue it submits on */
 	struct slot *slots;
 	unsigned int nslots, D, maxseg;
 	uint32_t seg_bytes, buf_bytes;
@@ -111,16 +117,35 @@ static int disk_init(struct disk *d, struct pci_func *f)
 		want |= 1ull << VIRTIO_F_EVENT_IDX;
 	if (flag_on("indirect"))
 		want |= 1ull << VIRTIO_F_INDIRECT_DESC;
-	if (virtio_init(&d->vd, f, want) < 0 ||
-	    virtio_setup_queue(&d->vd, &d->vq, 0, (uint16_t)cmdline_get_u64("qsize", MAX_QSIZE)) < 0 ||
-	    virtio_driver_ok(&d->vd) < 0) {
-		d->error = d->vd.error;
-		return -1;
+	if (flag_on("mq"))
+		want |= 1ull << BLK_F_MQ;
+	uint16_t qsize = (uint16_t)cmdline_get_u64("qsize", MAX_QSIZE);
+	if (virtio_init(&d->vd, f, want) < 0)
+		goto failed;
+	d->nq = 1;
+	if (virtio_has(&d->vd, BLK_F_MQ)) {
+		/* Entry 1 is the configuration vector: queue i > 0 takes entry i + 1. */
+		uint64_t n = virtio_cfg16(&d->vd, CFG_NUM_QUEUES), asked = cmdline_get_u64("queues", BLK_MAX_QUEUES);
+		if (n > asked)
+			n = asked;
+		if (n > BLK_MAX_QUEUES)
+			n = BLK_MAX_QUEUES;
+		if (d->vd.msix_table_size && n > d->vd.msix_table_size - 1u)
+			n = d->vd.msix_table_size - 1u;
+		d->nq = n ? (unsigned int)n : 1;
 	}
+	for (unsigned int i = 0; i < d->nq; i++)
+		if (virtio_setup_queue_entry(&d->vd, &d->vq[i], (uint16_t)i, qsize, (uint16_t)(i ? i + 1 : 0)) < 0)
+			goto failed;
+	if (virtio_driver_ok(&d->vd) < 0)
+		goto failed;
 	d->indirect = virtio_has(&d->vd, VIRTIO_F_INDIRECT_DESC);
 	read_config(d);
 	d->ok = 1;
 	return 0;
+failed:
+	d->error = d->vd.error;
+	return -1;
 }
 
 /* Find and initialise every virtio-blk function (modern id 0x1042). */
@@ -147,28 +172,30 @@ static int disks_init(void)
 			kit_printf("info blk disk=%d pci=%02x:%02x.%x init-failed reason=%s\n", d->index, f[i].bus,
 				   f[i].dev, f[i].fn, d->error);
 		else
-			kit_printf("info blk disk=%d pci=%02x:%02x.%x features=0x%lx/0x%lx qsize=%u msix-entries=%u\n",
+			kit_printf("info blk disk=%d pci=%02x:%02x.%x features=0x%lx/0x%lx qsize=%u queues=%u msix-entries=%u\n",
 				   d->index, f[i].bus, f[i].dev, f[i].fn, d->vd.features, d->vd.dev_features,
-				   d->vq.size, d->vd.msix_table_size);
+				   d->vq[0].size, d->nq, d->vd.msix_table_size);
 	}
 	return ndisks;
 }
 
 /* ---- request engine ---- */
 
-/* Slots for requests of up to buf_bytes of data, at most qd of them.
- * Memory comes from the DMA pool; the caller releases it with dma_mark. */
-static int engine_init(struct engine *e, struct disk *d, unsigned int qd, uint32_t buf_bytes)
+/* Slots on request queue `queue` for requests of up to buf_bytes of data, at
+ * most qd of them. Memory comes from the DMA pool; the caller releases it with
+ * dma_mark. */
+static int engine_init(struct engine *e, struct disk *d, unsigned int queue, unsigned int qd, uint32_t buf_bytes)
 {
 	memset(e, 0, sizeof(*e));
 	e->d = d;
+	e->q = &d->vq[queue < d->nq ? queue : 0];
 	e->timeout = TIMEOUT_S * tsc_hz;
 	uint32_t seg = 4096;
 	if (d->size_max && d->size_max < seg)
 		seg = d->size_max & ~511u;
 	if (!seg)
 		seg = 512;
-	uint32_t maxseg = d->vq.size - 2u;
+	uint32_t maxseg = e->q->size - 2u;
 	if (d->seg_max && d->seg_max < maxseg)
 		maxseg = d->seg_max;
 	if (div_up(buf_bytes, seg) > maxseg) { /* bigger segments: the buffer is contiguous */
@@ -184,7 +211,7 @@ static int engine_init(struct engine *e, struct disk *d, unsigned int qd, uint32
 	if (e->maxseg < 1)
 		e->maxseg = 1;
 	e->D = d->indirect ? 3 : 2 + e->maxseg;
-	unsigned int cap = d->vq.size / e->D;
+	unsigned int cap = e->q->size / e->D;
 	e->nslots = qd < cap ? qd : cap;
 	if (!e->nslots) {
 		e->error = "queue-too-small";
@@ -219,7 +246,7 @@ static struct slot *free_slot(struct engine *e)
 /* Queue (not yet publish) one request on slot s with len bytes of s->buf. */
 static void submit(struct engine *e, struct slot *s, uint32_t type, uint64_t sector, uint32_t len)
 {
-	struct virtq *q = &e->d->vq;
+	struct virtq *q = e->q;
 	unsigned int idx = (unsigned int)(s - e->slots);
 	uint16_t head = (uint16_t)(idx * e->D);
 	unsigned int nseg = len ? (unsigned int)div_up(len, e->seg_bytes) : 0;
@@ -259,7 +286,7 @@ static void submit(struct engine *e, struct slot *s, uint32_t type, uint64_t sec
  * element we never sent (e->error set, disk marked dead). */
 static struct slot *get_done(struct engine *e, int block)
 {
-	struct virtq *q = &e->d->vq;
+	struct virtq *q = e->q;
 	uint32_t id, len;
 	uint64_t t0 = rdtsc();
 	while (!vq_get_used(q, &id, &len)) {
@@ -297,7 +324,7 @@ static int do_one(struct engine *e, uint32_t type, uint64_t sector, uint32_t len
 	if (!s)
 		return -1;
 	submit(e, s, type, sector, len);
-	vq_kick(&e->d->vq);
+	vq_kick(e->q);
 	s = wait_one(e);
 	return s ? *s->status : -1;
 }
@@ -324,17 +351,17 @@ static uint64_t check_pattern(const uint8_t *buf, uint64_t off, uint32_t len, ui
 	return bad;
 }
 
-/* Write (or read back and verify) the pattern over bytes [0, total),
+/* Write (or read back and verify) the pattern over bytes [base, base + total),
  * keeping up to nslots requests in flight. Returns the number of bad
  * words (reads), or -1 on a failed request (e->error set). */
-static int64_t pattern_pass(struct engine *e, uint32_t type, uint64_t total, uint64_t k, uint64_t *first_bad,
-			    uint64_t *nreq)
+static int64_t pattern_pass(struct engine *e, uint32_t type, uint64_t base, uint64_t total, uint64_t k,
+			    uint64_t *first_bad, uint64_t *nreq)
 {
-	uint64_t next = 0, done = 0, bad = 0;
+	uint64_t end = base + total, next = base, done = 0, bad = 0;
 	while (done < total) {
 		struct slot *s;
-		while (next < total && (s = free_slot(e))) {
-			uint32_t len = total - next < e->buf_bytes ? (uint32_t)(total - next) : e->buf_bytes;
+		while (next < end && (s = free_slot(e))) {
+			uint32_t len = end - next < e->buf_bytes ? (uint32_t)(end - next) : e->buf_bytes;
 			s->off = next;
 			if (type == BLK_T_OUT)
 				fill_pattern(s->buf, next, len, k);
@@ -342,7 +369,7 @@ static int64_t pattern_pass(struct engine *e, uint32_t type, uint64_t total, uin
 			next += len;
 			(*nreq)++;
 		}
-		vq_kick(&e->d->vq);
+		vq_kick(e->q);
 		s = wait_one(e);
 		if (!s)
 			return -1;
@@ -383,7 +410,7 @@ static int check_identify(struct disk *d, struct engine *e)
 	struct slot *slot = free_slot(e);
 	if (slot) {
 		submit(e, slot, BLK_T_GET_ID, 0, BLK_ID_BYTES);
-		vq_kick(&e->d->vq);
+		vq_kick(e->q);
 		uint64_t w0 = rdtsc();
 		while (kit_virtio_irqs == irq0 && rdtsc() - w0 < tsc_hz)
 			cpu_relax();
@@ -412,46 +439,68 @@ static int check_identify(struct disk *d, struct engine *e)
 	return ok && irq_ok;
 }
 
-/* A masked MSI-X vector (PCI 3.0 §6.8.2): the completion must not interrupt,
- * the vector's PBA bit must be set instead, and unmasking must deliver it. The
- * completion is observed on used->idx without consuming it, so that with
- * EVENT_IDX used_event still asks for this interrupt. */
-static int check_msix_mask(struct disk *d, struct engine *e)
+/* What one masked-vector probe saw (PCI 3.0 §6.8.2). */
+struct mask_probe {
+	int completed, quiet, pending, delivered, cleared, ok;
+};
+
+/* Masks the MSI-X entry of e's queue, completes a GET_ID on that queue, and
+ * checks the completion did not interrupt but set the entry's PBA bit, and that
+ * unmasking delivered it. The completion is observed on used->idx without
+ * consuming it, so that with EVENT_IDX used_event still asks for this
+ * interrupt. Returns NULL, or why it could not probe. */
+static const char *probe_masked_vector(struct disk *d, struct engine *e, struct mask_probe *p)
 {
 	struct virtio_dev *vd = &d->vd;
+	struct virtq *q = e->q;
+	unsigned int entry = q->msix_entry;
 	uint32_t pba_reg = pci_read32(vd->pci, (uint8_t)(vd->msix_cap + 8));
-	volatile uint64_t *pba = (volatile uint64_t *)pci_bar_ptr(vd->pci, pba_reg & 7, pba_reg & ~7u, 8);
-	volatile uint8_t *entry0 = (volatile uint8_t *)vd->msix_table;
+	volatile uint64_t *pba = (volatile uint64_t *)pci_bar_ptr(vd->pci, pba_reg & 7, pba_reg & ~7u, 8 * (entry / 64 + 1));
+	volatile uint8_t *ent = (volatile uint8_t *)(vd->msix_table + 4 * entry);
+	uint64_t bit = 1ull << (entry % 64);
 	struct slot *slot = free_slot(e);
-	if (!pba || !slot) {
-		RESULT("blk-msix-mask", "fail", " disk=%d reason=%s", d->index, pba ? "no-slot" : "pba-not-mapped");
-		return 0;
-	}
-	mmio_write32(entry0 + 12, 1);
+	memset(p, 0, sizeof(*p));
+	if (!pba)
+		return "pba-not-mapped";
+	if (!slot)
+		return "no-slot";
+	pba += entry / 64;
+	mmio_write32(ent + 12, 1);
 	uint64_t irq0 = kit_virtio_irqs;
-	uint16_t used0 = d->vq.used->idx;
+	uint16_t used0 = q->used->idx;
 	submit(e, slot, BLK_T_GET_ID, 0, BLK_ID_BYTES);
-	vq_kick(&d->vq);
+	vq_kick(q);
 	uint64_t t0 = rdtsc();
-	while (d->vq.used->idx == used0 && rdtsc() - t0 < tsc_hz)
+	while (q->used->idx == used0 && rdtsc() - t0 < tsc_hz)
 		cpu_relax();
-	int completed = d->vq.used->idx != used0;
+	p->completed = q->used->idx != used0;
 	t0 = rdtsc();
-	while (!(*pba & 1) && rdtsc() - t0 < tsc_hz / 10)
+	while (!(*pba & bit) && rdtsc() - t0 < tsc_hz / 10)
 		cpu_relax();
-	int pending = (int)(*pba & 1);
-	int quiet = kit_virtio_irqs == irq0;
-	mmio_write32(entry0 + 12, 0);
+	p->pending = (*pba & bit) != 0;
+	p->quiet = kit_virtio_irqs == irq0;
+	mmio_write32(ent + 12, 0);
 	t0 = rdtsc();
 	while (kit_virtio_irqs == irq0 && rdtsc() - t0 < tsc_hz)
 		cpu_relax();
-	int delivered = kit_virtio_irqs != irq0;
-	int cleared = !(*pba & 1);
+	p->delivered = kit_virtio_irqs != irq0;
+	p->cleared = !(*pba & bit);
 	struct slot *done = wait_one(e);
-	int ok = completed && quiet && pending && delivered && cleared && done && *done->status == BLK_S_OK;
-	RESULT("blk-msix-mask", st(ok), " disk=%d completed=%d quiet_while_masked=%d pba_set=%d delivered_on_unmask=%d pba_cleared=%d",
-	       d->index, completed, quiet, pending, delivered, cleared);
-	return ok;
+	p->ok = p->completed && p->quiet && p->pending && p->delivered && p->cleared && done && *done->status == BLK_S_OK;
+	return NULL;
+}
+
+static int check_msix_mask(struct disk *d, struct engine *e)
+{
+	struct mask_probe p;
+	const char *why = probe_masked_vector(d, e, &p);
+	if (why) {
+		RESULT("blk-msix-mask", "fail", " disk=%d reason=%s", d->index, why);
+		return 0;
+	}
+	RESULT("blk-msix-mask", st(p.ok), " disk=%d completed=%d quiet_while_masked=%d pba_set=%d delivered_on_unmask=%d pba_cleared=%d",
+	       d->index, p.completed, p.quiet, p.pending, p.delivered, p.cleared);
+	return p.ok;
 }
 
 static int check_single(struct engine *e, const char *name, struct disk *d, uint32_t type, uint64_t sector,
@@ -469,13 +518,13 @@ static int blk_writable_checks(struct disk *d, struct engine *e)
 	int all = 1;
 	uint64_t k = pattern_key(), total = d->capacity * 512, first_bad = 0, nreq = 0;
 	uint64_t t0 = rdtsc();
-	int64_t w = pattern_pass(e, BLK_T_OUT, total, k, NULL, &nreq);
+	int64_t w = pattern_pass(e, BLK_T_OUT, 0, total, k, NULL, &nreq);
 	int64_t r = -1;
 	int flush_status = -2;
 	if (w >= 0 && virtio_has(&d->vd, BLK_F_FLUSH))
 		flush_status = do_one(e, BLK_T_FLUSH, 0, 0);
 	if (w >= 0 && flush_status != -1)
-		r = pattern_pass(e, BLK_T_IN, total, k, &first_bad, &nreq);
+		r = pattern_pass(e, BLK_T_IN, 0, total, k, &first_bad, &nreq);
 	uint64_t us = (rdtsc() - t0) * 1000000 / tsc_hz;
 	int ok = w == 0 && r == 0;
 	if (r > 0)
@@ -544,6 +593,66 @@ static int blk_writable_checks(struct disk *d, struct engine *e)
 	return all;
 }
 
+/* VIRTIO_BLK_F_MQ: every request queue serves requests on its own ring and
+ * interrupts through its own MSI-X entry. Queue q writes the pattern over its
+ * own 64 KiB stripe (stripe q+1: the first holds the write-zeroes and discard
+ * sectors) and queue q+1 reads it back; with the same key as the pattern pass,
+ * so the disk ends as that pass left it; then each queue's entry is masked in
+ * turn and a completion on that queue must set that entry's PBA bit.
+ * expect_queues=N (from the host, which knows the vCPU count) demands N. */
+#define MQ_STRIPE (64u * 1024)
+
+static int check_mq(struct disk *d)
+{
+	unsigned int expect = (unsigned int)cmdline_get_u64("expect_queues", 0);
+	int mq = virtio_has(&d->vd, BLK_F_MQ);
+	if (d->nq < 2 && (!expect || expect == d->nq)) {
+		RESULT("blk-mq", "skip", " disk=%d queues=%u reason=%s", d->index, d->nq, mq ? "one-queue" : "not-negotiated");
+		return 1;
+	}
+	if (d->ro || d->capacity * 512 < (uint64_t)MQ_STRIPE * (d->nq + 1)) {
+		RESULT("blk-mq", "fail", " disk=%d queues=%u reason=%s", d->index, d->nq, d->ro ? "read-only" : "disk-too-small");
+		return 0;
+	}
+	struct engine e[BLK_MAX_QUEUES];
+	uint64_t mark = dma_mark(), k = pattern_key(), nreq = 0, bad = 0, first_bad = 0;
+	uint16_t used0[BLK_MAX_QUEUES];
+	const char *why = NULL;
+	for (unsigned int q = 0; q < d->nq && !why; q++) {
+		used0[q] = d->vq[q].used->idx;
+		if (engine_init(&e[q], d, q, 4, 16 * 1024) < 0)
+			why = e[q].error;
+	}
+	for (unsigned int q = 0; q < d->nq && !why; q++)
+		if (pattern_pass(&e[q], BLK_T_OUT, (uint64_t)MQ_STRIPE * (q + 1), MQ_STRIPE, k, NULL, &nreq) < 0)
+			why = e[q].error;
+	for (unsigned int q = 0; q < d->nq && !why; q++) {
+		struct engine *reader = &e[(q + 1) % d->nq];
+		int64_t b = pattern_pass(reader, BLK_T_IN, (uint64_t)MQ_STRIPE * (q + 1), MQ_STRIPE, k, bad ? NULL : &first_bad,
+					 &nreq);
+		if (b < 0)
+			why = reader->error;
+		else
+			bad += (uint64_t)b;
+	}
+	/* Each ring carried its own requests: a write pass and a read pass, 8 requests. */
+	unsigned int served = 0;
+	for (unsigned int q = 0; q < d->nq && !why; q++)
+		served += (uint16_t)(d->vq[q].used->idx - used0[q]) == 2 * MQ_STRIPE / (16 * 1024);
+	unsigned int vectors = 0;
+	for (unsigned int q = 0; q < d->nq && !why; q++) {
+		struct mask_probe p;
+		why = probe_masked_vector(d, &e[q], &p);
+		vectors += !why && p.ok;
+	}
+	dma_release(mark);
+	int ok = !why && bad == 0 && served == d->nq && vectors == d->nq && (!expect || d->nq == expect);
+	RESULT("blk-mq", st(ok), " disk=%d queues=%u expected=%u requests=%lu rings_ok=%u vectors_ok=%u bad_words=%lu"
+	       " first_bad=0x%lx%s%s", d->index, d->nq, expect, nreq, served, vectors, bad, first_bad,
+	       why ? " reason=" : "", why ? why : "");
+	return ok;
+}
+
 int test_blk(const char *name)
 {
 	int n = disks_init();
@@ -558,7 +667,7 @@ int test_blk(const char *name)
 			ev &= virtio_has(&d->vd, VIRTIO_F_EVENT_IDX);
 			ind &= d->indirect;
 		}
-		if (d->error || engine_init(&e, d, 8, 64 * 1024) < 0) {
+		if (d->error || engine_init(&e, d, 0, 8, 64 * 1024) < 0) {
 			RESULT("blk-identify", "fail", " disk=%d reason=%s", i, d->error ? d->error : e.error);
 			all = 0;
 			continue;
@@ -568,6 +677,9 @@ int test_blk(const char *name)
 			all &= check_msix_mask(d, &e);
 		if (d->ok && !d->ro)
 			all &= blk_writable_checks(d, &e);
+		/* After the pattern pass: the stripes write what it wrote. */
+		if (d->ok && !d->ro)
+			all &= check_mq(d);
 		if (d->ok && d->ro) {
 			e.error = NULL;
 			int rd = do_one(&e, BLK_T_IN, 0, 4096);
@@ -582,7 +694,7 @@ int test_blk(const char *name)
 			all &= check_single(&e, "blk-read-past-end", d, BLK_T_IN, d->capacity, 512, BLK_S_IOERR, "");
 		}
 		all &= d->ok;
-		kit_printf("info blk disk=%d kicks=%lu notifies=%lu\n", i, d->vq.kicks, d->vq.notifies);
+		kit_printf("info blk disk=%d kicks=%lu notifies=%lu\n", i, d->vq[0].kicks, d->vq[0].notifies);
 		if (d->ok) {
 			dma_release(mark);
 		} else {
@@ -647,52 +759,75 @@ int bench_blk(const char *name)
 		return EXIT_FAIL;
 	}
 	uint64_t nblocks = d->capacity * 512 / bs;
-	struct engine e;
-	if (!nblocks || engine_init(&e, d, (unsigned int)qd, (uint32_t)bs) < 0 || e.nslots < qd) {
-		RESULT(name, "fail", " reason=%s bs=%lu qd=%lu max_qd=%u", !nblocks ? "disk-too-small" : e.error ? e.error : "qd-too-large",
-		       bs, qd, nblocks ? e.nslots : 0);
+	/* queues=N: N engines, one per request queue, each keeping qd in flight. */
+	unsigned int nq = (unsigned int)cmdline_get_u64("queues", 1);
+	if (nq < 1 || nq > d->nq) {
+		RESULT(name, "fail", " reason=bad-queues queues=%u offered=%u", nq, d->nq);
 		return EXIT_FAIL;
 	}
-	vq_set_poll(&d->vq, poll);
+	struct engine e[BLK_MAX_QUEUES];
+	for (unsigned int q = 0; q < nq; q++) {
+		if (!nblocks || engine_init(&e[q], d, q, (unsigned int)qd, (uint32_t)bs) < 0 || e[q].nslots < qd) {
+			RESULT(name, "fail", " reason=%s bs=%lu qd=%lu max_qd=%u", !nblocks ? "disk-too-small" : e[q].error ? e[q].error : "qd-too-large",
+			       bs, qd, nblocks ? e[q].nslots : 0);
+			return EXIT_FAIL;
+		}
+		vq_set_poll(e[q].q, poll);
+	}
 
 	uint32_t type = wr ? BLK_T_OUT : BLK_T_IN;
 	uint64_t prng = cmdline_get_u64("seed", 1) * PATTERN_K | 1, seq = 0;
 	uint64_t submitted = 0, completed = 0, errors = 0, irq0 = kit_virtio_irqs;
+	const char *error = NULL;
 	uint64_t t0 = rdtsc();
-	while (completed < n) {
-		struct slot *s;
-		while (submitted < n && (s = free_slot(&e))) {
-			uint64_t blk = rnd ? xorshift64(&prng) % nblocks : seq++ % nblocks;
-			submit(&e, s, type, blk * bs / 512, (uint32_t)bs);
-			submitted++;
+	while (completed < n && !error) {
+		for (unsigned int q = 0; q < nq; q++) {
+			struct slot *s;
+			while (submitted < n && (s = free_slot(&e[q]))) {
+				uint64_t blk = rnd ? xorshift64(&prng) % nblocks : seq++ % nblocks;
+				submit(&e[q], s, type, blk * bs / 512, (uint32_t)bs);
+				submitted++;
+			}
+			vq_kick(e[q].q);
 		}
-		vq_kick(&d->vq);
-		s = wait_one(&e);
-		if (!s)
-			break;
-		do { /* take everything that is done before refilling */
-			errors += *s->status != BLK_S_OK;
-			completed++;
-		} while ((s = get_done(&e, 0)) != NULL);
-		if (e.error)
-			break;
+		/* Wait for a completion on any queue, then take everything that is done. */
+		uint64_t got = 0, w0 = rdtsc();
+		while (!got && !error) {
+			for (unsigned int q = 0; q < nq && !error; q++) {
+				struct slot *s;
+				while ((s = get_done(&e[q], 0)) != NULL) {
+					errors += *s->status != BLK_S_OK;
+					got++;
+				}
+				error = e[q].error;
+			}
+			if (!got && rdtsc() - w0 > e[0].timeout)
+				error = (virtio_status(&d->vd) & VIRTIO_S_NEEDS_RESET) ? "device-needs-reset" : "timeout";
+			if (!got)
+				cpu_relax();
+		}
+		completed += got;
 	}
 	uint64_t cycles = rdtsc() - t0;
 	uint64_t us = cycles * 1000000 / tsc_hz;
 	if (!us)
 		us = 1;
-	uint64_t irqs = kit_virtio_irqs - irq0;
+	uint64_t irqs = kit_virtio_irqs - irq0, lat_sum = 0, notifies = 0;
+	for (unsigned int q = 0; q < nq; q++) {
+		lat_sum += e[q].lat_sum;
+		notifies += e[q].q->notifies;
+	}
 	if (completed < n || errors) {
-		RESULT(name, "fail", " rw=%s bs=%lu qd=%lu n=%lu completed=%lu errors=%lu%s%s", rw, bs, qd, n, completed,
-		       errors, e.error ? " reason=" : "", e.error ? e.error : "");
+		RESULT(name, "fail", " rw=%s bs=%lu qd=%lu queues=%u n=%lu completed=%lu errors=%lu%s%s", rw, bs, qd, nq, n,
+		       completed, errors, error ? " reason=" : "", error ? error : "");
 		return EXIT_FAIL;
 	}
 	uint64_t iops = n * 1000000 / us, mbps100 = n * bs * 100 / us;
-	uint64_t lat_ns = e.lat_sum * 1000 / (tsc_hz / 1000000) / n;
-	RESULT(name, "pass", " rw=%s bs=%lu qd=%lu n=%lu iops=%lu mbps=%lu.%02lu usec=%lu lat_usec=%lu.%03lu"
+	uint64_t lat_ns = lat_sum * 1000 / (tsc_hz / 1000000) / n;
+	RESULT(name, "pass", " rw=%s bs=%lu qd=%lu queues=%u n=%lu iops=%lu mbps=%lu.%02lu usec=%lu lat_usec=%lu.%03lu"
 	       " interrupts=%lu notifies=%lu poll=%d event_idx=%d indirect=%d disk=%d",
-	       rw, bs, qd, n, iops, mbps100 / 100, mbps100 % 100, us, lat_ns / 1000, lat_ns % 1000, irqs,
-	       d->vq.notifies, poll, virtio_has(&d->vd, VIRTIO_F_EVENT_IDX), d->indirect, d->index);
+	       rw, bs, qd, nq, n, iops, mbps100 / 100, mbps100 % 100, us, lat_ns / 1000, lat_ns % 1000, irqs,
+	       notifies, poll, virtio_has(&d->vd, VIRTIO_F_EVENT_IDX), d->indirect, d->index);
 	return (int)(cmdline_get_u64("exit", 0) & 0xff);
 }
 
@@ -730,7 +865,7 @@ int test_crash(const char *name)
 			d = &disks[i];
 	struct engine e;
 	if (!d || blocks < 1 || d->capacity < blocks * 8 || !virtio_has(&d->vd, BLK_F_FLUSH) ||
-	    engine_init(&e, d, (unsigned int)qd, 4096) < 0) {
+	    engine_init(&e, d, 0, (unsigned int)qd, 4096) < 0) {
 		RESULT(name, "fail", " reason=%s", !d ? "no-writable-disk" : "disk-too-small-or-no-flush");
 		return EXIT_FAIL;
 	}
@@ -747,7 +882,7 @@ int test_crash(const char *name)
 				submit(&e, s, BLK_T_OUT, block * 8, 4096);
 				seq++;
 			}
-			vq_kick(&d->vq);
+			vq_kick(e.q);
 			s = wait_one(&e);
 			if (!s || *s->status != BLK_S_OK) {
 				RESULT(name, "fail", " reason=%s seq=%lu", s ? "write-failed" : e.error, seq);

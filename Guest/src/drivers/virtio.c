@@ -172,7 +172,20 @@ int virtio_init(struct virtio_dev *d, struct pci_func *f, uint64_t wanted)
 
 int virtio_setup_queue(struct virtio_dev *d, struct virtq *q, uint16_t index, uint16_t max_size)
 {
+	return virtio_setup_queue_entry(d, q, index, max_size, 0);
+}
+
+/* MSI-X table entry 1 is the configuration vector (setup_msix), so a queue with
+ * its own entry takes 0 or one from 2 up; each is routed to VEC_VIRTIO_QUEUE. */
+int virtio_setup_queue_entry(struct virtio_dev *d, struct virtq *q, uint16_t index, uint16_t max_size,
+			     uint16_t entry)
+{
 	memset(q, 0, sizeof(*q));
+	if (entry >= d->msix_table_size || (entry == 1 && d->config_vector == 1))
+		return fail(d, "no-msix-entry-for-queue");
+	if (entry)
+		msix_entry(d, entry, VEC_VIRTIO_QUEUE);
+	q->msix_entry = entry;
 	if (index >= mmio_read16(d->common + CC_NUMQ))
 		return fail(d, "no-such-queue");
 	mmio_write16(d->common + CC_Q_SELECT, index);
@@ -207,7 +220,7 @@ int virtio_setup_queue(struct virtio_dev *d, struct virtq *q, uint16_t index, ui
 	mmio_write32(d->common + CC_Q_USEDLO, (uint32_t)a);
 	mmio_write32(d->common + CC_Q_USEDHI, (uint32_t)(a >> 32));
 
-	mmio_write16(d->common + CC_Q_MSIX, 0);
+	mmio_write16(d->common + CC_Q_MSIX, entry);
 	if (mmio_read16(d->common + CC_Q_MSIX) == VIRTIO_MSI_NO_VECTOR)
 		return fail(d, "queue-msix-vector-rejected");
 

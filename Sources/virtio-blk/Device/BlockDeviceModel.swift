@@ -46,9 +46,11 @@ struct BlockDeviceCounters: Equatable, Sendable {
 enum BlockDeviceConfigurationError: Error, Equatable, CustomStringConvertible {
     case serialTooLong(Int)
     case serialNotASCII
+    case queueCount(Int)
 
     var description: String {
         switch self {
+        case .queueCount(let count): "\(count) request queues, 1 to \(DeviceShape.maximumBlockQueues) allowed"
         case .serialTooLong(let count): "disk serial is \(count) bytes, at most 20 allowed"
         case .serialNotASCII: "disk serial must be printable ASCII"
         }
@@ -57,10 +59,9 @@ enum BlockDeviceConfigurationError: Error, Equatable, CustomStringConvertible {
 
 /// The virtio block device as the transport sees it: features, configuration space,
 /// queue shape, and one call per descriptor chain. Single-threaded: the device
-/// process's event loop owns it.
+/// process's event loop owns it (or one worker, each worker having its own).
 final class BlockDeviceModel {
-    static let queueCount = Int(DeviceShape.block.queueCount)
-    static let maximumQueueSize = DeviceShape.block.maximumQueueSize
+    static let maximumQueueSize = DeviceShape.blockQueueSize
     /// seg_max: a chain is at most queue-size descriptors (§2.7.5.3.1), two of which are
     /// the header and the status.
     static let segmentsMax = UInt32(maximumQueueSize) - 2
@@ -80,7 +81,8 @@ final class BlockDeviceModel {
     let limits: BlockRequestLimits
     let deviceFeatures: UInt64
     let configSpace: [UInt8]
-    var queueCount: Int { Self.queueCount }
+    /// Request queues: VIRTIO_BLK_F_MQ is always offered, with this in num_queues.
+    let queueCount: Int
     var maximumQueueSize: UInt16 { Self.maximumQueueSize }
 
     private(set) var counters = BlockDeviceCounters()
@@ -91,7 +93,9 @@ final class BlockDeviceModel {
     /// rate-limited logger (design §7).
     var onFailure: ((String) -> Void)?
 
-    init(backend: BlockBackend, serial: String = "") throws(BlockDeviceConfigurationError) {
+    init(backend: BlockBackend, serial: String = "", queueCount: Int = 1) throws(BlockDeviceConfigurationError) {
+        guard (1...DeviceShape.maximumBlockQueues).contains(queueCount) else { throw .queueCount(queueCount) }
+        self.queueCount = queueCount
         let bytes = Array(serial.utf8)
         guard bytes.count <= VirtioBlock.idBytes else { throw .serialTooLong(bytes.count) }
         guard bytes.allSatisfy({ (0x20...0x7E).contains($0) }) else { throw .serialNotASCII }
@@ -109,13 +113,13 @@ final class BlockDeviceModel {
 
         var features = VirtioFeature.version1 | VirtioFeature.eventIndex | VirtioFeature.indirectDescriptors
             | VirtioBlockFeature.sizeMax | VirtioBlockFeature.segMax | VirtioBlockFeature.blockSize
-            | VirtioBlockFeature.flush
+            | VirtioBlockFeature.flush | VirtioBlockFeature.multiQueue
         // GET_ID has no feature bit in virtio 1.2; the request type is always accepted.
         features |= backend.readOnly
             ? VirtioBlockFeature.readOnly
             : VirtioBlockFeature.discard | VirtioBlockFeature.writeZeroes
         deviceFeatures = features
-        configSpace = Self.makeConfigSpace(capacitySectors: capacitySectors)
+        configSpace = Self.makeConfigSpace(capacitySectors: capacitySectors, queueCount: queueCount)
     }
 
     // MARK: Configuration space
@@ -123,7 +127,7 @@ final class BlockDeviceModel {
     /// `struct virtio_blk_config` (virtio 1.2 §5.2.4), little-endian, at the spec's offsets.
     static let configSpaceSize = 72
 
-    private static func makeConfigSpace(capacitySectors: UInt64) -> [UInt8] {
+    private static func makeConfigSpace(capacitySectors: UInt64, queueCount: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: configSpaceSize)
         func put<Value: FixedWidthInteger>(_ value: Value, at offset: Int) {
             for index in 0..<(Value.bitWidth / 8) {

@@ -23,7 +23,11 @@ package enum BlockProcessMain {
             // went from 4 to 43 µs), so writeback disks are served in the loop. A qcow2
             // image's tables are the backend's own: no workers either.
             let workers = (backend as? RawFileBackend)?.direct == true ? BlockProcessMain.workers : 0
-            let models = try (0..<max(workers, 1)).map { _ in try BlockDeviceModel(backend: backend, serial: setup.serial) }
+            // vmd chose the queue count (one per vCPU) and made a kick and a call eventfd for each.
+            let queues = wiring.kicks.count
+            let models = try (0..<max(workers, 1)).map { _ in
+                try BlockDeviceModel(backend: backend, serial: setup.serial, queueCount: queues)
+            }
             let pool = workers > 0 ? BlockWorkerPool(workers: workers) : nil
             let device = try BlockVirtioDevice(models: models, pool: pool, guestLog: RateLimitedLog(logger: logger))
             let runner = try VirtioDeviceRunner(model: device, memory: start.memory, wiring: wiring, control: start.control, logger: logger)

@@ -3,13 +3,17 @@ import LinuxSystem
 import Synchronization
 import VirtioCore
 
-/// The virtio-blk model as the generic device runner drives it: one request queue,
-/// served by `BlockDeviceModel` straight out of guest memory.
+/// The virtio-blk model as the generic device runner drives it: one or more request
+/// queues (VIRTIO_BLK_F_MQ, one per vCPU), served by `BlockDeviceModel` straight out of
+/// guest memory. Each queue has its own kick and call eventfd; one event loop serves them
+/// all, so a queue per vCPU spares the guest its lock on a shared ring and lets each
+/// completion interrupt the vCPU that asked.
 ///
 /// With a worker pool (a raw image under `cache none`: see `BlockProcessMain`), the
 /// event loop only takes chains off the ring and hands them to the workers; what they
 /// finish comes back through `completionEvent`, and the loop puts it on the used ring
-/// and interrupts. So the guest's queue depth reaches the host. Without one (the page
+/// and interrupts on the queue the request came from. So the guest's queue depth reaches
+/// the host. Without one (the page
 /// cache, qcow2) every request is served in the loop.
 /// Pause and reset wait for the requests in flight (`quiesce`, `reset`).
 final class BlockVirtioDevice: VirtioDeviceModel {
@@ -21,7 +25,7 @@ final class BlockVirtioDevice: VirtioDeviceModel {
     private var active: ActiveQueues?
     /// Signalled by a worker when it finished a request; watched by the event loop.
     let completionEvent: FileDescriptor
-    private let finished = Mutex<[(head: UInt16, length: UInt32)]>([])
+    private let finished = Mutex<[(queue: Int, head: UInt16, length: UInt32)]>([])
     /// A ring fault found while completing (outside a kick), for the runner to report.
     var onBrokenRing: ((Error) -> Void)?
 
@@ -61,7 +65,9 @@ final class BlockVirtioDevice: VirtioDeviceModel {
     func queueNotified(_ index: Int) throws {
         guard let active else { return }
         guard let pool else {
-            return try active.drain(index, noting: guestLog, queueName: "request queue") { chain in model.process(chain, memory: active.memory) }
+            return try active.drain(index, noting: guestLog, queueName: "request queue \(index)") { chain in
+                model.process(chain, memory: active.memory)
+            }
         }
         let memory = active.memory
         _ = try active.withQueue(index) { queue in
@@ -72,11 +78,11 @@ final class BlockVirtioDevice: VirtioDeviceModel {
                     case .chain(let chain):
                         pool.submit { [self] worker in
                             let length = models[worker].process(chain, memory: memory)
-                            finished.withLock { $0.append((chain.head, length)) }
+                            finished.withLock { $0.append((index, chain.head, length)) }
                             try? completionEvent.signalEvent()
                         }
                     case .malformed(let head, let error):
-                        guestLog.note("request queue: chain at descriptor \(head) refused: \(error)")
+                        guestLog.note("request queue \(index): chain at descriptor \(head) refused: \(error)")
                         try queue.pushUsed(head: head, length: 0)
                     }
                 }
@@ -85,7 +91,8 @@ final class BlockVirtioDevice: VirtioDeviceModel {
         try active.interruptIfNeeded(index)
     }
 
-    /// On the event loop: puts what the workers finished on the used ring, then interrupts.
+    /// On the event loop: puts what the workers finished on the used rings of their
+    /// queues, then interrupts each queue that got something (once).
     func collectCompletions() {
         _ = completionEvent.drainEvent()
         let done = finished.withLock { list in
@@ -93,11 +100,13 @@ final class BlockVirtioDevice: VirtioDeviceModel {
             return list
         }
         guard !done.isEmpty, let active else { return }
+        var touched = Set<Int>()
         do {
-            _ = try active.withQueue(0) { queue in
-                for (head, length) in done { try queue.pushUsed(head: head, length: length) }
+            for (index, head, length) in done {
+                _ = try active.withQueue(index) { queue in try queue.pushUsed(head: head, length: length) }
+                touched.insert(index)
             }
-            try active.interruptIfNeeded(0)
+            for index in touched.sorted() { try active.interruptIfNeeded(index) }
         } catch {
             onBrokenRing?(error)
         }

@@ -69,7 +69,8 @@ struct VMLauncher {
             var attachments: [(VirtioAttachment, DeviceWiring)] = []
             for (index, disk) in disks.enumerated() {
                 let name = "disk\(index)"
-                let (vmSide, deviceSide) = try VMLauncher.wiring(for: .block)
+                let shape = DeviceShape.block(queues: config.cpus)
+                let (vmSide, deviceSide) = try VMLauncher.wiring(for: shape)
                 let child = try VMLauncher.spawn("virtio-blk", role: "virtio-blk \(name)", logName: name, vmName: config.name)
                 started.append(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
@@ -77,9 +78,9 @@ struct VMLauncher {
                 try child.channel.send(DeviceSetupCommand.block(
                     BlockDeviceSetup(name: name, readOnly: disk.config.readOnly, serial: serial, formats: disk.chain.map(\.format)),
                     images: disk.chain.map(\.fd), wiring: deviceSide))
-                attachments.append((VirtioAttachment(shape: .block, name: name), vmSide))
+                attachments.append((VirtioAttachment(shape: shape, name: name), vmSide))
                 let backing = disk.chain.dropFirst().map { " over \($0.path) (\($0.format))" }.joined()
-                logger.info("\(name): \(disk.path) (\(disk.config.format), \(disk.sizeBytes) bytes\(disk.config.readOnly ? ", read-only" : ""))\(backing) served by pid \(child.process.pid)")
+                logger.info("\(name): \(disk.path) (\(disk.config.format), \(disk.sizeBytes) bytes, \(shape.queueCount) queues\(disk.config.readOnly ? ", read-only" : ""))\(backing) served by pid \(child.process.pid)")
             }
 
             for (index, nic) in nics.enumerated() {
