@@ -45,6 +45,7 @@ let package = Package(
         .systemLibrary(name: "CEvent", pkgConfig: "libevent_core", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
 
         // Sources/Shared: what more than one process uses.
         // Descriptors, errno, logging, the event loop, spawning, the sandbox and its hardening.
@@ -89,7 +90,7 @@ let package = Package(
         ),
         // A device's shape (type, queues, their maximum size), declared once: vmd wires from it.
         .target(name: "BlockDeviceShape", dependencies: ["IPC"], path: "Sources/virtio-blk/Shape"),
-        .target(name: "BlockDevice", dependencies: ["BlockDeviceShape", "VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", "DiskFormats", "CZlib", logging],
+        .target(name: "BlockDevice", dependencies: ["BlockDeviceShape", "VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", "DiskFormats", "CZlib", "CURing", logging],
                 path: "Sources/virtio-blk/Device"),
         .executableTarget(name: "virtio-blk", dependencies: ["BlockDevice"],
                           path: "Sources/virtio-blk", exclude: ["Device", "Shape"], linkerSettings: leanRelease),
@@ -113,7 +114,7 @@ let package = Package(
         .testTarget(name: "VMTests", dependencies: ["VMCore", "GuestRAM", "MemorySlots", "IPC", "CKVM"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux"]),
         .testTarget(name: "VirtioRngTests", dependencies: ["EntropyDevice", "EntropyDeviceShape", "IPC", "VirtioCore", "GuestRAM", "MemorySlots", "LinuxSystem", logging]),
-        .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "DiskFormats", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "DiskFormats", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", "CURing"]),
         .testTarget(
             name: "VirtioNetTests",
             dependencies: ["NetDevice", "NetDeviceShape", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", logging]

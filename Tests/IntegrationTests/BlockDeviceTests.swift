@@ -94,6 +94,24 @@ final class BlockDeviceTests: XCTestCase {
         XCTAssertEqual(mq["reason"], "one-queue")
     }
 
+    /// The disk's lock goes with its VM: the moment `vmd boot` has returned, another VM may
+    /// take the image. (A file registered with the device's io_uring was let go by the
+    /// kernel's asynchronous ring teardown 10-25 ms later, and a VM started again at once
+    /// was refused with "in use by another VM".)
+    func testTheDiskIsFreeTheMomentItsVMHasEnded() throws {
+        let vm = try VmdHarness("blk-relock")
+        let image = try makeImage(vm, bytes: 1 << 20)
+        let config = try vm.writeConfig(cmdline: "test=blk seed=8", extra: "    disk \"\(image)\"")
+        for round in 0..<3 {
+            let run = try vm.run(config: config, arguments: ["--deadline", "60"])
+            XCTAssertEqual(run.status, 0, "round \(round): \(run.stderr)")
+            let probe = open(image, O_RDWR)
+            XCTAssertGreaterThanOrEqual(probe, 0)
+            XCTAssertEqual(flock(probe, LOCK_EX | LOCK_NB), 0, "round \(round): the image is still locked (errno \(errno))")
+            close(probe)
+        }
+    }
+
     func testWithoutEventIndexAndIndirectDescriptors() throws {
         let vm = try VmdHarness("blk-plain")
         let image = try makeImage(vm, bytes: 1 << 20)

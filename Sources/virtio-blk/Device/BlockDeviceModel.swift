@@ -85,7 +85,8 @@ final class BlockDeviceModel {
     let queueCount: Int
     var maximumQueueSize: UInt16 { Self.maximumQueueSize }
 
-    private(set) var counters = BlockDeviceCounters()
+    /// Written by the model only (here, and in BlockDeviceModel+Ring.swift).
+    var counters = BlockDeviceCounters()
     /// The iovecs of the request being served, reused: its capacity stays, so a request
     /// costs no allocation for them.
     private var vectors: [iovec] = []

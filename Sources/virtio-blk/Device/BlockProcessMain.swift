@@ -2,6 +2,7 @@ import Glibc
 import IPC
 import LinuxSystem
 import Logging
+import BlockDeviceShape
 import VirtioCore
 
 /// The virtio-blk process: one per disk, started by vmd with its control channel
@@ -17,33 +18,47 @@ package enum BlockProcessMain {
             }
             logger[metadataKey: "disk"] = "\(setup.name)"
             let backend = try BlockProcessMain.backend(setup, images: images)
-            // Workers for a raw image under `cache none`, where each request waits for the
-            // device: measured, they make QD32 1.6-2.7x faster there. Through the page cache
-            // a request takes microseconds and the hand-off to a worker costs more (QD1 reads
-            // went from 4 to 43 µs), so writeback disks are served in the loop. A qcow2
-            // image's tables are the backend's own: no workers either.
-            let workers = (backend as? RawFileBackend)?.direct == true ? BlockProcessMain.workers : 0
             // vmd chose the queue count (one per vCPU) and made a kick and a call eventfd for each.
             let queues = wiring.kicks.count
-            let models = try (0..<max(workers, 1)).map { _ in
+            let raw = backend as? RawFileBackend
+            var mode = try BlockServingMode.chosen(raw: raw != nil)
+            var ring: BlockRingServer?
+            let first = try BlockDeviceModel(backend: backend, serial: setup.serial, queueCount: queues)
+            if mode == .ring, let raw {
+                do {
+                    ring = try BlockRingServer(model: first, file: raw.file, direct: raw.direct,
+                                               capacity: queues * Int(DeviceShape.blockQueueSize))
+                } catch {
+                    // io_uring off (kernel.io_uring_disabled) or without restrictions (before 5.10).
+                    mode = raw.direct ? .workers : .loop
+                    logger.warning("io_uring unavailable (\(error)): requests served \(mode) instead")
+                }
+            }
+            let workers = mode == .workers ? BlockProcessMain.workers : 1
+            let models = try [first] + (1..<workers).map { _ in
                 try BlockDeviceModel(backend: backend, serial: setup.serial, queueCount: queues)
             }
-            let pool = workers > 0 ? BlockWorkerPool(workers: workers) : nil
-            let device = try BlockVirtioDevice(models: models, pool: pool, guestLog: RateLimitedLog(logger: logger))
+            let serving: BlockServing = switch (mode, ring) {
+            case (.ring, let ring?): .ring(ring)
+            case (.workers, _): .workers(BlockWorkerPool(workers: workers))
+            default: .loop
+            }
+            logger.info("\(queues) request queues, served \(mode)")
+            let device = try BlockVirtioDevice(models: models, serving: serving, guestLog: RateLimitedLog(logger: logger))
             let runner = try VirtioDeviceRunner(model: device, memory: start.memory, wiring: wiring, control: start.control, logger: logger)
             device.onBrokenRing = { [unowned runner] in runner.reportBrokenRing($0) }
             let completions = try runner.watchReadable(device.completionEvent.rawValue) { device.collectCompletions() }
             ProcessRole.current = "virtio-blk"
             try Sandbox.enter(.block, logger: logger)
-            try pool?.start()  // under the sandbox, which every new thread inherits
+            if case .workers(let pool) = serving { try pool.start() }  // under the sandbox, which threads inherit
             try runner.run()
             withExtendedLifetime(completions) {}
             logger.info("served \(device.requestsServed) requests")
         }
     }
 
-    /// Requests in flight at once on a raw disk: enough to keep a device busy, few
-    /// enough for two cores.
+    /// Requests in flight at once with workers: enough to keep a device busy, few enough
+    /// for two cores.
     static let workers = 4
 
     /// The disk's backend: its images from the bottom of the chain up, each reading

@@ -1,7 +1,18 @@
+import GuestRAM
 import IPC
 import LinuxSystem
 import Synchronization
 import VirtioCore
+
+/// How a disk's requests are served (chosen in `BlockProcessMain`, measured there).
+enum BlockServing {
+    /// One at a time on the event loop.
+    case loop
+    /// On worker threads, each with its own model; the loop hands chains over.
+    case workers(BlockWorkerPool)
+    /// Reads, writes and flushes through an io_uring, submitted and completed on the loop.
+    case ring(BlockRingServer)
+}
 
 /// The virtio-blk model as the generic device runner drives it: one or more request
 /// queues (VIRTIO_BLK_F_MQ, one per vCPU), served by `BlockDeviceModel` straight out of
@@ -9,37 +20,41 @@ import VirtioCore
 /// all, so a queue per vCPU spares the guest its lock on a shared ring and lets each
 /// completion interrupt the vCPU that asked.
 ///
-/// With a worker pool (a raw image under `cache none`: see `BlockProcessMain`), the
-/// event loop only takes chains off the ring and hands them to the workers; what they
-/// finish comes back through `completionEvent`, and the loop puts it on the used ring
-/// and interrupts on the queue the request came from. So the guest's queue depth reaches
-/// the host. Without one (the page
-/// cache, qcow2) every request is served in the loop.
-/// Pause and reset wait for the requests in flight (`quiesce`, `reset`).
+/// With a ring or workers, the event loop takes chains off the rings and starts them;
+/// what finishes comes back through `completionEvent`, and the loop puts it on the used
+/// ring of the queue it came from and interrupts. So the guest's queue depth reaches
+/// the host. Pause and reset wait for the requests in flight (`quiesce`, `reset`).
 final class BlockVirtioDevice: VirtioDeviceModel {
-    /// One model per worker (the first also serves the loop's own requests).
+    /// One model per worker (the first also serves the loop's and the ring's requests).
     let models: [BlockDeviceModel]
     var model: BlockDeviceModel { models[0] }
-    private let pool: BlockWorkerPool?
+    private let serving: BlockServing
     private let guestLog: RateLimitedLog
     private var active: ActiveQueues?
-    /// Signalled by a worker when it finished a request; watched by the event loop.
+    /// Readable when requests finished off the loop: the ring's eventfd, or one the workers signal.
     let completionEvent: FileDescriptor
     private let finished = Mutex<[(queue: Int, head: UInt16, length: UInt32)]>([])
     /// A ring fault found while completing (outside a kick), for the runner to report.
     var onBrokenRing: ((Error) -> Void)?
 
-    init(models: [BlockDeviceModel], pool: BlockWorkerPool?, guestLog: RateLimitedLog) throws {
-        precondition(!models.isEmpty && (pool == nil || pool!.workers == models.count), "a model per worker")
+    init(models: [BlockDeviceModel], serving: BlockServing, guestLog: RateLimitedLog) throws {
+        if case .workers(let pool) = serving {
+            precondition(pool.workers == models.count, "a model per worker")
+        }
+        precondition(!models.isEmpty, "a model")
         self.models = models
-        self.pool = pool
+        self.serving = serving
         self.guestLog = guestLog
-        completionEvent = try FileDescriptor.eventFD()
+        if case .ring(let server) = serving {
+            completionEvent = server.completionEvent
+        } else {
+            completionEvent = try FileDescriptor.eventFD()
+        }
         for model in models { model.onFailure = { [guestLog] in guestLog.note($0) } }
     }
 
     convenience init(model: BlockDeviceModel, guestLog: RateLimitedLog) throws {
-        try self.init(models: [model], pool: nil, guestLog: guestLog)
+        try self.init(models: [model], serving: .loop, guestLog: guestLog)
     }
 
     var description: DeviceDescription {
@@ -64,42 +79,70 @@ final class BlockVirtioDevice: VirtioDeviceModel {
 
     func queueNotified(_ index: Int) throws {
         guard let active else { return }
-        guard let pool else {
-            return try active.drain(index, noting: guestLog, queueName: "request queue \(index)") { chain in
-                model.process(chain, memory: active.memory)
+        let memory = active.memory
+        let queueName = "request queue \(index)"
+        switch serving {
+        case .loop:
+            try active.drain(index, noting: guestLog, queueName: queueName) { chain in model.process(chain, memory: memory) }
+        case .ring(let server):
+            try takeChains(index, active: active, queueName: queueName) { chain in
+                server.start(chain, queue: index, memory: memory)
+            }
+            try server.submit()
+        case .workers(let pool):
+            try takeChains(index, active: active, queueName: queueName) { chain in
+                pool.submit { [self] worker in
+                    let length = models[worker].process(chain, memory: memory)
+                    finished.withLock { $0.append((index, chain.head, length)) }
+                    try? completionEvent.signalEvent()
+                }
+                return nil
             }
         }
-        let memory = active.memory
+        try active.interruptIfNeeded(index)
+    }
+
+    /// Takes every available chain of queue `index` and starts it: `start` returns its used
+    /// length when it was served at once, nil when it finishes later.
+    private func takeChains(_ index: Int, active: ActiveQueues, queueName: String,
+                            _ start: (DescriptorChain) -> UInt32?) throws {
         _ = try active.withQueue(index) { queue in
             repeat {
                 try queue.disableNotifications()
                 while let entry = try queue.popAvailable() {
                     switch entry {
                     case .chain(let chain):
-                        pool.submit { [self] worker in
-                            let length = models[worker].process(chain, memory: memory)
-                            finished.withLock { $0.append((index, chain.head, length)) }
-                            try? completionEvent.signalEvent()
-                        }
+                        if let length = start(chain) { try queue.pushUsed(head: chain.head, length: length) }
                     case .malformed(let head, let error):
-                        guestLog.note("request queue \(index): chain at descriptor \(head) refused: \(error)")
+                        guestLog.note("\(queueName): chain at descriptor \(head) refused: \(error)")
                         try queue.pushUsed(head: head, length: 0)
                     }
                 }
             } while try queue.enableNotifications()
         }
-        try active.interruptIfNeeded(index)
     }
 
-    /// On the event loop: puts what the workers finished on the used rings of their
-    /// queues, then interrupts each queue that got something (once).
+    /// On the event loop: puts what finished on the used rings of their queues, then
+    /// interrupts each queue that got something (once).
     func collectCompletions() {
+        guard let active else {
+            _ = completionEvent.drainEvent()
+            return
+        }
+        publish(takeFinished(memory: active.memory), active: active)
+    }
+
+    private func takeFinished(memory: GuestMemory) -> [(queue: Int, head: UInt16, length: UInt32)] {
+        if case .ring(let server) = serving { return server.collect(memory: memory) }
         _ = completionEvent.drainEvent()
-        let done = finished.withLock { list in
+        return finished.withLock { list in
             defer { list.removeAll(keepingCapacity: true) }
             return list
         }
-        guard !done.isEmpty, let active else { return }
+    }
+
+    private func publish(_ done: [(queue: Int, head: UInt16, length: UInt32)], active: ActiveQueues) {
+        guard !done.isEmpty else { return }
         var touched = Set<Int>()
         do {
             for (index, head, length) in done {
@@ -112,15 +155,27 @@ final class BlockVirtioDevice: VirtioDeviceModel {
         }
     }
 
+    /// Waits until nothing is in flight; returns what finished meanwhile.
+    private func waitIdle() -> [(queue: Int, head: UInt16, length: UInt32)] {
+        switch serving {
+        case .loop: return []
+        case .workers(let pool):
+            pool.waitIdle()
+        case .ring(let server):
+            if let active { return server.waitIdle(memory: active.memory) }
+        }
+        return active.map { takeFinished(memory: $0.memory) } ?? []
+    }
+
     /// The VM is pausing: nothing may be in flight once this returns.
     func quiesce() {
-        pool?.waitIdle()
-        collectCompletions()
+        let done = waitIdle()
+        if let active { publish(done, active: active) }
     }
 
     func reset() {
-        // The workers write into guest memory: let them finish before the queues go.
-        pool?.waitIdle()
+        // Requests in flight write into guest memory: let them finish before the queues go.
+        _ = waitIdle()
         _ = completionEvent.drainEvent()
         finished.withLock { $0.removeAll() }
         active = nil

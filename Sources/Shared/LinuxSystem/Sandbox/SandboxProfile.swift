@@ -112,7 +112,10 @@ public struct SandboxProfile {
         .allow("fdatasync", "FLUSH"),
         .allow("fsync", "FLUSH"),
         .allow("fallocate", "DISCARD (punch hole) and WRITE_ZEROES (zero range)"),
-    ] + threadCreation("request workers, so requests are in flight together"), unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
+        // The ring was set up and locked down before the sandbox (RestrictedIOUring): readv,
+        // writev and fsync of the disk's registered file only, and no io_uring_register.
+        .allow("io_uring_enter", "submitting and reaping reads, writes and flushes in flight together"),
+    ] + threadCreation("request workers (the fallback when io_uring is unavailable)"), unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
 
     /// virtio-rng: nothing beyond the common set, whose getrandom is all it serves from.
     public static let entropy = SandboxProfile(role: .entropy, rules: common,

@@ -1,0 +1,216 @@
+import CURing
+import Glibc
+import XCTest
+@testable import BlockDevice
+@testable import GuestRAM
+@testable import LinuxSystem
+@testable import MemorySlots
+@testable import VirtioCore
+
+/// The io_uring path: the ring's lock-down, and requests served through it.
+final class BlockRingTests: XCTestCase {
+    private var image: FileDescriptor!
+    private var memory: GuestMemory!
+    private var model: BlockDeviceModel!
+
+    override func setUpWithError() throws {
+        image = try makeTemporaryImage(size: 1 << 20, fill: 0xAA)
+        memory = try makeMemory()
+        model = try BlockDeviceModel(backend: RawFileBackend(file: image, readOnly: false), queueCount: 2)
+    }
+
+    private func makeServer() throws -> BlockRingServer {
+        try BlockRingServer(model: model, file: image, direct: false, capacity: 8)
+    }
+
+    /// Submits what `ring` prepared and returns each completion's (tag, result).
+    private func complete(_ ring: RestrictedIOUring, expecting count: Int) throws -> [UInt64: Int32] {
+        try ring.submit()
+        var results: [UInt64: Int32] = [:]
+        while results.count < count {
+            try ring.waitForCompletion()
+            ring.drainCompletions { results[$0] = $1 }
+        }
+        return results
+    }
+
+    // MARK: The restrictions
+
+    func testReadWriteAndFsyncOfTheRegisteredFileWork() throws {
+        let ring = try RestrictedIOUring(file: image, entries: 4)
+        let data = pattern(4096, seed: 2)
+        var back = [UInt8](repeating: 0, count: 4096)
+        let results = try data.withUnsafeBytes { source in
+            try back.withUnsafeMutableBytes { target in
+                var write = iovec(iov_base: UnsafeMutableRawPointer(mutating: source.baseAddress!), iov_len: 4096)
+                XCTAssertTrue(ring.prepareWrite(&write, count: 1, offset: 8192, tag: 1))
+                XCTAssertTrue(ring.prepareDataSync(tag: 2))
+                _ = try complete(ring, expecting: 2)
+                var read = iovec(iov_base: target.baseAddress!, iov_len: 4096)
+                XCTAssertTrue(ring.prepareRead(&read, count: 1, offset: 8192, tag: 3))
+                return try complete(ring, expecting: 1)
+            }
+        }
+        XCTAssertEqual(results[3], 4096)
+        XCTAssertEqual(back, data)
+        XCTAssertEqual(try image.pread(count: 4096, offset: 8192), data)
+    }
+
+    /// Its operations do not pass seccomp, so the ring itself refuses all but readv,
+    /// writev and fsync.
+    func testAnOperationOutsideTheAllowedThreeIsRefused() throws {
+        let ring = try RestrictedIOUring(file: image, entries: 4)
+        let path = Array("/etc/passwd".utf8CString)
+        let results = try path.withUnsafeBufferPointer { name in
+            XCTAssertTrue(ring.prepare(tag: 9) { io_uring_prep_openat($0, AT_FDCWD, name.baseAddress!, O_RDONLY, 0) })
+            return try complete(ring, expecting: 1)
+        }
+        XCTAssertEqual(results[9], -EACCES, "openat through the ring")
+    }
+
+    /// No SQE flag passes: not a link (which would chain an operation to a refused one's
+    /// fate), not forced async, not a fixed file.
+    func testAnOperationWithAFlagIsRefused() throws {
+        let ring = try RestrictedIOUring(file: image, entries: 4)
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let results = try buffer.withUnsafeMutableBytes { target in
+            var vector = iovec(iov_base: target.baseAddress!, iov_len: 512)
+            XCTAssertTrue(ring.prepare(tag: 4) {
+                io_uring_prep_readv($0, self.image.rawValue, &vector, 1, 0)
+                $0.pointee.flags |= UInt8(1 << IOSQE_ASYNC_BIT)
+            })
+            return try complete(ring, expecting: 1)
+        }
+        XCTAssertEqual(results[4], -EACCES, "a readv with IOSQE_ASYNC")
+        XCTAssertEqual(buffer, [UInt8](repeating: 0, count: 512))
+    }
+
+    func testNoRegisterOperationIsAllowedOnceEnabled() throws {
+        let ring = try RestrictedIOUring(file: image, entries: 4)
+        let other = try makeTemporaryImage(size: 4096)
+        var files = [other.rawValue]
+        let result = io_uring_register(UInt32(ring.descriptor), UInt32(IORING_REGISTER_FILES), &files, 1)
+        XCTAssertEqual(result, -EACCES, "registering a file")
+        let probe = io_uring_register(UInt32(ring.descriptor), UInt32(IORING_REGISTER_PERSONALITY), nil, 0)
+        XCTAssertEqual(probe, -EACCES, "registering a personality (credentials)")
+    }
+
+    // MARK: Requests through the server
+
+    func testAWriteAndAReadGoThroughTheRingOnTheirQueues() throws {
+        let server = try makeServer()
+        let data = pattern(2048, seed: 4)
+        var write = ChainBuilder(memory: memory)
+        try write.readable(requestHeader(type: 1, sector: 4))
+        try write.readable(Array(data[0..<1000]))
+        try write.readable(Array(data[1000...]))
+        try write.writable(1)
+        XCTAssertNil(server.start(write.chain, queue: 1, memory: memory), "in flight")
+        try server.submit()
+        XCTAssertFalse(server.idle)
+        let written = server.waitIdle(memory: memory)
+        XCTAssertEqual(written.map(\.queue), [1])
+        XCTAssertEqual(written.map(\.head), [7])
+        XCTAssertEqual(written.map(\.length), [1])
+        XCTAssertEqual(try write.status(), BlockStatus.ok.rawValue)
+        XCTAssertEqual(try image.pread(count: 2048, offset: 4 * 512), data)
+
+        var read = ChainBuilder(memory: memory)
+        read.next = 0x8_0000
+        try read.readable(requestHeader(type: 0, sector: 4))
+        try read.writable(2048)
+        try read.writable(1)
+        XCTAssertNil(server.start(read.chain, queue: 0, memory: memory))
+        try server.submit()
+        let done = server.waitIdle(memory: memory)
+        XCTAssertEqual(done.map(\.queue), [0])
+        XCTAssertEqual(done.map(\.length), [2049])
+        XCTAssertEqual(Array(try read.writableBytes()[0..<2048]), data)
+        XCTAssertEqual(model.counters.reads, 1)
+        XCTAssertEqual(model.counters.writes, 1)
+        XCTAssertEqual(model.counters.bytesRead, 2048)
+        XCTAssertTrue(server.idle)
+    }
+
+    func testAFlushGoesThroughTheRing() throws {
+        let server = try makeServer()
+        var flush = ChainBuilder(memory: memory)
+        try flush.readable(requestHeader(type: 4))
+        try flush.writable(1)
+        XCTAssertNil(server.start(flush.chain, queue: 0, memory: memory))
+        try server.submit()
+        XCTAssertEqual(server.waitIdle(memory: memory).map(\.length), [1])
+        XCTAssertEqual(try flush.status(), BlockStatus.ok.rawValue)
+        XCTAssertEqual(model.counters.flushes, 1)
+    }
+
+    /// GET_ID, and a request the parser refuses, are answered at once, as `process` does.
+    func testOtherRequestsAndRefusalsAreServedAtOnce() throws {
+        let server = try makeServer()
+        var getID = ChainBuilder(memory: memory)
+        try getID.readable(requestHeader(type: 8))
+        try getID.writable(20)
+        try getID.writable(1)
+        XCTAssertEqual(server.start(getID.chain, queue: 0, memory: memory), 21)
+        XCTAssertEqual(try getID.status(), BlockStatus.ok.rawValue)
+
+        var beyond = ChainBuilder(memory: memory)
+        beyond.next = 0x8_0000
+        try beyond.readable(requestHeader(type: 0, sector: 2048))
+        try beyond.writable(512)
+        try beyond.writable(1)
+        XCTAssertEqual(server.start(beyond.chain, queue: 0, memory: memory), 1)
+        XCTAssertEqual(try beyond.status(), BlockStatus.ioError.rawValue)
+        XCTAssertTrue(server.idle)
+    }
+
+    // MARK: Completions
+
+    /// A short transfer (which regular files only give at the end of the file) is finished
+    /// by the backend from where the ring stopped.
+    func testAShortReadIsFinishedByTheBackend() throws {
+        let data = pattern(1024, seed: 6)
+        try image.pwriteAll(data, at: 512)
+        var read = ChainBuilder(memory: memory)
+        try read.readable(requestHeader(type: 0, sector: 1))
+        try read.writable(1024)
+        try read.writable(1)
+        guard case .submit(var request) = model.start(read.chain, memory: memory, aligned: false) else {
+            return XCTFail("a read goes to the ring")
+        }
+        XCTAssertEqual(model.finish(&request, result: 300, memory: memory), 1025)
+        let bytes = try read.writableBytes()
+        XCTAssertEqual(Array(bytes[0..<300]), [UInt8](repeating: ChainBuilder.sentinel, count: 300),
+                       "what the ring (here: nobody) moved is not read again")
+        XCTAssertEqual(Array(bytes[300..<1024]), Array(data[300...]))
+        XCTAssertEqual(bytes[1024], BlockStatus.ok.rawValue)
+    }
+
+    func testAnErrorFromTheRingIsAnIOError() throws {
+        var write = ChainBuilder(memory: memory)
+        try write.readable(requestHeader(type: 1, sector: 0))
+        try write.readable(pattern(512))
+        try write.writable(1)
+        guard case .submit(var request) = model.start(write.chain, memory: memory, aligned: false) else {
+            return XCTFail("a write goes to the ring")
+        }
+        XCTAssertEqual(model.finish(&request, result: -EIO, memory: memory), 1)
+        XCTAssertEqual(try write.status(), BlockStatus.ioError.rawValue)
+        XCTAssertEqual(model.counters.ioErrors, 1)
+        XCTAssertEqual(model.counters.writes, 0)
+    }
+
+    /// Under `cache none` an unaligned guest buffer cannot go to the ring: `process` bounces it.
+    func testUnderDirectIOAnUnalignedBufferIsServedAtOnce() throws {
+        var read = ChainBuilder(memory: memory)
+        read.next = 0x1003
+        try read.readable(requestHeader(type: 0, sector: 0))
+        try read.writable(512)
+        try read.writable(1)
+        guard case .finished(let length) = model.start(read.chain, memory: memory, aligned: true) else {
+            return XCTFail("an unaligned buffer is not for the ring under O_DIRECT")
+        }
+        XCTAssertEqual(length, 513)
+        XCTAssertEqual(Array(try read.writableBytes()[0..<512]), [UInt8](repeating: 0xAA, count: 512))
+    }
+}
