@@ -77,9 +77,7 @@ public final class ActiveQueues {
     /// with length 0, is a note in its rate-limited guest log naming `queueName`.
     public func drain(_ index: Int, noting guestLog: RateLimitedLog, queueName: String,
                       _ handle: (DescriptorChain) -> UInt32) throws {
-        try drain(index, onMalformed: { head, error in
-            guestLog.note("\(queueName): chain at descriptor \(head) refused: \(error)")
-        }, handle)
+        try serve(index, noting: guestLog, queueName: queueName, start: handle)
     }
 
     /// Serves every available chain of queue `index` with `handle`, which returns the
@@ -87,16 +85,36 @@ public final class ActiveQueues {
     /// Loops until the driver has added nothing more after notifications were re-enabled.
     public func drain(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void = { _, _ in },
                       _ handle: (DescriptorChain) -> UInt32) throws {
+        try serve(index, onMalformed: onMalformed, start: handle)
+    }
+
+    /// `serve` with malformed chains noted in the guest log, as `drain(_:noting:queueName:_:)`.
+    public func serve(_ index: Int, noting guestLog: RateLimitedLog, queueName: String,
+                      start: (DescriptorChain) -> UInt32?,
+                      afterPass: (inout SplitVirtqueue) throws -> Void = { _ in }) throws {
+        try serve(index, onMalformed: { head, error in
+            guestLog.note("\(queueName): chain at descriptor \(head) refused: \(error)")
+        }, start: start, afterPass: afterPass)
+    }
+
+    /// `drain` for a device that may finish a chain later: `start` returns the used length
+    /// of a chain it served at once, nil for one it completes itself afterwards (with
+    /// `withQueue`). `afterPass` runs after each pass over the available ring, before the
+    /// interrupt decision and the polling window: it may push what finished meanwhile.
+    public func serve(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void = { _, _ in },
+                      start: (DescriptorChain) -> UInt32?,
+                      afterPass: (inout SplitVirtqueue) throws -> Void = { _ in }) throws {
         guard queues[index] != nil else { return }
         do {
-            try drainUnlabelled(index, onMalformed: onMalformed, handle)
+            try serveUnlabelled(index, onMalformed: onMalformed, start: start, afterPass: afterPass)
         } catch let error as VirtqueueError {
             throw QueueFault(queue: index, error: error)
         }
     }
 
-    private func drainUnlabelled(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void,
-                                 _ handle: (DescriptorChain) -> UInt32) throws {
+    private func serveUnlabelled(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void,
+                                 start: (DescriptorChain) -> UInt32?,
+                                 afterPass: (inout SplitVirtqueue) throws -> Void) throws {
         let polling = pollingWindows[index].maximum > 0
         if polling { pollingWindows[index].kicked(at: PollingWindow.now()) }
         repeat {
@@ -107,12 +125,13 @@ public final class ActiveQueues {
                     served += 1
                     switch entry {
                     case .chain(let chain):
-                        try queues[index]!.pushUsed(head: chain.head, length: handle(chain))
+                        if let length = start(chain) { try queues[index]!.pushUsed(head: chain.head, length: length) }
                     case .malformed(let head, let error):
                         onMalformed(head, error)
                         try queues[index]!.pushUsed(head: head, length: 0)
                     }
                 }
+                try afterPass(&queues[index]!)
                 try interruptIfNeeded(index)
                 // A driver that was busy is likely to add more at once: wait a moment for it
                 // with notifications still off, since each notify costs the guest an exit.

@@ -62,13 +62,27 @@ final class BlockRingServer {
         }
     }
 
-    /// Hands the prepared requests to the kernel: once per batch of chains.
-    func submit() throws {
+    /// Hands the prepared requests to the kernel, once per batch of chains, and returns
+    /// what is already complete (page-cache hits complete during the submit): those go on
+    /// the used ring now, without waiting for the loop to see the eventfd.
+    func submit(memory: GuestMemory) throws -> [(queue: Int, head: UInt16, length: UInt32)] {
         try ring.submit()
+        var done = takeCompleted(memory: memory)
+        ring.unmute()
+        ring.runDeferredCompletions()
+        done += takeCompleted(memory: memory)
+        return done
     }
 
-    /// The requests the ring completed: their queues, heads and used lengths.
+    /// The requests the ring completed, when its eventfd said so: their queues, heads and
+    /// used lengths.
     func collect(memory: GuestMemory) -> [(queue: Int, head: UInt16, length: UInt32)] {
+        _ = ring.completionEvent.drainEvent()
+        ring.runDeferredCompletions()
+        return takeCompleted(memory: memory)
+    }
+
+    private func takeCompleted(memory: GuestMemory) -> [(queue: Int, head: UInt16, length: UInt32)] {
         var done: [(queue: Int, head: UInt16, length: UInt32)] = []
         ring.drainCompletions { tag, result in
             guard tag < inFlight.count, var entry = inFlight[Int(tag)] else { return }
@@ -90,8 +104,9 @@ final class BlockRingServer {
             } catch {
                 break  // only EINTR-free failures: the ring itself is gone
             }
-            done += collect(memory: memory)
+            done += takeCompleted(memory: memory)
         }
+        _ = ring.completionEvent.drainEvent()
         return done
     }
 }

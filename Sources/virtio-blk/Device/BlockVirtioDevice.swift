@@ -85,12 +85,23 @@ final class BlockVirtioDevice: VirtioDeviceModel {
         case .loop:
             try active.drain(index, noting: guestLog, queueName: queueName) { chain in model.process(chain, memory: memory) }
         case .ring(let server):
-            try takeChains(index, active: active, queueName: queueName) { chain in
+            var elsewhere: [(queue: Int, head: UInt16, length: UInt32)] = []
+            try active.serve(index, noting: guestLog, queueName: queueName, start: { chain in
                 server.start(chain, queue: index, memory: memory)
-            }
-            try server.submit()
+            }, afterPass: { queue in
+                // What the submit completed (page-cache hits) goes on the used ring within
+                // the pass, so the polling window can catch the guest's next request.
+                for done in try server.submit(memory: memory) {
+                    if done.queue == index {
+                        try queue.pushUsed(head: done.head, length: done.length)
+                    } else {
+                        elsewhere.append(done)
+                    }
+                }
+            })
+            publish(elsewhere, active: active)
         case .workers(let pool):
-            try takeChains(index, active: active, queueName: queueName) { chain in
+            try active.serve(index, noting: guestLog, queueName: queueName) { chain in
                 pool.submit { [self] worker in
                     let length = models[worker].process(chain, memory: memory)
                     finished.withLock { $0.append((index, chain.head, length)) }
@@ -98,27 +109,6 @@ final class BlockVirtioDevice: VirtioDeviceModel {
                 }
                 return nil
             }
-        }
-        try active.interruptIfNeeded(index)
-    }
-
-    /// Takes every available chain of queue `index` and starts it: `start` returns its used
-    /// length when it was served at once, nil when it finishes later.
-    private func takeChains(_ index: Int, active: ActiveQueues, queueName: String,
-                            _ start: (DescriptorChain) -> UInt32?) throws {
-        _ = try active.withQueue(index) { queue in
-            repeat {
-                try queue.disableNotifications()
-                while let entry = try queue.popAvailable() {
-                    switch entry {
-                    case .chain(let chain):
-                        if let length = start(chain) { try queue.pushUsed(head: chain.head, length: length) }
-                    case .malformed(let head, let error):
-                        guestLog.note("\(queueName): chain at descriptor \(head) refused: \(error)")
-                        try queue.pushUsed(head: head, length: 0)
-                    }
-                }
-            } while try queue.enableNotifications()
         }
     }
 
@@ -142,7 +132,6 @@ final class BlockVirtioDevice: VirtioDeviceModel {
     }
 
     private func publish(_ done: [(queue: Int, head: UInt16, length: UInt32)], active: ActiveQueues) {
-        guard !done.isEmpty else { return }
         var touched = Set<Int>()
         do {
             for (index, head, length) in done {

@@ -1,5 +1,6 @@
 import CURing
 import Glibc
+import CLinux
 import LinuxSystem
 
 /// An io_uring that can do three things: readv, writev and fsync (of the disk image).
@@ -21,6 +22,11 @@ import LinuxSystem
 final class RestrictedIOUring {
     private var ring = io_uring()
     private let file: Int32
+    /// Completions are run only when we ask (IORING_SETUP_DEFER_TASKRUN): the kernel does
+    /// not interrupt the event loop's epoll_wait to post them, it signals the eventfd and
+    /// waits for `drainCompletions`. Measured 0.81 -> 0.72 of the preadv time per O_DIRECT
+    /// 4 KiB read here. Kernels before 6.1 lack it; the ring then works without.
+    private(set) var deferred = true
     /// Signalled by the kernel when completions are posted.
     let completionEvent: FileDescriptor
     /// Submissions prepared but not yet handed to the kernel.
@@ -33,8 +39,13 @@ final class RestrictedIOUring {
         self.file = file.rawValue
         completionEvent = try FileDescriptor.eventFD()
         var params = io_uring_params()
-        params.flags = UInt32(IORING_SETUP_R_DISABLED)
-        try Self.check("io_uring_setup", io_uring_queue_init_params(entries, &ring, &params))
+        params.flags = UInt32(IORING_SETUP_R_DISABLED) | Self.deferredFlags
+        if io_uring_queue_init_params(entries, &ring, &params) == -EINVAL {
+            deferred = false
+            params = io_uring_params()
+            params.flags = UInt32(IORING_SETUP_R_DISABLED)
+            try Self.check("io_uring_setup", io_uring_queue_init_params(entries, &ring, &params))
+        }
         do {
             try Self.check("io_uring_register(EVENTFD)", io_uring_register_eventfd(&ring, completionEvent.rawValue))
             // No SQE_FLAGS rule: then no flag is allowed.
@@ -74,18 +85,43 @@ final class RestrictedIOUring {
         prepare(tag: tag) { io_uring_prep_fsync($0, file, UInt32(IORING_FSYNC_DATASYNC)) }
     }
 
-    /// Hands what was prepared to the kernel.
+    /// Hands what was prepared to the kernel. What the kernel could do at once (a page-cache
+    /// hit) is complete when this returns: the caller takes it with `drainCompletions` right
+    /// away. Those completions do not signal `completionEvent` (it is muted meanwhile), which
+    /// would only wake the loop for nothing; so after this the caller must drain once more,
+    /// for whatever completed between its first drain and the unmuting:
+    /// `try submit(); drain; unmute(); drain`.
     func submit() throws {
         guard unsubmitted > 0 else { return }
+        _ = io_uring_cq_eventfd_toggle(&ring, false)
         var submitted: Int32
-        repeat { submitted = io_uring_submit(&ring) } while submitted == -EINTR
+        // With deferred completions the same call also runs those already due.
+        repeat {
+            submitted = deferred ? io_uring_submit_and_get_events(&ring) : io_uring_submit(&ring)
+        } while submitted == -EINTR
         try Self.check("io_uring_enter", submitted)
         unsubmitted -= Int(submitted)
     }
 
+    /// Lets completions signal `completionEvent` again, after `submit`.
+    func unmute() {
+        _ = io_uring_cq_eventfd_toggle(&ring, true)
+    }
+
+    /// Runs the completions the kernel deferred, so that `drainCompletions` sees them: after
+    /// `completionEvent` fired, or after `unmute`. The kernel signals the eventfd only for
+    /// the first completion it defers, so one deferred while muted would otherwise wait
+    /// forever; IORING_SQ_TASKRUN says whether any is waiting.
+    func runDeferredCompletions() {
+        guard deferred else { return }
+        vmd_memory_fence()
+        // SAFETY: kflags points into the ring's shared mapping, alive while the ring is.
+        guard ring.sq.kflags.pointee & UInt32(IORING_SQ_TASKRUN) != 0 else { return }
+        while io_uring_get_events(&ring) == -EINTR {}
+    }
+
     /// Calls `body` with the tag and result (bytes, or -errno) of each posted completion.
     func drainCompletions(_ body: (_ tag: UInt64, _ result: Int32) -> Void) {
-        _ = completionEvent.drainEvent()
         var completion: UnsafeMutablePointer<io_uring_cqe>?
         while io_uring_peek_cqe(&ring, &completion) == 0, let entry = completion {
             let (tag, result) = (entry.pointee.user_data, entry.pointee.res)
@@ -112,6 +148,9 @@ final class RestrictedIOUring {
         unsubmitted += 1
         return true
     }
+
+    private static let deferredFlags = UInt32(IORING_SETUP_SINGLE_ISSUER) | UInt32(IORING_SETUP_DEFER_TASKRUN)
+        | UInt32(IORING_SETUP_TASKRUN_FLAG)
 
     private static func operation(_ opcode: io_uring_op) -> io_uring_restriction {
         var rule = io_uring_restriction()
