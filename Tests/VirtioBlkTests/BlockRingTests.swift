@@ -97,13 +97,16 @@ final class BlockRingTests: XCTestCase {
 
     // MARK: Requests through the server
 
+    /// Under `cache none` both go to the ring, each completing on the queue it came from.
     func testAWriteAndAReadGoThroughTheRingOnTheirQueues() throws {
-        let server = try makeServer()
+        let server = try BlockRingServer(model: model, file: image, direct: true, capacity: 8)
         let data = pattern(2048, seed: 4)
         var write = ChainBuilder(memory: memory)
         try write.readable(requestHeader(type: 1, sector: 4))
-        try write.readable(Array(data[0..<1000]))
-        try write.readable(Array(data[1000...]))
+        write.next = 0x4000  // whole sectors, aligned: what O_DIRECT takes
+        try write.readable(Array(data[0..<1024]))
+        write.next = 0x5000
+        try write.readable(Array(data[1024...]))
         try write.writable(1)
         XCTAssertNil(server.start(write.chain, queue: 1, memory: memory), "in flight")
         XCTAssertFalse(server.idle)
@@ -117,6 +120,7 @@ final class BlockRingTests: XCTestCase {
         var read = ChainBuilder(memory: memory)
         read.next = 0x8_0000
         try read.readable(requestHeader(type: 0, sector: 4))
+        read.next = 0x9_0000
         try read.writable(2048)
         try read.writable(1)
         XCTAssertNil(server.start(read.chain, queue: 0, memory: memory))
@@ -128,6 +132,29 @@ final class BlockRingTests: XCTestCase {
         XCTAssertEqual(model.counters.writes, 1)
         XCTAssertEqual(model.counters.bytesRead, 2048)
         XCTAssertTrue(server.idle)
+    }
+
+    /// On the page cache a write is served at once (through the ring it would go to a
+    /// kernel worker thread); a read goes to the ring.
+    func testOnThePageCacheAWriteIsServedAtOnceAndAReadGoesToTheRing() throws {
+        let server = try makeServer()
+        let data = pattern(1024, seed: 5)
+        var write = ChainBuilder(memory: memory)
+        try write.readable(requestHeader(type: 1, sector: 2))
+        try write.readable(data)
+        try write.writable(1)
+        XCTAssertEqual(server.start(write.chain, queue: 0, memory: memory), 1)
+        XCTAssertEqual(try image.pread(count: 1024, offset: 2 * 512), data)
+
+        var read = ChainBuilder(memory: memory)
+        read.next = 0x8_0000
+        try read.readable(requestHeader(type: 0, sector: 2))
+        try read.writable(1024)
+        try read.writable(1)
+        XCTAssertNil(server.start(read.chain, queue: 1, memory: memory))
+        let done = try server.submit(memory: memory) + server.waitIdle(memory: memory)
+        XCTAssertEqual(done.map(\.queue), [1])
+        XCTAssertEqual(Array(try read.writableBytes()[0..<1024]), data)
     }
 
     func testAFlushGoesThroughTheRing() throws {
@@ -172,7 +199,7 @@ final class BlockRingTests: XCTestCase {
         try read.readable(requestHeader(type: 0, sector: 1))
         try read.writable(1024)
         try read.writable(1)
-        guard case .submit(var request) = model.start(read.chain, memory: memory, aligned: false) else {
+        guard case .submit(var request) = model.start(read.chain, memory: memory, direct: false) else {
             return XCTFail("a read goes to the ring")
         }
         XCTAssertEqual(model.finish(&request, result: 300, memory: memory), 1025)
@@ -184,17 +211,17 @@ final class BlockRingTests: XCTestCase {
     }
 
     func testAnErrorFromTheRingIsAnIOError() throws {
-        var write = ChainBuilder(memory: memory)
-        try write.readable(requestHeader(type: 1, sector: 0))
-        try write.readable(pattern(512))
-        try write.writable(1)
-        guard case .submit(var request) = model.start(write.chain, memory: memory, aligned: false) else {
-            return XCTFail("a write goes to the ring")
+        var read = ChainBuilder(memory: memory)
+        try read.readable(requestHeader(type: 0, sector: 0))
+        try read.writable(512)
+        try read.writable(1)
+        guard case .submit(var request) = model.start(read.chain, memory: memory, direct: false) else {
+            return XCTFail("a read goes to the ring")
         }
-        XCTAssertEqual(model.finish(&request, result: -EIO, memory: memory), 1)
-        XCTAssertEqual(try write.status(), BlockStatus.ioError.rawValue)
+        XCTAssertEqual(model.finish(&request, result: -EIO, memory: memory), 1, "no data on an error")
+        XCTAssertEqual(try read.status(), BlockStatus.ioError.rawValue)
         XCTAssertEqual(model.counters.ioErrors, 1)
-        XCTAssertEqual(model.counters.writes, 0)
+        XCTAssertEqual(model.counters.reads, 0)
     }
 
     /// Under `cache none` an unaligned guest buffer cannot go to the ring: `process` bounces it.
@@ -204,7 +231,7 @@ final class BlockRingTests: XCTestCase {
         try read.readable(requestHeader(type: 0, sector: 0))
         try read.writable(512)
         try read.writable(1)
-        guard case .finished(let length) = model.start(read.chain, memory: memory, aligned: true) else {
+        guard case .finished(let length) = model.start(read.chain, memory: memory, direct: true) else {
             return XCTFail("an unaligned buffer is not for the ring under O_DIRECT")
         }
         XCTAssertEqual(length, 513)

@@ -33,9 +33,12 @@ extension BlockDeviceModel {
         case submit(BlockRingRequest)
     }
 
-    /// `aligned`: the file is open O_DIRECT, so the guest's buffers must be whole, aligned
-    /// sectors to go to the ring; others are bounced by `process`.
-    func start(_ chain: DescriptorChain, memory: GuestMemory, aligned: Bool) -> RingStart {
+    /// `direct`: the file is open O_DIRECT, so the guest's buffers must be whole, aligned
+    /// sectors to go to the ring (others are bounced by `process`). Without it, writes are
+    /// served here too: a page-cache write through the ring goes to a kernel worker thread
+    /// (ext4 cannot do it without blocking), measured 0.26x (QD1) and 0.44x (QD32) the
+    /// speed of writing it here.
+    func start(_ chain: DescriptorChain, memory: GuestMemory, direct: Bool) -> RingStart {
         guard let statusAddress = BlockRequest.statusAddress(of: chain),
               let request = try? BlockRequest.parse(chain, memory: memory, limits: limits) else {
             return .finished(process(chain, memory: memory))  // counted and logged there
@@ -45,7 +48,7 @@ extension BlockDeviceModel {
         let data: [DescriptorBuffer]
         switch request.operation {
         case .read(let at, let buffers): (operation, sector, data) = (.read, at, buffers)
-        case .write(let at, let buffers): (operation, sector, data) = (.write, at, buffers)
+        case .write(let at, let buffers) where direct: (operation, sector, data) = (.write, at, buffers)
         case .flush: (operation, sector, data) = (.flush, 0, [])
         default: return .finished(process(chain, memory: memory))
         }
@@ -59,7 +62,7 @@ extension BlockDeviceModel {
         } catch {
             return .finished(process(chain, memory: memory))  // the guest-memory error, counted there
         }
-        guard vectors.count <= Int(UIO_MAXIOV), !aligned || AlignedBuffer.isAligned(vectors) else {
+        guard vectors.count <= Int(UIO_MAXIOV), !direct || AlignedBuffer.isAligned(vectors) else {
             return .finished(process(chain, memory: memory))
         }
         counters.requests += 1

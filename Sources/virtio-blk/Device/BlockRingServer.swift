@@ -3,18 +3,19 @@ import GuestRAM
 import LinuxSystem
 import VirtioCore
 
-/// Serves a raw disk's reads, writes and flushes through a `RestrictedIOUring`, on the
-/// event loop: chains taken off the request queues are submitted together after each
-/// kick, and their completions come back through the ring's eventfd. So the guest's
-/// queue depth reaches the host with no thread of our own; the kernel completes page-
-/// cache hits inline and O_DIRECT I/O asynchronously.
+/// Serves a raw disk's reads, flushes and (under `cache none`) writes through a
+/// `RestrictedIOUring`, on the event loop: chains taken off a request queue are submitted
+/// together after each pass, and their completions come back at once (page-cache hits)
+/// or through the ring's eventfd. So the guest's queue depth reaches the host with no
+/// thread of our own.
 ///
 /// Not thread-safe: the event loop owns it.
 final class BlockRingServer {
     private let ring: RestrictedIOUring
     private let model: BlockDeviceModel
-    /// The image is open O_DIRECT: unaligned guest buffers are served by the model instead.
-    private let aligned: Bool
+    /// The image is open O_DIRECT (`cache none`): writes go to the ring too, unaligned
+    /// buffers are served by the model instead.
+    private let direct: Bool
     /// In flight, by tag (the ring's user_data), with the queue each came from.
     private var inFlight: [(queue: Int, request: BlockRingRequest, vectors: UnsafeMutablePointer<iovec>)?]
     private var freeTags: [Int]
@@ -27,7 +28,7 @@ final class BlockRingServer {
     init(model: BlockDeviceModel, file: FileDescriptor, direct: Bool, capacity: Int) throws {
         ring = try RestrictedIOUring(file: file, entries: UInt32(capacity))
         self.model = model
-        aligned = direct
+        self.direct = direct
         inFlight = Array(repeating: nil, count: capacity)
         freeTags = Array((0..<capacity).reversed())
     }
@@ -37,7 +38,7 @@ final class BlockRingServer {
     /// behaved driver cannot cause).
     func start(_ chain: DescriptorChain, queue: Int, memory: GuestMemory) -> UInt32? {
         guard let tag = freeTags.last else { return model.process(chain, memory: memory) }
-        switch model.start(chain, memory: memory, aligned: aligned) {
+        switch model.start(chain, memory: memory, direct: direct) {
         case .finished(let length):
             return length
         case .submit(let request):
