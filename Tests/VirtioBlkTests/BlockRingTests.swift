@@ -1,3 +1,4 @@
+import CLinux
 import CURing
 import Glibc
 import XCTest
@@ -12,15 +13,17 @@ final class BlockRingTests: XCTestCase {
     private var image: FileDescriptor!
     private var memory: GuestMemory!
     private var model: BlockDeviceModel!
+    private var backend: RawFileBackend!
 
     override func setUpWithError() throws {
         image = try makeTemporaryImage(size: 1 << 20, fill: 0xAA)
         memory = try makeMemory()
-        model = try BlockDeviceModel(backend: RawFileBackend(file: image, readOnly: false), queueCount: 2)
+        backend = try RawFileBackend(file: image, readOnly: false)
+        model = try BlockDeviceModel(backend: backend, queueCount: 2)
     }
 
     private func makeServer() throws -> BlockRingServer {
-        try BlockRingServer(model: model, file: image, direct: false, capacity: 8)
+        try BlockRingServer(model: model, backend: backend, capacity: 8)
     }
 
     /// Submits what `ring` prepared and returns each completion's (tag, result).
@@ -99,7 +102,12 @@ final class BlockRingTests: XCTestCase {
 
     /// Under `cache none` both go to the ring, each completing on the queue it came from.
     func testAWriteAndAReadGoThroughTheRingOnTheirQueues() throws {
-        let server = try BlockRingServer(model: model, file: image, direct: true, capacity: 8)
+        // The same file again, O_DIRECT (`cache none`).
+        let direct = try RawFileBackend(file: try FileDescriptor.open("/proc/self/fd/\(image.rawValue)", flags: O_RDWR | VMD_O_DIRECT),
+                                        readOnly: false)
+        XCTAssertTrue(direct.direct)
+        model = try BlockDeviceModel(backend: direct, queueCount: 2)
+        let server = try BlockRingServer(model: model, backend: direct, capacity: 8)
         let data = pattern(2048, seed: 4)
         var write = ChainBuilder(memory: memory)
         try write.readable(requestHeader(type: 1, sector: 4))
@@ -199,10 +207,11 @@ final class BlockRingTests: XCTestCase {
         try read.readable(requestHeader(type: 0, sector: 1))
         try read.writable(1024)
         try read.writable(1)
-        guard case .submit(var request) = model.start(read.chain, memory: memory, direct: false) else {
+        guard case .submit(var request) = model.start(read.chain, memory: memory, backend: backend, maximumPieces: 1) else {
             return XCTFail("a read goes to the ring")
         }
-        XCTAssertEqual(model.finish(&request, result: 300, memory: memory), 1025)
+        request.pieces[0].result = 300
+        XCTAssertEqual(model.finish(&request, backend: backend, memory: memory), 1025)
         let bytes = try read.writableBytes()
         XCTAssertEqual(Array(bytes[0..<300]), [UInt8](repeating: ChainBuilder.sentinel, count: 300),
                        "what the ring (here: nobody) moved is not read again")
@@ -215,10 +224,11 @@ final class BlockRingTests: XCTestCase {
         try read.readable(requestHeader(type: 0, sector: 0))
         try read.writable(512)
         try read.writable(1)
-        guard case .submit(var request) = model.start(read.chain, memory: memory, direct: false) else {
+        guard case .submit(var request) = model.start(read.chain, memory: memory, backend: backend, maximumPieces: 1) else {
             return XCTFail("a read goes to the ring")
         }
-        XCTAssertEqual(model.finish(&request, result: -EIO, memory: memory), 1, "no data on an error")
+        request.pieces[0].result = -EIO
+        XCTAssertEqual(model.finish(&request, backend: backend, memory: memory), 1, "no data on an error")
         XCTAssertEqual(try read.status(), BlockStatus.ioError.rawValue)
         XCTAssertEqual(model.counters.ioErrors, 1)
         XCTAssertEqual(model.counters.reads, 0)
@@ -226,15 +236,17 @@ final class BlockRingTests: XCTestCase {
 
     /// Under `cache none` an unaligned guest buffer cannot go to the ring: `process` bounces it.
     func testUnderDirectIOAnUnalignedBufferIsServedAtOnce() throws {
+        let direct = try RawFileBackend(file: try FileDescriptor.open("/proc/self/fd/\(image.rawValue)", flags: O_RDWR | VMD_O_DIRECT),
+                                        readOnly: false)
+        model = try BlockDeviceModel(backend: direct)
+        let server = try BlockRingServer(model: model, backend: direct, capacity: 8)
         var read = ChainBuilder(memory: memory)
         read.next = 0x1003
         try read.readable(requestHeader(type: 0, sector: 0))
         try read.writable(512)
         try read.writable(1)
-        guard case .finished(let length) = model.start(read.chain, memory: memory, direct: true) else {
-            return XCTFail("an unaligned buffer is not for the ring under O_DIRECT")
-        }
-        XCTAssertEqual(length, 513)
+        XCTAssertEqual(server.start(read.chain, queue: 0, memory: memory), 513, "served at once, bounced")
         XCTAssertEqual(Array(try read.writableBytes()[0..<512]), [UInt8](repeating: 0xAA, count: 512))
+        XCTAssertTrue(server.idle)
     }
 }

@@ -12,45 +12,58 @@ struct BlockRingRequest {
         case flush
     }
 
+    /// One submission: a run of the image file and the guest buffers it fills or empties
+    /// (a flush is one piece with none).
+    struct Piece {
+        var host: UInt64
+        var vectors: [iovec]
+        var length: Int
+        /// Bytes moved or -errno, once completed.
+        var result: Int32?
+    }
+
     let operation: Operation
     let head: UInt16
     let statusAddress: GuestAddress
-    /// Byte offset on the disk (0 for a flush).
-    let offset: UInt64
-    /// The guest's data buffers; kept so that a short transfer can be finished.
-    var vectors: [iovec]
+    var pieces: [Piece]
+    /// The request's data bytes.
     let length: Int
+    /// Pieces not completed yet.
+    var pending: Int
 }
 
 /// The model's half of serving through an io_uring (`BlockRingServer`): `start` parses a
-/// chain as `process` does and hands back the reads, writes and flushes to submit;
-/// `finish` takes the ring's result and writes the status byte. Everything else (GET_ID,
-/// discard, write-zeroes) and every refusal is served by `process`, synchronously.
+/// chain as `process` does and hands back the reads, writes and flushes to submit, as
+/// runs of the image file; `finish` takes the results and writes the status byte.
+/// Everything else (GET_ID, discard, write-zeroes, what the backend must serve itself)
+/// and every refusal is served by `process`, synchronously.
 extension BlockDeviceModel {
     enum RingStart {
-        /// Served here: the used length.
-        case finished(UInt32)
         case submit(BlockRingRequest)
+        /// For `process`. `changesLayout`: a write, discard or write-zeroes, which on some
+        /// backends must wait for the ring to be idle.
+        case serveHere(changesLayout: Bool)
     }
 
-    /// `direct`: the file is open O_DIRECT, so the guest's buffers must be whole, aligned
-    /// sectors to go to the ring (others are bounced by `process`). Without it, writes are
-    /// served here too: a page-cache write through the ring goes to a kernel worker thread
-    /// (ext4 cannot do it without blocking), measured 0.26x (QD1) and 0.44x (QD32) the
-    /// speed of writing it here.
-    func start(_ chain: DescriptorChain, memory: GuestMemory, direct: Bool) -> RingStart {
+    /// Writes go to the ring only under O_DIRECT (`backend.direct`): a page-cache write
+    /// through the ring goes to a kernel worker thread (ext4 cannot do it without
+    /// blocking), measured 0.26x (QD1) and 0.44x (QD32) the speed of writing it here.
+    /// Under O_DIRECT the guest's buffers must be whole, aligned sectors (others are
+    /// bounced by `process`). At most `maximumPieces` submissions for one request.
+    func start(_ chain: DescriptorChain, memory: GuestMemory, backend: RingBackend, maximumPieces: Int) -> RingStart {
         guard let statusAddress = BlockRequest.statusAddress(of: chain),
               let request = try? BlockRequest.parse(chain, memory: memory, limits: limits) else {
-            return .finished(process(chain, memory: memory))  // counted and logged there
+            return .serveHere(changesLayout: false)  // refused: counted and logged by `process`
         }
         let operation: BlockRingRequest.Operation
         let sector: UInt64
         let data: [DescriptorBuffer]
         switch request.operation {
         case .read(let at, let buffers): (operation, sector, data) = (.read, at, buffers)
-        case .write(let at, let buffers) where direct: (operation, sector, data) = (.write, at, buffers)
+        case .write(let at, let buffers) where backend.direct: (operation, sector, data) = (.write, at, buffers)
         case .flush: (operation, sector, data) = (.flush, 0, [])
-        default: return .finished(process(chain, memory: memory))
+        case .write, .discard, .writeZeroes: return .serveHere(changesLayout: true)
+        case .getID: return .serveHere(changesLayout: false)
         }
         var vectors: [iovec] = []
         do {
@@ -60,30 +73,42 @@ extension BlockDeviceModel {
                 }
             }
         } catch {
-            return .finished(process(chain, memory: memory))  // the guest-memory error, counted there
+            return .serveHere(changesLayout: false)  // the guest-memory error, counted there
         }
-        guard vectors.count <= Int(UIO_MAXIOV), !direct || AlignedBuffer.isAligned(vectors) else {
-            return .finished(process(chain, memory: memory))
+        guard vectors.count <= Int(UIO_MAXIOV), !backend.direct || AlignedBuffer.isAligned(vectors) else {
+            return .serveHere(changesLayout: operation == .write)
+        }
+        let length = IOVectors.totalLength(vectors)
+        var pieces: [BlockRingRequest.Piece]
+        if operation == .flush {
+            pieces = [.init(host: 0, vectors: [], length: 0)]
+        } else {
+            let offset = sector << VirtioBlock.sectorShift
+            guard let extents = try? backend.fileExtents(at: offset, length: length, forWriting: operation == .write,
+                                                         limit: maximumPieces) else {
+                return .serveHere(changesLayout: operation == .write)
+            }
+            pieces = extents.map { extent in
+                .init(host: extent.host, vectors: IOVectors.takePrefix(&vectors, length: extent.length), length: extent.length)
+            }
         }
         counters.requests += 1
         return .submit(BlockRingRequest(operation: operation, head: chain.head, statusAddress: statusAddress,
-                                        offset: sector << VirtioBlock.sectorShift, vectors: vectors,
-                                        length: IOVectors.totalLength(vectors)))
+                                        pieces: pieces, length: length, pending: pieces.count))
     }
 
-    /// Completes `request` with the ring's `result` (bytes moved, or -errno): a short
-    /// transfer is finished with the backend, as preadv's loop would; then the status.
-    func finish(_ request: inout BlockRingRequest, result: Int32, memory: GuestMemory) -> UInt32 {
+    /// Completes `request` once every piece has its result: a short transfer is finished
+    /// by the backend, as preadv's loop would; then the status byte.
+    func finish(_ request: inout BlockRingRequest, backend: RingBackend, memory: GuestMemory) -> UInt32 {
         var status = BlockStatus.ok
         do {
-            if result < 0 { throw SystemError(request.operation.call, errno: -result) }
-            if request.operation != .flush, Int(result) < request.length {
-                _ = IOVectors.takePrefix(&request.vectors, length: Int(result))
-                let rest = request.offset + UInt64(result)
-                if request.operation == .read {
-                    try backend.read(into: &request.vectors, at: rest)
-                } else {
-                    try backend.write(from: &request.vectors, at: rest)
+            for index in request.pieces.indices {
+                let result = request.pieces[index].result ?? -EIO
+                if result < 0 { throw SystemError(request.operation.call, errno: -result) }
+                if Int(result) < request.pieces[index].length {
+                    _ = IOVectors.takePrefix(&request.pieces[index].vectors, length: Int(result))
+                    try backend.finishShortTransfer(reading: request.operation == .read, &request.pieces[index].vectors,
+                                                    at: request.pieces[index].host + UInt64(result))
                 }
             }
             switch request.operation {

@@ -20,17 +20,17 @@ package enum BlockProcessMain {
             let backend = try BlockProcessMain.backend(setup, images: images)
             // vmd chose the queue count (one per vCPU) and made a kick and a call eventfd for each.
             let queues = wiring.kicks.count
-            let raw = backend as? RawFileBackend
-            var mode = try BlockServingMode.chosen(raw: raw != nil)
+            let raw = backend is RawFileBackend
+            var mode = try BlockServingMode.chosen(raw: raw)
             var ring: BlockRingServer?
             let first = try BlockDeviceModel(backend: backend, serial: setup.serial, queueCount: queues)
-            if mode == .ring, let raw {
+            if mode == .ring, let ringBackend = backend as? RingBackend {
                 do {
-                    ring = try BlockRingServer(model: first, file: raw.file, direct: raw.direct,
+                    ring = try BlockRingServer(model: first, backend: ringBackend,
                                                capacity: queues * Int(DeviceShape.blockQueueSize))
                 } catch {
                     // io_uring off (kernel.io_uring_disabled) or without restrictions (before 5.10).
-                    mode = raw.direct ? .workers : .loop
+                    mode = raw && ringBackend.direct ? .workers : .loop
                     logger.warning("io_uring unavailable (\(error)): requests served \(mode) instead")
                 }
             }

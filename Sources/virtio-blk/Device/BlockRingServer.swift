@@ -3,70 +3,90 @@ import GuestRAM
 import LinuxSystem
 import VirtioCore
 
-/// Serves a raw disk's reads, flushes and (under `cache none`) writes through a
+/// Serves a disk's reads, flushes and (under `cache none`) writes through a
 /// `RestrictedIOUring`, on the event loop: chains taken off a request queue are submitted
 /// together after each pass, and their completions come back at once (page-cache hits)
 /// or through the ring's eventfd. So the guest's queue depth reaches the host with no
-/// thread of our own.
+/// thread of our own. A request may be several submissions (a qcow2 request over
+/// clusters that are not adjacent in the file); it completes with its last.
 ///
 /// Not thread-safe: the event loop owns it.
 final class BlockRingServer {
+    typealias Completion = (queue: Int, head: UInt16, length: UInt32)
+
+    /// Submissions one request may take; a request needing more is served by the model.
+    static let maximumPieces = 16
+
     private let ring: RestrictedIOUring
     private let model: BlockDeviceModel
-    /// The image is open O_DIRECT (`cache none`): writes go to the ring too, unaligned
-    /// buffers are served by the model instead.
-    private let direct: Bool
-    /// In flight, by tag (the ring's user_data), with the queue each came from.
-    private var inFlight: [(queue: Int, request: BlockRingRequest, vectors: UnsafeMutablePointer<iovec>)?]
+    private let backend: RingBackend
+    /// Requests in flight, by slot, with the queue each came from.
+    private var requests: [(queue: Int, request: BlockRingRequest)?]
+    private var freeSlots: [Int]
+    /// Submissions in flight, by tag (the ring's user_data): their request and piece, and
+    /// the iovec array the kernel was given.
+    private var submissions: [(slot: Int, piece: Int, vectors: UnsafeMutablePointer<iovec>)?]
     private var freeTags: [Int]
+    /// Completed while a layout change waited for the ring: published with the next batch.
+    private var completedMeanwhile: [Completion] = []
 
     var completionEvent: FileDescriptor { ring.completionEvent }
-    var idle: Bool { freeTags.count == inFlight.count }
+    var idle: Bool { freeSlots.count == requests.count }
 
     /// `capacity`: the most requests that can be in flight, every queue full (each chain
-    /// holds at least one descriptor), so neither the tags nor the ring run out.
-    init(model: BlockDeviceModel, file: FileDescriptor, direct: Bool, capacity: Int) throws {
-        ring = try RestrictedIOUring(file: file, entries: UInt32(capacity))
+    /// holds at least one descriptor), so no slot runs out; each may take up to
+    /// `maximumPieces` submissions while tags are left.
+    init(model: BlockDeviceModel, backend: RingBackend, capacity: Int) throws {
+        let tags = capacity * 2
+        ring = try RestrictedIOUring(file: backend.file, entries: UInt32(tags))
         self.model = model
-        self.direct = direct
-        inFlight = Array(repeating: nil, count: capacity)
-        freeTags = Array((0..<capacity).reversed())
+        self.backend = backend
+        requests = Array(repeating: nil, count: capacity)
+        freeSlots = Array((0..<capacity).reversed())
+        submissions = Array(repeating: nil, count: tags)
+        freeTags = Array((0..<tags).reversed())
     }
 
     /// Takes a chain of queue `queue`: nil if it went to the ring, else its used length
-    /// (served at once: not a read, write or flush, refused, or no room, which a well-
-    /// behaved driver cannot cause).
+    /// (served at once: not a read, write or flush, refused, one the backend serves itself,
+    /// or no room, which a well-behaved driver cannot cause).
     func start(_ chain: DescriptorChain, queue: Int, memory: GuestMemory) -> UInt32? {
-        guard let tag = freeTags.last else { return model.process(chain, memory: memory) }
-        switch model.start(chain, memory: memory, direct: direct) {
-        case .finished(let length):
-            return length
+        guard let slot = freeSlots.last else { return model.process(chain, memory: memory) }
+        let pieces = min(Self.maximumPieces, freeTags.count)
+        switch model.start(chain, memory: memory, backend: backend, maximumPieces: pieces) {
+        case .serveHere(let changesLayout):
+            if changesLayout, backend.layoutChangesWaitForTheRing {
+                completedMeanwhile += waitIdle(memory: memory)
+            }
+            return model.process(chain, memory: memory)
         case .submit(let request):
-            // SAFETY: the kernel reads the iovec array during `submit`, after this returns:
-            // it gets its own allocation, freed at the completion. The guest memory it names
-            // stays mapped for the life of the process.
-            let vectors = UnsafeMutablePointer<iovec>.allocate(capacity: max(request.vectors.count, 1))
-            vectors.initialize(from: request.vectors, count: request.vectors.count)
-            let prepared = switch request.operation {
-            case .read: ring.prepareRead(vectors, count: request.vectors.count, offset: request.offset, tag: UInt64(tag))
-            case .write: ring.prepareWrite(vectors, count: request.vectors.count, offset: request.offset, tag: UInt64(tag))
-            case .flush: ring.prepareDataSync(tag: UInt64(tag))
+            freeSlots.removeLast()
+            requests[slot] = (queue, request)
+            for (index, piece) in request.pieces.enumerated() {
+                let tag = freeTags.removeLast()
+                // SAFETY: the kernel reads the iovec array during `submit`, after this
+                // returns: it gets its own allocation, freed at the completion. The guest
+                // memory it names stays mapped for the life of the process.
+                let vectors = UnsafeMutablePointer<iovec>.allocate(capacity: max(piece.vectors.count, 1))
+                vectors.initialize(from: piece.vectors, count: piece.vectors.count)
+                submissions[tag] = (slot, index, vectors)
+                let prepared = switch request.operation {
+                case .read: ring.prepareRead(vectors, count: piece.vectors.count, offset: piece.host, tag: UInt64(tag))
+                case .write: ring.prepareWrite(vectors, count: piece.vectors.count, offset: piece.host, tag: UInt64(tag))
+                case .flush: ring.prepareDataSync(tag: UInt64(tag))
+                }
+                // The ring has an entry for every tag, so this cannot fail; if it did, the
+                // piece fails its request rather than waiting forever.
+                if !prepared, let done = complete(tag: tag, result: -EAGAIN, memory: memory) { completedMeanwhile.append(done) }
             }
-            guard prepared else {
-                vectors.deallocate()
-                var request = request
-                return model.finish(&request, result: -EAGAIN, memory: memory)
-            }
-            inFlight[tag] = (queue, request, vectors)
-            freeTags.removeLast()
             return nil
         }
     }
 
-    /// Hands the prepared requests to the kernel, once per batch of chains, and returns
-    /// what is already complete (page-cache hits complete during the submit): those go on
-    /// the used ring now, without waiting for the loop to see the eventfd.
-    func submit(memory: GuestMemory) throws -> [(queue: Int, head: UInt16, length: UInt32)] {
+    /// Hands the prepared requests to the kernel, once per pass, and returns what is
+    /// already complete (page-cache hits complete during the submit): those go on the
+    /// used ring now, without waiting for the loop to see the eventfd.
+    func submit(memory: GuestMemory) throws -> [Completion] {
         try ring.submit()
         var done = takeCompleted(memory: memory)
         ring.unmute()
@@ -75,39 +95,55 @@ final class BlockRingServer {
         return done
     }
 
-    /// The requests the ring completed, when its eventfd said so: their queues, heads and
-    /// used lengths.
-    func collect(memory: GuestMemory) -> [(queue: Int, head: UInt16, length: UInt32)] {
+    /// The requests the ring completed, when its eventfd said so.
+    func collect(memory: GuestMemory) -> [Completion] {
         _ = ring.completionEvent.drainEvent()
         ring.runDeferredCompletions()
         return takeCompleted(memory: memory)
     }
 
-    private func takeCompleted(memory: GuestMemory) -> [(queue: Int, head: UInt16, length: UInt32)] {
-        var done: [(queue: Int, head: UInt16, length: UInt32)] = []
+    /// Waits for everything in flight (pause, reset, a layout change): on return nothing is.
+    func waitIdle(memory: GuestMemory) -> [Completion] {
+        var done = takeCompleted(memory: memory)
+        while !idle {
+            do {
+                try ring.submit()
+                try ring.waitForCompletion()
+            } catch {
+                break  // the ring itself failed: nothing more will complete
+            }
+            done += takeCompleted(memory: memory)
+        }
+        ring.unmute()
+        _ = ring.completionEvent.drainEvent()
+        return done
+    }
+
+    private func takeCompleted(memory: GuestMemory) -> [Completion] {
+        var done = completedMeanwhile
+        completedMeanwhile = []
         ring.drainCompletions { tag, result in
-            guard tag < inFlight.count, var entry = inFlight[Int(tag)] else { return }
-            inFlight[Int(tag)] = nil
-            freeTags.append(Int(tag))
-            entry.vectors.deallocate()
-            let length = model.finish(&entry.request, result: result, memory: memory)
-            done.append((entry.queue, entry.request.head, length))
+            if let completion = complete(tag: Int(tag), result: result, memory: memory) { done.append(completion) }
         }
         return done
     }
 
-    /// Waits for everything in flight (pause, reset): on return nothing is.
-    func waitIdle(memory: GuestMemory) -> [(queue: Int, head: UInt16, length: UInt32)] {
-        var done: [(queue: Int, head: UInt16, length: UInt32)] = []
-        while !idle {
-            do {
-                try ring.waitForCompletion()
-            } catch {
-                break  // only EINTR-free failures: the ring itself is gone
-            }
-            done += takeCompleted(memory: memory)
+    /// Records one submission's result; returns its request's completion if it was the last.
+    private func complete(tag: Int, result: Int32, memory: GuestMemory) -> Completion? {
+        guard tag < submissions.count, let submission = submissions[tag] else { return nil }
+        submissions[tag] = nil
+        freeTags.append(tag)
+        submission.vectors.deallocate()
+        guard var entry = requests[submission.slot] else { return nil }
+        entry.request.pieces[submission.piece].result = result
+        entry.request.pending -= 1
+        guard entry.request.pending == 0 else {
+            requests[submission.slot] = entry
+            return nil
         }
-        _ = ring.completionEvent.drainEvent()
-        return done
+        requests[submission.slot] = nil
+        freeSlots.append(submission.slot)
+        let length = model.finish(&entry.request, backend: backend, memory: memory)
+        return (entry.queue, entry.request.head, length)
     }
 }

@@ -30,7 +30,7 @@ package final class Qcow2Backend: BlockBackend {
     package let header: Qcow2Header
     let file: FileDescriptor
     /// Open O_DIRECT (`cache none`): metadata moves through aligned buffers, read-modify-write.
-    private let direct: Bool
+    let direct: Bool
     private let backing: BlockBackend?
     private var l1: [UInt64]
     var refcountTable: [UInt64]
@@ -70,14 +70,14 @@ package final class Qcow2Backend: BlockBackend {
 
     // MARK: Mapping
 
-    private enum Mapping {
+    enum Mapping {
         case unallocated
         case zero
         case data(host: UInt64, copied: Bool)
         case compressed(entry: UInt64)
     }
 
-    private func mapping(ofGuestCluster cluster: UInt64) throws -> Mapping {
+    func mapping(ofGuestCluster cluster: UInt64) throws -> Mapping {
         let l1Index = Int(cluster / header.l2Entries)
         guard l1Index < l1.count else { throw Qcow2Error.corrupt("guest cluster \(cluster) beyond the L1 table") }
         let l2Offset = l1[l1Index] & Qcow2Backend.offsetMask
@@ -264,7 +264,7 @@ package final class Qcow2Backend: BlockBackend {
     }
 
     /// Refuses a write in place over the image's own structures.
-    private func checkNotMetadata(_ host: UInt64) throws {
+    func checkNotMetadata(_ host: UInt64) throws {
         let size = header.clusterSize
         func overlaps(_ start: UInt64, _ length: UInt64) -> Bool { host < start + length && start < host + size }
         if host < size || overlaps(header.l1TableOffset, UInt64(header.l1Entries) * 8)
@@ -347,7 +347,7 @@ package final class Qcow2Backend: BlockBackend {
     }
 
     /// Calls `body` for each guest cluster the range touches, with the bytes inside it.
-    private func forEachPiece(offset: UInt64, length: UInt64, _ body: (UInt64, Range<Int>) throws -> Void) throws {
+    func forEachPiece(offset: UInt64, length: UInt64, _ body: (UInt64, Range<Int>) throws -> Void) throws {
         let (end, overflow) = offset.addingReportingOverflow(length)
         precondition(!overflow && end <= capacityBytes, "the parser let a range beyond the disk through")
         var position = offset
