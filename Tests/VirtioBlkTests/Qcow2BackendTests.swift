@@ -87,6 +87,37 @@ final class Qcow2BackendTests: XCTestCase {
         XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected)
     }
 
+    /// A zero cluster may still hold its host cluster (qemu-io's `write -z` without unmap,
+    /// QEMU's preallocated zero clusters). Writing over one (partly, or whole) or discarding
+    /// it must free that host cluster: it leaked before, which `qemu-img check` reports.
+    func testOverwritingZeroClustersThatHoldAHostClusterLeaksNothing() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("zero-alloc")
+        let image = directory.appendingPathComponent("zero-alloc.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", image, "1M"]).status, 0)
+        let io = try QemuImg.run(["-c", "write -P 0x55 0 64k", "-c", "write -z 12k 4k", "-c", "write -z 32k 4k",
+                                  "-c", "write -z 48k 4k", image], tool: "qemu-io")
+        XCTAssertEqual(io.status, 0, io.output)
+        var expected = [UInt8](repeating: 0x55, count: 64 << 10) + [UInt8](repeating: 0, count: (1 << 20) - (64 << 10))
+        for cluster in [3, 8, 12] { expected.replaceSubrange((cluster * 4096)..<((cluster + 1) * 4096), with: repeatElement(0, count: 4096)) }
+        let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+        for cluster: UInt64 in [3, 8, 12] {
+            guard case .zero(let held?) = try backend.mapping(ofGuestCluster: cluster) else {
+                return XCTFail("cluster \(cluster) is a zero cluster holding a host cluster")
+            }
+            XCTAssertGreaterThan(held, 0)
+        }
+        for (offset, length) in [(3 * 4096 + 100, 300), (8 * 4096, 4096)] {
+            let bytes = patternBytes(count: length, seed: UInt64(offset))
+            try backend.writeBytes(bytes, at: UInt64(offset))
+            expected.replaceSubrange(offset..<(offset + length), with: bytes)
+        }
+        try backend.discard(offset: 12 * 4096, length: 4096)
+        try backend.flush()
+        try QemuImg.assertCheckClean(image)
+        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected)
+    }
+
     func testAChainOfThreeReadsThroughAndOnlyTheTopChanges() throws {
         _ = try QemuImg.require()
         let directory = try makeImageDirectory("chain")

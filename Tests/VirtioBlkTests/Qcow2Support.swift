@@ -19,9 +19,10 @@ enum QemuImg {
 
     /// Runs qemu-img with `arguments`; returns its status and output.
     @discardableResult
-    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    static func run(_ arguments: [String], tool: String = "qemu-img") throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try require())
+        // qemu-io (same package) stands beside qemu-img.
+        process.executableURL = URL(fileURLWithPath: try require()).deletingLastPathComponent().appendingPathComponent(tool)
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe

@@ -29,6 +29,9 @@ final class BlockRingServer {
     private var freeTags: [Int]
     /// Completed while a layout change waited for the ring: published with the next batch.
     private var completedMeanwhile: [Completion] = []
+    /// This pass: requests prepared, and whether one of them is a flush.
+    private var startedThisPass = 0
+    private var flushThisPass = false
 
     var completionEvent: FileDescriptor { ring.completionEvent }
     var idle: Bool { freeSlots.count == requests.count }
@@ -60,6 +63,8 @@ final class BlockRingServer {
             }
             return model.process(chain, memory: memory)
         case .submit(let request):
+            startedThisPass += 1
+            flushThisPass = flushThisPass || request.operation == .flush
             freeSlots.removeLast()
             requests[slot] = (queue, request)
             for (index, piece) in request.pieces.enumerated() {
@@ -86,8 +91,15 @@ final class BlockRingServer {
     /// Hands the prepared requests to the kernel, once per pass, and returns what is
     /// already complete (page-cache hits complete during the submit): those go on the
     /// used ring now, without waiting for the loop to see the eventfd.
+    ///
+    /// Under O_DIRECT a lone read or write (the only request in flight: queue depth 1) is
+    /// waited for here, as a preadv would be: going back to epoll_wait and waking on the
+    /// eventfd cost 25 µs more per request (measured 9.2k against 12.2k IOPS at QD1).
     func submit(memory: GuestMemory) throws -> [Completion] {
-        try ring.submit()
+        let lone = backend.direct && startedThisPass == 1 && !flushThisPass && freeSlots.count == requests.count - 1
+        startedThisPass = 0
+        flushThisPass = false
+        try ring.submit(waitingForOne: lone)
         var done = takeCompleted(memory: memory)
         ring.unmute()
         ring.runDeferredCompletions()

@@ -72,7 +72,9 @@ package final class Qcow2Backend: BlockBackend {
 
     enum Mapping {
         case unallocated
-        case zero
+        /// Reads as zeros; `preallocated`: a host cluster it still holds (qemu-img's
+        /// preallocation=metadata), freed when the guest cluster is remapped.
+        case zero(preallocated: UInt64?)
         case data(host: UInt64, copied: Bool)
         case compressed(entry: UInt64)
     }
@@ -84,8 +86,11 @@ package final class Qcow2Backend: BlockBackend {
         guard l2Offset != 0 else { return .unallocated }
         let entry = try l2Table(at: l2Offset)[Int(cluster % header.l2Entries)]
         if entry & Qcow2Backend.compressedFlag != 0 { return .compressed(entry: entry) }
-        if header.version >= 3, entry & Qcow2Backend.zeroFlag != 0 { return .zero }
         let host = entry & Qcow2Backend.offsetMask
+        if header.version >= 3, entry & Qcow2Backend.zeroFlag != 0 {
+            guard host % header.clusterSize == 0 else { throw Qcow2Error.corrupt("a zero cluster's host cluster at \(host) is not aligned") }
+            return .zero(preallocated: host == 0 ? nil : host)
+        }
         guard host != 0 else { return .unallocated }
         guard host % header.clusterSize == 0 else { throw Qcow2Error.corrupt("a data cluster at \(host) is not aligned") }
         return .data(host: host, copied: entry & Qcow2Backend.copiedFlag != 0)
@@ -240,7 +245,9 @@ package final class Qcow2Backend: BlockBackend {
             for cluster in stride(from: host & ~(header.clusterSize - 1), through: last, by: Int(header.clusterSize)) {
                 try adjustRefcount(ofHostCluster: cluster, by: -1)
             }
-        case .zero, .unallocated:
+        case .zero(let preallocated?):
+            try adjustRefcount(ofHostCluster: preallocated, by: -1)
+        case .zero(nil), .unallocated:
             break
         }
     }
@@ -310,7 +317,7 @@ package final class Qcow2Backend: BlockBackend {
     private func dropCluster(_ cluster: UInt64) throws {
         let current = try mapping(ofGuestCluster: cluster)
         if case .unallocated = current, backing == nil { return }
-        if case .zero = current { return }
+        if case .zero(nil) = current { return }
         try setL2Entry(cluster, header.version >= 3 ? Qcow2Backend.zeroFlag : 0)
         try release(current)
     }

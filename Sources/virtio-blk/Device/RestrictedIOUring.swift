@@ -91,13 +91,16 @@ final class RestrictedIOUring {
     /// would only wake the loop for nothing; so after this the caller must drain once more,
     /// for whatever completed between its first drain and the unmuting:
     /// `try submit(); drain; unmute(); drain`.
-    func submit() throws {
+    /// `waitingForOne`: block until at least one completion is posted (the caller knows
+    /// there is nothing else to do meanwhile).
+    func submit(waitingForOne: Bool = false) throws {
         guard unsubmitted > 0 else { return }
         _ = io_uring_cq_eventfd_toggle(&ring, false)
         var submitted: Int32
         // With deferred completions the same call also runs those already due.
         repeat {
-            submitted = deferred ? io_uring_submit_and_get_events(&ring) : io_uring_submit(&ring)
+            submitted = waitingForOne ? io_uring_submit_and_wait(&ring, 1)
+                : deferred ? io_uring_submit_and_get_events(&ring) : io_uring_submit(&ring)
         } while submitted == -EINTR
         try Self.check("io_uring_enter", submitted)
         unsubmitted -= Int(submitted)
