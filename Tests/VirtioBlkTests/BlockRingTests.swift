@@ -198,18 +198,26 @@ final class BlockRingTests: XCTestCase {
 
     // MARK: Completions
 
+    /// A read the model hands to the ring, not submitted: the test plays the kernel.
+    private func readForTheRing(sector: UInt64, count: Int) throws -> (ChainBuilder, BlockRingRequest) {
+        var read = ChainBuilder(memory: memory)
+        try read.readable(requestHeader(type: 0, sector: sector))
+        try read.writable(count)
+        try read.writable(1)
+        guard case .submit(let request) = model.start(read.chain, memory: memory, backend: backend, maximumPieces: 1) else {
+            throw NotForTheRing()  // fails the test: a read on a raw disk goes to the ring
+        }
+        return (read, request)
+    }
+
+    private struct NotForTheRing: Error {}
+
     /// A short transfer (which regular files only give at the end of the file) is finished
     /// by the backend from where the ring stopped.
     func testAShortReadIsFinishedByTheBackend() throws {
         let data = pattern(1024, seed: 6)
         try image.pwriteAll(data, at: 512)
-        var read = ChainBuilder(memory: memory)
-        try read.readable(requestHeader(type: 0, sector: 1))
-        try read.writable(1024)
-        try read.writable(1)
-        guard case .submit(var request) = model.start(read.chain, memory: memory, backend: backend, maximumPieces: 1) else {
-            return XCTFail("a read goes to the ring")
-        }
+        var (read, request) = try readForTheRing(sector: 1, count: 1024)
         request.pieces[0].result = 300
         XCTAssertEqual(model.finish(&request, backend: backend, memory: memory), 1025)
         let bytes = try read.writableBytes()
@@ -220,13 +228,7 @@ final class BlockRingTests: XCTestCase {
     }
 
     func testAnErrorFromTheRingIsAnIOError() throws {
-        var read = ChainBuilder(memory: memory)
-        try read.readable(requestHeader(type: 0, sector: 0))
-        try read.writable(512)
-        try read.writable(1)
-        guard case .submit(var request) = model.start(read.chain, memory: memory, backend: backend, maximumPieces: 1) else {
-            return XCTFail("a read goes to the ring")
-        }
+        var (read, request) = try readForTheRing(sector: 0, count: 512)
         request.pieces[0].result = -EIO
         XCTAssertEqual(model.finish(&request, backend: backend, memory: memory), 1, "no data on an error")
         XCTAssertEqual(try read.status(), BlockStatus.ioError.rawValue)
