@@ -93,6 +93,7 @@ final class NestedRigTests: XCTestCase {
         for (kernel, results) in try expectPass("linux-bzimage", ["linux-init", "linux-modules", "linux-blk", "linux-rng", "linux-net", "linux-done", "vm-end"]) {
             XCTAssertEqual(results["linux-rng"]?["current"], "virtio_rng.0", "L1 \(kernel): the kernel's hardware RNG is ours")
             XCTAssertEqual(results["linux-init"]?["nproc"], "2", "L1 \(kernel): every vCPU is up")
+            XCTAssertEqual(results["linux-blk"]?["queues"], "2", "L1 \(kernel): Linux drives a request queue per vCPU")
             XCTAssertEqual(results["linux-net"]?["address"], "100.64.0.1", "L1 \(kernel): the lease of the device's DHCP")
         }
     }
