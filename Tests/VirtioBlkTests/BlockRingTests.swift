@@ -196,6 +196,27 @@ final class BlockRingTests: XCTestCase {
         XCTAssertTrue(server.idle)
     }
 
+    /// More requests than the server has room for (a driver that lies about its queue
+    /// size cannot get there, but a full ring must not break it): the next is served at
+    /// once, after what is in flight.
+    func testARequestBeyondTheRoomIsServedAfterWhatIsInFlight() throws {
+        let server = try BlockRingServer(model: model, backend: backend, capacity: 1)
+        var read = ChainBuilder(memory: memory)
+        try read.readable(requestHeader(type: 0, sector: 0))
+        try read.writable(512)
+        try read.writable(1)
+        XCTAssertNil(server.start(read.chain, queue: 1, memory: memory), "the one slot")
+        var flush = ChainBuilder(memory: memory)
+        flush.next = 0x8_0000
+        try flush.readable(requestHeader(type: 4))
+        try flush.writable(1)
+        XCTAssertEqual(server.start(flush.chain, queue: 0, memory: memory), 1, "no slot left: served at once")
+        XCTAssertEqual(try flush.status(), BlockStatus.ok.rawValue)
+        XCTAssertTrue(server.idle, "the read was waited for first")
+        XCTAssertEqual(try server.submit(memory: memory).map(\.queue), [1], "and its completion comes with the next batch")
+        XCTAssertEqual(Array(try read.writableBytes()[0..<512]), [UInt8](repeating: 0xAA, count: 512))
+    }
+
     // MARK: Completions
 
     /// A read the model hands to the ring, not submitted: the test plays the kernel.

@@ -63,6 +63,29 @@ final class Qcow2RingTests: XCTestCase {
         try QemuImg.assertCheckClean(path)
     }
 
+    /// One request can take every submission tag while a request slot is left: the next
+    /// request (a flush, one submission) must wait for it, not run out of tags.
+    func testARequestWhenEveryTagIsTakenWaitsForTheRing() throws {
+        let (path, backend) = try makeImage()
+        let data = patternBytes(count: 4 * 4096, seed: 11)
+        for cluster in (0..<4).reversed() {  // descending in the file: four runs, none adjacent
+            try backend.writeBytes(Array(data[(cluster * 4096)..<((cluster + 1) * 4096)]), at: UInt64(cluster * 4096))
+        }
+        let model = try BlockDeviceModel(backend: backend)
+        let ring = try BlockRingServer(model: model, backend: backend, capacity: 2)  // 2 slots, 4 tags
+        let read = try readChain(sector: 0, count: 4 * 4096)
+        XCTAssertNil(ring.start(read.chain, queue: 0, memory: memory), "four submissions: every tag")
+        var flush = ChainBuilder(memory: memory)
+        flush.next = 0x4_0000
+        try flush.readable(requestHeader(type: 4))
+        try flush.writable(1)
+        XCTAssertEqual(ring.start(flush.chain, queue: 1, memory: memory), 1, "served at once, after the read")
+        XCTAssertEqual(try flush.status(), BlockStatus.ok.rawValue)
+        XCTAssertEqual(try ring.submit(memory: memory).map(\.length), [4 * 4096 + 1])
+        XCTAssertEqual(Array(try read.writableBytes()[..<(4 * 4096)]), data)
+        try QemuImg.assertCheckClean(path)
+    }
+
     func testUnallocatedClustersAreServedByTheBackend() throws {
         let (_, backend) = try makeImage()
         XCTAssertNil(try backend.fileExtents(at: 0, length: 4096, forWriting: false, limit: 16))

@@ -54,7 +54,11 @@ final class BlockRingServer {
     /// (served at once: not a read, write or flush, refused, one the backend serves itself,
     /// or no room, which a well-behaved driver cannot cause).
     func start(_ chain: DescriptorChain, queue: Int, memory: GuestMemory) -> UInt32? {
-        guard let slot = freeSlots.last else { return model.process(chain, memory: memory) }
+        guard let slot = freeSlots.last, !freeTags.isEmpty else {
+            // No room: served here, once what is in flight is done (it may change the layout).
+            completedMeanwhile += waitIdle(memory: memory)
+            return model.process(chain, memory: memory)
+        }
         let pieces = min(Self.maximumPieces, freeTags.count)
         switch model.start(chain, memory: memory, backend: backend, maximumPieces: pieces) {
         case .serveHere(let changesLayout):

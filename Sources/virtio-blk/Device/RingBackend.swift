@@ -31,7 +31,7 @@ extension RawFileBackend: RingBackend {
     var layoutChangesWaitForTheRing: Bool { false }
 
     func fileExtents(at offset: UInt64, length: Int, forWriting: Bool, limit: Int) throws -> [FileExtent]? {
-        [FileExtent(host: offset, length: length)]
+        limit >= 1 ? [FileExtent(host: offset, length: length)] : nil
     }
 
     func finishShortTransfer(reading: Bool, _ vectors: inout [iovec], at host: UInt64) throws {
