@@ -91,6 +91,7 @@ final class RestrictedIOUring {
     /// would only wake the loop for nothing; so after this the caller must drain once more,
     /// for whatever completed between its first drain and the unmuting:
     /// `try submit(); drain; unmute(); drain`.
+    ///
     /// `waitingForOne`: block until at least one completion is posted (the caller knows
     /// there is nothing else to do meanwhile).
     func submit(waitingForOne: Bool = false) throws {
