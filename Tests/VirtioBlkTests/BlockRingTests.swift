@@ -125,12 +125,7 @@ final class BlockRingTests: XCTestCase {
         XCTAssertEqual(try write.status(), BlockStatus.ok.rawValue)
         XCTAssertEqual(try image.pread(count: 2048, offset: 4 * 512), data)
 
-        var read = ChainBuilder(memory: memory)
-        read.next = 0x8_0000
-        try read.readable(requestHeader(type: 0, sector: 4))
-        read.next = 0x9_0000
-        try read.writable(2048)
-        try read.writable(1)
+        let read = try ChainBuilder.read(memory, sector: 4, count: 2048, at: 0x8_0000, alignedData: true)
         XCTAssertNil(server.start(read.chain, queue: 0, memory: memory))
         let done = try server.submit(memory: memory) + server.waitIdle(memory: memory)
         XCTAssertEqual(done.map(\.queue), [0])
@@ -154,11 +149,7 @@ final class BlockRingTests: XCTestCase {
         XCTAssertEqual(server.start(write.chain, queue: 0, memory: memory), 1)
         XCTAssertEqual(try image.pread(count: 1024, offset: 2 * 512), data)
 
-        var read = ChainBuilder(memory: memory)
-        read.next = 0x8_0000
-        try read.readable(requestHeader(type: 0, sector: 2))
-        try read.writable(1024)
-        try read.writable(1)
+        let read = try ChainBuilder.read(memory, sector: 2, count: 1024, at: 0x8_0000)
         XCTAssertNil(server.start(read.chain, queue: 1, memory: memory))
         let done = try server.submit(memory: memory) + server.waitIdle(memory: memory)
         XCTAssertEqual(done.map(\.queue), [1])
@@ -167,9 +158,7 @@ final class BlockRingTests: XCTestCase {
 
     func testAFlushGoesThroughTheRing() throws {
         let server = try makeServer()
-        var flush = ChainBuilder(memory: memory)
-        try flush.readable(requestHeader(type: 4))
-        try flush.writable(1)
+        let flush = try ChainBuilder.flush(memory, at: 0x1000)
         XCTAssertNil(server.start(flush.chain, queue: 0, memory: memory))
         XCTAssertEqual(try (server.submit(memory: memory) + server.waitIdle(memory: memory)).map(\.length), [1])
         XCTAssertEqual(try flush.status(), BlockStatus.ok.rawValue)
@@ -186,11 +175,7 @@ final class BlockRingTests: XCTestCase {
         XCTAssertEqual(server.start(getID.chain, queue: 0, memory: memory), 21)
         XCTAssertEqual(try getID.status(), BlockStatus.ok.rawValue)
 
-        var beyond = ChainBuilder(memory: memory)
-        beyond.next = 0x8_0000
-        try beyond.readable(requestHeader(type: 0, sector: 2048))
-        try beyond.writable(512)
-        try beyond.writable(1)
+        let beyond = try ChainBuilder.read(memory, sector: 2048, count: 512, at: 0x8_0000)
         XCTAssertEqual(server.start(beyond.chain, queue: 0, memory: memory), 1)
         XCTAssertEqual(try beyond.status(), BlockStatus.ioError.rawValue)
         XCTAssertTrue(server.idle)
@@ -201,15 +186,9 @@ final class BlockRingTests: XCTestCase {
     /// once, after what is in flight.
     func testARequestBeyondTheRoomIsServedAfterWhatIsInFlight() throws {
         let server = try BlockRingServer(model: model, backend: backend, capacity: 1)
-        var read = ChainBuilder(memory: memory)
-        try read.readable(requestHeader(type: 0, sector: 0))
-        try read.writable(512)
-        try read.writable(1)
+        let read = try ChainBuilder.read(memory, sector: 0, count: 512)
         XCTAssertNil(server.start(read.chain, queue: 1, memory: memory), "the one slot")
-        var flush = ChainBuilder(memory: memory)
-        flush.next = 0x8_0000
-        try flush.readable(requestHeader(type: 4))
-        try flush.writable(1)
+        let flush = try ChainBuilder.flush(memory, at: 0x8_0000)
         XCTAssertEqual(server.start(flush.chain, queue: 0, memory: memory), 1, "no slot left: served at once")
         XCTAssertEqual(try flush.status(), BlockStatus.ok.rawValue)
         XCTAssertTrue(server.idle, "the read was waited for first")
@@ -221,10 +200,7 @@ final class BlockRingTests: XCTestCase {
 
     /// A read the model hands to the ring, not submitted: the test plays the kernel.
     private func readForTheRing(sector: UInt64, count: Int) throws -> (ChainBuilder, BlockRingRequest) {
-        var read = ChainBuilder(memory: memory)
-        try read.readable(requestHeader(type: 0, sector: sector))
-        try read.writable(count)
-        try read.writable(1)
+        let read = try ChainBuilder.read(memory, sector: sector, count: count)
         guard case .submit(let request) = model.start(read.chain, memory: memory, backend: backend, maximumPieces: 1) else {
             throw NotForTheRing()  // fails the test: a read on a raw disk goes to the ring
         }
@@ -263,11 +239,7 @@ final class BlockRingTests: XCTestCase {
                                         readOnly: false)
         model = try BlockDeviceModel(backend: direct)
         let server = try BlockRingServer(model: model, backend: direct, capacity: 8)
-        var read = ChainBuilder(memory: memory)
-        read.next = 0x1003
-        try read.readable(requestHeader(type: 0, sector: 0))
-        try read.writable(512)
-        try read.writable(1)
+        let read = try ChainBuilder.read(memory, sector: 0, count: 512, at: 0x1003)
         XCTAssertEqual(server.start(read.chain, queue: 0, memory: memory), 513, "served at once, bounced")
         XCTAssertEqual(Array(try read.writableBytes()[0..<512]), [UInt8](repeating: 0xAA, count: 512))
         XCTAssertTrue(server.idle)

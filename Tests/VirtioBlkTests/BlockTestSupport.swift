@@ -99,3 +99,28 @@ struct ChainBuilder {
         return try memory.read(UInt8.self, at: GuestAddress(last.address.value + UInt64(last.length) - 1))
     }
 }
+
+extension ChainBuilder {
+    /// A read of `count` bytes at `sector` (header, one data buffer, status) laid out from
+    /// `address`; with `alignedData` the data buffer starts at the next 4 KiB, as O_DIRECT
+    /// takes it.
+    static func read(_ memory: GuestMemory, sector: UInt64, count: Int, at address: UInt64 = 0x1000,
+                     alignedData: Bool = false) throws -> ChainBuilder {
+        var read = ChainBuilder(memory: memory)
+        read.next = address
+        try read.readable(requestHeader(type: 0, sector: sector))
+        if alignedData { read.next = address + 0x1000 }
+        try read.writable(count)
+        try read.writable(1)
+        return read
+    }
+
+    /// A FLUSH (header, status) laid out from `address`.
+    static func flush(_ memory: GuestMemory, at address: UInt64) throws -> ChainBuilder {
+        var flush = ChainBuilder(memory: memory)
+        flush.next = address
+        try flush.readable(requestHeader(type: 4))
+        try flush.writable(1)
+        return flush
+    }
+}

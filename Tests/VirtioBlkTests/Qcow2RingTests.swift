@@ -34,16 +34,6 @@ final class Qcow2RingTests: XCTestCase {
         return (try BlockRingServer(model: model, backend: backend, capacity: 8), model)
     }
 
-    private func readChain(sector: UInt64, count: Int, at address: UInt64 = 0x8_0000) throws -> ChainBuilder {
-        var read = ChainBuilder(memory: memory)
-        read.next = address
-        try read.readable(requestHeader(type: 0, sector: sector))
-        read.next = address + 0x1000
-        try read.writable(count)
-        try read.writable(1)
-        return read
-    }
-
     func testAReadOverClustersApartInTheFileIsOneSubmissionPerRun() throws {
         let (path, backend) = try makeImage()
         // Guest cluster 1 is allocated first, so clusters 0 and 1 are not adjacent in the file.
@@ -55,7 +45,7 @@ final class Qcow2RingTests: XCTestCase {
         XCTAssertNil(try backend.fileExtents(at: 0, length: 8192, forWriting: false, limit: 1), "more runs than allowed")
 
         let (ring, _) = try server(backend)
-        let read = try readChain(sector: 0, count: 8192)
+        let read = try ChainBuilder.read(memory, sector: 0, count: 8192, at: 0x8_0000, alignedData: true)
         XCTAssertNil(ring.start(read.chain, queue: 0, memory: memory), "to the ring")
         let done = try ring.submit(memory: memory) + ring.waitIdle(memory: memory)
         XCTAssertEqual(done.map(\.length), [8193])
@@ -73,12 +63,9 @@ final class Qcow2RingTests: XCTestCase {
         }
         let model = try BlockDeviceModel(backend: backend)
         let ring = try BlockRingServer(model: model, backend: backend, capacity: 2)  // 2 slots, 4 tags
-        let read = try readChain(sector: 0, count: 4 * 4096)
+        let read = try ChainBuilder.read(memory, sector: 0, count: 4 * 4096, at: 0x8_0000, alignedData: true)
         XCTAssertNil(ring.start(read.chain, queue: 0, memory: memory), "four submissions: every tag")
-        var flush = ChainBuilder(memory: memory)
-        flush.next = 0x4_0000
-        try flush.readable(requestHeader(type: 4))
-        try flush.writable(1)
+        let flush = try ChainBuilder.flush(memory, at: 0x4_0000)
         XCTAssertEqual(ring.start(flush.chain, queue: 1, memory: memory), 1, "served at once, after the read")
         XCTAssertEqual(try flush.status(), BlockStatus.ok.rawValue)
         XCTAssertEqual(try ring.submit(memory: memory).map(\.length), [4 * 4096 + 1])
@@ -90,7 +77,7 @@ final class Qcow2RingTests: XCTestCase {
         let (_, backend) = try makeImage()
         XCTAssertNil(try backend.fileExtents(at: 0, length: 4096, forWriting: false, limit: 16))
         let (ring, _) = try server(backend)
-        let read = try readChain(sector: 0, count: 4096)
+        let read = try ChainBuilder.read(memory, sector: 0, count: 4096, at: 0x8_0000, alignedData: true)
         XCTAssertEqual(ring.start(read.chain, queue: 0, memory: memory), 4097, "served at once")
         XCTAssertEqual(Array(try read.writableBytes()[..<4096]), [UInt8](repeating: 0, count: 4096))
         XCTAssertTrue(ring.idle)
@@ -129,7 +116,7 @@ final class Qcow2RingTests: XCTestCase {
         let data = patternBytes(count: 4096, seed: 5)
         try backend.writeBytes(data, at: 0)
         let (ring, _) = try server(backend)
-        let read = try readChain(sector: 0, count: 4096)
+        let read = try ChainBuilder.read(memory, sector: 0, count: 4096, at: 0x8_0000, alignedData: true)
         XCTAssertNil(ring.start(read.chain, queue: 1, memory: memory), "prepared, not submitted yet")
         var discard = ChainBuilder(memory: memory)
         discard.next = 0x4_0000
