@@ -73,6 +73,36 @@ final class Qcow2RingTests: XCTestCase {
         try QemuImg.assertCheckClean(path)
     }
 
+    /// A hostile image through the ring: an L2 entry off a cluster boundary fails its read
+    /// (served by the backend, which refuses it), and a data cluster a terabyte past the end
+    /// of the file reads as zeros: the ring's read comes back short and the rest is zeroed,
+    /// as the backend's own read has it. Nothing outside the file is read.
+    func testAHostileImageFailsItsRequestThroughTheRingToo() throws {
+        let (path, writer) = try makeImage()
+        try writer.writeBytes(patternBytes(count: 8192, seed: 2), at: 0)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        func u64(_ offset: Int) -> UInt64 { bytes[offset..<(offset + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+        let l2 = Int(u64(Int(writer.header.l1TableOffset)) & Qcow2Backend.offsetMask)
+        let copied = u64(l2) & Qcow2Backend.copiedFlag
+        bytes.replaceSubrange(l2..<(l2 + 8), with: Qcow2Backend.encode64(copied | (u64(l2) & Qcow2Backend.offsetMask) | 0x200))
+        bytes.replaceSubrange((l2 + 8)..<(l2 + 16), with: Qcow2Backend.encode64(copied | 1 << 40))
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+
+        let backend = try Qcow2Backend(file: try openImage(path), readOnly: true, backing: nil)
+        let (ring, model) = try server(backend)
+        let unaligned = try ChainBuilder.read(memory, sector: 0, count: 4096, at: 0x8_0000, alignedData: true)
+        XCTAssertEqual(ring.start(unaligned.chain, queue: 0, memory: memory), 1, "served at once, failed")
+        XCTAssertEqual(try unaligned.status(), BlockStatus.ioError.rawValue)
+        XCTAssertEqual(model.counters.ioErrors, 1)
+
+        let beyond = try ChainBuilder.read(memory, sector: 8, count: 4096, at: 0x4_0000, alignedData: true)
+        XCTAssertNil(ring.start(beyond.chain, queue: 0, memory: memory), "a data cluster: to the ring")
+        let done = try ring.submit(memory: memory) + ring.waitIdle(memory: memory)
+        XCTAssertEqual(done.map(\.length), [4097])
+        XCTAssertEqual(try beyond.status(), BlockStatus.ok.rawValue)
+        XCTAssertEqual(Array(try beyond.writableBytes()[..<4096]), [UInt8](repeating: 0, count: 4096))
+    }
+
     func testUnallocatedClustersAreServedByTheBackend() throws {
         let (_, backend) = try makeImage()
         XCTAssertNil(try backend.fileExtents(at: 0, length: 4096, forWriting: false, limit: 16))
