@@ -284,6 +284,31 @@ final class VirtqueueTests: XCTestCase {
         XCTAssertTrue(try queue.needsInterrupt())
     }
 
+    /// Several chains pushed together: in order, one used.idx for all, and the EVENT_IDX
+    /// decision sees the whole batch; an empty batch is nothing.
+    func testChainsPushedTogetherAreUsedInOrderUnderOneIndex() throws {
+        var (driver, queue) = try makeQueue(features: Self.bothFeatures)
+        for _ in 0..<4 { try driver.add([writable(0, 4)]) }
+        try driver.publish()
+        var heads: [UInt16] = []
+        while case .chain(let chain) = try queue.popAvailable() { heads.append(chain.head) }
+        try driver.setUsedEvent(1)
+        try queue.pushUsed(contentsOf: [])
+        XCTAssertEqual(try driver.usedIndex(), 0)
+        XCTAssertFalse(try queue.needsInterrupt(), "an empty batch pushed nothing")
+        try queue.pushUsed(contentsOf: [(heads[2], 8), (heads[0], 4), (heads[1], 0)])
+        XCTAssertEqual(try driver.usedIndex(), 3)
+        XCTAssertEqual(queue.usedIndex, 3)
+        XCTAssertEqual(try driver.popUsed(), .init(id: UInt32(heads[2]), length: 8))
+        XCTAssertEqual(try driver.popUsed(), .init(id: UInt32(heads[0]), length: 4))
+        XCTAssertEqual(try driver.popUsed(), .init(id: UInt32(heads[1]), length: 0))
+        XCTAssertNil(try driver.popUsed())
+        XCTAssertTrue(try queue.needsInterrupt(), "0 -> 3 passed used_event 1")
+        try driver.setUsedEvent(5)
+        try queue.pushUsed(contentsOf: [(heads[3], 0)])
+        XCTAssertFalse(try queue.needsInterrupt(), "3 -> 4 does not pass 5")
+    }
+
     func testEventIndexInterruptsWhenUsedIndexLappedTheLastDecision() throws {
         // 65536 used entries without a decision bring used.idx back to where it
         // was: modulo 2^16 nothing moved, yet the driver must hear about them.

@@ -137,6 +137,63 @@ final class BlockRingTests: XCTestCase {
         XCTAssertTrue(server.idle)
     }
 
+    /// The server over the same file opened O_DIRECT (`cache none`).
+    private func makeDirectServer() throws -> BlockRingServer {
+        let direct = try RawFileBackend(file: try FileDescriptor.open("/proc/self/fd/\(image.rawValue)", flags: O_RDWR | VMD_O_DIRECT),
+                                        readOnly: false)
+        model = try BlockDeviceModel(backend: direct, queueCount: 2)
+        return try BlockRingServer(model: model, backend: direct, capacity: 8)
+    }
+
+    /// Reads of one pass that are adjacent in the file go to the kernel as one readv (a
+    /// sequential reader's requests), each still completing on its own queue with its own
+    /// bytes; one that is not adjacent goes on its own.
+    func testAdjacentReadsOfOnePassGoAsOneSubmission() throws {
+        let data = pattern(3 * 4096, seed: 9)
+        try image.pwriteAll(data, at: 8 * 512)
+        let server = try makeDirectServer()
+        var reads: [ChainBuilder] = []
+        // Sectors 16 and 8 (adjacent, out of order), and 40 (apart).
+        for (index, sector) in [UInt64(16), 8, 40].enumerated() {
+            var read = try ChainBuilder.read(memory, sector: sector, count: 4096, at: 0x4_0000 + UInt64(index) * 0x4000,
+                                             alignedData: true)
+            read.head = UInt16(index)
+            XCTAssertNil(server.start(read.chain, queue: index % 2, memory: memory))
+            reads.append(read)
+        }
+        let done = try server.submit(memory: memory) + server.waitIdle(memory: memory)
+        XCTAssertEqual(server.submissionCount, 2, "8+16 merged, 40 alone")
+        XCTAssertEqual(Set(done.map { [Int($0.queue), Int($0.head), Int($0.length)] }),
+                       [[0, 0, 4097], [1, 1, 4097], [0, 2, 4097]])
+        XCTAssertEqual(Array(try reads[0].writableBytes()[0..<4096]), Array(data[4096..<8192]))
+        XCTAssertEqual(Array(try reads[1].writableBytes()[0..<4096]), Array(data[0..<4096]))
+        XCTAssertEqual(try reads[2].status(), BlockStatus.ok.rawValue)
+        XCTAssertEqual(model.counters.reads, 3)
+        XCTAssertTrue(server.idle)
+    }
+
+    /// Adjacent writes of one pass merge too, and land where each asked.
+    func testAdjacentWritesOfOnePassMergeAndLand() throws {
+        let server = try makeDirectServer()
+        let data = pattern(8192, seed: 10)
+        for (index, half) in [data[0..<4096], data[4096...]].enumerated() {
+            var write = ChainBuilder(memory: memory)
+            let base = 0x6_0000 + UInt64(index) * 0x4000
+            write.next = base
+            try write.readable(requestHeader(type: 1, sector: 64 + UInt64(index) * 8))
+            write.next = base + 0x1000  // whole, aligned sectors: what O_DIRECT takes
+            try write.readable(Array(half))
+            try write.writable(1)
+            write.head = UInt16(index)
+            XCTAssertNil(server.start(write.chain, queue: 0, memory: memory))
+        }
+        let done = try server.submit(memory: memory) + server.waitIdle(memory: memory)
+        XCTAssertEqual(server.submissionCount, 1)
+        XCTAssertEqual(Set(done.map(\.head)), [0, 1])
+        XCTAssertEqual(try image.pread(count: 8192, offset: 64 * 512), data)
+        XCTAssertEqual(model.counters.writes, 2)
+    }
+
     /// On the page cache a write is served at once (through the ring it would go to a
     /// kernel worker thread); a read goes to the ring.
     func testOnThePageCacheAWriteIsServedAtOnceAndAReadGoesToTheRing() throws {

@@ -58,6 +58,7 @@ struct ChainBuilder {
     var next: UInt64 = 0x1000
     var readable: [DescriptorBuffer] = []
     var writable: [DescriptorBuffer] = []
+    var head: UInt16 = 7
     static let sentinel: UInt8 = 0xEE
 
     init(memory: GuestMemory) { self.memory = memory }
@@ -86,7 +87,7 @@ struct ChainBuilder {
         return buffer
     }
 
-    var chain: DescriptorChain { DescriptorChain(head: 7, readable: readable, writable: writable) }
+    var chain: DescriptorChain { DescriptorChain(head: head, readable: readable, writable: writable) }
 
     /// The bytes of the device-writable buffers, in order.
     func writableBytes() throws -> [UInt8] {

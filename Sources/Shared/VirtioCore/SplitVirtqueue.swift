@@ -105,19 +105,30 @@ public struct SplitVirtqueue {
     /// writable buffers (§2.7.8): the element first, then `used.idx` with release
     /// ordering so the driver never sees the index before the element.
     public mutating func pushUsed(head: UInt16, length: UInt32) throws(VirtqueueError) {
-        precondition(head < size, "pushUsed with a head that popAvailable never returned")
-        let slot = usedIndex & (size - 1)
-        // struct virtq_used_elem { le32 id; le32 len; }
-        let element = UInt64(head) | UInt64(length) << 32
-        try write(element.littleEndian, at: usedField(SplitRingLayout.usedSlotOffset(slot)))
-        usedIndex &+= 1
-        try store(usedIndex, at: usedField(SplitRingLayout.usedIndexOffset))
-        pushedSinceDecision = true
+        try pushUsed(contentsOf: [(head, length)])
+    }
+
+    /// Returns several chains at once: every element, then `used.idx` once. A driver
+    /// polling the used ring sees them together, not the first alone (the guest kit,
+    /// seeing one of eight done, sent one request on its own and then seven).
+    public mutating func pushUsed(contentsOf entries: [(head: UInt16, length: UInt32)]) throws(VirtqueueError) {
+        guard !entries.isEmpty else { return }
+        var index = usedIndex
+        for (head, length) in entries {
+            precondition(head < size, "pushUsed with a head that popAvailable never returned")
+            // struct virtq_used_elem { le32 id; le32 len; }
+            let element = UInt64(head) | UInt64(length) << 32
+            try write(element.littleEndian, at: usedField(SplitRingLayout.usedSlotOffset(index & (size - 1))))
+            index &+= 1
+        }
+        try store(index, at: usedField(SplitRingLayout.usedIndexOffset))
         // The EVENT_IDX comparison works modulo 2^16 on distances below 2^15; past
         // that the last signalled index can no longer be compared (as QEMU does).
-        if Int16(bitPattern: usedIndex &- signalledUsedIndex) <= 0 {
+        if UInt16(truncatingIfNeeded: entries.count) >= 0x8000 || Int16(bitPattern: index &- signalledUsedIndex) <= 0 {
             signalledUsedIndexValid = false
         }
+        usedIndex = index
+        pushedSinceDecision = true
     }
 
     /// Whether the driver has made buffers available that were not taken yet,

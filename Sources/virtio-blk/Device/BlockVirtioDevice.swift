@@ -91,13 +91,11 @@ final class BlockVirtioDevice: VirtioDeviceModel {
             }, afterPass: { queue in
                 // What the submit completed (page-cache hits) goes on the used ring within
                 // the pass, so the polling window can catch the guest's next request.
+                var here: [(head: UInt16, length: UInt32)] = []
                 for done in try server.submit(memory: memory) {
-                    if done.queue == index {
-                        try queue.pushUsed(head: done.head, length: done.length)
-                    } else {
-                        elsewhere.append(done)
-                    }
+                    if done.queue == index { here.append((done.head, done.length)) } else { elsewhere.append(done) }
                 }
+                try queue.pushUsed(contentsOf: here)
             })
             publish(elsewhere, active: active)
         case .workers(let pool):
@@ -132,13 +130,14 @@ final class BlockVirtioDevice: VirtioDeviceModel {
     }
 
     private func publish(_ done: [(queue: Int, head: UInt16, length: UInt32)], active: ActiveQueues) {
-        var touched = Set<Int>()
+        // Each queue's completions go on its used ring together (one used.idx store).
+        var byQueue: [Int: [(head: UInt16, length: UInt32)]] = [:]
+        for (index, head, length) in done { byQueue[index, default: []].append((head, length)) }
         do {
-            for (index, head, length) in done {
-                _ = try active.withQueue(index) { queue in try queue.pushUsed(head: head, length: length) }
-                touched.insert(index)
+            for (index, entries) in byQueue.sorted(by: { $0.key < $1.key }) {
+                _ = try active.withQueue(index) { queue in try queue.pushUsed(contentsOf: entries) }
+                try active.interruptIfNeeded(index)
             }
-            for index in touched.sorted() { try active.interruptIfNeeded(index) }
         } catch {
             onBrokenRing?(error)
         }

@@ -91,17 +91,13 @@ final class RestrictedIOUring {
     /// would only wake the loop for nothing; so after this the caller must drain once more,
     /// for whatever completed between its first drain and the unmuting:
     /// `try submit(); drain; unmute(); drain`.
-    ///
-    /// `waitingForOne`: block until at least one completion is posted (the caller knows
-    /// there is nothing else to do meanwhile).
-    func submit(waitingForOne: Bool = false) throws {
+    func submit() throws {
         guard unsubmitted > 0 else { return }
         _ = io_uring_cq_eventfd_toggle(&ring, false)
         var submitted: Int32
         // With deferred completions the same call also runs those already due.
         repeat {
-            submitted = waitingForOne ? io_uring_submit_and_wait(&ring, 1)
-                : deferred ? io_uring_submit_and_get_events(&ring) : io_uring_submit(&ring)
+            submitted = deferred ? io_uring_submit_and_get_events(&ring) : io_uring_submit(&ring)
         } while submitted == -EINTR
         try Self.check("io_uring_enter", submitted)
         unsubmitted -= Int(submitted)
@@ -122,6 +118,13 @@ final class RestrictedIOUring {
         // SAFETY: kflags points into the ring's shared mapping, alive while the ring is.
         guard ring.sq.kflags.pointee & UInt32(IORING_SQ_TASKRUN) != 0 else { return }
         while io_uring_get_events(&ring) == -EINTR {}
+    }
+
+    /// Whether a completion is posted, running the deferred ones the kernel has flagged:
+    /// cheap enough to spin on (a load of two shared words, a syscall only when flagged).
+    func hasCompletion() -> Bool {
+        runDeferredCompletions()
+        return io_uring_cq_ready(&ring) > 0
     }
 
     /// Calls `body` with the tag and result (bytes, or -errno) of each posted completion.
