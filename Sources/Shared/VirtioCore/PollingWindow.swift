@@ -16,8 +16,9 @@ import LinuxSystem
 /// A device model may refuse polling (`VirtioDeviceModel.pollsQueues`; virtio-net does).
 public struct PollingWindow {
     public static let defaultMaximum: UInt64 = 50_000
+    /// At most a second, whatever the variable says (a deadline must not overflow).
     public static let configuredMaximum: UInt64 =
-        getenv("VMD_POLL_WINDOW_NS").flatMap { UInt64(String(cString: $0)) } ?? defaultMaximum
+        min(getenv("VMD_POLL_WINDOW_NS").flatMap { UInt64(String(cString: $0)) } ?? defaultMaximum, 1_000_000_000)
 
     public let maximum: UInt64
     /// The window for the next busy round, in nanoseconds; 0 polls not at all.
