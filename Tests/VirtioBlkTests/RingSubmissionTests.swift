@@ -51,6 +51,14 @@ final class RingSubmissionTests: XCTestCase {
                                                     piece(.read, at: 0, length: 4096, slot: 1)])), [[0], [1]])
     }
 
+    /// Offsets at the top of the range (a hostile image's table can name them) neither
+    /// trap on an overflow nor merge around the end.
+    func testOffsetsAtTheTopOfTheRangeDoNotWrapIntoAMerge() {
+        let top = UInt64.max - 4095
+        XCTAssertEqual(shape(RingSubmission.merged([piece(.read, at: top, length: 4096, slot: 0),
+                                                    piece(.read, at: 0, length: 4096, slot: 1)])), [[1], [0]])
+    }
+
     func testAMergeStopsAtTheLargestTransfer() {
         let half = RingSubmission.maximumLength / 2
         let merged = RingSubmission.merged((0..<5).map { piece(.read, at: UInt64($0 * half), length: half, slot: $0) })

@@ -105,7 +105,8 @@ public struct SplitVirtqueue {
     /// writable buffers (§2.7.8): the element first, then `used.idx` with release
     /// ordering so the driver never sees the index before the element.
     public mutating func pushUsed(head: UInt16, length: UInt32) throws(VirtqueueError) {
-        try pushUsed(contentsOf: [(head, length)])
+        try writeUsedElement(head: head, length: length, at: usedIndex)
+        try publishUsed(upTo: usedIndex &+ 1, count: 1)
     }
 
     /// Returns several chains at once: every element, then `used.idx` once. A driver
@@ -115,16 +116,25 @@ public struct SplitVirtqueue {
         guard !entries.isEmpty else { return }
         var index = usedIndex
         for (head, length) in entries {
-            precondition(head < size, "pushUsed with a head that popAvailable never returned")
-            // struct virtq_used_elem { le32 id; le32 len; }
-            let element = UInt64(head) | UInt64(length) << 32
-            try write(element.littleEndian, at: usedField(SplitRingLayout.usedSlotOffset(index & (size - 1))))
+            try writeUsedElement(head: head, length: length, at: index)
             index &+= 1
         }
+        try publishUsed(upTo: index, count: entries.count)
+    }
+
+    private func writeUsedElement(head: UInt16, length: UInt32, at index: UInt16) throws(VirtqueueError) {
+        precondition(head < size, "pushUsed with a head that popAvailable never returned")
+        // struct virtq_used_elem { le32 id; le32 len; }
+        let element = UInt64(head) | UInt64(length) << 32
+        try write(element.littleEndian, at: usedField(SplitRingLayout.usedSlotOffset(index & (size - 1))))
+    }
+
+    /// Stores `used.idx` after `count` elements were written.
+    private mutating func publishUsed(upTo index: UInt16, count: Int) throws(VirtqueueError) {
         try store(index, at: usedField(SplitRingLayout.usedIndexOffset))
         // The EVENT_IDX comparison works modulo 2^16 on distances below 2^15; past
         // that the last signalled index can no longer be compared (as QEMU does).
-        if UInt16(truncatingIfNeeded: entries.count) >= 0x8000 || Int16(bitPattern: index &- signalledUsedIndex) <= 0 {
+        if count >= 0x8000 || Int16(bitPattern: index &- signalledUsedIndex) <= 0 {
             signalledUsedIndexValid = false
         }
         usedIndex = index

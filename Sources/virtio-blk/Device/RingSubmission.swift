@@ -52,7 +52,7 @@ struct RingSubmission {
 
     private func canAbsorb(_ next: RingSubmission) -> Bool {
         operation == next.operation && operation != .flush
-            && host + UInt64(length) == next.host
+            && next.host >= host && next.host - host == UInt64(length)  // adjacent, no overflow whatever the offsets
             && length + next.length <= Self.maximumLength
             && vectors.count + next.vectors.count <= Self.maximumVectors
     }
