@@ -31,7 +31,7 @@ let package = Package(
         .executable(name: "virtio-rng", targets: ["virtio-rng"]),
         .executable(name: "vmctl", targets: ["vmctl"]),
         // For the fuzz package (Fuzz/), which depends on these by path.
-        .library(name: "FuzzableLibraries", targets: ["IPC", "Configuration", "VirtioCore", "VirtioTestSupport", "BlockDevice", "NetDevice", "DiskFormats"]),
+        .library(name: "FuzzableLibraries", targets: ["IPC", "Configuration", "VirtioCore", "VirtioTestSupport", "BlockDevice", "NetDevice", "DiskFormats", "Snapshot"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -62,6 +62,8 @@ let package = Package(
         .target(name: "BootImage", path: "Sources/Shared/BootImage"),
         // Disk image formats (qcow2's header): pure parsing, for vmd and virtio-blk.
         .target(name: "DiskFormats", path: "Sources/Shared/DiskFormats"),
+        // The VM snapshot format (vmctl send/receive): writer and a reader that treats the file as hostile.
+        .target(name: "Snapshot", dependencies: ["IPC", "LinuxSystem", "CZlib"], path: "Sources/Shared/Snapshot"),
         // Split virtqueues, the device model protocol and the device process's runner.
         .target(name: "VirtioCore", dependencies: ["GuestRAM", "IPC", "LinuxSystem", logging], path: "Sources/Shared/VirtioCore"),
         // The driver side of a queue, for tests and fuzzers: linked into no executable.
@@ -70,7 +72,7 @@ let package = Package(
         // Each executable and its library.
         .target(
             name: "VMCore",
-            dependencies: ["GuestRAM", "MemorySlots", "IPC", "VirtioCore", "LinuxSystem", "BootImage", "CLinux", "CKVM", logging],
+            dependencies: ["GuestRAM", "MemorySlots", "IPC", "VirtioCore", "Snapshot", "LinuxSystem", "BootImage", "CLinux", "CKVM", logging],
             path: "Sources/vm/Core"),
         .executableTarget(name: "vm", dependencies: ["VMCore"], path: "Sources/vm",
                           exclude: ["Core"], linkerSettings: leanRelease),

@@ -14,6 +14,8 @@ final class FakeTransportDevice: TransportDevice, @unchecked Sendable {
     var refuseActivation = false
     var silent = false
     var writtenConfig: [(UInt32, [UInt8])] = []
+    /// What `queueState` answers.
+    var queueIndices: [QueueIndices?] = []
 
     func request(_ request: TransportRequest) throws -> TransportReply {
         requests.append(request)
@@ -31,6 +33,8 @@ final class FakeTransportDevice: TransportDevice, @unchecked Sendable {
             return .refused("already described")
         case .reset, .quiesce, .resume:
             return .done
+        case .queueState:
+            return .queueState(queueIndices)
         }
     }
 

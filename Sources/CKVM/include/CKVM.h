@@ -47,6 +47,16 @@ static const unsigned long VMD_KVM_IOCTL_ENABLE_CAP = KVM_ENABLE_CAP;
 static const unsigned long VMD_KVM_IOCTL_SET_SIGNAL_MASK = KVM_SET_SIGNAL_MASK;
 static const unsigned long VMD_KVM_IOCTL_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 static const unsigned long VMD_KVM_IOCTL_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
+static const unsigned long VMD_KVM_IOCTL_GET_XSAVE = KVM_GET_XSAVE;
+static const unsigned long VMD_KVM_IOCTL_SET_XSAVE = KVM_SET_XSAVE;
+static const unsigned long VMD_KVM_IOCTL_GET_XCRS = KVM_GET_XCRS;
+static const unsigned long VMD_KVM_IOCTL_SET_XCRS = KVM_SET_XCRS;
+static const unsigned long VMD_KVM_IOCTL_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+static const unsigned long VMD_KVM_IOCTL_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
+static const unsigned long VMD_KVM_IOCTL_GET_IRQCHIP = KVM_GET_IRQCHIP;
+static const unsigned long VMD_KVM_IOCTL_SET_IRQCHIP = KVM_SET_IRQCHIP;
+static const unsigned long VMD_KVM_IOCTL_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
+static const unsigned long VMD_KVM_IOCTL_SET_TSC_KHZ = KVM_SET_TSC_KHZ;
 
 // Flag macros built from enums, which Swift does not import.
 static const unsigned int VMD_KVM_IOEVENTFD_FLAG_DEASSIGN = KVM_IOEVENTFD_FLAG_DEASSIGN;

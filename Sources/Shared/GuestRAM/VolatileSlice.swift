@@ -13,6 +13,10 @@ public struct VolatileSlice: @unchecked Sendable {
         self.count = count
     }
 
+    /// The bytes themselves, for bulk copies and scans while no vCPU runs (a snapshot's RAM).
+    /// SAFETY: valid as long as the slice is; while the guest runs it may change them.
+    public var unsafeBytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count) }
+
     /// The slice as an iovec, for preadv/pwritev/readv/writev straight to guest memory.
     /// SAFETY: the iovec is valid as long as the slice is; the kernel reads or writes within it.
     public var iovec: Glibc.iovec { Glibc.iovec(iov_base: base, iov_len: count) }

@@ -59,6 +59,12 @@ public enum ControlRequest: ChannelMessage, Equatable {
     case unpause(VMTarget)
     case log(verbose: Bool)
     case reload
+    /// `vmctl send NAME > file`: the VM's snapshot goes to `output` (vmctl's standard output),
+    /// then the VM stops. Answered once it has.
+    case send(VMTarget, output: FileDescriptor)
+    /// `vmctl receive NAME < file`: the VM vmd knows by that name starts from the snapshot
+    /// on `input`, with its disks and NICs from its configuration. Answered once it runs.
+    case receive(String, input: FileDescriptor)
 
     public var tag: UInt16 {
         switch self {
@@ -73,6 +79,8 @@ public enum ControlRequest: ChannelMessage, Equatable {
         case .unpause: 9
         case .log: 10
         case .reload: 11
+        case .send: 12
+        case .receive: 13
         }
     }
 
@@ -91,6 +99,8 @@ public enum ControlRequest: ChannelMessage, Equatable {
             if let target { writer.write(target) }
         case .log(let verbose): writer.write(verbose)
         case .reload: break
+        case .send(let target, let output): writer.write(target); writer.write(output)
+        case .receive(let name, let input): writer.write(name); writer.write(input)
         }
     }
 
@@ -111,6 +121,8 @@ public enum ControlRequest: ChannelMessage, Equatable {
         case 9: return .unpause(try reader.readTarget())
         case 10: return .log(verbose: try reader.read(Bool.self))
         case 11: return .reload
+        case 12: return .send(try reader.readTarget(), output: try reader.readDescriptor())
+        case 13: return .receive(try reader.read(String.self, limit: 64), input: try reader.readDescriptor())
         default: throw IPCError.unknownTag(tag)
         }
     }

@@ -20,13 +20,31 @@ public struct QueueActivation: Equatable, Sendable {
     public var descriptorTable: UInt64
     public var availableRing: UInt64
     public var usedRing: UInt64
+    /// Where the device goes on from: 0 and 0 for a driver's new queue, a snapshot's
+    /// `QueueIndices` for a restored one.
+    public var resumeAt: QueueIndices
 
-    public init(index: UInt16, size: UInt16, descriptorTable: UInt64, availableRing: UInt64, usedRing: UInt64) {
+    public init(index: UInt16, size: UInt16, descriptorTable: UInt64, availableRing: UInt64, usedRing: UInt64,
+                resumeAt: QueueIndices = QueueIndices()) {
         self.index = index
         self.size = size
         self.descriptorTable = descriptorTable
         self.availableRing = availableRing
         self.usedRing = usedRing
+        self.resumeAt = resumeAt
+    }
+}
+
+/// A queue's place in its rings, as the device process keeps it: the next available entry
+/// to take (less any chains it took and holds without having used them: a new process takes
+/// those again) and the next used entry to fill. Saved in a snapshot (`queueState`).
+public struct QueueIndices: Equatable, Sendable {
+    public var nextAvailable: UInt16
+    public var nextUsed: UInt16
+
+    public init(nextAvailable: UInt16 = 0, nextUsed: UInt16 = 0) {
+        self.nextAvailable = nextAvailable
+        self.nextUsed = nextUsed
     }
 }
 
@@ -57,6 +75,8 @@ public enum TransportRequest: ChannelMessage, Equatable {
     /// The VM is pausing: take no new request until `resume` (in-flight ones are done).
     case quiesce
     case resume
+    /// Where each active queue stands (asked while quiesced, for a snapshot): `.queueState`.
+    case queueState
 
     public static let maximumQueues = 64
 
@@ -69,12 +89,13 @@ public enum TransportRequest: ChannelMessage, Equatable {
         case .reset: 5
         case .quiesce: 6
         case .resume: 7
+        case .queueState: 8
         }
     }
 
     public func encode(into writer: inout WireWriter) {
         switch self {
-        case .describe, .reset, .quiesce, .resume:
+        case .describe, .reset, .quiesce, .resume, .queueState:
             break
         case .readConfig(let offset, let size):
             writer.write(offset)
@@ -91,6 +112,8 @@ public enum TransportRequest: ChannelMessage, Equatable {
                 writer.write(queue.descriptorTable)
                 writer.write(queue.availableRing)
                 writer.write(queue.usedRing)
+                writer.write(queue.resumeAt.nextAvailable)
+                writer.write(queue.resumeAt.nextUsed)
             }
         }
     }
@@ -106,12 +129,14 @@ public enum TransportRequest: ChannelMessage, Equatable {
             let queues = try (0..<count).map { _ in
                 QueueActivation(index: try reader.read(UInt16.self), size: try reader.read(UInt16.self),
                                 descriptorTable: try reader.read(UInt64.self), availableRing: try reader.read(UInt64.self),
-                                usedRing: try reader.read(UInt64.self))
+                                usedRing: try reader.read(UInt64.self),
+                                resumeAt: QueueIndices(nextAvailable: try reader.read(UInt16.self), nextUsed: try reader.read(UInt16.self)))
             }
             return .activate(features: features, queues: queues)
         case 5: return .reset
         case 6: return .quiesce
         case 7: return .resume
+        case 8: return .queueState
         default: throw IPCError.unknownTag(tag)
         }
     }
@@ -124,6 +149,8 @@ public enum TransportReply: ChannelMessage, Equatable {
     case done
     /// The device cannot do what was asked (bad queue setup); the transport sets DEVICE_NEEDS_RESET.
     case refused(String)
+    /// The answer to `queueState`: one entry per queue, nil for one that is not active.
+    case queueState([QueueIndices?])
 
     public var tag: UInt16 {
         switch self {
@@ -131,6 +158,7 @@ public enum TransportReply: ChannelMessage, Equatable {
         case .config: 2
         case .done: 3
         case .refused: 4
+        case .queueState: 5
         }
     }
 
@@ -148,6 +176,13 @@ public enum TransportReply: ChannelMessage, Equatable {
             break
         case .refused(let reason):
             writer.write(reason)
+        case .queueState(let queues):
+            writer.write(UInt32(queues.count))
+            for queue in queues {
+                writer.write(queue != nil)
+                writer.write(queue?.nextAvailable ?? 0)
+                writer.write(queue?.nextUsed ?? 0)
+            }
         }
     }
 
@@ -162,6 +197,12 @@ public enum TransportReply: ChannelMessage, Equatable {
         case 2: return .config(try reader.readBytes(limit: 4096))
         case 3: return .done
         case 4: return .refused(try reader.read(String.self))
+        case 5:
+            return .queueState(try (0..<reader.readCount(limit: TransportRequest.maximumQueues)).map { _ in
+                let active = try reader.read(Bool.self)
+                let indices = QueueIndices(nextAvailable: try reader.read(UInt16.self), nextUsed: try reader.read(UInt16.self))
+                return active ? indices : nil
+            })
         default: throw IPCError.unknownTag(tag)
         }
     }

@@ -21,8 +21,11 @@ public struct BootRequest: Equatable, Sendable {
 public enum VMCommand: ChannelMessage {
     /// The SHAREMEM handoff (design §2): the slot table and one memfd per slot.
     case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
-    /// Build the VM and run it: /dev/kvm, the boot image, the initrd if any, and the console, opened by vmd.
-    case boot(BootRequest, kvm: FileDescriptor, kernel: FileDescriptor, initrd: FileDescriptor?, console: FileDescriptor)
+    /// Build the VM and run it: /dev/kvm, the boot image, the initrd if any, and the console,
+    /// opened by vmd. With `snapshot` (`vmctl receive`), the VM's state comes from it instead
+    /// of a boot: the same shape is built, then brought to the saved state before it runs.
+    case boot(BootRequest, kvm: FileDescriptor, kernel: FileDescriptor, initrd: FileDescriptor?, console: FileDescriptor,
+              snapshot: FileDescriptor? = nil)
     /// Stop the guest now (vmd's deadline or a forced stop).
     case stop
     /// A virtio device served by another process; sent before `boot`.
@@ -33,6 +36,9 @@ public enum VMCommand: ChannelMessage {
     case resume
     /// `vmctl log brief|verbose`: a swift-log level name.
     case setLogLevel(String)
+    /// `vmctl send`: pause (if running) and write the whole VM's state to the descriptor;
+    /// answered with `saved` (the VM stays paused) or `saveFailed` (it runs on as before).
+    case save(FileDescriptor)
 
     public var tag: UInt16 {
         switch self {
@@ -44,6 +50,7 @@ public enum VMCommand: ChannelMessage {
         case .pause: 6
         case .resume: 7
         case .setLogLevel: 8
+        case .save: 9
         }
     }
 
@@ -51,20 +58,24 @@ public enum VMCommand: ChannelMessage {
         switch self {
         case .shareMemory(let slots, let memfds):
             writer.writeSlotTable(slots, memfds: memfds)
-        case .boot(let request, let kvm, let kernel, let initrd, let console):
+        case .boot(let request, let kvm, let kernel, let initrd, let console, let snapshot):
             writer.write(request.name)
             writer.write(UInt32(request.vcpus))
             writer.write(request.cmdline)
             writer.write(request.firmware)
             writer.write(initrd != nil)
+            writer.write(snapshot != nil)
             writer.write(kvm)
             writer.write(kernel)
             if let initrd { writer.write(initrd) }
             writer.write(console)
+            if let snapshot { writer.write(snapshot) }
         case .stop, .requestShutdown, .pause, .resume:
             break
         case .setLogLevel(let level):
             writer.write(level)
+        case .save(let fd):
+            writer.write(fd)
         case .attachDevice(let attachment, let wiring):
             writer.write(attachment.shape.type.rawValue)
             writer.write(attachment.shape.queueCount)
@@ -85,10 +96,12 @@ public enum VMCommand: ChannelMessage {
             let cmdline = try reader.read(String.self)
             let firmware = try reader.read(Bool.self)
             let hasInitrd = try reader.read(Bool.self)
+            let hasSnapshot = try reader.read(Bool.self)
             let kvm = try reader.readDescriptor(), kernel = try reader.readDescriptor()
             let initrd = hasInitrd ? try reader.readDescriptor() : nil
+            let console = try reader.readDescriptor()
             return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline, firmware: firmware),
-                         kvm: kvm, kernel: kernel, initrd: initrd, console: try reader.readDescriptor())
+                         kvm: kvm, kernel: kernel, initrd: initrd, console: console, snapshot: hasSnapshot ? try reader.readDescriptor() : nil)
         case 3:
             return .stop
         case 4:
@@ -104,6 +117,7 @@ public enum VMCommand: ChannelMessage {
         case 6: return .pause
         case 7: return .resume
         case 8: return .setLogLevel(try reader.read(String.self, limit: 16))
+        case 9: return .save(try reader.readDescriptor())
         default:
             throw IPCError.unknownTag(tag)
         }
@@ -149,6 +163,10 @@ public enum VMEvent: ChannelMessage, Equatable {
     case paused
     /// The vCPUs run again (answer to `resume`).
     case resumed
+    /// The snapshot is written (answer to `save`): this many bytes. The VM is paused.
+    case saved(bytes: UInt64)
+    /// The snapshot could not be written; the VM goes on as it was.
+    case saveFailed(String)
 
     public var tag: UInt16 {
         switch self {
@@ -156,6 +174,8 @@ public enum VMEvent: ChannelMessage, Equatable {
         case .ended: 2
         case .paused: 3
         case .resumed: 4
+        case .saved: 5
+        case .saveFailed: 6
         }
     }
 
@@ -163,6 +183,10 @@ public enum VMEvent: ChannelMessage, Equatable {
         switch self {
         case .running, .paused, .resumed:
             break
+        case .saved(let bytes):
+            writer.write(bytes)
+        case .saveFailed(let reason):
+            writer.write(reason)
         case .ended(let end):
             switch end {
             case .exitCode(let code): writer.write(UInt8(0)); writer.write(code)
@@ -193,6 +217,10 @@ public enum VMEvent: ChannelMessage, Equatable {
             return .paused
         case 4:
             return .resumed
+        case 5:
+            return .saved(bytes: try reader.read(UInt64.self))
+        case 6:
+            return .saveFailed(try reader.read(String.self))
         default:
             throw IPCError.unknownTag(tag)
         }

@@ -1,4 +1,5 @@
 import CLinux
+import IPC
 import GuestRAM
 import MemorySlots
 
@@ -59,6 +60,16 @@ public struct SplitVirtqueue {
     }
 
     public var size: UInt16 { configuration.size }
+
+    /// Goes on from where a snapshot's device left the rings. The interrupt decision starts
+    /// over (invalid: the next push interrupts), a spurious interrupt at worst.
+    public mutating func resume(at indices: QueueIndices) {
+        lastAvailableIndex = indices.nextAvailable
+        usedIndex = indices.nextUsed
+        signalledUsedIndex = indices.nextUsed
+        signalledUsedIndexValid = false
+        pushedSinceDecision = false
+    }
 
     /// Forgets all indices, as after a device or queue reset (§2.4).
     public mutating func reset() {

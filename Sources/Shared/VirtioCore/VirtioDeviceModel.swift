@@ -23,11 +23,16 @@ public protocol VirtioDeviceModel: AnyObject {
     /// Whether `ActiveQueues.drain` may poll this device's rings after a busy round
     /// (`PollingWindow`). A device whose one thread also waits on other sources says no.
     var pollsQueues: Bool { get }
+    /// How many chains of queue `index` the device took and holds without having used them
+    /// (virtio-net's receive buffers waiting for packets). A snapshot rewinds past them, so
+    /// the restored device takes them again.
+    func chainsHeld(onQueue index: Int) -> Int
 }
 
 extension VirtioDeviceModel {
     public var pollsQueues: Bool { true }
     public func quiesce() {}
+    public func chainsHeld(onQueue index: Int) -> Int { 0 }
 
     public func readConfigBytes(_ space: [UInt8], offset: Int, size: Int) -> [UInt8] {
         // Reads past the end of the structure return zeros rather than failing the vCPU.

@@ -24,6 +24,8 @@ public final class VirtioDeviceRunner {
     private var broken = false
     /// While the VM is paused: no kick, no device-specific descriptor (the tap) is served.
     private var quiesced = false
+    /// The queues of the current activation, for `queueState`.
+    private var liveQueues: ActiveQueues?
     /// The device-specific watches (`watchReadable`), suspended with the kicks.
     private var deviceWatches: [Weak<EventWatch>] = []
     /// The queues activated, to look at again on resume (kicks may have been coalesced).
@@ -106,6 +108,8 @@ public final class VirtioDeviceRunner {
         case .quiesce, .resume:
             setQuiesced(request == .quiesce)
             reply = .done
+        case .queueState:
+            reply = queueState()
         }
         do {
             try transport.send(Numbered(id: numbered.id, reply))
@@ -147,8 +151,10 @@ public final class VirtioDeviceRunner {
             }
         }
         do {
-            try model.activate(features: features, queues: ActiveQueues(memory: memory, features: features, queues: live, calls: wiring.calls,
-                                                                         polling: model.pollsQueues))
+            for queue in queues where live[Int(queue.index)] != nil { live[Int(queue.index)]!.resume(at: queue.resumeAt) }
+            let active = ActiveQueues(memory: memory, features: features, queues: live, calls: wiring.calls, polling: model.pollsQueues)
+            try model.activate(features: features, queues: active)
+            liveQueues = active
             for index in live.indices where live[index] != nil {
                 let kick = wiring.kicks[index]
                 let watch = try loop.watchReadable(kick.rawValue) { [unowned self] in
@@ -168,7 +174,19 @@ public final class VirtioDeviceRunner {
         return .done
     }
 
+    /// Each active queue's indices, for a snapshot: only while quiesced, so nothing is in
+    /// flight and no chain is taken meanwhile.
+    private func queueState() -> TransportReply {
+        guard quiesced else { return .refused("queue state asked while running") }
+        guard let liveQueues else { return .queueState([]) }
+        return .queueState(liveQueues.queues.enumerated().map { index, queue in
+            queue.map { QueueIndices(nextAvailable: $0.lastAvailableIndex &- UInt16(truncatingIfNeeded: model.chainsHeld(onQueue: index)),
+                                     nextUsed: $0.usedIndex) }
+        })
+    }
+
     private func deactivate() {
+        liveQueues = nil
         kickWatches.forEach { $0.cancel() }
         kickWatches = []
         activeQueues = []

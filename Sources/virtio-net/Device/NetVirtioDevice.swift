@@ -46,6 +46,11 @@ final class NetVirtioDevice: VirtioDeviceModel {
         active = queues
     }
 
+    /// The receive buffers taken and waiting for a packet: a snapshot's device takes them again.
+    func chainsHeld(onQueue index: Int) -> Int {
+        index == NetDeviceModel.receiveQueue ? model.heldReceiveBuffers.count : 0
+    }
+
     func queueNotified(_ index: Int) throws {
         guard let active else { return }
         switch index {

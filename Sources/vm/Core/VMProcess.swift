@@ -18,6 +18,10 @@ struct VMProcess {
         var initrd: FileDescriptor?
         var console: FileDescriptor
         var devices: [(VirtioAttachment, DeviceWiring)]
+        /// `vmctl receive`: the snapshot the VM is restored from instead of booted.
+        var snapshot: FileDescriptor?
+        /// A descriptor of each slot's memfd (the mapping's own are closed once mapped).
+        var ramFiles: [FileDescriptor]
     }
 
     /// Receives the SHAREMEM handoff, then any devices, then the boot request.
@@ -25,15 +29,16 @@ struct VMProcess {
         guard case .shareMemory(let slots, let memfds) = try channel.receive(VMCommand.self) else {
             throw IPCError.malformed("expected shareMemory first")
         }
+        let ramFiles = try memfds.map { try $0.duplicate() }
         let memory = try GuestMemory.mapShared(slots: slots, memfds: memfds)
         var devices: [(VirtioAttachment, DeviceWiring)] = []
         while true {
             switch try channel.receive(VMCommand.self) {
             case .attachDevice(let attachment, let wiring):
                 devices.append((attachment, wiring))
-            case .boot(let request, let kvm, let kernel, let initrd, let console):
+            case .boot(let request, let kvm, let kernel, let initrd, let console, let snapshot):
                 return Setup(memory: memory, request: request, kvm: kvm, kernel: kernel, initrd: initrd, console: console,
-                             devices: devices)
+                             devices: devices, snapshot: snapshot, ramFiles: ramFiles)
             default:
                 throw IPCError.malformed("expected attachDevice or boot")
             }
@@ -49,15 +54,27 @@ struct VMProcess {
         try Sandbox.isolate(sandbox)
         var logger = self.logger
         logger[metadataKey: "vm"] = "\(setup.request.name)"
-        let machine = try VirtualMachine(request: setup.request, memory: setup.memory, kvmDevice: setup.kvm,
+        let machine = try VirtualMachine(request: setup.request, memory: setup.memory, ramFiles: setup.ramFiles, kvmDevice: setup.kvm,
                                          kernel: setup.kernel, initrd: setup.initrd, console: console, devices: setup.devices,
-                                         logger: logger)
+                                         restoring: setup.snapshot != nil, logger: logger)
         setup.kernel.close()
         setup.initrd?.close()  // loaded; the vm process keeps no boot files open
         let loop = try EventLoop()
         try? console.setNonBlocking(true)
         ProcessRole.current = "vm"
         try Sandbox.enter(sandbox, logger: logger)
+        if let snapshot = setup.snapshot {
+            // Sandboxed already: the snapshot is a file from a user, read as hostile.
+            let started = MonotonicClock.seconds()
+            defer { snapshot.close() }
+            try? snapshot.setNonBlocking(false)
+            do {
+                try machine.restore(from: snapshot)
+            } catch {
+                throw VMSetupError.restore("\(error)")
+            }
+            logger.info("restored from the snapshot in \(Int((MonotonicClock.seconds() - started) * 1000)) ms")
+        }
         try channel.send(VMEvent.running)
         try machine.start()
 
@@ -83,6 +100,8 @@ struct VMProcess {
                 case .resume:
                     machine.resume()
                     try channel.send(VMEvent.resumed)
+                case .save(let fd):
+                    try channel.send(save(machine, to: fd))
                 case .setLogLevel(let name):
                     if let level = Logger.Level(rawValue: name) { VmdLog.setLevel(level) }
                     logger.debug("log level now \(name)")
@@ -118,5 +137,30 @@ struct VMProcess {
         try loop.run()
         withExtendedLifetime((ended, commands, consoleInput, deviceEvents)) {}
         return outcome ?? machine.stop(reason: .stopped)
+    }
+
+    /// `vmctl send`: pauses the guest if it runs, writes the snapshot, and answers. On a
+    /// failure a guest this paused runs on; on success it stays paused until vmd stops it.
+    private func save(_ machine: VirtualMachine, to fd: FileDescriptor) -> VMEvent {
+        defer { fd.close() }
+        let wasPaused = machine.isPaused
+        if !wasPaused {
+            let unconfirmed = machine.pause()
+            if !unconfirmed.isEmpty {
+                machine.resume()
+                return .saveFailed("\(unconfirmed.joined(separator: ", ")) did not quiesce")
+            }
+        }
+        try? fd.setNonBlocking(false)
+        let started = MonotonicClock.seconds()
+        do {
+            let bytes = try machine.writeSnapshot(to: fd)
+            logger.info("snapshot written: \(bytes) bytes in \(Int((MonotonicClock.seconds() - started) * 1000)) ms")
+            return .saved(bytes: bytes)
+        } catch {
+            if !wasPaused { machine.resume() }
+            logger.error("snapshot not written: \(error)")
+            return .saveFailed("\(error)")
+        }
     }
 }

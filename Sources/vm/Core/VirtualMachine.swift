@@ -1,3 +1,4 @@
+import BootImage
 import CKVM
 import Glibc
 import Logging
@@ -5,20 +6,30 @@ import GuestRAM
 import IPC
 import LinuxSystem
 import MemorySlots
+import Snapshot
 import Synchronization
 
 /// One running VM inside the vm process: KVM objects, platform devices, vCPU threads.
 final class VirtualMachine {
     let request: BootRequest
     let memory: GuestMemory
-    private let kvm: KVMVirtualMachine
-    private let serial: Serial16550
-    private let vcpuThreads: [VcpuThread]
+    let kvm: KVMVirtualMachine
+    let serial: Serial16550
+    let cmos: CMOS
+    let i8042 = I8042()
+    let vcpuThreads: [VcpuThread]
     private let poller: MaskedInterruptPoller
     private let gate = PauseGate()
-    /// The PIT and KVM clock as they were at pause.
-    private var pausedTimers: KVMVirtualMachine.TimerState?
-    private let control = VMMControlPort()
+    /// The PIT and KVM clock as they were at pause; set while paused.
+    private(set) var pausedTimers: KVMVirtualMachine.TimerState?
+    /// Whether `pause()` stopped the guest and `resume()` has not let it go on.
+    private(set) var isPaused = false
+    let control = VMMControlPort()
+    /// What of a vCPU's state this host's KVM can save (asked before the sandbox).
+    let vcpuStateSupport: VcpuStateSupport
+    /// A descriptor of each RAM slot's memfd, kept to find the pages the guest ever wrote
+    /// (SEEK_DATA) without touching the others: a snapshot reads only those.
+    let ramFiles: [FileDescriptor]
     /// The BIOS's read-only copy at the top of 4 GiB, when booting through firmware.
     private let firmwareROM: GuestMemory?
     /// The virtio devices served by other processes, with their event channels.
@@ -34,12 +45,17 @@ final class VirtualMachine {
     /// Signalled when `end` is set, so the main loop wakes up.
     let endedEvent: FileDescriptor
 
-    init(request: BootRequest, memory: GuestMemory, kvmDevice: FileDescriptor, kernel: FileDescriptor,
-         initrd: FileDescriptor?, console: FileDescriptor, devices: [(VirtioAttachment, DeviceWiring)], logger: Logger) throws {
+    /// `restoring`: the VM's state comes from a snapshot (`restore(from:)`) before `start()`,
+    /// so no kernel is loaded and no vCPU set up for boot.
+    init(request: BootRequest, memory: GuestMemory, ramFiles: [FileDescriptor] = [], kvmDevice: FileDescriptor,
+         kernel: FileDescriptor, initrd: FileDescriptor?, console: FileDescriptor, devices: [(VirtioAttachment, DeviceWiring)],
+         restoring: Bool = false, logger: Logger) throws {
         self.request = request
         self.memory = memory
+        self.ramFiles = ramFiles
         self.logger = logger
         let system = try KVMSystem(fd: kvmDevice)
+        vcpuStateSupport = try VcpuStateSupport(system: system)
         kvm = try KVMVirtualMachine(system: system)
         try kvm.register(memory)
 
@@ -52,9 +68,9 @@ final class VirtualMachine {
         try ports.register(DebugExitPort(), base: DebugExitPort.port, size: DebugExitPort.size)
         let ramBelow4G = memory.slots.filter { $0.guestBase.value < 1 << 32 }.reduce(0) { $0 + $1.size }
         let ramAbove4G = memory.slots.filter { $0.guestBase.value >= 1 << 32 }.reduce(0) { $0 + $1.size }
-        try ports.register(CMOS(ramBelow4G: ramBelow4G, ramAbove4G: ramAbove4G, processorCount: request.vcpus),
-                           base: CMOS.port, size: CMOS.size)
-        try ports.register(I8042(), base: I8042.port, size: I8042.size)
+        cmos = CMOS(ramBelow4G: ramBelow4G, ramAbove4G: ramAbove4G, processorCount: request.vcpus)
+        try ports.register(cmos, base: CMOS.port, size: CMOS.size)
+        try ports.register(i8042, base: I8042.port, size: I8042.size)
         try ports.register(control, base: VMMControlPort.port, size: VMMControlPort.size)
         try ports.register(ACPIPowerPorts(), base: ACPIPowerPorts.port, size: ACPIPowerPorts.size)
         let mmio = AddressBus(name: "MMIO")
@@ -89,6 +105,14 @@ final class VirtualMachine {
         if request.firmware {
             firmwareROM = try FirmwareBoot.install(image, memory: memory, kvm: kvm, ports: ports, vcpus: request.vcpus, logger: logger)
             entry = nil
+            if restoring {
+                // The BIOS's alias below 1 MiB is RAM the snapshot holds as the guest left it (zero pages not at all).
+                let layout = try FirmwareImageLayout(size: image.count)
+                try memory.fill(0, at: GuestAddress(layout.lowAliasBase), count: UInt64(layout.lowAliasSize))
+            }
+        } else if restoring {
+            entry = nil
+            firmwareROM = nil
         } else {
             let initrdBytes = try initrd.map { try $0.pread(count: Int(try $0.fileSize()), offset: 0) }
             let loaded = try KernelLoader.load(image: image, commandLine: request.cmdline, initrd: initrdBytes,
@@ -151,6 +175,7 @@ final class VirtualMachine {
     /// not confirm within their reply timeout (they are stuck or gone).
     func pause() -> [String] {
         gate.pause(threads: vcpuThreads.count) { vcpuThreads.forEach { $0.kick() } }
+        isPaused = true
         let unconfirmed = virtioDevices.filter { !$0.transport.setQuiesced(true) }.map(\.transport.name)
         do {
             pausedTimers = try kvm.timerState()
@@ -169,6 +194,7 @@ final class VirtualMachine {
         for device in virtioDevices where !device.transport.setQuiesced(false) {
             logger.warning("resume: \(device.transport.name) did not confirm")
         }
+        isPaused = false
         gate.resume()
     }
 

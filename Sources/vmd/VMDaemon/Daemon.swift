@@ -115,13 +115,13 @@ final class Daemon {
 
     // MARK: Lifecycle
 
-    private func start(_ record: Record) throws {
+    private func start(_ record: Record, snapshot: FileDescriptor? = nil) throws {
         guard !record.isRunning else { throw DaemonError.alreadyRunning(record.config.name) }
         var launcher = VMLauncher(config: record.config, configDirectory: record.directory, logger: logger)
         // Each VM's local interfaces get /31s of their own: four per VM id.
         launcher.localPrefix = localPrefix
         launcher.localInterfaceBase = (record.id - 1) * InterfaceConfig.maximumPerVM
-        let instance = try VMInstance(id: record.id, launcher: launcher, loop: loop, logger: logger)
+        let instance = try VMInstance(id: record.id, launcher: launcher, loop: loop, logger: logger, snapshot: snapshot)
         record.instance = instance
         record.lastOutcome = nil
         record.expiry = nil
@@ -249,6 +249,25 @@ final class Daemon {
                 let (record, instance) = try running(target, for: peer)
                 instance.unpause { state in
                     reply(state == .running ? .done("vm \(record.config.name) unpaused") : .failed("vm \(record.config.name) is \(state.rawValue)"))
+                }
+            case .send(let target, let output):
+                let (record, instance) = try running(target, for: peer)
+                instance.send(to: output) { result in
+                    switch result {
+                    case .success(let bytes): reply(.done("vm \(record.config.name) sent: \(bytes) bytes"))
+                    case .failure(let failure): reply(.failed("vm \(record.config.name) not sent: \(failure)"))
+                    }
+                }
+            case .receive(let name, let input):
+                // The VM's own configuration says what it is (disks, NICs, owner); the snapshot only its state.
+                let record = try record(.name(name), for: peer)
+                try start(record, snapshot: input)
+                record.instance?.whenRunning { failure in
+                    if let failure {
+                        reply(.failed("vm \(record.config.name) not received: \(failure)"))
+                    } else {
+                        reply(.started(id: record.id, name: record.config.name))
+                    }
                 }
             case .log(let verbose):
                 guard peer.isRoot else { throw DaemonError.rootOnly("change the log level") }

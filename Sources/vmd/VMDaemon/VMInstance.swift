@@ -38,6 +38,15 @@ final class VMInstance {
     private(set) var outcome: VMOutcome?
     private var stopWaiters: [(VMOutcome) -> Void] = []
     private var pauseWaiters: [(State) -> Void] = []
+    /// `vmctl receive` waits for the vm process to run (nil) or to fail (why).
+    private var runWaiters: [(String?) -> Void] = []
+    private var ranOnce = false
+    /// `vmctl send`: answered with the snapshot's size once the VM has stopped, or with why not.
+    private var saveWaiter: ((Result<UInt64, SaveFailure>) -> Void)?
+
+    struct SaveFailure: Error, CustomStringConvertible {
+        let description: String
+    }
     /// One per child, in `launched.children` order, with the watch on its log pipe.
     private var logRelays: [ChildLogRelay] = []
     private var logWatches: [EventWatch?] = []
@@ -45,7 +54,9 @@ final class VMInstance {
     /// How long a graceful stop waits for the guest before forcing it.
     static let defaultGracePeriod: Double = 30
 
-    init(id: Int, launcher: VMLauncher, loop: EventLoop, logger: Logger) throws {
+    /// With `snapshot`, the first run is restored from it (`vmctl receive`); restarts after a
+    /// guest reset boot as usual.
+    init(id: Int, launcher: VMLauncher, loop: EventLoop, logger: Logger, snapshot: FileDescriptor? = nil) throws {
         self.id = id
         self.config = launcher.config
         self.launcher = launcher
@@ -55,7 +66,7 @@ final class VMInstance {
         self.logger = logger
         let terminal = try PseudoTerminal()
         self.terminal = terminal
-        try supervise(launcher.launch(console: terminal))
+        try supervise(launcher.launch(console: terminal, snapshot: snapshot))
     }
 
     /// Watches a new set of processes: the vm's channel and every child's log pipe.
@@ -125,6 +136,8 @@ final class VMInstance {
             switch event {
             case .running:
                 logger.info("running")
+                ranOnce = true
+                finishRunWaiters(nil)
             case .ended(let end):
                 if reported == nil && forced == nil { reported = end }
             case .paused:
@@ -133,6 +146,18 @@ final class VMInstance {
             case .resumed:
                 if state != .stopping { state = .running }  // a graceful stop resumes a paused guest first
                 finishPauseWaiters()
+            case .saved(let bytes):
+                // The snapshot is out: the VM ends here (OpenBSD's vmctl send does the same).
+                let waiter = saveWaiter
+                saveWaiter = nil
+                logger.info("snapshot of \(bytes) bytes sent; stopping")
+                stop(force: true, reason: .sent(bytes: bytes))
+                whenStopped { _ in waiter?(.success(bytes)) }
+            case .saveFailed(let reason):
+                logger.warning("snapshot failed: \(reason)")
+                let waiter = saveWaiter
+                saveWaiter = nil
+                waiter?(.failure(SaveFailure(description: reason)))
             }
         }
     }
@@ -191,6 +216,34 @@ final class VMInstance {
         try? launched.vm.channel.send(VMCommand.pause)
     }
 
+    /// Writes the VM's snapshot to `output` and stops it (`vmctl send`).
+    func send(to output: FileDescriptor, _ done: @escaping (Result<UInt64, SaveFailure>) -> Void) {
+        guard let launched, state == .running || state == .paused else {
+            return done(.failure(SaveFailure(description: "vm \(config.name) is \(state.rawValue)")))
+        }
+        guard saveWaiter == nil else { return done(.failure(SaveFailure(description: "vm \(config.name) is being sent already"))) }
+        saveWaiter = done
+        do {
+            try launched.vm.channel.send(VMCommand.save(output))
+        } catch {
+            saveWaiter = nil
+            done(.failure(SaveFailure(description: "\(error)")))
+        }
+    }
+
+    /// `done(nil)` once the vm process runs the guest, `done(why)` if it ends before.
+    func whenRunning(_ done: @escaping (String?) -> Void) {
+        if ranOnce { return done(nil) }
+        if let outcome, state == .stopped { return done("\(outcome)") }
+        runWaiters.append(done)
+    }
+
+    private func finishRunWaiters(_ failure: String?) {
+        let waiters = runWaiters
+        runWaiters = []
+        waiters.forEach { $0(failure) }
+    }
+
     func unpause(_ done: @escaping (State) -> Void) {
         guard let launched, state == .paused else { return done(state) }
         pauseWaiters.append(done)
@@ -238,6 +291,11 @@ final class VMInstance {
         launched = nil
         terminal = nil
         finishPauseWaiters()
+        finishRunWaiters("\(outcome)")
+        if let waiter = saveWaiter {
+            saveWaiter = nil
+            waiter(.failure(SaveFailure(description: "vm \(config.name) stopped: \(outcome)")))
+        }
         let waiters = stopWaiters
         stopWaiters = []
         waiters.forEach { $0(outcome) }

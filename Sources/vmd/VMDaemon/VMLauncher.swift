@@ -46,7 +46,9 @@ struct VMLauncher {
 
     /// Starts the VM's processes with `console` as the guest's serial console (the
     /// caller keeps it across restarts, so an attached console stays attached).
-    func launch(console: PseudoTerminal) throws -> LaunchedVM {
+    /// With `snapshot`, vm restores the VM from it instead of booting (the snapshot's shape
+    /// must be this configuration's, which vm checks before reading anything else).
+    func launch(console: PseudoTerminal, snapshot: FileDescriptor? = nil) throws -> LaunchedVM {
         // The same checked opens as `vmd -n`: a FIFO, a directory or a device is refused, never waited on.
         let files = VMPreflight(vm: config, directory: configDirectory)
         let image: FileDescriptor
@@ -116,7 +118,8 @@ struct VMLauncher {
                 try vm.channel.send(VMCommand.attachDevice(attachment, wiring: wiring))
             }
             let request = BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline, firmware: config.bootDevice != nil)
-            try vm.channel.send(VMCommand.boot(request, kvm: kvm, kernel: image, initrd: initrd, console: console.device))
+            try vm.channel.send(VMCommand.boot(request, kvm: kvm, kernel: image, initrd: initrd, console: console.device,
+                                               snapshot: snapshot))
             logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
             // vmd never maps guest RAM and keeps none of the children's descriptors
             // (the locked disk fds close here too; the device processes hold their own).

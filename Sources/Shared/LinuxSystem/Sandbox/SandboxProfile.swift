@@ -81,6 +81,29 @@ public struct SandboxProfile {
         (VMD_KVM_IOCTL_SET_PIT2, "resume restores the PIT: KVM_SET_PIT2"),
         (VMD_KVM_IOCTL_GET_CLOCK, "pause saves the KVM clock: KVM_GET_CLOCK"),
         (VMD_KVM_IOCTL_SET_CLOCK, "resume restores the KVM clock: KVM_SET_CLOCK"),
+        // vmctl send: the whole VM is read while paused (its own vCPUs and irqchip only).
+        (VMD_KVM_IOCTL_GET_FPU, "a snapshot: KVM_GET_FPU (hosts without XSAVE)"),
+        (VMD_KVM_IOCTL_GET_XSAVE, "a snapshot: KVM_GET_XSAVE"),
+        (VMD_KVM_IOCTL_GET_XCRS, "a snapshot: KVM_GET_XCRS"),
+        (VMD_KVM_IOCTL_GET_MSRS, "a snapshot: KVM_GET_MSRS (TSC, kvmclock, syscall MSRs)"),
+        (VMD_KVM_IOCTL_GET_LAPIC, "a snapshot: KVM_GET_LAPIC"),
+        (VMD_KVM_IOCTL_GET_VCPU_EVENTS, "a snapshot: KVM_GET_VCPU_EVENTS"),
+        (VMD_KVM_IOCTL_GET_DEBUGREGS, "a snapshot: KVM_GET_DEBUGREGS"),
+        (VMD_KVM_IOCTL_GET_MP_STATE, "a snapshot: KVM_GET_MP_STATE"),
+        (VMD_KVM_IOCTL_GET_IRQCHIP, "a snapshot: KVM_GET_IRQCHIP (PICs, IOAPIC)"),
+        // vmctl receive: the snapshot is read once sandboxed (it is a user's file), so the
+        // state goes back after Sandbox.enter; each call sets this VM's own vCPUs or irqchip.
+        (VMD_KVM_IOCTL_SET_REGS, "a restore: KVM_SET_REGS"),
+        (VMD_KVM_IOCTL_SET_SREGS, "a restore: KVM_SET_SREGS"),
+        (VMD_KVM_IOCTL_SET_FPU, "a restore: KVM_SET_FPU (hosts without XSAVE)"),
+        (VMD_KVM_IOCTL_SET_XSAVE, "a restore: KVM_SET_XSAVE"),
+        (VMD_KVM_IOCTL_SET_XCRS, "a restore: KVM_SET_XCRS"),
+        (VMD_KVM_IOCTL_SET_MSRS, "a restore: KVM_SET_MSRS"),
+        (VMD_KVM_IOCTL_SET_LAPIC, "a restore: KVM_SET_LAPIC"),
+        (VMD_KVM_IOCTL_SET_VCPU_EVENTS, "a restore: KVM_SET_VCPU_EVENTS"),
+        (VMD_KVM_IOCTL_SET_DEBUGREGS, "a restore: KVM_SET_DEBUGREGS"),
+        (VMD_KVM_IOCTL_SET_MP_STATE, "a restore: KVM_SET_MP_STATE"),
+        (VMD_KVM_IOCTL_SET_IRQCHIP, "a restore: KVM_SET_IRQCHIP"),
     ]
 
 

@@ -216,3 +216,9 @@ extension FileDescriptor {
         }
     }
 }
+
+/// Two descriptors are the same when they are the same object (messages that carry one
+/// compare that way; the number alone says nothing once passed to another process).
+extension FileDescriptor: Equatable {
+    public static func == (a: FileDescriptor, b: FileDescriptor) -> Bool { a === b }
+}

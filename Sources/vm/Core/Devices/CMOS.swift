@@ -1,3 +1,4 @@
+import IPC
 import Glibc
 import Synchronization
 
@@ -144,4 +145,27 @@ final class CMOS: BusDevice {
     }
 
     static func bcd(_ value: Int) -> UInt8 { UInt8((value / 10) << 4 | (value % 10)) }
+}
+
+// MARK: Snapshot
+
+extension CMOS {
+    /// The index register and the 128 bytes (the clock itself is the host's, read on access).
+    func savedState() -> [UInt8] {
+        state.withLock { state in
+            var writer = WireWriter()
+            writer.write(state.index)
+            writer.write(state.ram)
+            return writer.bytes
+        }
+    }
+
+    func restore(_ bytes: [UInt8]) throws {
+        var reader = WireReader(bytes: bytes)
+        let index = try reader.read(UInt8.self)
+        let ram = try reader.readBytes(limit: 128)
+        try reader.finish()
+        guard ram.count == 128 else { throw IPCError.malformed("CMOS of \(ram.count) bytes") }
+        state.withLock { $0 = State(index: index, ram: ram) }
+    }
 }

@@ -1,3 +1,4 @@
+import IPC
 import Synchronization
 
 /// The i8042 keyboard controller at 0x60 (data) and 0x64 (status/command), with no
@@ -115,5 +116,39 @@ final class I8042: BusDevice {
     private static func reply(_ byte: UInt8, _ state: inout State, aux: Bool = false) {
         if state.output.count >= outputCapacity { state.output.removeFirst() }
         state.output.append((byte, aux))
+    }
+}
+
+// MARK: Snapshot
+
+extension I8042 {
+    func savedState() -> [UInt8] {
+        state.withLock { state in
+            var writer = WireWriter()
+            writer.write(UInt32(state.output.count))
+            for entry in state.output { writer.write(entry.byte); writer.write(entry.aux) }
+            writer.write(state.pending != nil)
+            writer.write(state.pending ?? 0)
+            writer.write(state.commandByte)
+            writer.write(state.outputPort)
+            writer.write(state.lastWasCommand)
+            return writer.bytes
+        }
+    }
+
+    func restore(_ bytes: [UInt8]) throws {
+        var reader = WireReader(bytes: bytes)
+        var restored = State()
+        restored.output = try (0..<reader.readCount(limit: I8042.outputCapacity)).map { _ in
+            (byte: try reader.read(UInt8.self), aux: try reader.read(Bool.self))
+        }
+        let hasPending = try reader.read(Bool.self)
+        let pending = try reader.read(UInt8.self)
+        restored.pending = hasPending ? pending : nil
+        restored.commandByte = try reader.read(UInt8.self)
+        restored.outputPort = try reader.read(UInt8.self)
+        restored.lastWasCommand = try reader.read(Bool.self)
+        try reader.finish()
+        state.withLock { $0 = restored }
     }
 }

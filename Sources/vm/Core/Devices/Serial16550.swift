@@ -1,3 +1,4 @@
+import IPC
 import Synchronization
 
 /// A 16550A UART (COM1 at 0x3F8, IRQ 4): the guest's console.
@@ -148,5 +149,42 @@ final class Serial16550: BusDevice {
         }
         if let newLevel { interruptLine(newLevel) }
         return result
+    }
+}
+
+// MARK: Snapshot
+
+extension Serial16550 {
+    /// The registers and the bytes the guest has not read yet.
+    func savedState() -> [UInt8] {
+        state.withLock { state in
+            var writer = WireWriter()
+            for byte in [state.interruptEnable, state.lineControl, state.modemControl, state.scratch, state.divisorLow, state.divisorHigh] {
+                writer.write(byte)
+            }
+            writer.write(state.fifoEnabled)
+            writer.write(state.transmitterEmptyPending)
+            writer.write(state.lineHigh)
+            writer.write(state.received)
+            return writer.bytes
+        }
+    }
+
+    /// The interrupt line is not driven: the restored interrupt controller holds its level.
+    func restore(_ bytes: [UInt8]) throws {
+        var reader = WireReader(bytes: bytes)
+        var restored = State()
+        restored.interruptEnable = try reader.read(UInt8.self)
+        restored.lineControl = try reader.read(UInt8.self)
+        restored.modemControl = try reader.read(UInt8.self)
+        restored.scratch = try reader.read(UInt8.self)
+        restored.divisorLow = try reader.read(UInt8.self)
+        restored.divisorHigh = try reader.read(UInt8.self)
+        restored.fifoEnabled = try reader.read(Bool.self)
+        restored.transmitterEmptyPending = try reader.read(Bool.self)
+        restored.lineHigh = try reader.read(Bool.self)
+        restored.received = try reader.readBytes(limit: Serial16550.receiveCapacity)
+        try reader.finish()
+        state.withLock { $0 = restored }
     }
 }

@@ -1,3 +1,4 @@
+import IPC
 import Synchronization
 
 /// The VMM control port (0x5f0), through which a guest learns that the host
@@ -26,4 +27,14 @@ final class VMMControlPort: BusDevice, @unchecked Sendable {
     }
 
     func write(offset: UInt64, data: [UInt8]) -> BusEffect { .none }
+}
+
+// MARK: Snapshot
+
+extension VMMControlPort {
+    var shutdownWasRequested: Bool { shutdownRequested.load(ordering: .acquiring) }
+
+    func restore(shutdownRequested requested: Bool) {
+        shutdownRequested.store(requested, ordering: .releasing)
+    }
 }

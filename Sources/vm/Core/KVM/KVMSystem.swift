@@ -46,6 +46,24 @@ final class KVMSystem {
         }
     }
 
+    /// KVM_GET_MSR_INDEX_LIST: the MSRs a snapshot must carry. Asked with room for none
+    /// first, which fails with E2BIG and says how many there are.
+    func msrIndexList() throws -> [UInt32] {
+        var count = 0
+        while true {
+            // struct kvm_msr_list: u32 nmsrs, then nmsrs u32 indices.
+            var words = [UInt32](repeating: 0, count: 1 + count)
+            words[0] = UInt32(count)
+            do {
+                // SAFETY: the buffer holds nmsrs and room for `count` indices, as the ioctl's size says.
+                try words.withUnsafeMutableBytes { _ = try kvmIoctl(fd, VMD_KVM_IOCTL_GET_MSR_INDEX_LIST, "KVM_GET_MSR_INDEX_LIST", $0.baseAddress!) }
+                return Array(words[1...].prefix(Int(words[0])))
+            } catch let error as SystemError where error.errno == E2BIG && Int(words[0]) > count && words[0] <= 4096 {
+                count = Int(words[0])
+            }
+        }
+    }
+
     func createVM() throws -> FileDescriptor {
         let raw = try kvmIoctl(fd, VMD_KVM_IOCTL_CREATE_VM, "KVM_CREATE_VM", value: 0)
         return FileDescriptor(adopting: raw)
@@ -56,9 +74,11 @@ final class KVMSystem {
 enum VMSetupError: Error, CustomStringConvertible {
     case unsupported(String)
     case boot(String)
+    case restore(String)
 
     var description: String {
         switch self {
+        case .restore(let why): "cannot restore: \(why)"
         case .unsupported(let what): "unsupported host: \(what)"
         case .boot(let what): "cannot boot: \(what)"
         }

@@ -64,3 +64,16 @@ struct PCIConfigSpace {
         }
     }
 }
+
+// MARK: Snapshot
+
+extension PCIConfigSpace {
+    /// Takes from `saved` only the bits the guest may write: what the device declared
+    /// (IDs, capabilities, BAR size) stays as this build sets it, whatever a file says.
+    mutating func restoreWritableBits(_ saved: [UInt8]) {
+        guard saved.count == PCIConfigSpace.size else { return }
+        for offset in 0..<PCIConfigSpace.size {
+            bytes[offset] = (bytes[offset] & ~writable[offset]) | (saved[offset] & writable[offset])
+        }
+    }
+}

@@ -58,3 +58,16 @@ struct MSIXTable {
         return value
     }
 }
+
+// MARK: Snapshot
+
+extension MSIXTable {
+    var pendingBits: [Bool] { pending }
+
+    /// A saved table of the same size (the transport checks the count first).
+    mutating func restore(entries saved: [Entry], pending savedPending: [Bool]) {
+        guard saved.count == entries.count, savedPending.count == pending.count else { return }
+        entries = saved
+        pending = savedPending
+    }
+}

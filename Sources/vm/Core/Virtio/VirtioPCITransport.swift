@@ -12,8 +12,8 @@ import Synchronization
 /// MSI-X vector (design §4).
 final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
     let name: String
-    private let description: DeviceDescription
-    private let client: TransportDevice
+    let description: DeviceDescription
+    let client: TransportDevice
     private let kicks: [FileDescriptor]
     private let calls: [FileDescriptor]
     private let gsis: [UInt32]
@@ -22,7 +22,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
     /// What the guest can make happen again and again (refused features, a device
     /// refusing its queues, a BAR where nothing fits) is logged at a limited rate.
     private let guestLog: RateLimitedLog
-    private let state: Mutex<TransportState>
+    let state: Mutex<TransportState>
     /// Interrupts KVM_SIGNAL_MSI failed to deliver: lost for the guest, so counted and reported.
     private let lostInterruptCount = Atomic<Int>(0)
     var lostInterrupts: Int { lostInterruptCount.load(ordering: .relaxed) }
@@ -257,7 +257,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
     }
 
     /// Re-evaluates every queue's binding and delivers pending vectors that became deliverable.
-    private func refreshAllInterrupts(_ state: inout TransportState) {
+    func refreshAllInterrupts(_ state: inout TransportState) {
         for queue in state.queues.indices { refreshInterrupt(&state, queue: queue) }
         for vector in 0..<state.msix.count where state.msix.isPending(vector) {
             if let message = state.deliverableMessage(vector: UInt16(vector)) {
@@ -315,7 +315,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
     // MARK: BAR placement
 
     /// Keeps the MMIO bus registration and the notify ioeventfds where the guest put the BAR.
-    private func updateBARMapping(_ state: inout TransportState) {
+    func updateBARMapping(_ state: inout TransportState) {
         let wanted = state.memoryEnabled ? state.barAddress : nil
         guard wanted != state.mappedAt else { return }
         if let old = state.mappedAt {

@@ -1,0 +1,87 @@
+import IPC
+
+/// Writes a snapshot in `SnapshotFormat`'s order: the header at `init`, then sections, then `finish`.
+public struct SnapshotWriter<Sink: SnapshotSink> {
+    private var sink: Sink
+    private var sections: UInt32 = 0
+    public private(set) var bytesWritten: UInt64 = 0
+
+    public init(sink: Sink, shape: SnapshotShape) throws {
+        self.sink = sink
+        var writer = WireWriter()
+        shape.encode(into: &writer)
+        var checksum = SnapshotChecksum()
+        checksum.update(writer.bytes)
+        var header = WireWriter()
+        header.write(SnapshotFormat.version)
+        header.write(UInt32(writer.bytes.count))
+        try put(SnapshotFormat.magic + header.bytes + writer.bytes)
+        try put(integer: checksum.value)
+    }
+
+    public mutating func writeState(_ kind: SnapshotSectionKind, index: Int, _ fields: StateFields) throws {
+        let payload = fields.encoded
+        var checksum = SnapshotChecksum()
+        try putSectionHeader(kind, index: index, length: UInt64(payload.count), checksum: &checksum)
+        checksum.update(payload)
+        try put(payload)
+        try put(integer: checksum.value)
+    }
+
+    /// One RAM slot: `runs` are its non-zero pages, `pages(run)` their bytes (the slot's
+    /// memory, valid while the guest is stopped).
+    public mutating func writeMemory(slot: Int, runs: [PageRun], pages: (PageRun) throws -> UnsafeRawBufferPointer) throws {
+        var table = WireWriter()
+        table.write(SnapshotFormat.pageSize)
+        table.write(UInt32(runs.count))
+        for run in runs { table.write(run.firstPage); table.write(run.pageCount) }
+        let data = runs.reduce(UInt64(0)) { $0 + $1.pageCount * SnapshotFormat.pageSize }
+        var checksum = SnapshotChecksum()
+        try putSectionHeader(.memory, index: slot, length: UInt64(table.bytes.count) + data, checksum: &checksum)
+        checksum.update(table.bytes)
+        try put(table.bytes)
+        for run in runs {
+            let bytes = try pages(run)
+            precondition(UInt64(bytes.count) == run.pageCount * SnapshotFormat.pageSize, "a run's bytes are its pages")
+            checksum.update(bytes)
+            try sink.write(bytes)
+            bytesWritten += UInt64(bytes.count)
+        }
+        try put(integer: checksum.value)
+    }
+
+    /// The end marker; returns the sink (a `MemoryStream` holds the snapshot).
+    public mutating func finish() throws -> Sink {
+        let count = sections
+        var fields = WireWriter()
+        fields.write(count)
+        var checksum = SnapshotChecksum()
+        try putSectionHeader(.end, index: 0, length: UInt64(fields.bytes.count), checksum: &checksum)
+        checksum.update(fields.bytes)
+        try put(fields.bytes)
+        try put(integer: checksum.value)
+        return sink
+    }
+
+    private mutating func putSectionHeader(_ kind: SnapshotSectionKind, index: Int, length: UInt64,
+                                           checksum: inout SnapshotChecksum) throws {
+        var header = WireWriter()
+        header.write(kind.rawValue)
+        header.write(UInt32(index))
+        header.write(length)
+        checksum.update(header.bytes)
+        try put(header.bytes)
+        if kind != .end { sections += 1 }
+    }
+
+    private mutating func put(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try sink.write($0) }
+        bytesWritten += UInt64(bytes.count)
+    }
+
+    private mutating func put(integer value: UInt32) throws {
+        var writer = WireWriter()
+        writer.write(value)
+        try put(writer.bytes)
+    }
+}
