@@ -112,6 +112,7 @@ let package = Package(
 
         .testTarget(name: "SharedTests", dependencies: [
             "LinuxSystem", "MemorySlots", "GuestRAM", "IPC", "Configuration", "BootImage", "VirtioCore", "VirtioTestSupport", "CLinux",
+            "Snapshot",
         ]),
         .testTarget(name: "VMTests", dependencies: ["VMCore", "GuestRAM", "MemorySlots", "IPC", "CKVM"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux"]),

@@ -23,6 +23,7 @@ let package = Package(
         .executableTarget(name: "FuzzIPC", dependencies: shared),
         .executableTarget(name: "FuzzConfig", dependencies: shared),
         .executableTarget(name: "FuzzQcow2", dependencies: shared),
+        .executableTarget(name: "FuzzSnapshot", dependencies: shared),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -3,7 +3,7 @@
 # time (JOBS=2; the machine is shared). Prints per target the executions, exec/s, coverage
 # and whether it crashed; exits non-zero if any target crashed, timed out or ran out of memory.
 #
-#   Fuzz/run.sh [seconds] [target...]       targets: FuzzVirtqueue FuzzBlockRequest FuzzNet FuzzIPC FuzzConfig FuzzQcow2
+#   Fuzz/run.sh [seconds] [target...]       targets: FuzzVirtqueue FuzzBlockRequest FuzzNet FuzzIPC FuzzConfig FuzzQcow2 FuzzSnapshot
 #
 # Seeds are read from corpus/<target>/ (kept in git, never written); what the fuzzer finds
 # goes to .work/corpus/<target>/ (ignored), logs to .work/logs/, and crash inputs to
@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(FuzzVirtqueue FuzzBlockRequest FuzzNet FuzzIPC FuzzConfig FuzzQcow2)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(FuzzVirtqueue FuzzBlockRequest FuzzNet FuzzIPC FuzzConfig FuzzQcow2 FuzzSnapshot)
 JOBS=${JOBS:-2}
 SWIFT=${SWIFT:-$(command -v swift || echo /opt/swift/usr/bin/swift)}
 EXTRA_ARGS=${FUZZ_ARGS:-}

@@ -154,3 +154,26 @@ vm web { boot k; memory 1G; disable }
 put("FuzzConfig", "includes", u8(1) + b'kernel = /boot/k.elf\ninclude "vm.d/1"\nvm last { boot $kernel; memory $mem }\n'
     + b"\0" + b'mem = 256M\nvm web { boot $kernel }\ninclude "../2"\n' + b"\0" + b"vm db { boot $kernel; cpus 4 }\n")
 put("FuzzConfig", "include-loop", u8(1) + b'include "a0"\n' + b"\0" + b'include "./b0"\n')
+
+# --- FuzzSnapshot -----------------------------------------------------------------
+# SnapshotFormat version 1 for FuzzSnapshot's shape: 1 vCPU, one 256 KiB slot at 0, disk0.
+import zlib
+def snap_shape():
+    return u32(1) + u8(0) + u32(1) + u64(0) + u64(256 * 1024) + u32(1) + u16(2) + u16(1) + u32(5) + b"disk0"
+def snap_section(kind, index, payload):
+    head = u32(kind) + u32(index) + u64(len(payload))
+    return head + payload + u32(zlib.crc32(head + payload))
+def snap_fields(fields):
+    return u32(len(fields)) + b"".join(u16(tag) + u32(len(data)) + data for tag, data in fields)
+def snapshot(runs):
+    shape = snap_shape()
+    out = b"SVMDSNAP" + u32(1) + u32(len(shape)) + shape + u32(zlib.crc32(shape))
+    out += snap_section(1, 0, snap_fields([(1, u64(7)), (2, b"\x01\x02\x03")]))
+    out += snap_section(2, 0, snap_fields([(1, bytes(144)), (6, bytes(1024))]))
+    table = u64(4096) + u32(len(runs)) + b"".join(u64(first) + u64(count) for first, count in runs)
+    pages = b"".join(bytes([(first + i) & 0xFF]) * 4096 for first, count in runs for i in range(count))
+    out += snap_section(4, 0, table + pages)
+    out += snap_section(3, 0, snap_fields([(1, bytes(256)), (5, u32(1) + u8(1) + u16(3) + u16(3))]))
+    return out + snap_section(0xFFFFFFFF, 0, u32(4))
+put("FuzzSnapshot", "empty-ram", snapshot([]))
+put("FuzzSnapshot", "two-runs", snapshot([(0, 1), (10, 2)]))

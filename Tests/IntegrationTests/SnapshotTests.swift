@@ -1,0 +1,138 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// vmctl send and receive (issue: snapshots and live migration): a running guest saved to a
+/// file, stopped, and started again from it, going on where it was.
+final class SnapshotTests: XCTestCase {
+    override func setUpWithError() throws {
+        try VmdHarness.requireKVMAndRoot()
+    }
+
+    private func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+    /// The `tick=N` numbers of the guest kit's `MIGRATE` lines, in order.
+    static func migrateTicks(_ output: String) -> [Int] {
+        output.split(separator: "\n").compactMap { line in
+            guard line.hasPrefix("MIGRATE tick="), let field = line.split(separator: " ").dropFirst().first else { return nil }
+            return Int(field.dropFirst("tick=".count))
+        }
+    }
+
+    /// `vmctl send NAME > snapshot`, run to completion.
+    static func send(_ daemon: DaemonHarness, _ name: String, to snapshot: String) throws -> (status: Int32, stderr: String) {
+        let process = daemon.start(["send", name], stdout: snapshot)
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, stderr)
+    }
+
+    /// `vmctl receive NAME < snapshot`, run to completion.
+    static func receive(_ daemon: DaemonHarness, _ name: String, from snapshot: String, options: [String] = [])
+        throws -> DaemonHarness.Result {
+        let process = daemon.start(["receive"] + options + [name], stdout: nil)
+        process.standardInput = FileHandle(forReadingAtPath: snapshot)
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return DaemonHarness.Result(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    }
+
+    private func makeImage(_ daemon: DaemonHarness, _ name: String, mebibytes: Int) -> String {
+        let path = daemon.directory.appendingPathComponent(name).path
+        FileManager.default.createFile(atPath: path, contents: nil)
+        XCTAssertEqual(truncate(path, off_t(mebibytes << 20)), 0)
+        return path
+    }
+
+    /// The guest kit's migrate mode with a disk and a NIC: paused at some moment with its
+    /// blk requests in flight, written out, stopped, started again from the file. It goes on
+    /// counting from the next tick, its memory pattern intact and every I/O checked.
+    func testSendThenReceiveGoesOnCountingWithItsPatternAndItsDiskIntact() throws {
+        try NetworkNamespace.requireTun()
+        let namespace = try NetworkNamespace("vmdsnap")
+        let daemon = try DaemonHarness("snapshot", namespace: namespace)
+        let config = try daemon.writeGuestConfig("mover", cmdline: "test=migrate ticks=60 seed=7",
+                                                 extra: "    disk \"\(makeImage(daemon, "disk.img", mebibytes: 4))\"\n    local interface")
+        XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
+        let before = daemon.directory.appendingPathComponent("before.out").path
+        let console = daemon.start(["console", "mover"], stdout: before)
+        try console.run()
+        XCTAssertTrue(daemon.eventually(30) { Self.migrateTicks(self.text(before)).count >= 8 }, "the guest counts: \(text(before))\n\(daemon.log)")
+
+        let snapshot = daemon.directory.appendingPathComponent("mover.snap").path
+        let sent = try Self.send(daemon, "mover", to: snapshot)
+        XCTAssertEqual(sent.status, 0, sent.stderr + daemon.log)
+        XCTAssertTrue(sent.stderr.hasPrefix("vmctl: vm mover sent: "), sent.stderr)
+        XCTAssertTrue(daemon.status()["mover"]?.line.contains("(sent as a snapshot of") == true, daemon.status()["mover"]?.line ?? "")
+        XCTAssertTrue(daemon.eventually { !console.isRunning }, "the console ends with the VM")
+        let size = (try? FileManager.default.attributesOfItem(atPath: snapshot)[.size] as? Int) ?? 0
+        XCTAssertGreaterThan(size, 4096)
+        XCTAssertLessThan(size, 32 << 20, "a 64 MiB guest that wrote a few MiB is saved sparse")
+
+        let received = try Self.receive(daemon, "mover", from: snapshot)
+        XCTAssertEqual(received.status, 0, received.stderr + daemon.log)
+        XCTAssertTrue(received.stdout.hasPrefix("vmctl: received vm 1 successfully, name mover"), received.stdout)
+        let after = daemon.directory.appendingPathComponent("after.out").path
+        let console2 = daemon.start(["console", "mover"], stdout: after)
+        try console2.run()
+        XCTAssertTrue(daemon.eventually(60) { !console2.isRunning }, "the restored guest finishes: \(text(after))\n\(daemon.log)")
+
+        let first = Self.migrateTicks(text(before)), second = Self.migrateTicks(text(after))
+        XCTAssertEqual(first, Array(1...first.count), "the first run counted from 1 with no gap")
+        XCTAssertEqual(second.first, first.last.map { $0 + 1 }, "the restored guest goes on from the next tick: \(first.suffix(3)) then \(second.prefix(3))")
+        XCTAssertEqual(second, Array((first.count + 1)...60), "and on to the end with no gap")
+        XCTAssertTrue(text(after).contains("RESULT name=migrate status=pass"), text(after))
+        XCTAssertTrue(daemon.status()["mover"]?.line.contains("(exited with code 0)") == true, daemon.status()["mover"]?.line ?? "")
+        XCTAssertFalse(daemon.log.contains("Bad system call"), daemon.log)
+    }
+
+    /// A snapshot is only for a VM of its own shape: another memory size is refused with a
+    /// message saying so, before the guest runs, and the VM stays stopped.
+    func testASnapshotOfAnotherShapeIsRefusedWithAClearMessage() throws {
+        let daemon = try DaemonHarness("snapshape")
+        let small = try daemon.writeGuestConfig("small", cmdline: "test=ticker every=10")
+        XCTAssertEqual(daemon.vmctl("start", small).status, 0, daemon.log)
+        XCTAssertTrue(daemon.eventually { daemon.status()["small"]?.state == "running" })
+        let snapshot = daemon.directory.appendingPathComponent("small.snap").path
+        XCTAssertEqual(try Self.send(daemon, "small", to: snapshot).status, 0, daemon.log)
+
+        let bigPath = daemon.directory.appendingPathComponent("big.conf").path
+        try """
+            vm "big" {
+                memory 128M
+                boot "\(VmdHarness.guestKit)"
+                cmdline "test=boot ticks=1"
+            }
+
+            """.write(toFile: bigPath, atomically: true, encoding: .utf8)
+        XCTAssertEqual(daemon.vmctl("start", bigPath).status, 0, daemon.log)
+        XCTAssertTrue(daemon.eventually(20) { daemon.status()["big"]?.state == "stopped" }, daemon.log)
+
+        let refused = try Self.receive(daemon, "big", from: snapshot)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("vm big not received: ") && refused.stderr.contains(
+            "snapshot does not fit this VM: the snapshot has 64 MiB of RAM in 1 slots, the VM 128 MiB in 1"), refused.stderr)
+        XCTAssertEqual(daemon.status()["big"]?.state, "stopped")
+
+        let garbage = daemon.directory.appendingPathComponent("garbage.snap").path
+        FileManager.default.createFile(atPath: garbage, contents: Data(repeating: 0x41, count: 100))
+        let notASnapshot = try Self.receive(daemon, "small", from: garbage)
+        XCTAssertEqual(notASnapshot.status, 1)
+        XCTAssertTrue(notASnapshot.stderr.contains("not a swift-vmd snapshot"), notASnapshot.stderr)
+        XCTAssertEqual(try Self.receive(daemon, "nosuch", from: snapshot).stderr, "vmctl: no vm nosuch\n")
+
+        // The right one still goes.
+        let received = try Self.receive(daemon, "small", from: snapshot)
+        XCTAssertEqual(received.status, 0, received.stderr + daemon.log)
+        XCTAssertEqual(daemon.status()["small"]?.state, "running")
+        XCTAssertEqual(daemon.vmctl("stop", "small", "-w").status, 0)
+    }
+}
