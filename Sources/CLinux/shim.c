@@ -11,6 +11,7 @@ const unsigned long VMD_BLKGETSIZE64 = BLKGETSIZE64;
 const int VMD_F_ADD_SEALS = F_ADD_SEALS, VMD_F_GET_SEALS = F_GET_SEALS, VMD_F_SEAL_SEAL = F_SEAL_SEAL,
           VMD_F_SEAL_SHRINK = F_SEAL_SHRINK, VMD_F_SEAL_GROW = F_SEAL_GROW, VMD_F_SEAL_WRITE = F_SEAL_WRITE;
 
+int vmd_userfaultfd(int flags) { return (int)syscall(SYS_userfaultfd, flags); }
 int vmd_memfd_create(const char *name, unsigned int flags) { return (int)syscall(SYS_memfd_create, name, flags); }
 int vmd_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 int vmd_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {

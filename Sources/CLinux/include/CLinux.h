@@ -63,6 +63,17 @@ extern const unsigned long VMD_TUNSETIFF, VMD_TUNSETOFFLOAD, VMD_TUNSETVNETHDRSZ
 extern const unsigned int VMD_IFF_TAP, VMD_IFF_NO_PI, VMD_IFF_VNET_HDR;
 extern const unsigned int VMD_TUN_F_CSUM, VMD_TUN_F_TSO4, VMD_TUN_F_TSO6, VMD_TUN_F_TSO_ECN, VMD_TUN_F_UFO;
 
+// userfaultfd(2) (lazy restore of a snapshot): no glibc wrapper, and the UFFDIO_* request
+// numbers are _IOWR() expressions. The structures come from the kernel header unchanged.
+#include <linux/ioctl.h>
+#include <linux/userfaultfd.h>
+int vmd_userfaultfd(int flags);
+static const unsigned long VMD_UFFDIO_API = UFFDIO_API, VMD_UFFDIO_REGISTER = UFFDIO_REGISTER,
+                           VMD_UFFDIO_UNREGISTER = UFFDIO_UNREGISTER, VMD_UFFDIO_COPY = UFFDIO_COPY,
+                           VMD_UFFDIO_ZEROPAGE = UFFDIO_ZEROPAGE, VMD_UFFDIO_WAKE = UFFDIO_WAKE;
+static const unsigned long long VMD_UFFDIO_REGISTER_MODE_MISSING = UFFDIO_REGISTER_MODE_MISSING;
+static const unsigned char VMD_UFFD_EVENT_PAGEFAULT = UFFD_EVENT_PAGEFAULT;
+
 // Pseudo-terminals: declared by glibc only under _XOPEN_SOURCE.
 int vmd_posix_openpt(int flags);
 int vmd_grantpt(int fd);

@@ -64,7 +64,8 @@ public enum ControlRequest: ChannelMessage, Equatable {
     case send(VMTarget, output: FileDescriptor)
     /// `vmctl receive NAME < file`: the VM vmd knows by that name starts from the snapshot
     /// on `input`, with its disks and NICs from its configuration. Answered once it runs.
-    case receive(String, input: FileDescriptor)
+    /// `lazy` (`-l`): RAM is paged in from the file as the guest touches it.
+    case receive(String, input: FileDescriptor, lazy: Bool)
 
     public var tag: UInt16 {
         switch self {
@@ -100,7 +101,7 @@ public enum ControlRequest: ChannelMessage, Equatable {
         case .log(let verbose): writer.write(verbose)
         case .reload: break
         case .send(let target, let output): writer.write(target); writer.write(output)
-        case .receive(let name, let input): writer.write(name); writer.write(input)
+        case .receive(let name, let input, let lazy): writer.write(name); writer.write(input); writer.write(lazy)
         }
     }
 
@@ -122,7 +123,7 @@ public enum ControlRequest: ChannelMessage, Equatable {
         case 10: return .log(verbose: try reader.read(Bool.self))
         case 11: return .reload
         case 12: return .send(try reader.readTarget(), output: try reader.readDescriptor())
-        case 13: return .receive(try reader.read(String.self, limit: 64), input: try reader.readDescriptor())
+        case 13: return .receive(try reader.read(String.self, limit: 64), input: try reader.readDescriptor(), lazy: try reader.read(Bool.self))
         default: throw IPCError.unknownTag(tag)
         }
     }

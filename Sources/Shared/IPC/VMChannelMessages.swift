@@ -8,12 +8,15 @@ public struct BootRequest: Equatable, Sendable {
     /// The boot image is a BIOS (`boot device disk`), not a kernel: vm places it at the
     /// reset vector, serves it fw_cfg and lets the boot vCPU start from reset.
     public var firmware: Bool
+    /// With a snapshot: restore lazily (`vmctl receive -l`), RAM paged in on first touch.
+    public var lazyRestore: Bool
 
-    public init(name: String, vcpus: Int, cmdline: String, firmware: Bool = false) {
+    public init(name: String, vcpus: Int, cmdline: String, firmware: Bool = false, lazyRestore: Bool = false) {
         self.name = name
         self.vcpus = vcpus
         self.cmdline = cmdline
         self.firmware = firmware
+        self.lazyRestore = lazyRestore
     }
 }
 
@@ -39,6 +42,8 @@ public enum VMCommand: ChannelMessage {
     /// `vmctl send`: pause (if running) and write the whole VM's state to the descriptor;
     /// answered with `saved` (the VM stays paused) or `saveFailed` (it runs on as before).
     case save(FileDescriptor)
+    /// A lazy restore's pager has copied in every page: stop routing faults to it, start the devices.
+    case memoryLoaded
 
     public var tag: UInt16 {
         switch self {
@@ -51,6 +56,7 @@ public enum VMCommand: ChannelMessage {
         case .resume: 7
         case .setLogLevel: 8
         case .save: 9
+        case .memoryLoaded: 10
         }
     }
 
@@ -63,6 +69,7 @@ public enum VMCommand: ChannelMessage {
             writer.write(UInt32(request.vcpus))
             writer.write(request.cmdline)
             writer.write(request.firmware)
+            writer.write(request.lazyRestore)
             writer.write(initrd != nil)
             writer.write(snapshot != nil)
             writer.write(kvm)
@@ -70,7 +77,7 @@ public enum VMCommand: ChannelMessage {
             if let initrd { writer.write(initrd) }
             writer.write(console)
             if let snapshot { writer.write(snapshot) }
-        case .stop, .requestShutdown, .pause, .resume:
+        case .stop, .requestShutdown, .pause, .resume, .memoryLoaded:
             break
         case .setLogLevel(let level):
             writer.write(level)
@@ -95,12 +102,13 @@ public enum VMCommand: ChannelMessage {
             let vcpus = Int(try reader.read(UInt32.self))
             let cmdline = try reader.read(String.self)
             let firmware = try reader.read(Bool.self)
+            let lazyRestore = try reader.read(Bool.self)
             let hasInitrd = try reader.read(Bool.self)
             let hasSnapshot = try reader.read(Bool.self)
             let kvm = try reader.readDescriptor(), kernel = try reader.readDescriptor()
             let initrd = hasInitrd ? try reader.readDescriptor() : nil
             let console = try reader.readDescriptor()
-            return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline, firmware: firmware),
+            return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline, firmware: firmware, lazyRestore: lazyRestore),
                          kvm: kvm, kernel: kernel, initrd: initrd, console: console, snapshot: hasSnapshot ? try reader.readDescriptor() : nil)
         case 3:
             return .stop
@@ -118,6 +126,7 @@ public enum VMCommand: ChannelMessage {
         case 7: return .resume
         case 8: return .setLogLevel(try reader.read(String.self, limit: 16))
         case 9: return .save(try reader.readDescriptor())
+        case 10: return .memoryLoaded
         default:
             throw IPCError.unknownTag(tag)
         }
@@ -167,6 +176,10 @@ public enum VMEvent: ChannelMessage, Equatable {
     case saved(bytes: UInt64)
     /// The snapshot could not be written; the VM goes on as it was.
     case saveFailed(String)
+    /// A lazy restore: the vCPUs run, and faults on guest RAM wait on this userfaultfd for a
+    /// pager to fill them from the snapshot (vmd hands it on). `shape` is the snapshot's
+    /// shape as encoded in it; `hostAddresses` where each RAM slot is mapped in vm.
+    case deferredMemory(uffd: FileDescriptor, shape: [UInt8], hostAddresses: [UInt64])
 
     public var tag: UInt16 {
         switch self {
@@ -176,6 +189,7 @@ public enum VMEvent: ChannelMessage, Equatable {
         case .resumed: 4
         case .saved: 5
         case .saveFailed: 6
+        case .deferredMemory: 7
         }
     }
 
@@ -187,6 +201,11 @@ public enum VMEvent: ChannelMessage, Equatable {
             writer.write(bytes)
         case .saveFailed(let reason):
             writer.write(reason)
+        case .deferredMemory(let uffd, let shape, let hostAddresses):
+            writer.write(uffd)
+            writer.write(shape)
+            writer.write(UInt32(hostAddresses.count))
+            hostAddresses.forEach { writer.write($0) }
         case .ended(let end):
             switch end {
             case .exitCode(let code): writer.write(UInt8(0)); writer.write(code)
@@ -221,6 +240,9 @@ public enum VMEvent: ChannelMessage, Equatable {
             return .saved(bytes: try reader.read(UInt64.self))
         case 6:
             return .saveFailed(try reader.read(String.self))
+        case 7:
+            return .deferredMemory(uffd: try reader.readDescriptor(), shape: try reader.readBytes(limit: 64 * 1024),
+                                   hostAddresses: try (0..<reader.readCount(limit: 8)).map { _ in try reader.read(UInt64.self) })
         default:
             throw IPCError.unknownTag(tag)
         }

@@ -46,6 +46,9 @@ public struct SnapshotChecksum {
 
     public init() {}
 
+    /// Goes on from a CRC computed over what came before.
+    public init(continuing value: UInt32) { self.value = value }
+
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         var rest = bytes
         // zlib takes a uInt length: feed it at most 1 GiB at a time.

@@ -1,5 +1,22 @@
 import IPC
 
+/// A RAM slot's pages left in the snapshot file by `skipPages` (lazy restore): run `i`'s
+/// pages follow those of the runs before it, from `fileOffset` on.
+public struct DeferredPages: Equatable, Sendable {
+    public let slot: Int
+    public let runs: [PageRun]
+    public let fileOffset: UInt64
+    /// The section's CRC-32 over its header and run table: the pages, read in order, continue it...
+    public let checksumBeforePages: UInt32
+    /// ...to this value, or the file is corrupt.
+    public let expectedChecksum: UInt32
+
+    public init(slot: Int, runs: [PageRun], fileOffset: UInt64, checksumBeforePages: UInt32, expectedChecksum: UInt32) {
+        (self.slot, self.runs, self.fileOffset, self.checksumBeforePages, self.expectedChecksum) =
+            (slot, runs, fileOffset, checksumBeforePages, expectedChecksum)
+    }
+}
+
 /// One section as `SnapshotReader.next()` hands it out.
 public enum SnapshotSection: Equatable {
     case state(SnapshotSectionKind, index: Int, StateFields)
@@ -11,8 +28,10 @@ public enum SnapshotSection: Equatable {
 /// into (`expecting`), which must match the snapshot's shape before anything else is read;
 /// every section's checksum is checked; a section twice or one missing is refused.
 public struct SnapshotReader<Source: SnapshotSource> {
-    public let shape: SnapshotShape
+    public private(set) var shape = SnapshotShape(vcpus: 0, firmware: false, slots: [], devices: [])
     private var source: Source
+    /// Bytes consumed so far: where the next byte is in the file.
+    public private(set) var position: UInt64 = 0
     private var seen: Set<SectionID> = []
     private var pendingMemory: (slot: Int, runs: [PageRun], checksum: SnapshotChecksum)?
     private var ended = false
@@ -21,17 +40,17 @@ public struct SnapshotReader<Source: SnapshotSource> {
 
     public init(source: Source, expecting vm: SnapshotShape) throws {
         self.source = source
-        let magic = try Self.take(&self.source, SnapshotFormat.magic.count, "the header")
+        let magic = try take(SnapshotFormat.magic.count, "the header")
         guard magic == SnapshotFormat.magic else { throw SnapshotError.notASnapshot }
-        var header = WireReader(bytes: try Self.take(&self.source, 8, "the header"))
+        var header = WireReader(bytes: try take(8, "the header"))
         let version = try header.read(UInt32.self)
         guard version == SnapshotFormat.version else { throw SnapshotError.unsupportedVersion(version) }
         let length = Int(try header.read(UInt32.self))
         guard length <= SnapshotFormat.maximumShape else { throw SnapshotError.malformed("a shape of \(length) bytes") }
-        let bytes = try Self.take(&self.source, length, "the shape")
+        let bytes = try take(length, "the shape")
         var checksum = SnapshotChecksum()
         checksum.update(bytes)
-        guard try Self.integer(&self.source, "the shape's checksum") == checksum.value else {
+        guard try integer("the shape's checksum") == checksum.value else {
             throw SnapshotError.checksumMismatch("the shape")
         }
         var reader = WireReader(bytes: bytes)
@@ -50,7 +69,7 @@ public struct SnapshotReader<Source: SnapshotSource> {
     public mutating func next() throws -> SnapshotSection? {
         guard pendingMemory == nil else { throw SnapshotError.malformed("memory pages not read") }
         guard !ended else { return nil }
-        let headerBytes = try Self.take(&source, 16, "a section header")
+        let headerBytes = try take(16, "a section header")
         var header = WireReader(bytes: headerBytes)
         let kindValue = try header.read(UInt32.self), index = try header.read(UInt32.self), length = try header.read(UInt64.self)
         guard let kind = SnapshotSectionKind(rawValue: kindValue) else { throw SnapshotError.malformed("section kind \(kindValue)") }
@@ -94,13 +113,28 @@ public struct SnapshotReader<Source: SnapshotSource> {
             guard UInt64(buffer.count) == run.pageCount * SnapshotFormat.pageSize else {
                 throw SnapshotError.malformed("a destination of \(buffer.count) bytes for \(run.pageCount) pages")
             }
-            try source.read(into: buffer)
+            try read(into: buffer)
             memory.checksum.update(UnsafeRawBufferPointer(buffer))
         }
         pendingMemory = nil
-        guard try Self.integer(&source, "memory slot \(memory.slot)'s checksum") == memory.checksum.value else {
+        guard try integer("memory slot \(memory.slot)'s checksum") == memory.checksum.value else {
             throw SnapshotError.checksumMismatch("memory slot \(memory.slot)")
         }
+    }
+
+    /// The pages of the memory section `next()` returned, left in the file for a lazy
+    /// restore: where they start, and the checksum to verify once they have all been read
+    /// (by the pager, in order). The source must be able to seek (a file, not a pipe).
+    public mutating func skipPages() throws -> DeferredPages {
+        guard let memory = pendingMemory else { throw SnapshotError.malformed("no memory section to skip") }
+        let pages = memory.runs.reduce(UInt64(0)) { $0 + $1.pageCount }
+        let offset = position
+        try source.skip(pages * SnapshotFormat.pageSize)
+        position += pages * SnapshotFormat.pageSize
+        pendingMemory = nil
+        let expected = try integer("memory slot \(memory.slot)'s checksum")
+        return DeferredPages(slot: memory.slot, runs: memory.runs, fileOffset: offset, checksumBeforePages: memory.checksum.value,
+                             expectedChecksum: expected)
     }
 
     private func count(of kind: SnapshotSectionKind) -> Int {
@@ -116,14 +150,14 @@ public struct SnapshotReader<Source: SnapshotSource> {
     private mutating func memoryTable(slot: Int, length: UInt64, checksum: SnapshotChecksum) throws -> SnapshotSection {
         var checksum = checksum
         let slotPages = shape.slots[slot].size / SnapshotFormat.pageSize
-        let headBytes = try Self.take(&source, 12, "memory slot \(slot)'s table")
+        let headBytes = try take(12, "memory slot \(slot)'s table")
         checksum.update(headBytes)
         var head = WireReader(bytes: headBytes)
         let pageSize = try head.read(UInt64.self), runCount = UInt64(try head.read(UInt32.self))
         guard pageSize == SnapshotFormat.pageSize else { throw SnapshotError.malformed("page size \(pageSize)") }
         // Runs are apart (a gap of at least a page between two), so a slot holds at most half its pages plus one.
         guard runCount <= slotPages / 2 + 1 else { throw SnapshotError.malformed("\(runCount) runs in a slot of \(slotPages) pages") }
-        let tableBytes = try Self.take(&source, Int(runCount) * 16, "memory slot \(slot)'s table")
+        let tableBytes = try take(Int(runCount) * 16, "memory slot \(slot)'s table")
         checksum.update(tableBytes)
         var table = WireReader(bytes: tableBytes)
         var runs: [PageRun] = []
@@ -148,24 +182,29 @@ public struct SnapshotReader<Source: SnapshotSource> {
 
     private mutating func sectionPayload(length: UInt64, limit: Int, checksum: inout SnapshotChecksum, what: String) throws -> [UInt8] {
         guard length <= UInt64(limit) else { throw SnapshotError.malformed("\(what) is \(length) bytes, more than \(limit)") }
-        let payload = try Self.take(&source, Int(length), what)
+        let payload = try take(Int(length), what)
         checksum.update(payload)
-        guard try Self.integer(&source, "\(what)'s checksum") == checksum.value else { throw SnapshotError.checksumMismatch(what) }
+        guard try integer("\(what)'s checksum") == checksum.value else { throw SnapshotError.checksumMismatch(what) }
         return payload
     }
 
-    private static func take(_ source: inout Source, _ count: Int, _ what: String) throws -> [UInt8] {
+    private mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws {
+        try source.read(into: buffer)
+        position += UInt64(buffer.count)
+    }
+
+    private mutating func take(_ count: Int, _ what: String) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         do {
-            try bytes.withUnsafeMutableBytes { try source.read(into: $0) }
+            try bytes.withUnsafeMutableBytes { try read(into: $0) }
         } catch SnapshotError.truncated {
             throw SnapshotError.truncated("inside \(what)")
         }
         return bytes
     }
 
-    private static func integer(_ source: inout Source, _ what: String) throws -> UInt32 {
-        var reader = WireReader(bytes: try take(&source, 4, what))
+    private mutating func integer(_ what: String) throws -> UInt32 {
+        var reader = WireReader(bytes: try take(4, what))
         return try reader.read(UInt32.self)
     }
 }

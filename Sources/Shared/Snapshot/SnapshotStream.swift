@@ -10,6 +10,8 @@ public protocol SnapshotSink {
 /// `SnapshotError.truncated`.
 public protocol SnapshotSource {
     mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws
+    /// Passes over `count` bytes (a lazy restore leaves the pages in the file).
+    mutating func skip(_ count: UInt64) throws
 }
 
 /// A descriptor as a sink or source: blocking, whatever it is (file, pipe, socket).
@@ -35,6 +37,15 @@ public struct DescriptorStream: SnapshotSink, SnapshotSource {
             done += count
         }
     }
+
+    /// Seeks: only a regular file can (a lazy restore needs one), and not past its end.
+    public mutating func skip(_ count: UInt64) throws {
+        let here = lseek(fd.rawValue, 0, SEEK_CUR)
+        guard here >= 0 else { throw SystemError("a lazy restore needs the snapshot in a file, not a pipe", errno: errno) }
+        let size = try fd.fileSize()
+        guard count <= UInt64(max(0, size - Int64(here))) else { throw SnapshotError.truncated("\(count) bytes of pages expected") }
+        guard lseek(fd.rawValue, off_t(count), SEEK_CUR) >= 0 else { throw SystemError("lseek snapshot", errno: errno) }
+    }
 }
 
 /// A snapshot in memory: for tests and the fuzz target.
@@ -54,5 +65,48 @@ public struct MemoryStream: SnapshotSink, SnapshotSource {
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[offset..<(offset + buffer.count)]))
         }
         offset += buffer.count
+    }
+
+    public mutating func skip(_ count: UInt64) throws {
+        guard count <= UInt64(bytes.count - offset) else { throw SnapshotError.truncated("\(count) bytes of pages expected") }
+        offset += Int(count)
+    }
+}
+
+/// A file read with pread from an offset of its own: two processes holding the same open
+/// file (vm and the pager) do not move each other's position.
+public struct PositionedFileStream: SnapshotSource {
+    public let fd: FileDescriptor
+    public private(set) var offset: UInt64
+
+    public init(_ fd: FileDescriptor, offset: UInt64 = 0) {
+        self.fd = fd
+        self.offset = offset
+    }
+
+    public mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws {
+        try Self.read(fd, into: buffer, at: offset)
+        offset += UInt64(buffer.count)
+    }
+
+    public mutating func skip(_ count: UInt64) throws {
+        let size = try fd.fileSize()
+        guard count <= UInt64(max(0, size - Int64(offset))) else { throw SnapshotError.truncated("\(count) bytes of pages expected") }
+        offset += count
+    }
+
+    /// Fills `buffer` from `offset` of the file, or throws `truncated` at its end.
+    public static func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < buffer.count {
+            // SAFETY: the kernel writes at most `buffer.count - done` bytes after `done`.
+            let count = pread(fd.rawValue, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("pread snapshot", errno: errno)
+            }
+            guard count > 0 else { throw SnapshotError.truncated("the file ends inside its pages") }
+            done += count
+        }
     }
 }

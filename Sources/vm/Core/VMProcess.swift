@@ -48,6 +48,9 @@ struct VMProcess {
     func run() throws -> GuestEnd {
         let setup = try receiveSetup()
         let console = setup.console
+        // A lazy restore: guest RAM faults go to a userfaultfd from the start (before anything
+        // could touch RAM), which the pager serves once vmd has handed it over.
+        let deferredMemory = try setup.snapshot != nil && setup.request.lazyRestore ? Self.registerFaults(setup.memory) : nil
         let sandbox = SandboxProfile.vm
         // Namespaces and the empty root now, while this process has one thread: building
         // the VM starts others, and unshare(CLONE_NEWNS) refuses a process with threads.
@@ -63,17 +66,25 @@ struct VMProcess {
         try? console.setNonBlocking(true)
         ProcessRole.current = "vm"
         try Sandbox.enter(sandbox, logger: logger)
+        var waitingDevices: [VirtualMachine.PendingDevice] = []
+        var pagesIn = false
         if let snapshot = setup.snapshot {
             // Sandboxed already: the snapshot is a file from a user, read as hostile.
             let started = MonotonicClock.seconds()
             defer { snapshot.close() }
             try? snapshot.setNonBlocking(false)
             do {
-                try machine.restore(from: snapshot)
+                waitingDevices = try machine.restore(from: snapshot, lazy: deferredMemory != nil) {
+                    guard let deferredMemory else { return }
+                    var shape = WireWriter()
+                    machine.snapshotShape.encode(into: &shape)
+                    try channel.send(VMEvent.deferredMemory(uffd: deferredMemory.fd, shape: shape.bytes,
+                                                            hostAddresses: setup.memory.kvmUserspaceAddresses.map(\.userspaceAddress)))
+                }
             } catch {
                 throw VMSetupError.restore("\(error)")
             }
-            logger.info("restored from the snapshot in \(Int((MonotonicClock.seconds() - started) * 1000)) ms")
+            logger.info("restored from the snapshot in \(Int((MonotonicClock.seconds() - started) * 1000)) ms\(deferredMemory != nil ? ", RAM paged in as touched" : "")")
         }
         try channel.send(VMEvent.running)
         try machine.start()
@@ -102,6 +113,23 @@ struct VMProcess {
                     try channel.send(VMEvent.resumed)
                 case .save(let fd):
                     try channel.send(save(machine, to: fd))
+                case .memoryLoaded:
+                    guard let deferredMemory, !pagesIn else { break }
+                    pagesIn = true
+                    for (slot, address) in setup.memory.kvmUserspaceAddresses {
+                        try deferredMemory.unregister(address: address, length: slot.size)
+                    }
+                    deferredMemory.fd.close()
+                    let devices = waitingDevices
+                    waitingDevices = []
+                    do {
+                        try devices.forEach { try $0.activate() }
+                    } catch {
+                        logger.error("restored device: \(error)")
+                        outcome = machine.stop(reason: .failed("restore: \(error)"))
+                        loop.stop()
+                    }
+                    logger.info("RAM is in; \(devices.count) devices activated")
                 case .setLogLevel(let name):
                     if let level = Logger.Level(rawValue: name) { VmdLog.setLevel(level) }
                     logger.debug("log level now \(name)")
@@ -137,6 +165,13 @@ struct VMProcess {
         try loop.run()
         withExtendedLifetime((ended, commands, consoleInput, deviceEvents)) {}
         return outcome ?? machine.stop(reason: .stopped)
+    }
+
+    /// A userfaultfd with every RAM slot of this process registered (missing pages).
+    private static func registerFaults(_ memory: GuestMemory) throws -> UserFaultFD {
+        let uffd = try UserFaultFD.create()
+        for (slot, address) in memory.kvmUserspaceAddresses { try uffd.register(address: address, length: slot.size) }
+        return uffd
     }
 
     /// `vmctl send`: pauses the guest if it runs, writes the snapshot, and answers. On a

@@ -8,12 +8,22 @@ import Logging
 package enum VMProcessMain {
     package static func run() -> Never {
         VmdLog.bootstrapChild()
-        let logger = Logger(label: "vm")
+        let pager = CommandLine.arguments.dropFirst(2).first == "--pager"
+        let logger = Logger(label: pager ? "pager" : "vm")
         do {
             try ChildSetup.dieWithParent()
         } catch {
             logger.critical("setup: \(error)")
             exit(70)
+        }
+        if pager {
+            do {
+                try PagerProcess(channel: ChildSetup.inheritedChannel(), logger: logger).run()
+            } catch {
+                logger.error("\(error)")
+                exit(70)
+            }
+            exit(0)
         }
         let process = VMProcess(channel: ChildSetup.inheritedChannel(), logger: logger)
         let end: GuestEnd

@@ -1,4 +1,3 @@
-import BootImage
 import CKVM
 import Glibc
 import Logging
@@ -103,13 +102,10 @@ final class VirtualMachine {
         let image = try kernel.pread(count: Int(try kernel.fileSize()), offset: 0)
         let entry: BootEntry?
         if request.firmware {
-            firmwareROM = try FirmwareBoot.install(image, memory: memory, kvm: kvm, ports: ports, vcpus: request.vcpus, logger: logger)
+            // Restoring, nothing is written to RAM here: a lazy restore's RAM faults wait for its pager.
+            firmwareROM = try FirmwareBoot.install(image, memory: memory, kvm: kvm, ports: ports, vcpus: request.vcpus,
+                                                   restoring: restoring, logger: logger)
             entry = nil
-            if restoring {
-                // The BIOS's alias below 1 MiB is RAM the snapshot holds as the guest left it (zero pages not at all).
-                let layout = try FirmwareImageLayout(size: image.count)
-                try memory.fill(0, at: GuestAddress(layout.lowAliasBase), count: UInt64(layout.lowAliasSize))
-            }
         } else if restoring {
             entry = nil
             firmwareROM = nil

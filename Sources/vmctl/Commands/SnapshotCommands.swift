@@ -29,13 +29,15 @@ struct Receive: ParsableCommand {
         abstract: "Start a VM from a snapshot on standard input (vmctl receive NAME < file).",
         discussion: "NAME is a VM vmd knows (its configuration, or one started from a file that has stopped); its disks and NICs come from that configuration, and the snapshot must be of the same shape (memory, vCPUs, devices), which is checked before the guest runs.")
     @OptionGroup var connection: ConnectionOptions
+    @Flag(name: .customShort("l"), help: "Lazy: start the guest before its RAM is read; pages come in from the file as it touches them, the rest in the background (the snapshot must be a regular file).")
+    var lazy = false
     @Argument(help: "The VM's name.") var name: String
 
     func run() throws {
         try perform {
             guard isatty(STDIN_FILENO) == 0 else { throw VmctlError("standard input is a terminal: redirect it from a file (vmctl receive NAME < FILE)") }
             let input = try standardStream(STDIN_FILENO)
-            guard case .started(let id, let name) = try connection.client().expectSuccess(.receive(name, input: input)) else {
+            guard case .started(let id, let name) = try connection.client().expectSuccess(.receive(name, input: input, lazy: lazy)) else {
                 throw VmctlError("unexpected reply")
             }
             print("vmctl: received vm \(id) successfully, name \(name)")

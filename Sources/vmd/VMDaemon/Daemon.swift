@@ -115,13 +115,13 @@ final class Daemon {
 
     // MARK: Lifecycle
 
-    private func start(_ record: Record, snapshot: FileDescriptor? = nil) throws {
+    private func start(_ record: Record, snapshot: FileDescriptor? = nil, lazy: Bool = false) throws {
         guard !record.isRunning else { throw DaemonError.alreadyRunning(record.config.name) }
         var launcher = VMLauncher(config: record.config, configDirectory: record.directory, logger: logger)
         // Each VM's local interfaces get /31s of their own: four per VM id.
         launcher.localPrefix = localPrefix
         launcher.localInterfaceBase = (record.id - 1) * InterfaceConfig.maximumPerVM
-        let instance = try VMInstance(id: record.id, launcher: launcher, loop: loop, logger: logger, snapshot: snapshot)
+        let instance = try VMInstance(id: record.id, launcher: launcher, loop: loop, logger: logger, snapshot: snapshot, lazy: lazy)
         record.instance = instance
         record.lastOutcome = nil
         record.expiry = nil
@@ -258,10 +258,10 @@ final class Daemon {
                     case .failure(let failure): reply(.failed("vm \(record.config.name) not sent: \(failure)"))
                     }
                 }
-            case .receive(let name, let input):
+            case .receive(let name, let input, let lazy):
                 // The VM's own configuration says what it is (disks, NICs, owner); the snapshot only its state.
                 let record = try record(.name(name), for: peer)
-                try start(record, snapshot: input)
+                try start(record, snapshot: input, lazy: lazy)
                 record.instance?.whenRunning { failure in
                     if let failure {
                         reply(.failed("vm \(record.config.name) not received: \(failure)"))

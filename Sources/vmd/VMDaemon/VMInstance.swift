@@ -56,7 +56,7 @@ final class VMInstance {
 
     /// With `snapshot`, the first run is restored from it (`vmctl receive`); restarts after a
     /// guest reset boot as usual.
-    init(id: Int, launcher: VMLauncher, loop: EventLoop, logger: Logger, snapshot: FileDescriptor? = nil) throws {
+    init(id: Int, launcher: VMLauncher, loop: EventLoop, logger: Logger, snapshot: FileDescriptor? = nil, lazy: Bool = false) throws {
         self.id = id
         self.config = launcher.config
         self.launcher = launcher
@@ -66,7 +66,7 @@ final class VMInstance {
         self.logger = logger
         let terminal = try PseudoTerminal()
         self.terminal = terminal
-        try supervise(launcher.launch(console: terminal, snapshot: snapshot))
+        try supervise(launcher.launch(console: terminal, snapshot: snapshot, lazy: lazy))
     }
 
     /// Watches a new set of processes: the vm's channel and every child's log pipe.
@@ -75,6 +75,10 @@ final class VMInstance {
         (reported, forced) = (nil, nil)
         try? launched.vm.channel.socket.setNonBlocking(true)
         watches = [try loop.watchReadable(launched.vm.channel.socket.rawValue) { [weak self] in self?.readVMEvents() }]
+        if let pager = launched.pager {
+            try? pager.channel.socket.setNonBlocking(true)
+            watches.append(try loop.watchReadable(pager.channel.socket.rawValue) { [weak self] in self?.readPagerEvents() })
+        }
         logRelays = launched.children.map { _ in ChildLogRelay() }
         logWatches = try launched.children.enumerated().map { index, child in
             try loop.watchReadable(child.log.rawValue) { [weak self] in self?.relayLog(of: index) }
@@ -153,11 +157,51 @@ final class VMInstance {
                 logger.info("snapshot of \(bytes) bytes sent; stopping")
                 stop(force: true, reason: .sent(bytes: bytes))
                 whenStopped { _ in waiter?(.success(bytes)) }
+            case .deferredMemory(let uffd, let shape, let hostAddresses):
+                // vm restored the state and registered RAM: the pager gets the faults and the file.
+                guard let pager = launched?.pager, let snapshot = launched?.pagerSnapshot else {
+                    logger.error("vm asked for a pager it was not given")
+                    stop(force: true, reason: .guest(.failed("lazy restore without a pager")))
+                    continue
+                }
+                do {
+                    try pager.channel.send(PagerCommand.serve(uffd: uffd, snapshot: snapshot, shape: shape, hostAddresses: hostAddresses))
+                } catch {
+                    logger.error("pager: \(error)")
+                    stop(force: true, reason: .guest(.failed("lazy restore: the pager went away")))
+                }
+                uffd.close()
+                snapshot.close()
+                launched?.pagerSnapshot = nil
             case .saveFailed(let reason):
                 logger.warning("snapshot failed: \(reason)")
                 let waiter = saveWaiter
                 saveWaiter = nil
                 waiter?(.failure(SaveFailure(description: reason)))
+            }
+        }
+    }
+
+    /// What the pager of a lazy restore reports: every page in (vm then starts its devices),
+    /// or a snapshot that could not be served, which ends the VM.
+    private func readPagerEvents() {
+        guard let pager = launched?.pager else { return }
+        while true {
+            let event: PagerEvent
+            do {
+                guard let (bytes, descriptors) = try pager.channel.receiveRaw() else { return }
+                event = try IPCFrame.decode(PagerEvent.self, bytes: bytes, descriptors: descriptors)
+            } catch {
+                watches.last?.cancel()  // the pager is exiting; SIGCHLD follows
+                return
+            }
+            switch event {
+            case .loaded(let pages, let faults, let milliseconds):
+                logger.info("lazy restore: every page in after \(milliseconds) ms (\(pages) pages, \(faults) faults)")
+                try? launched?.vm.channel.send(VMCommand.memoryLoaded)
+            case .failed(let reason):
+                logger.error("lazy restore failed: \(reason)")
+                stop(force: true, reason: .guest(.failed("lazy restore: \(reason)")))
             }
         }
     }

@@ -25,7 +25,10 @@ struct VMChild {
 struct LaunchedVM {
     let vm: VMChild
     let devices: [VMChild]
-    var children: [VMChild] { [vm] + devices }
+    /// A lazy restore's pager (`vm --pager`), and the snapshot it will get once vm asks.
+    var pager: VMChild? = nil
+    var pagerSnapshot: FileDescriptor? = nil
+    var children: [VMChild] { [vm] + devices + (pager.map { [$0] } ?? []) }
 }
 
 /// Starts the processes of one VM (design §1): opens every file first so a bad
@@ -48,7 +51,9 @@ struct VMLauncher {
     /// caller keeps it across restarts, so an attached console stays attached).
     /// With `snapshot`, vm restores the VM from it instead of booting (the snapshot's shape
     /// must be this configuration's, which vm checks before reading anything else).
-    func launch(console: PseudoTerminal, snapshot: FileDescriptor? = nil) throws -> LaunchedVM {
+    /// `lazy`: RAM is paged in from the snapshot as the guest touches it, by a pager process
+    /// started here; the snapshot must then be a regular file.
+    func launch(console: PseudoTerminal, snapshot: FileDescriptor? = nil, lazy: Bool = false) throws -> LaunchedVM {
         // The same checked opens as `vmd -n`: a FIFO, a directory or a device is refused, never waited on.
         let files = VMPreflight(vm: config, directory: configDirectory)
         let image: FileDescriptor
@@ -111,19 +116,32 @@ struct VMLauncher {
                 logger.info("\(name): entropy served by pid \(child.process.pid)")
             }
 
+            var pager: VMChild?
+            var pagerSnapshot: FileDescriptor?
+            if let snapshot, lazy {
+                guard (try? snapshot.fileSize()) != nil, lseek(snapshot.rawValue, 0, SEEK_CUR) >= 0 else {
+                    throw VMLaunchError.lazyNeedsFile
+                }
+                pagerSnapshot = try snapshot.duplicate()
+                let child = try VMLauncher.spawn("vm", role: "pager", logName: "pager", vmName: config.name, extraArguments: ["--pager"])
+                started.append(child)
+                pager = child
+            }
             let vm = try VMLauncher.spawn("vm", role: "vm", logName: "vm", vmName: config.name)
             started.append(vm)
             try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
             for (attachment, wiring) in attachments {
                 try vm.channel.send(VMCommand.attachDevice(attachment, wiring: wiring))
             }
-            let request = BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline, firmware: config.bootDevice != nil)
+            let request = BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline, firmware: config.bootDevice != nil,
+                                      lazyRestore: snapshot != nil && lazy)
             try vm.channel.send(VMCommand.boot(request, kvm: kvm, kernel: image, initrd: initrd, console: console.device,
                                                snapshot: snapshot))
             logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
             // vmd never maps guest RAM and keeps none of the children's descriptors
             // (the locked disk fds close here too; the device processes hold their own).
-            return LaunchedVM(vm: vm, devices: Array(started.dropLast()))
+            return LaunchedVM(vm: vm, devices: started.filter { $0.role != "pager" && $0.role != "vm" }, pager: pager,
+                              pagerSnapshot: pagerSnapshot)
         } catch {
             started.forEach { $0.process.terminate() }
             throw error
@@ -160,8 +178,10 @@ struct VMLauncher {
     enum VMLaunchError: Error, CustomStringConvertible {
         case localPrefixExhausted(String)
         case noBootImage(String)
+        case lazyNeedsFile
         var description: String {
             switch self {
+            case .lazyNeedsFile: "a lazy restore (receive -l) needs the snapshot in a regular file, not a pipe"
             case .localPrefixExhausted(let prefix): "local prefix \(prefix) has no /31 left for this interface"
             case .noBootImage(let name): "vm \(name) has no boot image"
             }
@@ -180,11 +200,12 @@ struct VMLauncher {
                 DeviceWiring(transport: transportDevice, events: eventsDevice, kicks: kicks, calls: calls))
     }
 
-    static func spawn(_ executable: String, role: String, logName: String, vmName: String) throws -> VMChild {
+    static func spawn(_ executable: String, role: String, logName: String, vmName: String,
+                      extraArguments: [String] = []) throws -> VMChild {
         let (parentEnd, childEnd) = try Channel.pair()
         let log = try FileDescriptor.pipe()
         try log.read.setNonBlocking(true)
-        let process = try ChildProcess(executable: try siblingExecutable(executable), arguments: [vmName],
+        let process = try ChildProcess(executable: try siblingExecutable(executable), arguments: [vmName] + extraArguments,
                                        channel: childEnd.socket, log: log.write)
         childEnd.socket.close()
         log.write.close()

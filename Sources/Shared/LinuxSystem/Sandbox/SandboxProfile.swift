@@ -5,7 +5,7 @@ import Glibc
 /// What each child may still do once sandboxed (design §5). Every rule says who needs it.
 public struct SandboxProfile {
     public enum Role: String {
-        case vm, block, network, entropy
+        case vm, block, network, entropy, pager
     }
 
     let role: Role
@@ -124,6 +124,7 @@ public struct SandboxProfile {
         .allow("ppoll", "masked-interrupt poller"),
         .allow("setsockopt", "device reply timeouts"),
         .allow("eventfd2", "the end-of-guest and poller wakeup eventfds"),
+        .ioctl(UInt(VMD_UFFDIO_UNREGISTER), "a lazy restore: RAM faults stop going to the pager once every page is in"),
     ]
 
     /// virtio-blk: its disk descriptor only.
@@ -150,4 +151,16 @@ public struct SandboxProfile {
         .allow("writev", "transmit straight from guest buffers"),
         .ioctl(UInt(VMD_TUNSETOFFLOAD), "offloads for what the guest negotiated: TUNSETOFFLOAD"),
     ], unshareFlags: SandboxProfile.ownNamespaces)
+
+    /// The pager of a lazy restore: the snapshot file and the userfaultfd it fills, nothing
+    /// else (no guest RAM mapped, no KVM): a hostile snapshot that subverted its parser could
+    /// only put bytes into guest pages, which the snapshot decides anyway.
+    public static let pager = SandboxProfile(role: .pager, rules: common + [
+        .allow("pread64", "pages from the snapshot file"),
+        .allow("ppoll", "waiting for faults and for vmd"),
+        .allow("poll", "waiting for faults and for vmd"),
+        .ioctl(UInt(VMD_UFFDIO_COPY), "copying a page into the faulting process: UFFDIO_COPY"),
+        .ioctl(UInt(VMD_UFFDIO_ZEROPAGE), "a page the snapshot left out: UFFDIO_ZEROPAGE"),
+        .ioctl(UInt(VMD_UFFDIO_WAKE), "waking a fault another copy resolved: UFFDIO_WAKE"),
+    ], unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
 }

@@ -8,9 +8,10 @@ import Logging
 /// tables from it.
 enum FirmwareBoot {
     /// Returns the memory of the BIOS's read-only copy, which must live as long as the VM.
+    /// `restoring`: RAM (the BIOS's alias below 1 MiB among it) comes from a snapshot, so it is not written.
     static func install(_ image: [UInt8], memory: GuestMemory, kvm: KVMVirtualMachine, ports: AddressBus, vcpus: Int,
-                        logger: Logger) throws -> GuestMemory {
-        let rom = try FirmwareLoader.load(image, into: memory)
+                        restoring: Bool = false, logger: Logger) throws -> GuestMemory {
+        let rom = try FirmwareLoader.load(image, into: memory, writeAlias: !restoring)
         let readOnly = (try? kvm.system.checkExtension(Int32(KVM_CAP_READONLY_MEM))) ?? 0 > 0
         try kvm.register(rom, firstSlot: memory.slots.count, readOnly: readOnly)
         let contents = try FirmwareConfigContents.table(slots: memory.slots, processorCount: vcpus,

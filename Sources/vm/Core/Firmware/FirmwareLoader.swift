@@ -9,11 +9,12 @@ import MemorySlots
 /// a chipset's PAM registers doing anything (OpenBSD's vmd copies its BIOS the same way).
 enum FirmwareLoader {
     /// Returns the memory holding the high copy, to be registered with KVM read-only.
-    static func load(_ image: [UInt8], into memory: GuestMemory) throws -> GuestMemory {
+    /// `writeAlias` false: a restored VM's RAM holds the alias as the guest left it.
+    static func load(_ image: [UInt8], into memory: GuestMemory, writeAlias: Bool = true) throws -> GuestMemory {
         let layout = try FirmwareImageLayout(size: image.count)
         let rom = try GuestMemory.anonymous([SlotDescriptor(guestBase: GuestAddress(layout.highBase), size: UInt64(layout.size))])
         try rom.writeBytes(image, at: GuestAddress(layout.highBase))
-        try memory.writeBytes(Array(image.suffix(layout.lowAliasSize)), at: GuestAddress(layout.lowAliasBase))
+        if writeAlias { try memory.writeBytes(Array(image.suffix(layout.lowAliasSize)), at: GuestAddress(layout.lowAliasBase)) }
         return rom
     }
 }

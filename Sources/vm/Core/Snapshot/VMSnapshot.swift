@@ -47,7 +47,12 @@ extension VirtualMachine {
     /// The shape is checked before anything else is read; state is applied only once the
     /// whole file has been read and checked, RAM as it comes (a failure leaves a VM that must
     /// not run: the caller ends the process).
-    func restore(from fd: FileDescriptor) throws {
+    ///
+    /// `lazy`: RAM stays in the file (which must be a regular file); `beforeState` runs once
+    /// the tables are read and before any state is set (setting MSRs can make KVM touch guest
+    /// RAM, so the pager must be serving by then). The devices' activations are returned, to
+    /// be sent once every page is in; without `lazy` they are sent here.
+    func restore(from fd: FileDescriptor, lazy: Bool = false, beforeState: () throws -> Void = {}) throws -> [PendingDevice] {
         var reader = try SnapshotReader(source: DescriptorStream(fd), expecting: snapshotShape)
         var machine: StateFields?
         var vcpus: [Int: StateFields] = [:], devices: [Int: StateFields] = [:]
@@ -57,22 +62,38 @@ extension VirtualMachine {
             case .state(.vcpu, let index, let fields): vcpus[index] = fields
             case .state(.device, let index, let fields): devices[index] = fields
             case .state: break  // the reader hands out no other kind
-            case .memory(let slotIndex, _):
+            case .memory:
+                guard !lazy else {
+                    _ = try reader.skipPages()
+                    continue
+                }
+                guard case .memory(let slotIndex, _) = section else { continue }
                 let slot = memory.slots[slotIndex]
                 let slice = try memory.contiguousSlice(at: slot.guestBase, length: slot.size, forWriting: true)
                 try reader.readPages { run in UnsafeMutableRawBufferPointer(rebasing: slice.unsafeBytes[GuestPageScan.byteRange(of: run)]) }
             }
         }
         guard let machine else { throw SnapshotError.malformed("no machine section") }
+        try beforeState()
         try restoreMachine(machine)
         for thread in vcpuThreads {
             guard let fields = vcpus[thread.vcpu.index] else { throw SnapshotError.malformed("vCPU \(thread.vcpu.index) is missing") }
             try thread.vcpu.restoreState(fields)
         }
+        var pending: [PendingDevice] = []
         for (index, device) in virtioDevices.enumerated() {
             guard let fields = devices[index] else { throw SnapshotError.malformed("device \(device.transport.name) is missing") }
-            try device.transport.restoreState(fields)
+            if let activation = try device.transport.restoreState(fields) { pending.append(PendingDevice(transport: device.transport, activation: activation)) }
         }
+        if !lazy { try pending.forEach { try $0.activate() } }
+        return lazy ? pending : []
+    }
+
+    /// A restored device waiting for guest RAM before it is activated.
+    struct PendingDevice {
+        let transport: VirtioPCITransport
+        let activation: VirtioPCITransport.PendingActivation
+        func activate() throws { try transport.activate(activation) }
     }
 }
 

@@ -46,10 +46,17 @@ extension VirtioPCITransport {
         }
     }
 
+    /// A live device's activation, as the restored transport will send it (`activate(_:)`).
+    struct PendingActivation {
+        let features: UInt64
+        let queues: [QueueActivation]
+    }
+
     /// Puts a saved transport back on a new one of the same shape: the BAR where the guest
-    /// put it, interrupts bound as its vectors say, and, for a live device, the device
-    /// process activated where the old one stood. Values are checked as a guest's would be.
-    func restoreState(_ fields: StateFields) throws {
+    /// put it and interrupts bound as its vectors say. Values are checked as a guest's would
+    /// be. For a live device, returns the activation that takes the device process to where
+    /// the old one stood: sent once guest RAM is in (the device reads its rings at once).
+    func restoreState(_ fields: StateFields) throws -> PendingActivation? {
         let what = "\(name) transport"
         let space = fields.bytes(TransportStateTag.configSpace.rawValue) ?? []
         guard space.count == PCIConfigSpace.size else { throw SnapshotError.malformed("\(what): configuration space of \(space.count) bytes") }
@@ -84,7 +91,7 @@ extension VirtioPCITransport {
                 return active ? queue : nil
             }
         }
-        let activation: (features: UInt64, queues: [QueueActivation])? = try fields.read(TransportStateTag.registers.rawValue, "\(what) registers") { reader in
+        return try fields.read(TransportStateTag.registers.rawValue, "\(what) registers") { reader in
             try state.withLock { state in
                 state.deviceFeatureSelect = try reader.read(UInt32.self)
                 state.driverFeatureSelect = try reader.read(UInt32.self)
@@ -108,14 +115,17 @@ extension VirtioPCITransport {
                 refreshAllInterrupts(&state)
                 let live = state.status & VirtioStatus.driverOK != 0 && state.status & VirtioStatus.deviceNeedsReset == 0
                 guard live else { return nil }
-                return (state.driverFeatures, state.queues.enumerated().filter(\.element.enabled).map { index, queue in
+                return PendingActivation(features: state.driverFeatures, queues: state.queues.enumerated().filter(\.element.enabled).map { index, queue in
                     QueueActivation(index: UInt16(index), size: queue.size, descriptorTable: queue.descriptorTable,
                                     availableRing: queue.availableRing, usedRing: queue.usedRing,
                                     resumeAt: index < indices.count ? indices[index] ?? QueueIndices() : QueueIndices())
                 })
             }
         }
-        guard let activation else { return }
+    }
+
+    func activate(_ activation: PendingActivation) throws {
+        let what = "\(name) transport"
         switch try client.request(.activate(features: activation.features, queues: activation.queues)) {
         case .done: break
         case .refused(let reason): throw SnapshotError.malformed("\(what): the device refused its restored queues: \(reason)")
