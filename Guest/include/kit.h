@@ -126,6 +126,7 @@ extern const char *kit_current_test;
 /* blk.c */
 int test_blk(const char *name);
 int test_crash(const char *name);   /* test=crash: writes and FLUSHes until killed */
+int test_migrate(const char *name); /* test=migrate: survives a snapshot/restore */
 int bench_blk(const char *name);
 /* nettest.c */
 int test_net(const char *name);

@@ -56,9 +56,24 @@ final class SnapshotTests: XCTestCase {
     /// blk requests in flight, written out, stopped, started again from the file. It goes on
     /// counting from the next tick, its memory pattern intact and every I/O checked.
     func testSendThenReceiveGoesOnCountingWithItsPatternAndItsDiskIntact() throws {
+        try sendThenReceive(lazy: false)
+    }
+
+    /// The same with `receive -l`: the guest runs before its RAM is read, each page it
+    /// touches comes in from the file at once, the rest in the background; the devices
+    /// start once every page is in.
+    func testLazyReceiveGoesOnCountingWithItsPatternAndItsDiskIntact() throws {
+        let daemon = try sendThenReceive(lazy: true)
+        XCTAssertTrue(daemon.log.contains("RAM paged in as touched"), daemon.log)
+        XCTAssertTrue(daemon.log.contains("lazy restore: every page in after"), daemon.log)
+        XCTAssertTrue(daemon.log.contains("mover/pager: pager[") && daemon.log.contains("sandboxed: namespaces"), daemon.log)
+    }
+
+    @discardableResult
+    private func sendThenReceive(lazy: Bool) throws -> DaemonHarness {
         try NetworkNamespace.requireTun()
-        let namespace = try NetworkNamespace("vmdsnap")
-        let daemon = try DaemonHarness("snapshot", namespace: namespace)
+        let namespace = try NetworkNamespace(lazy ? "vmdlazy" : "vmdsnap")
+        let daemon = try DaemonHarness(lazy ? "lazysnap" : "snapshot", namespace: namespace)
         let config = try daemon.writeGuestConfig("mover", cmdline: "test=migrate ticks=60 seed=7",
                                                  extra: "    disk \"\(makeImage(daemon, "disk.img", mebibytes: 4))\"\n    local interface")
         XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
@@ -77,7 +92,7 @@ final class SnapshotTests: XCTestCase {
         XCTAssertGreaterThan(size, 4096)
         XCTAssertLessThan(size, 32 << 20, "a 64 MiB guest that wrote a few MiB is saved sparse")
 
-        let received = try Self.receive(daemon, "mover", from: snapshot)
+        let received = try Self.receive(daemon, "mover", from: snapshot, options: lazy ? ["-l"] : [])
         XCTAssertEqual(received.status, 0, received.stderr + daemon.log)
         XCTAssertTrue(received.stdout.hasPrefix("vmctl: received vm 1 successfully, name mover"), received.stdout)
         let after = daemon.directory.appendingPathComponent("after.out").path
@@ -92,6 +107,7 @@ final class SnapshotTests: XCTestCase {
         XCTAssertTrue(text(after).contains("RESULT name=migrate status=pass"), text(after))
         XCTAssertTrue(daemon.status()["mover"]?.line.contains("(exited with code 0)") == true, daemon.status()["mover"]?.line ?? "")
         XCTAssertFalse(daemon.log.contains("Bad system call"), daemon.log)
+        return daemon
     }
 
     /// A snapshot is only for a VM of its own shape: another memory size is refused with a

@@ -897,3 +897,410 @@ int test_crash(const char *name)
 		kit_printf("CRASH flushed seq=%lu\n", seq - 1);
 	}
 }
+
+/* ---- test=migrate: a snapshot/restore (or migration) must lose nothing ----
+ * The host pauses the VM anywhere, saves it, and resumes it in a new process.
+ * Everything the test knows lives in guest memory, so the new VM carries on:
+ * a memory pattern (pattern_mib MiB of the DMA pool, filled once, checked at
+ * the end) and, on the first writable disk, qd slots that each take the next
+ * LBA of the range and read it (it must hold its latest write: an acknowledged
+ * write lost anywhere shows one lap later), write it anew (seed, LBA, sequence
+ * number in every sector) and read that back. "MIGRATE tick=N ios=M" comes
+ * every tick_ms of timer ticks, N from a counter in memory, so a pause can
+ * delay or hasten a line but never skip a number. Timeouts count timer interrupts seen, not TSC time, so a TSC that
+ * moved on while the VM was stopped cannot fire them. */
+#define MIG_MAGIC 0x4554415247494dull /* "MIGRATE" */
+#define MIG_TIMEOUT_TICKS (TIMEOUT_S * 100)
+#define MIG_REPORT_MAX 8
+#define MIG_PRE   0 /* a slot's phases: reading the LBA's latest write */
+#define MIG_WRITE 1 /*   writing the next one */
+#define MIG_BACK  2 /*   reading that back */
+
+struct mig_bad { /* the first mismatch, for reason= */
+	const char *what;
+	uint64_t lba, want_seq, got_seq, got_lba, word, offset, want, got;
+	uint64_t tick;
+};
+
+static uint64_t mix64(uint64_t x) /* splitmix64's finaliser */
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static uint64_t mig_mem_word(uint64_t k, uint64_t off)
+{
+	return mix64(k ^ off);
+}
+
+static uint64_t mig_blk_word(uint64_t k, uint64_t lba, uint64_t seq, unsigned int i)
+{
+	return mix64(k ^ lba << 40 ^ seq << 8 ^ i);
+}
+
+/* Sector s of the block: magic|s, seed, lba, seq, then 60 mixed words. */
+static void fill_mig(uint8_t *buf, uint64_t seed, uint64_t lba, uint64_t seq)
+{
+	uint64_t *w = (uint64_t *)buf, k = seed * PATTERN_K;
+	for (unsigned int s = 0; s < 8; s++, w += 64) {
+		w[0] = MIG_MAGIC << 8 | s;
+		w[1] = seed;
+		w[2] = lba;
+		w[3] = seq;
+		for (unsigned int i = 4; i < 64; i++)
+			w[i] = mig_blk_word(k, lba, seq, s * 64 + i);
+	}
+}
+
+/* 0 if buf is the write (seed, lba, seq), else the index of the first bad
+ * word + 1, with what that sector claims to be in *got_seq, *got_lba. */
+static uint64_t check_mig(const uint8_t *buf, uint64_t seed, uint64_t lba, uint64_t seq, uint64_t *got_seq,
+			  uint64_t *got_lba)
+{
+	const uint64_t *w = (const uint64_t *)buf;
+	uint64_t k = seed * PATTERN_K;
+	for (unsigned int s = 0; s < 8; s++) {
+		const uint64_t *x = w + 64 * s;
+		int bad = x[0] != (MIG_MAGIC << 8 | s) || x[1] != seed || x[2] != lba || x[3] != seq;
+		for (unsigned int i = 4; i < 64 && !bad; i++)
+			bad = x[i] != mig_blk_word(k, lba, seq, s * 64 + i);
+		if (bad) {
+			*got_seq = x[3];
+			*got_lba = x[2];
+			for (unsigned int i = 0; i < 64; i++) {
+				uint64_t want = i == 0 ? (MIG_MAGIC << 8 | s) : i == 1 ? seed : i == 2 ? lba : i == 3 ? seq :
+						mig_blk_word(k, lba, seq, s * 64 + i);
+				if (x[i] != want)
+					return s * 64 + i + 1;
+			}
+		}
+	}
+	return 0;
+}
+
+struct mig {
+	struct engine e;
+	uint64_t seed, nblocks, cursor;
+	uint64_t *last_seq;   /* per LBA: the latest completed write, 0 = none yet */
+	uint8_t *lba_busy;    /* per LBA: a slot is writing or reading it */
+	uint64_t *slot_seq;   /* per slot: the sequence number it writes */
+	uint8_t *slot_phase;  /* per slot: MIG_PRE, MIG_WRITE, MIG_BACK */
+	uint64_t wseq, ios, writes, reads, mismatches, laps;
+	uint64_t tick;        /* the last MIGRATE line printed */
+	uint64_t stall;       /* timer interrupts seen without a completion */
+	uint64_t seen_ticks;
+	struct mig_bad bad;
+	uint64_t io_lba;      /* a request that failed: its LBA and status byte */
+	int io_status;        /* -1: none failed */
+};
+
+static void mig_mismatch(struct mig *m, uint64_t lba, uint64_t want, uint64_t word, uint64_t got_seq,
+			 uint64_t got_lba, const char *phase)
+{
+	if (m->mismatches < MIG_REPORT_MAX)
+		kit_printf("info migrate mismatch phase=%s lba=%lu expected_seq=%lu got_seq=%lu got_lba=%lu word=%lu tick=%lu\n",
+			   phase, lba, want, got_seq, got_lba, word - 1, m->tick);
+	if (!m->mismatches++)
+		m->bad = (struct mig_bad){ "block-mismatch", lba, want, got_seq, got_lba, word - 1, 0, 0, 0, m->tick };
+}
+
+/* Counts a timer interrupt (at most one per call) towards the stall timeout. */
+static int mig_stalled(struct mig *m)
+{
+	if (kit_ticks != m->seen_ticks) {
+		m->seen_ticks = kit_ticks;
+		m->stall++;
+	}
+	return m->stall > MIG_TIMEOUT_TICKS;
+}
+
+static void mig_read(struct mig *m, struct slot *s, uint64_t lba, uint8_t phase)
+{
+	m->slot_phase[s - m->e.slots] = phase;
+	memset(s->buf, 0xa5, 4096); /* a read that moves no data shows */
+	s->off = lba;
+	submit(&m->e, s, BLK_T_IN, lba * 8, 4096);
+}
+
+static void mig_advance(struct mig *m)
+{
+	if (++m->cursor == m->nblocks) {
+		m->cursor = 0;
+		m->laps++;
+	}
+}
+
+static void mig_write(struct mig *m, struct slot *s, uint64_t lba)
+{
+	uint64_t seq = ++m->wseq;
+	m->slot_seq[s - m->e.slots] = seq;
+	m->slot_phase[s - m->e.slots] = MIG_WRITE;
+	fill_mig(s->buf, m->seed, lba, seq);
+	s->off = lba;
+	submit(&m->e, s, BLK_T_OUT, lba * 8, 4096);
+}
+
+/* Start free slots on LBAs no slot holds, cycling over the range (two
+ * requests for one LBA in flight could complete in either order). */
+static void mig_submit(struct mig *m)
+{
+	struct slot *s;
+	while ((s = free_slot(&m->e)) != NULL) {
+		uint64_t tries = 0;
+		while (m->lba_busy[m->cursor] && tries++ < m->nblocks)
+			mig_advance(m);
+		if (m->lba_busy[m->cursor])
+			return;
+		uint64_t lba = m->cursor;
+		mig_advance(m);
+		m->lba_busy[lba] = 1;
+		if (m->last_seq[lba])
+			mig_read(m, s, lba, MIG_PRE);
+		else
+			mig_write(m, s, lba);
+	}
+}
+
+/* Take every completion and start the slot's next phase: a read is checked
+ * against the LBA's latest write, a write is followed by its read-back, which
+ * frees the LBA. -1 on an I/O error. */
+static int mig_reap(struct mig *m, const char **why)
+{
+	struct slot *s;
+	while ((s = get_done(&m->e, 0)) != NULL) {
+		m->ios++;
+		m->stall = 0;
+		uint64_t lba = s->off;
+		if (*s->status != BLK_S_OK) {
+			*why = s->type == BLK_T_OUT ? "write-failed" : "read-failed";
+			m->io_lba = lba;
+			m->io_status = *s->status;
+			return -1;
+		}
+		uint8_t phase = m->slot_phase[s - m->e.slots];
+		if (phase == MIG_WRITE) {
+			m->writes++;
+			m->last_seq[lba] = m->slot_seq[s - m->e.slots];
+			mig_read(m, s, lba, MIG_BACK);
+			continue;
+		}
+		m->reads++;
+		uint64_t got_seq = 0, got_lba = 0, word = check_mig(s->buf, m->seed, lba, m->last_seq[lba], &got_seq, &got_lba);
+		if (word)
+			mig_mismatch(m, lba, m->last_seq[lba], word, got_seq, got_lba, phase == MIG_PRE ? "pre-read" : "read-back");
+		if (phase == MIG_PRE)
+			mig_write(m, s, lba);
+		else
+			m->lba_busy[lba] = 0;
+	}
+	if (m->e.error) {
+		*why = m->e.error;
+		return -1;
+	}
+	return 0;
+}
+
+/* Wait for every request in flight (the loop's last writes and reads). */
+static int mig_drain(struct mig *m, const char **why)
+{
+	m->stall = 0;
+	while (m->e.inflight) {
+		vq_kick(m->e.q);
+		if (mig_reap(m, why) < 0)
+			return -1;
+		if (m->e.inflight && mig_stalled(m)) {
+			*why = (virtio_status(&m->e.d->vd) & VIRTIO_S_NEEDS_RESET) ? "device-needs-reset" : "timeout";
+			return -1;
+		}
+		cpu_relax();
+	}
+	return 0;
+}
+
+/* Read every LBA of the range once more; each must hold its latest write.
+ * Returns the LBAs never written (nothing to compare), or -1. */
+static int64_t mig_verify(struct mig *m, const char **why)
+{
+	uint64_t next = 0, done = 0, unwritten = 0;
+	m->stall = 0;
+	while (done < m->nblocks) {
+		struct slot *s;
+		while (next < m->nblocks && (s = free_slot(&m->e)) != NULL)
+			mig_read(m, s, next++, MIG_BACK);
+		vq_kick(m->e.q);
+		while ((s = get_done(&m->e, 0)) != NULL) {
+			m->stall = 0;
+			done++;
+			if (*s->status != BLK_S_OK) {
+				*why = "verify-read-failed";
+				m->io_lba = s->off;
+				m->io_status = *s->status;
+				return -1;
+			}
+			uint64_t lba = s->off, got_seq = 0, got_lba = 0;
+			if (!m->last_seq[lba]) {
+				unwritten++;
+				continue;
+			}
+			uint64_t word = check_mig(s->buf, m->seed, lba, m->last_seq[lba], &got_seq, &got_lba);
+			if (word)
+				mig_mismatch(m, lba, m->last_seq[lba], word, got_seq, got_lba, "verify");
+		}
+		if (m->e.error) {
+			*why = m->e.error;
+			return -1;
+		}
+		if (done < m->nblocks && mig_stalled(m)) {
+			*why = (virtio_status(&m->e.d->vd) & VIRTIO_S_NEEDS_RESET) ? "device-needs-reset" : "timeout";
+			return -1;
+		}
+		cpu_relax();
+	}
+	return (int64_t)unwritten;
+}
+
+/* Compare the memory pattern; the number of bad words (the first in m->bad). */
+static uint64_t mig_check_mem(struct mig *m, const uint64_t *mem, uint64_t bytes, uint64_t k)
+{
+	uint64_t bad = 0;
+	for (uint64_t i = 0; i < bytes / 8; i++) {
+		uint64_t want = mig_mem_word(k, 8 * i);
+		if (mem[i] != want && !bad++ && !m->mismatches)
+			m->bad = (struct mig_bad){ "pattern-mismatch", 0, 0, 0, 0, 0, 8 * i, want, mem[i], m->tick };
+	}
+	return bad;
+}
+
+int test_migrate(const char *name)
+{
+	static struct mig mg; /* .bss: in the image, carried over like the rest */
+	struct mig *m = &mg;
+	uint64_t seed = cmdline_get_u64("seed", 1), ticks = cmdline_get_u64("ticks", 40);
+	uint64_t qd = cmdline_get_u64("qd", 4), blocks = cmdline_get_u64("blocks", 256);
+	uint64_t mib = cmdline_get_u64("pattern_mib", 2), tick_ms = cmdline_get_u64("tick_ms", 50);
+	uint64_t every = tick_ms / 10 ? tick_ms / 10 : 1; /* in 10 ms timer ticks */
+	const char *why = NULL;
+
+	if (ticks < 1 || qd < 1 || qd > MAX_QSIZE || blocks < 1 || mib > 64) { /* the pool is 8 MiB */
+		RESULT(name, "fail", " reason=bad-args ticks=%lu qd=%lu blocks=%lu pattern_mib=%lu", ticks, qd, blocks, mib);
+		return EXIT_FAIL;
+	}
+	if (!kit_tsc_hz()) { /* the ticks are the clock */
+		RESULT(name, "fail", " reason=no-timer-ticks ticks=%lu", kit_ticks);
+		return EXIT_FAIL;
+	}
+	memset(m, 0, sizeof(*m));
+	m->seed = seed;
+	m->io_status = -1;
+
+	/* The first writable disk, if there is one. */
+	int nd = disks_init();
+	struct disk *d = NULL;
+	for (int i = 0; i < nd && !d; i++) {
+		if (disks[i].error) {
+			RESULT(name, "fail", " reason=disk-init-failed disk=%d why=%s", i, disks[i].error);
+			return EXIT_FAIL;
+		}
+		if (disks[i].ok && !disks[i].ro)
+			d = &disks[i];
+	}
+	if (d) {
+		m->nblocks = d->capacity / 8 < blocks ? d->capacity / 8 : blocks;
+		if (!m->nblocks || engine_init(&m->e, d, 0, (unsigned int)qd, 4096) < 0 || m->e.nslots < qd) {
+			RESULT(name, "fail", " reason=%s qd=%lu max_qd=%u blocks=%lu", !m->nblocks ? "disk-too-small" :
+			       m->e.error ? m->e.error : "qd-too-large", qd, m->nblocks ? m->e.nslots : 0, m->nblocks);
+			return EXIT_FAIL;
+		}
+		m->last_seq = dma_alloc(8 * m->nblocks, 64);
+		m->lba_busy = dma_alloc(m->nblocks, 64);
+		m->slot_seq = dma_alloc(8 * m->e.nslots, 64);
+		m->slot_phase = dma_alloc(m->e.nslots, 64);
+		if (!m->last_seq || !m->lba_busy || !m->slot_seq || !m->slot_phase) {
+			RESULT(name, "fail", " reason=out-of-dma-memory blocks=%lu", m->nblocks);
+			return EXIT_FAIL;
+		}
+	}
+
+	char dname[8] = "none"; /* disk=N, or none */
+	if (d) {
+		dname[0] = (char)('0' + d->index);
+		dname[1] = '\0';
+	}
+
+	/* The memory pattern, last: it gets what the disk left of the pool. */
+	uint64_t bytes = mib << 20, k = seed * PATTERN_K;
+	uint64_t *mem = bytes ? dma_alloc(bytes, 4096) : NULL;
+	if (bytes && !mem) {
+		RESULT(name, "fail", " reason=pattern-too-large pattern_mib=%lu free_kib=%lu", mib, dma_free_bytes() >> 10);
+		return EXIT_FAIL;
+	}
+	uint64_t t0 = rdtsc();
+	for (uint64_t i = 0; i < bytes / 8; i++)
+		mem[i] = mig_mem_word(k, 8 * i);
+	uint64_t fill_us = (rdtsc() - t0) * 1000000 / kit_tsc_hz();
+	kit_printf("info migrate seed=%lu pattern=0x%lx+0x%lx fill-us=%lu disk=%s blocks=%lu qd=%u tick_ms=%lu ticks=%lu\n",
+		   seed, (uint64_t)(uintptr_t)mem, bytes, fill_us, dname, m->nblocks, d ? m->e.nslots : 0, every * 10, ticks);
+
+	/* The loop. A line is due `every` timer ticks after the previous one
+	 * (not on a fixed grid), so a burst of ticks yields one line, not many. */
+	uint64_t line_at = kit_ticks, line_tsc = rdtsc(), hz = kit_tsc_hz();
+	m->seen_ticks = kit_ticks;
+	while (m->tick < ticks) {
+		if (d) {
+			mig_submit(m);
+			vq_kick(m->e.q);
+			if (mig_reap(m, &why) < 0)
+				break;
+			if (m->e.inflight && mig_stalled(m)) {
+				why = (virtio_status(&d->vd) & VIRTIO_S_NEEDS_RESET) ? "device-needs-reset" : "timeout";
+				break;
+			}
+		}
+		if (kit_ticks - line_at >= every) {
+			line_at = kit_ticks;
+			m->tick++;
+			kit_printf("MIGRATE tick=%lu ios=%lu\n", m->tick, m->ios);
+			/* Informational: a pause the TSC saw (it may not: a VMM can restore it). */
+			uint64_t now = rdtsc(), gap_ms = (now - line_tsc) * 1000 / hz;
+			if (gap_ms > 4 * every * 10)
+				kit_printf("info migrate gap tick=%lu ms=%lu\n", m->tick, gap_ms);
+			line_tsc = now;
+			kit_poll_shutdown();
+		}
+		cpu_relax();
+	}
+
+	/* The end: no I/O in flight, then every block and the whole pattern. */
+	int64_t unwritten = 0;
+	if (d && !why && mig_drain(m, &why) == 0)
+		unwritten = mig_verify(m, &why);
+	uint64_t mem_bad = mig_check_mem(m, mem, bytes, k);
+	if (why) {
+		if (m->io_status >= 0)
+			RESULT(name, "fail", " reason=%s ticks=%lu ios=%lu lba=%lu status_byte=%d mismatches=%lu bad_words=%lu"
+			       " disk=%s", why, m->tick, m->ios, m->io_lba, m->io_status, m->mismatches, mem_bad, dname);
+		else
+			RESULT(name, "fail", " reason=%s ticks=%lu ios=%lu inflight=%u mismatches=%lu bad_words=%lu disk=%s",
+			       why, m->tick, m->ios, m->e.inflight, m->mismatches, mem_bad, dname);
+		return EXIT_FAIL;
+	}
+	if (m->mismatches || mem_bad) {
+		struct mig_bad *b = &m->bad;
+		if (!strcmp(b->what, "pattern-mismatch"))
+			RESULT(name, "fail", " reason=%s ticks=%lu ios=%lu offset=0x%lx addr=0x%lx expected=0x%lx got=0x%lx"
+			       " bad_words=%lu mismatches=%lu disk=%s", b->what, m->tick, m->ios, b->offset,
+			       (uint64_t)(uintptr_t)mem + b->offset, b->want, b->got, mem_bad, m->mismatches, dname);
+		else
+			RESULT(name, "fail", " reason=%s ticks=%lu ios=%lu lba=%lu expected_seq=%lu got_seq=%lu got_lba=%lu"
+			       " word=%lu at_tick=%lu mismatches=%lu bad_words=%lu disk=%s", b->what, m->tick, m->ios, b->lba,
+			       b->want_seq, b->got_seq, b->got_lba, b->word, b->tick, m->mismatches, mem_bad, dname);
+		return EXIT_FAIL;
+	}
+	RESULT(name, "pass", " ticks=%lu ios=%lu writes=%lu reads=%lu laps=%lu mismatches=0 blocks=%lu unwritten=%ld"
+	       " qd=%u pattern_mib=%lu seed=%lu disk=%s", m->tick, m->ios, m->writes, m->reads, m->laps, m->nblocks,
+	       unwritten, d ? m->e.nslots : 0, mib, seed, dname);
+	return (int)(cmdline_get_u64("exit", 0) & 0xff);
+}

@@ -118,6 +118,7 @@ static const struct {
 	{ "blk", test_blk },
 	{ "bench-blk", bench_blk }, /* bench=blk */
 	{ "crash", test_crash },
+	{ "migrate", test_migrate },
 	{ "net", test_net },
 	{ "bench-net", bench_net }, /* bench=net */
 	{ "hostile", test_hostile },
