@@ -1,0 +1,226 @@
+"""bench/run --only snapshot: vmctl send/receive (eager and lazy) against QEMU's
+migrate "exec:cat > FILE" and -incoming "exec:cat FILE", on the same guest kit run
+(test=migrate: a memory pattern, blk I/O in flight, a MIGRATE line every 10 ms).
+
+For each guest size (64 MiB as booted; 1 GiB with touch_mib=900, most of its RAM
+written) and each VMM:
+  size     the snapshot file's bytes
+  save     command → file complete and the VM stopped (vmctl send returns; QEMU:
+           stop + migrate until `info migrate` says completed)
+  restore  command → the guest runs again (vmctl receive returns, which it does once
+           vm reports running; QEMU: spawn with -incoming until `cont` is answered)
+  next     command → the guest's next MIGRATE line on its console
+Nothing is asserted: a benchmark is never a test.
+"""
+import os
+import socket
+import subprocess
+import time
+
+SIZES = [("64 MiB", "64M", 0), ("1 GiB, 900 MiB written", "1024M", 900)]
+KIT_ARGS = "test=migrate ticks=1000000 tick_ms=10 qd=4 seed=9"
+
+
+class Monitor:
+    """QEMU's human monitor on a unix socket: one command, its output."""
+
+    def __init__(self, path, timeout=30):
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(path)
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.01)
+        self.sock.settimeout(timeout)
+        self._until_prompt()
+
+    def _until_prompt(self):
+        data = b""
+        while not data.endswith(b"(qemu) "):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode("utf-8", "replace")
+
+    def cmd(self, line):
+        self.sock.sendall(line.encode() + b"\n")
+        return self._until_prompt()
+
+    def close(self):
+        self.sock.close()
+
+
+def file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def bench_snapshot(b, runs, quick, Guest, log, QEMU, VMD, KIT):
+    vmctl = os.path.join(os.path.dirname(VMD), "vmctl")
+    sock = os.path.join(b.work, "snap-vmd.sock")
+    conf = os.path.join(b.work, "snap-vmd.conf")
+    open(conf, "w").close()
+    daemon = Guest([VMD, "-d", "-f", conf, "-s", sock], b.logpath("snap-vmd"))
+    env = dict(os.environ, VMD_SOCKET=sock)
+    for _ in range(200):
+        if subprocess.run([vmctl, "status"], env=env, capture_output=True).returncode == 0:
+            break
+        time.sleep(0.05)
+    disk = os.path.join(b.work, "snap-disk.img")
+    try:
+        for label, memory, touch in SIZES[:1] if quick else SIZES:
+            log("snapshot %s (%s touch_mib=%d), %d runs each" % (label, KIT_ARGS, touch, runs))
+            cmdline = KIT_ARGS + " touch_mib=%d" % touch
+
+            def one(who, run):
+                with open(disk, "wb") as f:
+                    f.truncate(8 << 20)
+                snap = os.path.join(b.work, "snap-%s.bin" % who)
+                if os.path.exists(snap):
+                    os.unlink(snap)
+                if who == "vmd":
+                    vmd_round(b, env, vmctl, Guest, log, label, memory, cmdline, disk, snap, KIT)
+                else:
+                    qemu_round(b, Guest, log, label, memory, cmdline, disk, snap, QEMU, KIT)
+                if os.path.exists(snap):
+                    os.unlink(snap)
+            b.alternate(runs, one)
+    finally:
+        daemon.stop()
+
+
+def first_line_after(guest, pattern, timeout):
+    r = guest.wait_for(pattern, timeout)
+    return None if r is None else guest.t0 + r[0]
+
+
+def vmd_round(b, env, vmctl, Guest, log, label, memory, cmdline, disk, snap, KIT):
+    conf = os.path.join(b.work, "snap.conf")
+    with open(conf, "w") as f:
+        f.write('vm "snap" {\n    memory %s\n    boot "%s"\n    cmdline "%s"\n    disk "%s"\n}\n' % (memory, KIT, cmdline, disk))
+    run = lambda *a, **kw: subprocess.run([vmctl] + list(a), env=env, capture_output=True, **kw)
+    if run("start", conf).returncode != 0:
+        return b.fail("snapshot %s: vmctl start" % label)
+    console = Guest(["env", "VMD_SOCKET=" + env["VMD_SOCKET"], vmctl, "console", "snap"], b.logpath("snap-console"))
+    if console.wait_for(r"^MIGRATE tick=20 ", 120) is None:
+        console.stop()
+        run("stop", "-f", "-w", "snap")
+        return b.fail("snapshot %s: swift-vmd guest did not count (%s)" % (label, console.logf.name))
+    t0 = time.monotonic()
+    with open(snap, "wb") as out:
+        sent = subprocess.run([vmctl, "send", "snap"], env=env, stdout=out, stderr=subprocess.PIPE)
+    t1 = time.monotonic()
+    console.stop()
+    if sent.returncode != 0:
+        return b.fail("snapshot %s: vmctl send: %s" % (label, sent.stderr.decode()))
+    b.add("snap.%s.size" % label, "vmd", file_size(snap) / 2**20)
+    b.add("snap.%s.save" % label, "vmd", (t1 - t0) * 1000)
+    for mode, options in (("eager", []), ("lazy", ["-l"])):
+        t2 = time.monotonic()
+        with open(snap, "rb") as src:
+            received = subprocess.run([vmctl, "receive"] + options + ["snap"], env=env, stdin=src, capture_output=True)
+        t3 = time.monotonic()
+        if received.returncode != 0:
+            b.fail("snapshot %s: vmctl receive %s: %s" % (label, mode, received.stderr.decode()))
+            continue
+        console = Guest(["env", "VMD_SOCKET=" + env["VMD_SOCKET"], vmctl, "console", "snap"], b.logpath("snap-console-" + mode))
+        seen = first_line_after(console, r"^MIGRATE tick=", 30)
+        ok = console.wait_for(r"^MIGRATE tick=\d+ ", 30)
+        console.stop()
+        run("stop", "-f", "-w", "snap")
+        b.add("snap.%s.restore.%s" % (label, mode), "vmd", (t3 - t2) * 1000)
+        if seen is None or ok is None:
+            b.fail("snapshot %s: swift-vmd %s restore: no MIGRATE line" % (label, mode))
+            continue
+        b.add("snap.%s.next.%s" % (label, mode), "vmd", (seen - t2) * 1000)
+
+
+def qemu_argv(memory, cmdline, disk, monitor, QEMU, KIT, incoming=None):
+    argv = [QEMU, "-M", "q35", "-accel", "kvm", "-cpu", "host,-arch-capabilities", "-m", memory,
+            "-nodefaults", "-kernel", KIT, "-append", cmdline,
+            "-serial", "stdio", "-display", "none", "-monitor", "unix:%s,server,nowait" % monitor, "-no-reboot",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-drive", "file=%s,if=none,id=d0,format=raw,cache=writeback" % disk,
+            "-device", "virtio-blk-pci,drive=d0,disable-legacy=on,disable-modern=off"]
+    if incoming:
+        argv += ["-incoming", incoming]
+    return argv
+
+
+def wait_migration(monitor, side, timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        text = monitor.cmd("info migrate" if side == "out" else "info status")
+        if side == "out" and "Migration status: completed" in text:
+            return True
+        if side == "out" and ("failed" in text or "cancelled" in text):
+            return False
+        if side == "in" and "inmigrate" not in text and "restore-vm" not in text:
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def qemu_round(b, Guest, log, label, memory, cmdline, disk, snap, QEMU, KIT):
+    mon = os.path.join(b.work, "qemu-mon.sock")
+    if os.path.exists(mon):
+        os.unlink(mon)
+    g = Guest(qemu_argv(memory, cmdline, disk, mon, QEMU, KIT), b.logpath("snap-qemu"))
+    if g.wait_for(r"^MIGRATE tick=20 ", 120) is None:
+        g.stop()
+        return b.fail("snapshot %s: QEMU guest did not count (%s)" % (label, g.logf.name))
+    m = Monitor(mon)
+    t0 = time.monotonic()
+    m.cmd("stop")
+    m.cmd('migrate "exec:cat > %s"' % snap)
+    done = wait_migration(m, "out")
+    t1 = time.monotonic()
+    m.cmd("quit")
+    m.close()
+    g.stop()
+    if not done:
+        return b.fail("snapshot %s: QEMU migrate to file did not complete" % label)
+    b.add("snap.%s.size" % label, "qemu", file_size(snap) / 2**20)
+    b.add("snap.%s.save" % label, "qemu", (t1 - t0) * 1000)
+    # QEMU has one restore, which reads the whole file before the guest runs: the eager row.
+    os.unlink(mon)
+    t2 = time.monotonic()
+    g = Guest(qemu_argv(memory, cmdline, disk, mon, QEMU, KIT, incoming='exec:cat %s' % snap), b.logpath("snap-qemu-in"))
+    m = Monitor(mon)
+    loaded = wait_migration(m, "in")
+    m.cmd("cont")
+    t3 = time.monotonic()
+    seen = first_line_after(g, r"^MIGRATE tick=", 30)
+    m.cmd("quit")
+    m.close()
+    g.stop()
+    if not loaded or seen is None:
+        return b.fail("snapshot %s: QEMU restore did not run on" % label)
+    b.add("snap.%s.restore.eager" % label, "qemu", (t3 - t2) * 1000)
+    b.add("snap.%s.next.eager" % label, "qemu", (seen - t2) * 1000)
+
+
+def snapshot_rows(D, row):
+    for label, *_ in SIZES:
+        if "snap.%s.size" % label not in D:
+            continue
+        row("snapshot %s: file size, MiB ↓" % label, "snap.%s.size" % label, 1)
+        row("snapshot %s: save (send), ms ↓" % label, "snap.%s.save" % label, 1)
+        for mode, what in (("eager", "eager (all RAM read first)"), ("lazy", "lazy (receive -l; QEMU has none: its eager figure)")):
+            key = "snap.%s.restore.%s" % (label, mode)
+            if key in D:
+                if mode == "lazy" and "qemu" not in D[key]:
+                    D[key]["qemu"] = D.get("snap.%s.restore.eager" % label, {}).get("qemu", [])
+                row("snapshot %s: restore %s → running, ms ↓" % (label, what), key, 1)
+            key = "snap.%s.next.%s" % (label, mode)
+            if key in D:
+                if mode == "lazy" and "qemu" not in D[key]:
+                    D[key]["qemu"] = D.get("snap.%s.next.eager" % label, {}).get("qemu", [])
+                row("snapshot %s: restore %s → next guest line, ms ↓" % (label, mode), key, 1)
