@@ -35,6 +35,8 @@ final class FakeTransportDevice: TransportDevice, @unchecked Sendable {
             return .done
         case .queueState:
             return .queueState(queueIndices)
+        case .logWrites:
+            return .done
         }
     }
 

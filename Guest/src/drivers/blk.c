@@ -1162,6 +1162,86 @@ static int64_t mig_verify(struct mig *m, const char **why)
 	return (int64_t)unwritten;
 }
 
+/* touch_mib=N: a second pattern over N MiB of RAM from physical 16 MiB up,
+ * outside the kit image, so that a snapshot/migration benchmark can have most
+ * of the guest's memory written. Word at physical address pa: rotl29((pa ^
+ * seed * TOUCH_K) * TOUCH_M), unlike the pool pattern's mix64 of an offset,
+ * so a page of one can never pass for the other (and, the multiplier being
+ * odd, no two addresses hold the same word). Only RAM of the PVH memmap
+ * below 4 GiB (the kit's identity map) is written. */
+#define TOUCH_BASE 0x1000000ull         /* 16 MiB */
+#define TOUCH_K    0xC2B2AE3D27D4EB4Full
+#define TOUCH_M    0xD6E8FEB86659FD93ull
+#define TOUCH_LIMIT (1ull << 32)        /* end of the identity map */
+
+extern char __image_end[];
+
+static inline uint64_t touch_word(uint64_t kt, uint64_t pa)
+{
+	uint64_t x = (pa ^ kt) * TOUCH_M;
+	return x << 29 | x >> 35;
+}
+
+static uint64_t memmap_end(const struct hvm_memmap_entry *e)
+{
+	uint64_t end = e->size > ~0ull - e->addr ? ~0ull : e->addr + e->size;
+	return end < TOUCH_LIMIT ? end : TOUCH_LIMIT;
+}
+
+/* The end of the RAM that runs without a hole from base (type-1 entries,
+ * below 4 GiB, not cut by any other entry); base if base is not RAM. */
+static uint64_t ram_reach(uint64_t base)
+{
+	uint64_t cur = base;
+	for (int grew = 1; grew;) {
+		grew = 0;
+		for (uint32_t i = 0; i < kit_boot.memmap_entries; i++) {
+			const struct hvm_memmap_entry *e = &kit_boot.memmap[i];
+			uint64_t end = memmap_end(e);
+			if (e->type == 1 && e->addr <= cur && cur < end) {
+				cur = end;
+				grew = 1;
+			}
+		}
+	}
+	for (uint32_t i = 0; i < kit_boot.memmap_entries; i++) {
+		const struct hvm_memmap_entry *e = &kit_boot.memmap[i];
+		if (e->type != 1 && e->size && e->addr < cur && memmap_end(e) > base)
+			cur = e->addr > base ? e->addr : base;
+	}
+	return cur;
+}
+
+static uint64_t ram_below_4g(void) /* bytes of type-1 RAM below 4 GiB */
+{
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < kit_boot.memmap_entries; i++) {
+		const struct hvm_memmap_entry *e = &kit_boot.memmap[i];
+		uint64_t end = memmap_end(e);
+		if (e->type == 1 && end > e->addr)
+			sum += end - e->addr;
+	}
+	return sum;
+}
+
+static void touch_fill(uint64_t *w, uint64_t words, uint64_t kt)
+{
+	for (uint64_t i = 0; i < words; i++)
+		w[i] = touch_word(kt, (uint64_t)(uintptr_t)(w + i));
+}
+
+/* Compare the touched region; the number of bad words (the first in *b). */
+static uint64_t touch_check(const uint64_t *w, uint64_t words, uint64_t kt, struct mig_bad *b)
+{
+	uint64_t bad = 0;
+	for (uint64_t i = 0; i < words; i++) {
+		uint64_t pa = (uint64_t)(uintptr_t)(w + i), want = touch_word(kt, pa);
+		if (w[i] != want && !bad++)
+			*b = (struct mig_bad){ "touch-mismatch", 0, 0, 0, 0, 0, pa, want, w[i], 0 };
+	}
+	return bad;
+}
+
 /* Compare the memory pattern; the number of bad words (the first in m->bad). */
 static uint64_t mig_check_mem(struct mig *m, const uint64_t *mem, uint64_t bytes, uint64_t k)
 {
@@ -1192,6 +1272,24 @@ int test_migrate(const char *name)
 		RESULT(name, "fail", " reason=no-timer-ticks ticks=%lu", kit_ticks);
 		return EXIT_FAIL;
 	}
+	/* touch_mib: the region must be RAM of the memmap, below 4 GiB, and
+	 * clear of the image. Checked before anything is written. */
+	uint64_t tmib = cmdline_get_u64("touch_mib", 0), ram_mib = ram_below_4g() >> 20;
+	uint64_t treach = ram_reach(TOUCH_BASE), tmax_mib = (treach - TOUCH_BASE) >> 20;
+	if (tmib && (uint64_t)(uintptr_t)__image_end > TOUCH_BASE) {
+		RESULT(name, "fail", " reason=touch-overlaps-image touch_mib=%lu image_end=0x%lx", tmib,
+		       (uint64_t)(uintptr_t)__image_end);
+		return EXIT_FAIL;
+	}
+	if (tmib > tmax_mib) {
+		for (uint32_t i = 0; i < kit_boot.memmap_entries; i++)
+			kit_printf("info migrate memmap addr=0x%lx size=0x%lx type=%u\n", kit_boot.memmap[i].addr,
+				   kit_boot.memmap[i].size, kit_boot.memmap[i].type);
+		RESULT(name, "fail", " reason=touch-too-large touch_mib=%lu ram_mib=%lu max_touch_mib=%lu base=0x%llx"
+		       " memmap_entries=%u", tmib, ram_mib, tmax_mib, TOUCH_BASE, kit_boot.memmap_entries);
+		return EXIT_FAIL;
+	}
+
 	memset(m, 0, sizeof(*m));
 	m->seed = seed;
 	m->io_status = -1;
@@ -1244,6 +1342,16 @@ int test_migrate(const char *name)
 	kit_printf("info migrate seed=%lu pattern=0x%lx+0x%lx fill-us=%lu disk=%s blocks=%lu qd=%u tick_ms=%lu ticks=%lu\n",
 		   seed, (uint64_t)(uintptr_t)mem, bytes, fill_us, dname, m->nblocks, d ? m->e.nslots : 0, every * 10, ticks);
 
+	/* The touched region, right after the pool pattern. */
+	uint64_t *touch = (uint64_t *)(uintptr_t)TOUCH_BASE, twords = tmib << 17, kt = seed * TOUCH_K;
+	if (tmib) {
+		t0 = rdtsc();
+		touch_fill(touch, twords, kt);
+		uint64_t tfill_us = (rdtsc() - t0) * 1000000 / kit_tsc_hz();
+		kit_printf("info migrate touch mib=%lu fill-us=%lu region=0x%lx+0x%lx ram_mib=%lu max_touch_mib=%lu\n",
+			   tmib, tfill_us, (uint64_t)(uintptr_t)touch, tmib << 20, ram_mib, tmax_mib);
+	}
+
 	/* The loop. A line is due `every` timer ticks after the previous one
 	 * (not on a fixed grid), so a burst of ticks yields one line, not many. */
 	uint64_t line_at = kit_ticks, line_tsc = rdtsc(), hz = kit_tsc_hz();
@@ -1278,6 +1386,14 @@ int test_migrate(const char *name)
 	if (d && !why && mig_drain(m, &why) == 0)
 		unwritten = mig_verify(m, &why);
 	uint64_t mem_bad = mig_check_mem(m, mem, bytes, k);
+	struct mig_bad tb = { 0 };
+	uint64_t touch_bad = 0;
+	if (tmib) {
+		uint64_t t1 = rdtsc();
+		touch_bad = touch_check(touch, twords, kt, &tb);
+		kit_printf("info migrate touch mib=%lu check-us=%lu bad_words=%lu\n", tmib,
+			   (rdtsc() - t1) * 1000000 / kit_tsc_hz(), touch_bad);
+	}
 	if (why) {
 		if (m->io_status >= 0)
 			RESULT(name, "fail", " reason=%s ticks=%lu ios=%lu lba=%lu status_byte=%d mismatches=%lu bad_words=%lu"
@@ -1299,8 +1415,14 @@ int test_migrate(const char *name)
 			       b->want_seq, b->got_seq, b->got_lba, b->word, b->tick, m->mismatches, mem_bad, dname);
 		return EXIT_FAIL;
 	}
+	if (touch_bad) {
+		RESULT(name, "fail", " reason=%s ticks=%lu ios=%lu addr=0x%lx expected=0x%lx got=0x%lx bad_words=%lu"
+		       " touch_mib=%lu mismatches=0 disk=%s", tb.what, m->tick, m->ios, tb.offset, tb.want, tb.got,
+		       touch_bad, tmib, dname);
+		return EXIT_FAIL;
+	}
 	RESULT(name, "pass", " ticks=%lu ios=%lu writes=%lu reads=%lu laps=%lu mismatches=0 blocks=%lu unwritten=%ld"
-	       " qd=%u pattern_mib=%lu seed=%lu disk=%s", m->tick, m->ios, m->writes, m->reads, m->laps, m->nblocks,
-	       unwritten, d ? m->e.nslots : 0, mib, seed, dname);
+	       " qd=%u pattern_mib=%lu touch_mib=%lu seed=%lu disk=%s", m->tick, m->ios, m->writes, m->reads, m->laps,
+	       m->nblocks, unwritten, d ? m->e.nslots : 0, mib, tmib, seed, dname);
 	return (int)(cmdline_get_u64("exit", 0) & 0xff);
 }

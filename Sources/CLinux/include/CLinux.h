@@ -130,6 +130,9 @@ static inline uint16_t vmd_atomic_load_u16_acquire(const void *p) { return __ato
 static inline void vmd_atomic_store_u16_release(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE); }
 static inline uint32_t vmd_atomic_load_u32_acquire(const void *p) { return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE); }
 static inline void vmd_atomic_store_u32_release(void *p, uint32_t v) { __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE); }
+// The dirty-page bitmap of a live migration, shared by vm and the device processes.
+static inline void vmd_atomic_or_u64(void *p, uint64_t v) { __atomic_fetch_or((uint64_t *)p, v, __ATOMIC_RELAXED); }
+static inline uint64_t vmd_atomic_exchange_u64(void *p, uint64_t v) { return __atomic_exchange_n((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
 static inline void vmd_memory_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // Variables of libc that are macros or thread-locals.

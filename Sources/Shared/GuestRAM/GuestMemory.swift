@@ -1,5 +1,6 @@
 import Glibc
 import CLinux
+import LinuxSystem
 import MemorySlots
 
 /// One slot of guest RAM as mapped in this process.
@@ -43,6 +44,8 @@ public struct GuestMemory: @unchecked Sendable {
     private let spans: [Span]
     /// Keeps the mappings alive (unsealed test mappings are unmapped with their owner).
     private let regions: [GuestRegion]
+    /// Shared by every copy: the pages written through this process's mapping, while a live migration runs.
+    let dirtyLog: DirtyPageLog
 
     init(regions: [GuestRegion]) {
         let sorted = regions.sorted { $0.slot.guestBase < $1.slot.guestBase }
@@ -50,6 +53,7 @@ public struct GuestMemory: @unchecked Sendable {
             precondition(lower.slot.guestEnd.map { $0 <= upper.slot.guestBase } ?? false, "slots overlap")
         }
         self.regions = sorted
+        dirtyLog = DirtyPageLog(slotSizes: sorted.map(\.slot.size))
         self.spans = sorted.map {
             Span(guestBase: $0.slot.guestBase.value, size: $0.slot.size, host: $0.host, readOnly: $0.slot.access == .readOnly)
         }
@@ -66,6 +70,16 @@ public struct GuestMemory: @unchecked Sendable {
     }
 
     public var slots: [SlotDescriptor] { regions.map(\.slot) }
+
+    /// Starts logging the pages this process writes into `bitmap` (a live migration's, as
+    /// `DirtyPageLog` lays it out for these slots); `stopLoggingWrites` ends it.
+    public func logWrites(into bitmap: FileDescriptor) throws {
+        let bytes = DirtyPageLog.bitmapBytes(slotSizes: spans.map(\.size))
+        guard try bitmap.fileSize() >= Int64(bytes) else { throw SystemError("dirty-page bitmap smaller than \(bytes) bytes", errno: EINVAL) }
+        dirtyLog.start(try MemoryMapping(fd: bitmap, size: bytes, writable: true))
+    }
+
+    public func stopLoggingWrites() { dirtyLog.stop() }
 
     /// The host address of each slot, for KVM_SET_USER_MEMORY_REGION only.
     public var kvmUserspaceAddresses: [(slot: SlotDescriptor, userspaceAddress: UInt64)] {
@@ -109,6 +123,7 @@ public struct GuestMemory: @unchecked Sendable {
             let chunk = min(remaining, spans[index].size - start)
             // SAFETY: `start + chunk <= size` of this span, whose mapping is `size` bytes from `host`;
             // the whole range was checked (first loop) before the first callback.
+            if forWriting { dirtyLog.mark(slot: index, offset: start, length: chunk) }
             try body(VolatileSlice(base: spans[index].host + Int(start), count: Int(chunk)))
             remaining -= chunk
             cursor += chunk
@@ -150,6 +165,7 @@ public struct GuestMemory: @unchecked Sendable {
         let index = try span(containing: address.value, forWriting: forWriting)
         let offset = address.value - spans[index].guestBase
         guard length <= spans[index].size - offset else { return nil }
+        if forWriting { dirtyLog.mark(slot: index, offset: offset, length: length) }
         // SAFETY: `offset + length <= size` (checked just above, no overflow: offset < size).
         return VolatileSlice(base: spans[index].host + Int(offset), count: Int(length))
     }

@@ -77,6 +77,9 @@ public enum TransportRequest: ChannelMessage, Equatable {
     case resume
     /// Where each active queue stands (asked while quiesced, for a snapshot): `.queueState`.
     case queueState
+    /// A live migration: set a bit in this shared bitmap (`DirtyPageLog`'s layout) for every
+    /// page of guest RAM the device writes; nil stops it.
+    case logWrites(FileDescriptor?)
 
     public static let maximumQueues = 64
 
@@ -90,6 +93,7 @@ public enum TransportRequest: ChannelMessage, Equatable {
         case .quiesce: 6
         case .resume: 7
         case .queueState: 8
+        case .logWrites: 9
         }
     }
 
@@ -97,6 +101,9 @@ public enum TransportRequest: ChannelMessage, Equatable {
         switch self {
         case .describe, .reset, .quiesce, .resume, .queueState:
             break
+        case .logWrites(let bitmap):
+            writer.write(bitmap != nil)
+            if let bitmap { writer.write(bitmap) }
         case .readConfig(let offset, let size):
             writer.write(offset)
             writer.write(size)
@@ -137,6 +144,7 @@ public enum TransportRequest: ChannelMessage, Equatable {
         case 6: return .quiesce
         case 7: return .resume
         case 8: return .queueState
+        case 9: return .logWrites(try reader.read(Bool.self) ? try reader.readDescriptor() : nil)
         default: throw IPCError.unknownTag(tag)
         }
     }

@@ -110,6 +110,18 @@ public final class VirtioDeviceRunner {
             reply = .done
         case .queueState:
             reply = queueState()
+        case .logWrites(let bitmap):
+            do {
+                if let bitmap {
+                    defer { bitmap.close() }
+                    try memory.logWrites(into: bitmap)
+                } else {
+                    memory.stopLoggingWrites()
+                }
+                reply = .done
+            } catch {
+                reply = .refused("dirty-page log: \(error)")
+            }
         }
         do {
             try transport.send(Numbered(id: numbered.id, reply))

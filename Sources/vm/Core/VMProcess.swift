@@ -84,7 +84,7 @@ struct VMProcess {
             } catch {
                 throw VMSetupError.restore("\(error)")
             }
-            logger.info("restored from the snapshot in \(Int((MonotonicClock.seconds() - started) * 1000)) ms\(deferredMemory != nil ? ", RAM paged in as touched" : "")")
+            logger.info("restored from the snapshot in \(Self.milliseconds(since: started)) ms\(deferredMemory != nil ? ", RAM paged in as touched" : "")")
         }
         try channel.send(VMEvent.running)
         try machine.start()
@@ -167,6 +167,12 @@ struct VMProcess {
         return outcome ?? machine.stop(reason: .stopped)
     }
 
+    /// Milliseconds since `start`, to a hundredth.
+    static func milliseconds(since start: Double) -> String {
+        let hundredths = Int(((MonotonicClock.seconds() - start) * 100_000).rounded())
+        return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
+    }
+
     /// A userfaultfd with every RAM slot of this process registered (missing pages).
     private static func registerFaults(_ memory: GuestMemory) throws -> UserFaultFD {
         let uffd = try UserFaultFD.create()
@@ -190,7 +196,7 @@ struct VMProcess {
         let started = MonotonicClock.seconds()
         do {
             let bytes = try machine.writeSnapshot(to: fd)
-            logger.info("snapshot written: \(bytes) bytes in \(Int((MonotonicClock.seconds() - started) * 1000)) ms")
+            logger.info("snapshot written: \(bytes) bytes in \(Self.milliseconds(since: started)) ms")
             return .saved(bytes: bytes)
         } catch {
             if !wasPaused { machine.resume() }
