@@ -56,6 +56,7 @@ static const unsigned long VMD_KVM_IOCTL_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
 static const unsigned long VMD_KVM_IOCTL_GET_IRQCHIP = KVM_GET_IRQCHIP;
 static const unsigned long VMD_KVM_IOCTL_SET_IRQCHIP = KVM_SET_IRQCHIP;
 static const unsigned long VMD_KVM_IOCTL_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
+static const unsigned long VMD_KVM_IOCTL_GET_DIRTY_LOG = KVM_GET_DIRTY_LOG;
 static const unsigned long VMD_KVM_IOCTL_SET_TSC_KHZ = KVM_SET_TSC_KHZ;
 
 // Flag macros built from enums, which Swift does not import.

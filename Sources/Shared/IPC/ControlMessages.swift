@@ -66,6 +66,9 @@ public enum ControlRequest: ChannelMessage, Equatable {
     /// on `input`, with its disks and NICs from its configuration. Answered once it runs.
     /// `lazy` (`-l`): RAM is paged in from the file as the guest touches it.
     case receive(String, input: FileDescriptor, lazy: Bool)
+    /// `vmctl migrate NAME DEST`: live migration to the vmd listening at DEST (root only).
+    /// Answered once the receiver runs the VM (and it stopped here), or why not (it runs on here).
+    case migrate(VMTarget, destination: String)
 
     public var tag: UInt16 {
         switch self {
@@ -82,6 +85,7 @@ public enum ControlRequest: ChannelMessage, Equatable {
         case .reload: 11
         case .send: 12
         case .receive: 13
+        case .migrate: 14
         }
     }
 
@@ -102,6 +106,7 @@ public enum ControlRequest: ChannelMessage, Equatable {
         case .reload: break
         case .send(let target, let output): writer.write(target); writer.write(output)
         case .receive(let name, let input, let lazy): writer.write(name); writer.write(input); writer.write(lazy)
+        case .migrate(let target, let destination): writer.write(target); writer.write(destination)
         }
     }
 
@@ -124,6 +129,7 @@ public enum ControlRequest: ChannelMessage, Equatable {
         case 11: return .reload
         case 12: return .send(try reader.readTarget(), output: try reader.readDescriptor())
         case 13: return .receive(try reader.read(String.self, limit: 64), input: try reader.readDescriptor(), lazy: try reader.read(Bool.self))
+        case 14: return .migrate(try reader.readTarget(), destination: try reader.read(String.self, limit: 512))
         default: throw IPCError.unknownTag(tag)
         }
     }

@@ -10,13 +10,17 @@ public struct BootRequest: Equatable, Sendable {
     public var firmware: Bool
     /// With a snapshot: restore lazily (`vmctl receive -l`), RAM paged in on first touch.
     public var lazyRestore: Bool
+    /// With a snapshot: it is a live migration's stream (RAM in rounds), from a socket.
+    public var incomingMigration: Bool
 
-    public init(name: String, vcpus: Int, cmdline: String, firmware: Bool = false, lazyRestore: Bool = false) {
+    public init(name: String, vcpus: Int, cmdline: String, firmware: Bool = false, lazyRestore: Bool = false,
+                incomingMigration: Bool = false) {
         self.name = name
         self.vcpus = vcpus
         self.cmdline = cmdline
         self.firmware = firmware
         self.lazyRestore = lazyRestore
+        self.incomingMigration = incomingMigration
     }
 }
 
@@ -44,6 +48,9 @@ public enum VMCommand: ChannelMessage {
     case save(FileDescriptor)
     /// A lazy restore's pager has copied in every page: stop routing faults to it, start the devices.
     case memoryLoaded
+    /// `vmctl migrate`: send the VM down this connection while it runs (pre-copy), pausing it
+    /// for the last round; answered like `save` (`saved`: it stays paused; `saveFailed`: it runs on).
+    case migrate(FileDescriptor)
 
     public var tag: UInt16 {
         switch self {
@@ -57,6 +64,7 @@ public enum VMCommand: ChannelMessage {
         case .setLogLevel: 8
         case .save: 9
         case .memoryLoaded: 10
+        case .migrate: 11
         }
     }
 
@@ -70,6 +78,7 @@ public enum VMCommand: ChannelMessage {
             writer.write(request.cmdline)
             writer.write(request.firmware)
             writer.write(request.lazyRestore)
+            writer.write(request.incomingMigration)
             writer.write(initrd != nil)
             writer.write(snapshot != nil)
             writer.write(kvm)
@@ -81,7 +90,7 @@ public enum VMCommand: ChannelMessage {
             break
         case .setLogLevel(let level):
             writer.write(level)
-        case .save(let fd):
+        case .save(let fd), .migrate(let fd):
             writer.write(fd)
         case .attachDevice(let attachment, let wiring):
             writer.write(attachment.shape.type.rawValue)
@@ -103,12 +112,14 @@ public enum VMCommand: ChannelMessage {
             let cmdline = try reader.read(String.self)
             let firmware = try reader.read(Bool.self)
             let lazyRestore = try reader.read(Bool.self)
+            let incomingMigration = try reader.read(Bool.self)
             let hasInitrd = try reader.read(Bool.self)
             let hasSnapshot = try reader.read(Bool.self)
             let kvm = try reader.readDescriptor(), kernel = try reader.readDescriptor()
             let initrd = hasInitrd ? try reader.readDescriptor() : nil
             let console = try reader.readDescriptor()
-            return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline, firmware: firmware, lazyRestore: lazyRestore),
+            return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline, firmware: firmware, lazyRestore: lazyRestore,
+                                     incomingMigration: incomingMigration),
                          kvm: kvm, kernel: kernel, initrd: initrd, console: console, snapshot: hasSnapshot ? try reader.readDescriptor() : nil)
         case 3:
             return .stop
@@ -127,6 +138,7 @@ public enum VMCommand: ChannelMessage {
         case 8: return .setLogLevel(try reader.read(String.self, limit: 16))
         case 9: return .save(try reader.readDescriptor())
         case 10: return .memoryLoaded
+        case 11: return .migrate(try reader.readDescriptor())
         default:
             throw IPCError.unknownTag(tag)
         }

@@ -38,8 +38,14 @@ public struct SnapshotReader<Source: SnapshotSource> {
 
     private struct SectionID: Hashable { let kind: UInt32; let index: UInt32 }
 
-    public init(source: Source, expecting vm: SnapshotShape) throws {
+    /// Whether a memory section may come again for the same slot (a live migration sends
+    /// RAM in rounds: a later section's pages replace what came before).
+    private let memoryInRounds: Bool
+    private var memorySections = 0
+
+    public init(source: Source, expecting vm: SnapshotShape, memoryInRounds: Bool = false) throws {
         self.source = source
+        self.memoryInRounds = memoryInRounds
         let magic = try take(SnapshotFormat.magic.count, "the header")
         guard magic == SnapshotFormat.magic else { throw SnapshotError.notASnapshot }
         var header = WireReader(bytes: try take(8, "the header"))
@@ -77,7 +83,8 @@ public struct SnapshotReader<Source: SnapshotSource> {
         checksum.update(headerBytes)
         if kind != .end {
             guard Int(index) < count(of: kind) else { throw SnapshotError.malformed("\(kind) section \(index) does not exist in this shape") }
-            guard seen.insert(SectionID(kind: kindValue, index: index)).inserted else {
+            if kind == .memory { memorySections += 1 }
+            guard seen.insert(SectionID(kind: kindValue, index: index)).inserted || (kind == .memory && memoryInRounds) else {
                 throw SnapshotError.malformed("\(kind) section \(index) appears twice")
             }
         }
@@ -88,7 +95,8 @@ public struct SnapshotReader<Source: SnapshotSource> {
             let payload = try sectionPayload(length: length, limit: 4, checksum: &checksum, what: "the end marker")
             var reader = WireReader(bytes: payload)
             let counted = try reader.read(UInt32.self)
-            guard counted == seen.count else { throw SnapshotError.malformed("the end marker counts \(counted) sections, not \(seen.count)") }
+            let sections = seen.filter { $0.kind != SnapshotSectionKind.memory.rawValue }.count + memorySections
+            guard counted == sections else { throw SnapshotError.malformed("the end marker counts \(counted) sections, not \(sections)") }
             for kind in [SnapshotSectionKind.machine, .vcpu, .device, .memory] {
                 for index in 0..<count(of: kind) where !seen.contains(SectionID(kind: kind.rawValue, index: UInt32(index))) {
                     throw SnapshotError.malformed("\(kind) section \(index) is missing")

@@ -74,7 +74,8 @@ struct VMProcess {
             defer { snapshot.close() }
             try? snapshot.setNonBlocking(false)
             do {
-                waitingDevices = try machine.restore(from: snapshot, lazy: deferredMemory != nil) {
+                waitingDevices = try machine.restore(from: snapshot, lazy: deferredMemory != nil,
+                                                     migration: setup.request.incomingMigration) {
                     guard let deferredMemory else { return }
                     var shape = WireWriter()
                     machine.snapshotShape.encode(into: &shape)
@@ -113,6 +114,8 @@ struct VMProcess {
                     try channel.send(VMEvent.resumed)
                 case .save(let fd):
                     try channel.send(save(machine, to: fd))
+                case .migrate(let fd):
+                    try channel.send(migrate(machine, to: fd))
                 case .memoryLoaded:
                     guard let deferredMemory, !pagesIn else { break }
                     pagesIn = true
@@ -171,6 +174,21 @@ struct VMProcess {
     static func milliseconds(since start: Double) -> String {
         let hundredths = Int(((MonotonicClock.seconds() - start) * 100_000).rounded())
         return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
+    }
+
+    /// `vmctl migrate`: pre-copy down `fd`; the guest is paused at the end, or runs on after a failure.
+    private func migrate(_ machine: VirtualMachine, to fd: FileDescriptor) -> VMEvent {
+        defer { fd.close() }
+        try? fd.setNonBlocking(false)
+        let started = MonotonicClock.seconds()
+        do {
+            let report = try machine.migrate(to: fd)
+            logger.info("migrated: \(report.bytes) bytes, \(report.pages) pages in \(report.rounds) rounds in \(Self.milliseconds(since: started)) ms; \(report.finalPages) pages sent paused, paused for \(Self.milliseconds(since: report.pausedAt)) ms so far")
+            return .saved(bytes: report.bytes)
+        } catch {
+            logger.error("migration failed: \(error)")
+            return .saveFailed("\(error)")
+        }
     }
 
     /// A userfaultfd with every RAM slot of this process registered (missing pages).

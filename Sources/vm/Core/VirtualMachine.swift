@@ -29,6 +29,8 @@ final class VirtualMachine {
     /// A descriptor of each RAM slot's memfd, kept to find the pages the guest ever wrote
     /// (SEEK_DATA) without touching the others: a snapshot reads only those.
     let ramFiles: [FileDescriptor]
+    /// A live migration's log of written pages (its shared bitmap is made before the sandbox).
+    let dirtyPages: DirtyPageTracker
     /// The BIOS's read-only copy at the top of 4 GiB, when booting through firmware.
     private let firmwareROM: GuestMemory?
     /// The virtio devices served by other processes, with their event channels.
@@ -55,6 +57,7 @@ final class VirtualMachine {
         self.logger = logger
         let system = try KVMSystem(fd: kvmDevice)
         vcpuStateSupport = try VcpuStateSupport(system: system)
+        dirtyPages = try DirtyPageTracker(memory: memory)
         kvm = try KVMVirtualMachine(system: system)
         try kvm.register(memory)
 

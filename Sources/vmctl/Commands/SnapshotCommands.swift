@@ -51,3 +51,17 @@ private func standardStream(_ fd: Int32) throws -> FileDescriptor {
     guard copy >= 0 else { throw VmctlError("cannot use descriptor \(fd): \(String(cString: strerror(errno)))") }
     return FileDescriptor(adopting: copy)
 }
+
+/// `vmctl migrate NAME DEST`: live migration to another vmd (root only).
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Move a running VM to the vmd listening at DEST (vmd -m), without stopping it (root only).",
+        discussion: "DEST is HOST:PORT, [IPv6]:PORT or a unix socket path. The VM's RAM is copied while it runs, then again what it wrote, until little is left; then it is paused, the rest and its state are sent, and it stops here once the receiver runs it. The receiver takes it only for a VM its own configuration defines (the same shape), with that VM's disks and NICs. If anything fails the VM goes on here.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The VM's id or name.") var target: String
+    @Argument(help: "Where the receiving vmd listens.") var destination: String
+
+    func run() throws {
+        try perform { printDone(try connection.client().expectSuccess(.migrate(VMTarget(target), destination: destination))) }
+    }
+}

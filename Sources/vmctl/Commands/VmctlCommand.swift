@@ -41,7 +41,7 @@ package struct Vmctl: ParsableCommand {
         abstract: "Control the virtual machines of swift-vmd's vmd.",
         discussion: "Exit status: 0 on success, 1 when vmd refused or failed the request, 64 for a usage error.",
         subcommands: [Start.self, Stop.self, Status.self, Show.self, Console.self, Pause.self, Unpause.self,
-                      Wait.self, Log.self, Reload.self, Create.self, Send.self, Receive.self])
+                      Wait.self, Log.self, Reload.self, Create.self, Send.self, Receive.self, Migrate.self])
 }
 
 struct Start: ParsableCommand {

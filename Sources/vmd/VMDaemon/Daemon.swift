@@ -10,6 +10,8 @@ final class Daemon {
     struct Options {
         var configPath: String
         var socketPath: String
+        /// `-m`: where this vmd takes live migrations of the VMs its configuration defines.
+        var migrationListen: MigrationEndpoint? = nil
     }
 
     /// A VM vmd knows about, running or not.
@@ -38,6 +40,7 @@ final class Daemon {
     private let loop: EventLoop
     private var logger = Logger(label: "vmd")
     private var server: ControlServer?
+    private var migrationListener: MigrationListener?
     private var records: [Record] = []
     private var nextID = 1
     private var watches: [EventWatch] = []
@@ -72,6 +75,12 @@ final class Daemon {
         }
         watches.append(try loop.onSignal(SIGPIPE) {})
         logger.notice("listening on \(options.socketPath)")
+        if let endpoint = options.migrationListen {
+            migrationListener = try MigrationListener(endpoint: endpoint, loop: loop, logger: logger) { [unowned self] name, connection in
+                self.receiveMigration(of: name, over: connection)
+            }
+            logger.notice("taking live migrations on \(endpoint)")
+        }
         for record in records where record.config.enabled {
             do { try start(record) } catch { logger.error("vm \(record.config.name): \(error)") }
         }
@@ -115,13 +124,14 @@ final class Daemon {
 
     // MARK: Lifecycle
 
-    private func start(_ record: Record, snapshot: FileDescriptor? = nil, lazy: Bool = false) throws {
+    private func start(_ record: Record, snapshot: FileDescriptor? = nil, lazy: Bool = false, incomingMigration: Bool = false) throws {
         guard !record.isRunning else { throw DaemonError.alreadyRunning(record.config.name) }
         var launcher = VMLauncher(config: record.config, configDirectory: record.directory, logger: logger)
         // Each VM's local interfaces get /31s of their own: four per VM id.
         launcher.localPrefix = localPrefix
         launcher.localInterfaceBase = (record.id - 1) * InterfaceConfig.maximumPerVM
-        let instance = try VMInstance(id: record.id, launcher: launcher, loop: loop, logger: logger, snapshot: snapshot, lazy: lazy)
+        let instance = try VMInstance(id: record.id, launcher: launcher, loop: loop, logger: logger, snapshot: snapshot, lazy: lazy,
+                                      incomingMigration: incomingMigration)
         record.instance = instance
         record.lastOutcome = nil
         record.expiry = nil
@@ -269,6 +279,19 @@ final class Daemon {
                         reply(.started(id: record.id, name: record.config.name))
                     }
                 }
+            case .migrate(let target, let destination):
+                // vmd connects where it is told, as root: only root may say where.
+                guard peer.isRoot else { throw DaemonError.rootOnly("migrate a VM") }
+                let (record, instance) = try running(target, for: peer)
+                let endpoint = try MigrationEndpoint(destination)
+                let connection = try endpoint.connect()
+                try connection.writeAll(MigrationEndpoint.hello(vm: record.config.name))
+                instance.migrate(over: connection, to: endpoint.description) { result in
+                    switch result {
+                    case .success(let bytes): reply(.done("vm \(record.config.name) migrated to \(endpoint): \(bytes) bytes"))
+                    case .failure(let failure): reply(.failed("vm \(record.config.name) not migrated: \(failure)"))
+                    }
+                }
             case .log(let verbose):
                 guard peer.isRoot else { throw DaemonError.rootOnly("change the log level") }
                 let level: Logger.Level = verbose ? .debug : .info
@@ -282,6 +305,36 @@ final class Daemon {
             }
         } catch {
             reply(.failed("\(error)"))
+        }
+    }
+
+    /// A live migration from another vmd: only for a VM this vmd's own configuration defines
+    /// and that is not running; the stream goes to its new vm process, which checks the shape
+    /// first. The sender hears `OK` once the VM runs here, or `FAIL why`.
+    private func receiveMigration(of name: String, over connection: FileDescriptor) {
+        let answer = { (line: String) in
+            _ = try? connection.writeAll(Array((line + "\n").utf8))
+            connection.close()
+        }
+        guard let record = records.first(where: { $0.config.name == name && $0.fromGlobalConfig }) else {
+            logger.warning("migration of \(name) refused: no such vm in \(options.configPath)")
+            return answer("FAIL no vm \(name) in the receiver's configuration")
+        }
+        guard !record.isRunning else {
+            logger.warning("migration of \(name) refused: it is running here")
+            return answer("FAIL vm \(name) is running on the receiver")
+        }
+        logger.notice("receiving vm \(name) by live migration")
+        do {
+            try start(record, snapshot: try connection.duplicate(), incomingMigration: true)
+        } catch {
+            logger.error("migration of \(name): \(error)")
+            return answer("FAIL \(error)")
+        }
+        record.instance?.whenRunning { [weak instance = record.instance] failure in
+            if let failure { return answer("FAIL \(failure)") }
+            _ = try? connection.writeAll(Array("OK\n".utf8))
+            if let instance { instance.lockDisksOnceSenderStops(connection) } else { connection.close() }
         }
     }
 

@@ -43,6 +43,12 @@ final class VMInstance {
     private var ranOnce = false
     /// `vmctl send`: answered with the snapshot's size once the VM has stopped, or with why not.
     private var saveWaiter: ((Result<UInt64, SaveFailure>) -> Void)?
+    /// `vmctl migrate`: the connection to the receiving vmd, which confirms once its VM runs.
+    private var outgoing: (connection: FileDescriptor, destination: String)?
+    private var ackWatch: EventWatch?
+    private var ackTimer: EventWatch?
+    /// How long the sender waits for the receiver's confirmation once everything is sent.
+    static let migrationAckTimeout: Double = 60
 
     struct SaveFailure: Error, CustomStringConvertible {
         let description: String
@@ -56,7 +62,8 @@ final class VMInstance {
 
     /// With `snapshot`, the first run is restored from it (`vmctl receive`); restarts after a
     /// guest reset boot as usual.
-    init(id: Int, launcher: VMLauncher, loop: EventLoop, logger: Logger, snapshot: FileDescriptor? = nil, lazy: Bool = false) throws {
+    init(id: Int, launcher: VMLauncher, loop: EventLoop, logger: Logger, snapshot: FileDescriptor? = nil, lazy: Bool = false,
+         incomingMigration: Bool = false) throws {
         self.id = id
         self.config = launcher.config
         self.launcher = launcher
@@ -66,7 +73,7 @@ final class VMInstance {
         self.logger = logger
         let terminal = try PseudoTerminal()
         self.terminal = terminal
-        try supervise(launcher.launch(console: terminal, snapshot: snapshot, lazy: lazy))
+        try supervise(launcher.launch(console: terminal, snapshot: snapshot, lazy: lazy, incomingMigration: incomingMigration))
     }
 
     /// Watches a new set of processes: the vm's channel and every child's log pipe.
@@ -150,6 +157,9 @@ final class VMInstance {
             case .resumed:
                 if state != .stopping { state = .running }  // a graceful stop resumes a paused guest first
                 finishPauseWaiters()
+            case .saved(let bytes) where outgoing != nil:
+                logger.info("migration: \(bytes) bytes sent; waiting for the receiver")
+                awaitMigrationAck(bytes: bytes)
             case .saved(let bytes):
                 // The snapshot is out: the VM ends here (OpenBSD's vmctl send does the same).
                 let waiter = saveWaiter
@@ -174,7 +184,8 @@ final class VMInstance {
                 snapshot.close()
                 launched?.pagerSnapshot = nil
             case .saveFailed(let reason):
-                logger.warning("snapshot failed: \(reason)")
+                logger.warning("\(outgoing == nil ? "snapshot" : "migration") failed: \(reason)")
+                outgoing = nil
                 let waiter = saveWaiter
                 saveWaiter = nil
                 waiter?(.failure(SaveFailure(description: reason)))
@@ -273,6 +284,99 @@ final class VMInstance {
             saveWaiter = nil
             done(.failure(SaveFailure(description: "\(error)")))
         }
+    }
+
+    /// Sends the running VM down `connection` to another vmd (`vmctl migrate`), which said
+    /// hello already: pre-copy in vm, then the receiver's confirmation; the VM stops here only
+    /// once the receiver's runs, and goes on here if anything fails.
+    func migrate(over connection: FileDescriptor, to destination: String, _ done: @escaping (Result<UInt64, SaveFailure>) -> Void) {
+        guard let launched, state == .running || state == .paused else {
+            return done(.failure(SaveFailure(description: "vm \(config.name) is \(state.rawValue)")))
+        }
+        guard saveWaiter == nil else { return done(.failure(SaveFailure(description: "vm \(config.name) is being sent already"))) }
+        do {
+            try launched.vm.channel.send(VMCommand.migrate(connection.duplicate()))
+        } catch {
+            return done(.failure(SaveFailure(description: "\(error)")))
+        }
+        saveWaiter = done
+        outgoing = (connection, destination)
+    }
+
+    /// Everything is sent and the VM paused: the receiver says `OK` once its VM runs.
+    private func awaitMigrationAck(bytes: UInt64) {
+        guard let (connection, destination) = outgoing else { return }
+        var line: [UInt8] = []
+        let finish = { [weak self] (accepted: Bool, why: String) in
+            guard let self else { return }
+            self.ackWatch?.cancel()
+            self.ackTimer?.cancel()
+            (self.ackWatch, self.ackTimer) = (nil, nil)
+            self.outgoing = nil
+            if !accepted { connection.close() }
+            let waiter = self.saveWaiter
+            self.saveWaiter = nil
+            if accepted {
+                self.logger.info("migrated to \(destination); stopping")
+                self.stop(force: true, reason: .migrated(to: destination))
+                self.whenStopped { _ in
+                    // Every process is gone, so are its disk locks: the receiver may take them now.
+                    _ = try? connection.writeAll(Array("DONE\n".utf8))
+                    connection.close()
+                    waiter?(.success(bytes))
+                }
+            } else {
+                self.logger.warning("migration to \(destination) failed: \(why); the VM goes on here")
+                if self.state == .paused || self.state == .running { try? self.launched?.vm.channel.send(VMCommand.resume) }
+                waiter?(.failure(SaveFailure(description: "the receiver \(why)")))
+            }
+        }
+        ackWatch = try? loop.watchReadable(connection.rawValue) {
+            var byte: UInt8 = 0
+            while true {
+                let count = recv(connection.rawValue, &byte, 1, Int32(MSG_DONTWAIT))
+                if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
+                guard count == 1 else { return finish(false, "closed the connection without confirming") }
+                if byte == UInt8(ascii: "\n") {
+                    let text = String(decoding: line, as: UTF8.self)
+                    return finish(text == "OK", text.hasPrefix("FAIL ") ? "refused: \(text.dropFirst(5))" : "answered \"\(text)\"")
+                }
+                guard line.count < 1024 else { return finish(false, "answered too much") }
+                line.append(byte)
+            }
+        }
+        ackTimer = try? loop.after(seconds: Self.migrationAckTimeout) { finish(false, "did not confirm within \(Int(Self.migrationAckTimeout)) s") }
+        if ackWatch == nil { finish(false, "cannot be watched") }
+    }
+
+    /// An incoming migration's VM runs here: the disks the sender held are locked once it says
+    /// it has stopped (`DONE`, or the connection closing). A lock another process took
+    /// meanwhile is reported; the VM goes on.
+    func lockDisksOnceSenderStops(_ connection: FileDescriptor) {
+        var watch: EventWatch?
+        watch = try? loop.watchReadable(connection.rawValue) { [weak self] in
+            var byte: UInt8 = 0
+            let count = recv(connection.rawValue, &byte, 1, Int32(MSG_DONTWAIT))
+            if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            if count == 1 && byte != UInt8(ascii: "\n") { return }  // the line "DONE" up to its newline
+            watch?.cancel()
+            watch = nil
+            connection.close()
+            self?.lockDisks()
+        }
+        if watch == nil { connection.close(); lockDisks() }
+    }
+
+    private func lockDisks() {
+        guard let disks = launched?.unlockedDisks, !disks.isEmpty else { return }
+        for disk in disks {
+            if flock(disk.fd.rawValue, (disk.exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
+                logger.error("migration: disk \(disk.path) could not be locked (another process holds it): \(SystemError.last("flock"))")
+            }
+            disk.fd.close()
+        }
+        launched?.unlockedDisks = []
+        logger.info("migration complete: disks locked")
     }
 
     /// `done(nil)` once the vm process runs the guest, `done(why)` if it ends before.

@@ -28,6 +28,9 @@ struct LaunchedVM {
     /// A lazy restore's pager (`vm --pager`), and the snapshot it will get once vm asks.
     var pager: VMChild? = nil
     var pagerSnapshot: FileDescriptor? = nil
+    /// An incoming migration: the disk images, opened unlocked while the sender still holds
+    /// them, to lock once it has stopped (flock on these copies locks the device's files too).
+    var unlockedDisks: [(fd: FileDescriptor, exclusive: Bool, path: String)] = []
     var children: [VMChild] { [vm] + devices + (pager.map { [$0] } ?? []) }
 }
 
@@ -53,7 +56,9 @@ struct VMLauncher {
     /// must be this configuration's, which vm checks before reading anything else).
     /// `lazy`: RAM is paged in from the snapshot as the guest touches it, by a pager process
     /// started here; the snapshot must then be a regular file.
-    func launch(console: PseudoTerminal, snapshot: FileDescriptor? = nil, lazy: Bool = false) throws -> LaunchedVM {
+    /// `incomingMigration`: the snapshot is a live migration's connection (RAM in rounds).
+    func launch(console: PseudoTerminal, snapshot: FileDescriptor? = nil, lazy: Bool = false,
+                incomingMigration: Bool = false) throws -> LaunchedVM {
         // The same checked opens as `vmd -n`: a FIFO, a directory or a device is refused, never waited on.
         let files = VMPreflight(vm: config, directory: configDirectory)
         let image: FileDescriptor
@@ -66,7 +71,14 @@ struct VMLauncher {
         }
         let kvm = try FileDescriptor.open("/dev/kvm", flags: O_RDWR)
         let initrd = try config.initrd.map { try files.openBootFile($0, option: "initrd") }
-        let disks = try config.disks.map { disk in try DiskImage.open(disk, resolvedPath: files.resolve(disk.path)) }
+        let disks = try config.disks.map { disk in
+            try DiskImage.open(disk, resolvedPath: files.resolve(disk.path), lock: !incomingMigration)
+        }
+        let unlockedDisks = try !incomingMigration ? [] : disks.flatMap { disk in
+            try disk.chain.enumerated().map { index, image in
+                (fd: try image.fd.duplicate(), exclusive: index == 0 && !disk.config.readOnly, path: image.path)
+            }
+        }
         try config.interfaces.forEach(files.checkSwitch)
         let nics = try config.interfaces.enumerated().map { index, interface in try openInterface(interface, index: index) }
         let slots = try MemorySlot.ramSlots(ramBytes: config.memoryBytes, vmName: config.name)
@@ -134,14 +146,14 @@ struct VMLauncher {
                 try vm.channel.send(VMCommand.attachDevice(attachment, wiring: wiring))
             }
             let request = BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline, firmware: config.bootDevice != nil,
-                                      lazyRestore: snapshot != nil && lazy)
+                                      lazyRestore: snapshot != nil && lazy, incomingMigration: snapshot != nil && incomingMigration)
             try vm.channel.send(VMCommand.boot(request, kvm: kvm, kernel: image, initrd: initrd, console: console.device,
                                                snapshot: snapshot))
             logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
             // vmd never maps guest RAM and keeps none of the children's descriptors
             // (the locked disk fds close here too; the device processes hold their own).
             return LaunchedVM(vm: vm, devices: started.filter { $0.role != "pager" && $0.role != "vm" }, pager: pager,
-                              pagerSnapshot: pagerSnapshot)
+                              pagerSnapshot: pagerSnapshot, unlockedDisks: unlockedDisks)
         } catch {
             started.forEach { $0.process.terminate() }
             throw error

@@ -12,6 +12,8 @@ enum VMOutcome: Equatable, CustomStringConvertible {
     case stoppedByRequest
     /// `vmctl send` wrote the VM's snapshot, of this many bytes, and stopped it.
     case sent(bytes: UInt64)
+    /// `vmctl migrate`: the VM runs on another vmd now.
+    case migrated(to: String)
     /// The guest rebooted but its new processes could not be started (the error is logged).
     case restartFailed(GuestEnd)
     /// The guest rebooted more often than `RestartPolicy` allows.
@@ -27,6 +29,7 @@ enum VMOutcome: Equatable, CustomStringConvertible {
         case .forcedAfterGracePeriod(let seconds): "did not shut down within \(seconds.formatted)s; forced"
         case .stoppedByRequest: "stopped by vmctl stop -f"
         case .sent(let bytes): "sent as a snapshot of \(bytes) bytes"
+        case .migrated(let destination): "migrated to \(destination)"
         case .restartFailed(let end): "\(end); the restart failed"
         case .restartLimit(let end, let restarts, let seconds): "\(end) after \(restarts) restarts within \(seconds.formatted)s; not restarted"
         }
@@ -36,7 +39,7 @@ enum VMOutcome: Equatable, CustomStringConvertible {
     var exitStatus: Int32 {
         switch self {
         case .guest(.exitCode(let code)): Int32(code)
-        case .guest(.powerOff), .guest(.reset), .guest(.stopped), .sent: 0
+        case .guest(.powerOff), .guest(.reset), .guest(.stopped), .sent, .migrated: 0
         case .guest(.tripleFault): ExitStatus.tripleFault
         case .guest(.failed): ExitStatus.vmFailure
         case .deadlineExceeded: ExitStatus.deadline

@@ -47,6 +47,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customShort("s"), help: "The control socket (default: $VMD_SOCKET or \(Vmd.defaultSocketPath)).")
     var socket: String?
 
+    @Option(name: .customShort("m"), help: "Take live migrations (vmctl migrate) of the VMs this configuration defines on HOST:PORT or a unix socket path. Anyone who can connect there can offer a stream for such a VM while it is not running: bind it to an address only the other vmd reaches.")
+    var migrationListen: String?
+
     @Flag(name: .shortAndLong, help: "Log verbosely.")
     var verbose = false
 
@@ -71,7 +74,8 @@ struct Serve: ParsableCommand {
         }
         if let advice = ShmemHugePages.advice(setting: ShmemHugePages.hostSetting()) { Logger(label: "vmd").notice("\(advice)") }
         do {
-            try Daemon(options: Daemon.Options(configPath: file, socketPath: Vmd.socketPath(socket))).run()
+            try Daemon(options: Daemon.Options(configPath: file, socketPath: Vmd.socketPath(socket),
+                                               migrationListen: try migrationListen.map(MigrationEndpoint.init))).run()
         } catch {
             Logger(label: "vmd").critical("\(error)")
             FileDescriptor.standardError("vmd: \(error)\n")

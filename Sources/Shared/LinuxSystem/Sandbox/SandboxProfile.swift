@@ -104,6 +104,9 @@ public struct SandboxProfile {
         (VMD_KVM_IOCTL_SET_DEBUGREGS, "a restore: KVM_SET_DEBUGREGS"),
         (VMD_KVM_IOCTL_SET_MP_STATE, "a restore: KVM_SET_MP_STATE"),
         (VMD_KVM_IOCTL_SET_IRQCHIP, "a restore: KVM_SET_IRQCHIP"),
+        // vmctl migrate: the guest's writes are logged while its RAM is copied in rounds.
+        (VMD_KVM_IOCTL_SET_USER_MEMORY_REGION, "a live migration: the dirty-log flag on the RAM slots, set and cleared"),
+        (VMD_KVM_IOCTL_GET_DIRTY_LOG, "a live migration: the pages the guest wrote since the last round"),
     ]
 
 

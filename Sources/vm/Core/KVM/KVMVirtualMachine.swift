@@ -41,6 +41,33 @@ final class KVMVirtualMachine {
         }
     }
 
+    /// Turns KVM's log of the guest's writes on or off for every RAM slot (the same slots
+    /// `register` made, registered again with KVM_MEM_LOG_DIRTY_PAGES set or cleared).
+    func setDirtyLogging(_ memory: GuestMemory, enabled: Bool) throws {
+        for (index, region) in memory.kvmUserspaceAddresses.enumerated() {
+            var entry = kvm_userspace_memory_region()
+            entry.slot = UInt32(index)
+            entry.flags = enabled ? UInt32(KVM_MEM_LOG_DIRTY_PAGES) : 0
+            entry.guest_phys_addr = region.slot.guestBase.value
+            entry.memory_size = region.slot.size
+            entry.userspace_addr = region.userspaceAddress
+            try kvmIoctl(fd, VMD_KVM_IOCTL_SET_USER_MEMORY_REGION, "KVM_SET_USER_MEMORY_REGION", &entry)
+        }
+    }
+
+    /// The pages of RAM slot `slot` (of `pages` pages) the guest wrote since the last call,
+    /// one bit each in 64-bit words; KVM clears its log as it hands it over.
+    func takeDirtyLog(slot: Int, pages: UInt64) throws -> [UInt64] {
+        var words = [UInt64](repeating: 0, count: Int((pages + 63) / 64))
+        try words.withUnsafeMutableBytes { bytes in
+            var log = kvm_dirty_log()
+            log.slot = UInt32(slot)
+            log.dirty_bitmap = bytes.baseAddress
+            try kvmIoctl(fd, VMD_KVM_IOCTL_GET_DIRTY_LOG, "KVM_GET_DIRTY_LOG", &log)
+        }
+        return words
+    }
+
     /// Drives an interrupt line of the in-kernel PIC/IOAPIC.
     func setIRQLine(_ irq: UInt32, high: Bool) throws {
         var level = kvm_irq_level()

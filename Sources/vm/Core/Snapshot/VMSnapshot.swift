@@ -52,8 +52,10 @@ extension VirtualMachine {
     /// the tables are read and before any state is set (setting MSRs can make KVM touch guest
     /// RAM, so the pager must be serving by then). The devices' activations are returned, to
     /// be sent once every page is in; without `lazy` they are sent here.
-    func restore(from fd: FileDescriptor, lazy: Bool = false, beforeState: () throws -> Void = {}) throws -> [PendingDevice] {
-        var reader = try SnapshotReader(source: DescriptorStream(fd), expecting: snapshotShape)
+    /// `migration`: the stream of a live migration, whose RAM comes in rounds.
+    func restore(from fd: FileDescriptor, lazy: Bool = false, migration: Bool = false,
+                 beforeState: () throws -> Void = {}) throws -> [PendingDevice] {
+        var reader = try SnapshotReader(source: DescriptorStream(fd), expecting: snapshotShape, memoryInRounds: migration)
         var machine: StateFields?
         var vcpus: [Int: StateFields] = [:], devices: [Int: StateFields] = [:]
         while let section = try reader.next() {

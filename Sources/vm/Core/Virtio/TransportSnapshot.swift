@@ -1,4 +1,5 @@
 import IPC
+import LinuxSystem
 import Snapshot
 import VirtioCore
 
@@ -130,6 +131,13 @@ extension VirtioPCITransport {
         case .done: break
         case .refused(let reason): throw SnapshotError.malformed("\(what): the device refused its restored queues: \(reason)")
         default: throw SnapshotError.malformed("\(what): the device answered its activation oddly")
+        }
+    }
+
+    /// Asks the device process to log the guest pages it writes into `bitmap` (nil: stop).
+    func logWrites(_ bitmap: FileDescriptor?) throws {
+        guard case .done = try client.request(.logWrites(bitmap)) else {
+            throw SnapshotError.malformed("\(name): the device cannot log the pages it writes")
         }
     }
 }
