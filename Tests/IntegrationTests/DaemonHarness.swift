@@ -19,9 +19,9 @@ final class DaemonHarness {
     /// syslog, which the harness captures (`syslog`, `log`).
     /// `strayFiles`: descriptors vmd inherits open (not close-on-exec), as from a careless
     /// parent: fd number -> path opened read-only.
-    /// `descriptorLimit`: vmd runs under `ulimit -n` of that many.
+    /// `descriptorLimit`: vmd runs under `ulimit -n` of that many. `arguments`: more for vmd (`-m ADDRESS`).
     init(_ test: String, globalConfig: String = "", namespace: NetworkNamespace? = nil, detached: Bool = false,
-         strayFiles: [Int32: String] = [:], descriptorLimit: Int? = nil) throws {
+         strayFiles: [Int32: String] = [:], descriptorLimit: Int? = nil, arguments: [String] = []) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmd-\(test)-\(getpid())")
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -33,7 +33,7 @@ final class DaemonHarness {
         FileManager.default.createFile(atPath: logPath, contents: nil)
         vmd = Process()
         syslog = detached ? try SyslogCapture(directory: directory) : nil
-        var command = [VmdHarness.productsDirectory + "/vmd"] + (detached ? [] : ["-d"]) + ["-f", configPath, "-s", socket]
+        var command = [VmdHarness.productsDirectory + "/vmd"] + (detached ? [] : ["-d"]) + ["-f", configPath, "-s", socket] + arguments
         let prelude = strayFiles.sorted { $0.key < $1.key }.map { "exec \($0.key)<'\($0.value)'" } + (descriptorLimit.map { ["ulimit -n \($0)"] } ?? [])
         if !prelude.isEmpty {
             command = ["/bin/bash", "-c", "\(prelude.joined(separator: "; ")); exec \"$@\"", "bash"] + command  // dash takes fds 0-9 only

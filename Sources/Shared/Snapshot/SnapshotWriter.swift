@@ -4,6 +4,8 @@ import IPC
 public struct SnapshotWriter<Sink: SnapshotSink> {
     private var sink: Sink
     private var sections: UInt32 = 0
+    /// Where a live page is copied before it is checksummed and sent.
+    private var scratch = [UInt8](repeating: 0, count: 1 << 20)
     public private(set) var bytesWritten: UInt64 = 0
 
     public init(sink: Sink, shape: SnapshotShape) throws {
@@ -29,8 +31,10 @@ public struct SnapshotWriter<Sink: SnapshotSink> {
     }
 
     /// One RAM slot: `runs` are its non-zero pages, `pages(run)` their bytes (the slot's
-    /// memory, valid while the guest is stopped).
-    public mutating func writeMemory(slot: Int, runs: [PageRun], pages: (PageRun) throws -> UnsafeRawBufferPointer) throws {
+    /// memory). `live`: the guest runs and may change them meanwhile, so each piece is copied
+    /// first and its checksum taken over the copy that is sent (a later round sends the page again).
+    public mutating func writeMemory(slot: Int, runs: [PageRun], live: Bool = false,
+                                     pages: (PageRun) throws -> UnsafeRawBufferPointer) throws {
         var table = WireWriter()
         table.write(SnapshotFormat.pageSize)
         table.write(UInt32(runs.count))
@@ -43,9 +47,24 @@ public struct SnapshotWriter<Sink: SnapshotSink> {
         for run in runs {
             let bytes = try pages(run)
             precondition(UInt64(bytes.count) == run.pageCount * SnapshotFormat.pageSize, "a run's bytes are its pages")
-            checksum.update(bytes)
-            try sink.write(bytes)
-            bytesWritten += UInt64(bytes.count)
+            guard live else {
+                checksum.update(bytes)
+                try sink.write(bytes)
+                bytesWritten += UInt64(bytes.count)
+                continue
+            }
+            var offset = 0
+            while offset < bytes.count {
+                let count = min(bytes.count - offset, scratch.count)
+                try scratch.withUnsafeMutableBytes { copy in
+                    copy.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)]))
+                    let piece = UnsafeRawBufferPointer(rebasing: copy[0..<count])
+                    checksum.update(piece)
+                    try sink.write(piece)
+                }
+                offset += count
+                bytesWritten += UInt64(count)
+            }
         }
         try put(integer: checksum.value)
     }

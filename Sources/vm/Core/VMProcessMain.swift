@@ -8,6 +8,9 @@ import Logging
 package enum VMProcessMain {
     package static func run() -> Never {
         VmdLog.bootstrapChild()
+        // A snapshot or a migration goes to a pipe or a socket whose reader may go away:
+        // that is a failed send (EPIPE), never the end of the VM.
+        signal(SIGPIPE, SIG_IGN)
         let pager = CommandLine.arguments.dropFirst(2).first == "--pager"
         let logger = Logger(label: pager ? "pager" : "vm")
         do {

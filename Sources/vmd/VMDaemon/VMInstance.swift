@@ -183,7 +183,12 @@ final class VMInstance {
                 uffd.close()
                 snapshot.close()
                 launched?.pagerSnapshot = nil
-            case .saveFailed(let reason):
+            case .saveFailed(var reason):
+                if let connection = outgoing?.connection {
+                    // A receiver that refused said why before it closed (the send then failed with EPIPE).
+                    if let answer = Self.pendingLine(connection), answer.hasPrefix("FAIL ") { reason = "the receiver refused: \(answer.dropFirst(5))" }
+                    connection.close()
+                }
                 logger.warning("\(outgoing == nil ? "snapshot" : "migration") failed: \(reason)")
                 outgoing = nil
                 let waiter = saveWaiter
@@ -377,6 +382,14 @@ final class VMInstance {
         }
         launched?.unlockedDisks = []
         logger.info("migration complete: disks locked")
+    }
+
+    /// A line already waiting on `connection`, read without blocking (at most 1 KiB).
+    private static func pendingLine(_ connection: FileDescriptor) -> String? {
+        var bytes = [UInt8](repeating: 0, count: 1024)
+        let count = bytes.withUnsafeMutableBytes { recv(connection.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        guard count > 0, let end = bytes[0..<count].firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+        return String(decoding: bytes[0..<end], as: UTF8.self)
     }
 
     /// `done(nil)` once the vm process runs the guest, `done(why)` if it ends before.

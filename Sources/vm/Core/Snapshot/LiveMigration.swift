@@ -31,7 +31,7 @@ extension VirtualMachine {
         for (index, slot) in memory.slots.enumerated() {
             let slice = try memory.contiguousSlice(at: slot.guestBase, length: slot.size, forWriting: false)
             let runs = try GuestPageScan.nonZeroRuns(of: slice.unsafeBytes, file: index < ramFiles.count ? ramFiles[index] : nil)
-            report.pages += try write(runs, slot: index, with: &writer)
+            report.pages += try write(runs, slot: index, live: true, with: &writer)
         }
         report.rounds = 1
         var last = UInt64.max, growing = 0
@@ -42,7 +42,7 @@ extension VirtualMachine {
             // Small enough, or not converging (the guest writes faster than we send): pause now.
             if count <= Self.finalRoundPages || report.rounds >= Self.maximumRounds || growing >= 3 { break }
             last = count
-            for (slot, runs) in dirty.enumerated() { report.pages += try write(runs, slot: slot, with: &writer) }
+            for (slot, runs) in dirty.enumerated() { report.pages += try write(runs, slot: slot, live: true, with: &writer) }
             report.rounds += 1
             dirty = try dirtyPages.take(kvm: kvm)
         }
@@ -77,11 +77,11 @@ extension VirtualMachine {
         return report
     }
 
-    private func write<Sink>(_ runs: [PageRun], slot: Int, with writer: inout SnapshotWriter<Sink>) throws -> UInt64 {
+    private func write<Sink>(_ runs: [PageRun], slot: Int, live: Bool = false, with writer: inout SnapshotWriter<Sink>) throws -> UInt64 {
         guard !runs.isEmpty else { return 0 }
         let descriptor = memory.slots[slot]
         let slice = try memory.contiguousSlice(at: descriptor.guestBase, length: descriptor.size, forWriting: false)
-        try writer.writeMemory(slot: slot, runs: runs) { run in
+        try writer.writeMemory(slot: slot, runs: runs, live: live) { run in
             UnsafeRawBufferPointer(rebasing: slice.unsafeBytes[GuestPageScan.byteRange(of: run)])
         }
         return runs.reduce(0) { $0 + $1.pageCount }

@@ -1,0 +1,125 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// vmctl migrate (issue: snapshots and live migration): a running guest kit VM with a disk
+/// and a NIC moves between two vmd daemons, each in a network namespace of its own with
+/// a veth pair between them, the only way from one to the other.
+final class LiveMigrationTests: XCTestCase {
+    override func setUpWithError() throws {
+        try VmdHarness.requireKVMAndRoot()
+        try NetworkNamespace.requireTun()
+    }
+
+    private func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+    private struct Pair {
+        let sender: DaemonHarness
+        let receiver: DaemonHarness
+        let namespaces: [NetworkNamespace]
+        let disk: String
+        let config: String
+        static let receiverAddress = "10.77.0.2:7777"
+    }
+
+    /// Two namespaces joined by a veth pair (10.77.0.1 and 10.77.0.2), a daemon in each;
+    /// the receiver's configuration defines `mover` (disabled: it does not start by itself).
+    private func pair(_ test: String, cmdline: String) throws -> Pair {
+        let a = try NetworkNamespace("vmdma"), b = try NetworkNamespace("vmdmb")
+        let link = "vmdm\(getpid() % 100000)"
+        XCTAssertEqual(NetworkNamespace.run(["/usr/sbin/ip", "link", "add", link + "a", "netns", a.name, "type", "veth",
+                                             "peer", "name", link + "b", "netns", b.name]).status, 0)
+        for (namespace, name, address) in [(a, link + "a", "10.77.0.1/24"), (b, link + "b", "10.77.0.2/24")] {
+            XCTAssertEqual(namespace.exec(["ip", "addr", "add", address, "dev", name]).status, 0)
+            XCTAssertEqual(namespace.exec(["ip", "link", "set", name, "up"]).status, 0)
+        }
+        let shared = FileManager.default.temporaryDirectory.appendingPathComponent("vmd-\(test)-disk-\(getpid())")
+        try? FileManager.default.removeItem(at: shared)
+        try FileManager.default.createDirectory(at: shared, withIntermediateDirectories: true)
+        chmod(shared.path, 0o755)
+        let disk = shared.appendingPathComponent("disk.img").path
+        FileManager.default.createFile(atPath: disk, contents: nil)
+        XCTAssertEqual(truncate(disk, 4 << 20), 0)
+        let vm = """
+            vm "mover" {
+                memory 64M
+                boot "\(VmdHarness.guestKit)"
+                cmdline "\(cmdline)"
+                disk "\(disk)"
+                local interface
+            """
+        let receiver = try DaemonHarness(test + "rx", globalConfig: vm + "\n    disable\n}\n", namespace: b,
+                                         arguments: ["-m", Pair.receiverAddress])
+        let sender = try DaemonHarness(test + "tx", namespace: a)
+        let config = sender.directory.appendingPathComponent("mover.conf").path
+        try (vm + "\n}\n").write(toFile: config, atomically: true, encoding: .utf8)
+        return Pair(sender: sender, receiver: receiver, namespaces: [a, b], disk: disk, config: config)
+    }
+
+    func testAMigratedGuestGoesOnCountingOnTheReceiverWithItsPatternAndItsDiskIntact() throws {
+        let pair = try pair("migrate", cmdline: "test=migrate ticks=80 seed=11")
+        let (sender, receiver) = (pair.sender, pair.receiver)
+        XCTAssertTrue(receiver.log.contains("taking live migrations on 10.77.0.2:7777"), receiver.log)
+        XCTAssertEqual(receiver.status()["mover"]?.state, "stopped", "a disabled VM waits for its migration")
+        XCTAssertEqual(sender.vmctl("start", pair.config).status, 0, sender.log)
+        let before = sender.directory.appendingPathComponent("before.out").path
+        let console = sender.start(["console", "mover"], stdout: before)
+        try console.run()
+        XCTAssertTrue(sender.eventually(30) { SnapshotTests.migrateTicks(self.text(before)).count >= 10 }, sender.log)
+
+        let migrated = sender.vmctl("migrate", "mover", Pair.receiverAddress)
+        XCTAssertEqual(migrated.status, 0, migrated.stderr + sender.log + receiver.log)
+        XCTAssertTrue(migrated.stdout.hasPrefix("vmctl: vm mover migrated to 10.77.0.2:7777: "), migrated.stdout)
+        XCTAssertTrue(sender.eventually { sender.status()["mover"]?.line.contains("(migrated to 10.77.0.2:7777)") == true },
+                      sender.status()["mover"]?.line ?? "")
+        XCTAssertEqual(receiver.status()["mover"]?.state, "running", receiver.log)
+        XCTAssertTrue(sender.eventually { !console.isRunning })
+
+        let after = receiver.directory.appendingPathComponent("after.out").path
+        let console2 = receiver.start(["console", "mover"], stdout: after)
+        try console2.run()
+        XCTAssertTrue(receiver.eventually(60) { !console2.isRunning }, "the guest finishes on the receiver: \(text(after))\n\(receiver.log)")
+        let first = SnapshotTests.migrateTicks(text(before)), second = SnapshotTests.migrateTicks(text(after))
+        XCTAssertEqual(first, Array(1...first.count), "counted from 1 with no gap on the sender")
+        XCTAssertEqual(second.first, first.last.map { $0 + 1 }, "the receiver goes on from the next tick: \(first.suffix(3)) then \(second.prefix(3))")
+        XCTAssertEqual(second, first.count < 80 ? Array((first.count + 1)...80) : [], "and on to the end")
+        XCTAssertTrue(text(after).contains("RESULT name=migrate status=pass"), text(after))
+        XCTAssertTrue(receiver.log.contains("migration complete: disks locked"), receiver.log)
+        XCTAssertTrue(sender.log.contains("mover/vm: vm[") && sender.log.contains("rounds in"), sender.log)
+        XCTAssertFalse(sender.log.contains("Bad system call") || receiver.log.contains("Bad system call"))
+    }
+
+    /// A receiver that does not define the VM refuses it, and the VM goes on where it was.
+    func testARefusedMigrationLeavesTheVMRunningWhereItWas() throws {
+        let pair = try pair("migrefuse", cmdline: "test=ticker every=10")
+        let (sender, receiver) = (pair.sender, pair.receiver)
+        let other = sender.directory.appendingPathComponent("stray.conf").path
+        try """
+            vm "stray" {
+                memory 64M
+                boot "\(VmdHarness.guestKit)"
+                cmdline "test=ticker every=10"
+            }
+
+            """.write(toFile: other, atomically: true, encoding: .utf8)
+        XCTAssertEqual(sender.vmctl("start", other).status, 0, sender.log)
+        let refused = sender.vmctl("migrate", "stray", Pair.receiverAddress)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(refused.stderr, "vmctl: vm stray not migrated: the receiver refused: no vm stray in the receiver's configuration\n",
+                       sender.log)
+        XCTAssertEqual(sender.status()["stray"]?.state, "running", "it goes on here")
+        let output = sender.directory.appendingPathComponent("stray.out").path
+        let console = sender.start(["console", "stray"], stdout: output)
+        try console.run()
+        XCTAssertTrue(sender.eventually(10) { self.text(output).contains("TICK n=") }, "and it runs: \(text(output))")
+
+        XCTAssertTrue(sender.vmctl("migrate", "stray", "10.77.0.2:1").stderr.contains("Connection refused"))
+        XCTAssertEqual(sender.vmctl("migrate", "stray", "nonsense").stderr,
+                       "vmctl: not a migration address: \"nonsense\" (HOST:PORT, [IPv6]:PORT or a socket path)\n")
+        XCTAssertEqual(sender.vmctl("migrate", "stray", Pair.receiverAddress, as: "nobody").stderr,
+                       "vmctl: permission denied: only root may migrate a VM\n")
+        XCTAssertEqual(sender.status()["stray"]?.state, "running")
+        XCTAssertEqual(receiver.status()["mover"]?.state, "stopped")
+        XCTAssertEqual(sender.vmctl("stop", "-f", "-w", "stray").status, 0)
+    }
+}
