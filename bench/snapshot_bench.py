@@ -10,9 +10,12 @@ written) and each VMM:
   restore  command → the guest runs again (vmctl receive returns, which it does once
            vm reports running; QEMU: spawn with -incoming until `cont` is answered)
   next     command → the guest's next MIGRATE line on its console
+  own      (swift-vmd) the vm process's part of a restore, from its log: the rest is
+           vmctl, vmd and starting the VM's processes
 Nothing is asserted: a benchmark is never a test.
 """
 import os
+import re
 import socket
 import subprocess
 import time
@@ -86,7 +89,7 @@ def bench_snapshot(b, runs, quick, Guest, log, QEMU, VMD, KIT):
                 if os.path.exists(snap):
                     os.unlink(snap)
                 if who == "vmd":
-                    vmd_round(b, env, vmctl, Guest, log, label, memory, cmdline, disk, snap, KIT)
+                    vmd_round(b, env, vmctl, Guest, log, label, memory, cmdline, disk, snap, KIT, daemon.logf.name)
                 else:
                     qemu_round(b, Guest, log, label, memory, cmdline, disk, snap, QEMU, KIT)
                 if os.path.exists(snap):
@@ -101,7 +104,18 @@ def first_line_after(guest, pattern, timeout):
     return None if r is None else guest.t0 + r[0]
 
 
-def vmd_round(b, env, vmctl, Guest, log, label, memory, cmdline, disk, snap, KIT):
+def vm_restore_ms(path):
+    """The last "restored from the snapshot in N ms" of vm in vmd's log: its own part."""
+    found = None
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = re.search(r"restored from the snapshot in ([0-9.]+) ms", line)
+            if m:
+                found = float(m.group(1))
+    return found
+
+
+def vmd_round(b, env, vmctl, Guest, log, label, memory, cmdline, disk, snap, KIT, daemon_log):
     conf = os.path.join(b.work, "snap.conf")
     with open(conf, "w") as f:
         f.write('vm "snap" {\n    memory %s\n    boot "%s"\n    cmdline "%s"\n    disk "%s"\n}\n' % (memory, KIT, cmdline, disk))
@@ -136,6 +150,9 @@ def vmd_round(b, env, vmctl, Guest, log, label, memory, cmdline, disk, snap, KIT
         console.stop()
         run("stop", "-f", "-w", "snap")
         b.add("snap.%s.restore.%s" % (label, mode), "vmd", (t3 - t2) * 1000)
+        own = vm_restore_ms(daemon_log)
+        if own is not None:
+            b.add("snap.%s.own.%s" % (label, mode), "vmd", own)
         if seen is None or ok is None:
             b.fail("snapshot %s: swift-vmd %s restore: no MIGRATE line" % (label, mode))
             continue
@@ -177,9 +194,10 @@ def qemu_round(b, Guest, log, label, memory, cmdline, disk, snap, QEMU, KIT):
         g.stop()
         return b.fail("snapshot %s: QEMU guest did not count (%s)" % (label, g.logf.name))
     m = Monitor(mon)
+    m.cmd("migrate_set_parameter max-bandwidth 100G")  # unthrottled, as vmctl send (QEMU's default is 32 MiB/s)
     t0 = time.monotonic()
     m.cmd("stop")
-    m.cmd('migrate "exec:cat > %s"' % snap)
+    m.cmd('migrate -d "exec:cat > %s"' % snap)  # -d: HMP's own migrate waits in 1 s steps
     done = wait_migration(m, "out")
     t1 = time.monotonic()
     m.cmd("quit")
@@ -190,7 +208,8 @@ def qemu_round(b, Guest, log, label, memory, cmdline, disk, snap, QEMU, KIT):
     b.add("snap.%s.size" % label, "qemu", file_size(snap) / 2**20)
     b.add("snap.%s.save" % label, "qemu", (t1 - t0) * 1000)
     # QEMU has one restore, which reads the whole file before the guest runs: the eager row.
-    os.unlink(mon)
+    if os.path.exists(mon):
+        os.unlink(mon)
     t2 = time.monotonic()
     g = Guest(qemu_argv(memory, cmdline, disk, mon, QEMU, KIT, incoming='exec:cat %s' % snap), b.logpath("snap-qemu-in"))
     m = Monitor(mon)
@@ -219,8 +238,134 @@ def snapshot_rows(D, row):
                 if mode == "lazy" and "qemu" not in D[key]:
                     D[key]["qemu"] = D.get("snap.%s.restore.eager" % label, {}).get("qemu", [])
                 row("snapshot %s: restore %s → running, ms ↓" % (label, what), key, 1)
+            key = "snap.%s.own.%s" % (label, mode)
+            if key in D:
+                row("snapshot %s: restore %s, vm's own part (state set%s), ms ↓"
+                    % (label, mode, ", RAM read" if mode == "eager" else ""), key, 2)
             key = "snap.%s.next.%s" % (label, mode)
             if key in D:
                 if mode == "lazy" and "qemu" not in D[key]:
                     D[key]["qemu"] = D.get("snap.%s.next.eager" % label, {}).get("qemu", [])
                 row("snapshot %s: restore %s → next guest line, ms ↓" % (label, mode), key, 1)
+
+
+# ---- live migration: two vmd daemons on this host (a unix socket between them) against
+# two QEMUs (-incoming unix:...). total: command → the sender's VM is gone and the receiver's
+# runs (vmctl migrate returns; QEMU: `info migrate` says completed). downtime: the guest's own
+# measure, the longest gap its TSC saw between two MIGRATE lines 10 ms apart (max_gap_us,
+# the interval included), read from its RESULT on the receiver.
+MIGRATION_TICKS = 900
+
+
+def bench_migration(b, runs, quick, Guest, log, QEMU, VMD, KIT):
+    vmctl = os.path.join(os.path.dirname(VMD), "vmctl")
+    disk = os.path.join(b.work, "mig-disk.img")
+    endpoint = os.path.join(b.work, "mig-rx.endpoint")
+    defs = []
+    for label, memory, touch in SIZES[:1] if quick else SIZES:
+        name = "mig%d" % len(defs)
+        cmdline = "test=migrate ticks=%d tick_ms=10 qd=4 seed=5 touch_mib=%d" % (MIGRATION_TICKS, touch)
+        defs.append((label, name, memory, cmdline,
+                     'vm "%s" {\n    memory %s\n    boot "%s"\n    cmdline "%s"\n    disk "%s"\n' % (name, memory, KIT, cmdline, disk)))
+    rx_conf, tx_conf = os.path.join(b.work, "mig-rx.conf"), os.path.join(b.work, "mig-tx.conf")
+    with open(rx_conf, "w") as f:
+        f.write("".join(text + "    disable\n}\n" for *_, text in defs))
+    open(tx_conf, "w").close()
+    sockets = {side: os.path.join(b.work, "mig-%s.sock" % side) for side in ("tx", "rx")}
+    daemons = [Guest([VMD, "-d", "-f", tx_conf, "-s", sockets["tx"]], b.logpath("mig-vmd-tx")),
+               Guest([VMD, "-d", "-f", rx_conf, "-s", sockets["rx"], "-m", endpoint], b.logpath("mig-vmd-rx"))]
+    env = {side: dict(os.environ, VMD_SOCKET=path) for side, path in sockets.items()}
+    for side in env:
+        for _ in range(200):
+            if subprocess.run([vmctl, "status"], env=env[side], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+    try:
+        for label, name, memory, cmdline, text in defs:
+            log("live migration %s (%s), %d runs each" % (label, cmdline, runs))
+            conf = os.path.join(b.work, name + ".conf")
+            with open(conf, "w") as f:
+                f.write(text + "}\n")
+
+            def one(who, run):
+                with open(disk, "wb") as f:
+                    f.truncate(8 << 20)
+                if who == "vmd":
+                    vmd_migration(b, env, vmctl, Guest, label, name, conf, endpoint)
+                else:
+                    qemu_migration(b, Guest, label, memory, cmdline, disk, QEMU, KIT)
+            b.alternate(runs, one)
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+
+
+def max_gap_ms(guest, timeout):
+    r = guest.wait_for(r"^RESULT name=migrate ", timeout)
+    if r is None or "status=pass" not in r[1]:
+        return None
+    m = re.search(r"max_gap_us=(\d+)", r[1])
+    return int(m.group(1)) / 1000 if m else None
+
+
+def vmd_migration(b, env, vmctl, Guest, label, name, conf, endpoint):
+    if subprocess.run([vmctl, "start", conf], env=env["tx"], capture_output=True).returncode != 0:
+        return b.fail("migration %s: vmctl start" % label)
+    console = Guest(["env", "VMD_SOCKET=" + env["tx"]["VMD_SOCKET"], vmctl, "console", name], b.logpath("mig-console-tx"))
+    if console.wait_for(r"^MIGRATE tick=20 ", 120) is None:
+        console.stop()
+        subprocess.run([vmctl, "stop", "-f", "-w", name], env=env["tx"], capture_output=True)
+        return b.fail("migration %s: swift-vmd guest did not count" % label)
+    t0 = time.monotonic()
+    moved = subprocess.run([vmctl, "migrate", name, endpoint], env=env["tx"], capture_output=True)
+    t1 = time.monotonic()
+    console.stop()
+    if moved.returncode != 0:
+        subprocess.run([vmctl, "stop", "-f", "-w", name], env=env["tx"], capture_output=True)
+        return b.fail("migration %s: vmctl migrate: %s" % (label, moved.stderr.decode().strip()))
+    b.add("mig.%s.total" % label, "vmd", (t1 - t0) * 1000)
+    after = Guest(["env", "VMD_SOCKET=" + env["rx"]["VMD_SOCKET"], vmctl, "console", name], b.logpath("mig-console-rx"))
+    gap = max_gap_ms(after, MIGRATION_TICKS / 100 + 60)
+    after.stop()
+    subprocess.run([vmctl, "stop", "-f", "-w", name], env=env["rx"], capture_output=True)
+    if gap is None:
+        return b.fail("migration %s: swift-vmd guest did not finish on the receiver (%s)" % (label, after.logf.name))
+    b.add("mig.%s.downtime" % label, "vmd", gap)
+
+
+def qemu_migration(b, Guest, label, memory, cmdline, disk, QEMU, KIT):
+    mons = [os.path.join(b.work, "qmig-%s.mon" % side) for side in ("tx", "rx")]
+    channel = os.path.join(b.work, "qmig.sock")
+    for path in mons + [channel]:
+        if os.path.exists(path):
+            os.unlink(path)
+    rx = Guest(qemu_argv(memory, cmdline, disk, mons[1], QEMU, KIT, incoming="unix:%s" % channel), b.logpath("qmig-rx"))
+    tx = Guest(qemu_argv(memory, cmdline, disk, mons[0], QEMU, KIT), b.logpath("qmig-tx"))
+    try:
+        if tx.wait_for(r"^MIGRATE tick=20 ", 120) is None:
+            return b.fail("migration %s: QEMU guest did not count" % label)
+        m = Monitor(mons[0])
+        m.cmd("migrate_set_parameter max-bandwidth 100G")  # unthrottled, as vmctl migrate
+        t0 = time.monotonic()
+        m.cmd("migrate -d unix:%s" % channel)
+        done = wait_migration(m, "out")
+        t1 = time.monotonic()
+        m.close()
+        if not done:
+            return b.fail("migration %s: QEMU migration did not complete" % label)
+        b.add("mig.%s.total" % label, "qemu", (t1 - t0) * 1000)
+        gap = max_gap_ms(rx, MIGRATION_TICKS / 100 + 60)
+        if gap is None:
+            return b.fail("migration %s: QEMU guest did not finish on the receiver (%s)" % (label, rx.logf.name))
+        b.add("mig.%s.downtime" % label, "qemu", gap)
+    finally:
+        tx.stop()
+        rx.stop()
+
+
+def migration_rows(D, row):
+    for label, *_ in SIZES:
+        if "mig.%s.total" % label in D:
+            row("live migration %s: total, ms ↓" % label, "mig.%s.total" % label, 1)
+            row("live migration %s: downtime as the guest saw it (longest gap between 10 ms lines), ms ↓" % label,
+                "mig.%s.downtime" % label, 1)

@@ -1354,7 +1354,7 @@ int test_migrate(const char *name)
 
 	/* The loop. A line is due `every` timer ticks after the previous one
 	 * (not on a fixed grid), so a burst of ticks yields one line, not many. */
-	uint64_t line_at = kit_ticks, line_tsc = rdtsc(), hz = kit_tsc_hz();
+	uint64_t line_at = kit_ticks, line_tsc = rdtsc(), hz = kit_tsc_hz(), max_gap_us = 0;
 	m->seen_ticks = kit_ticks;
 	while (m->tick < ticks) {
 		if (d) {
@@ -1373,6 +1373,10 @@ int test_migrate(const char *name)
 			kit_printf("MIGRATE tick=%lu ios=%lu\n", m->tick, m->ios);
 			/* Informational: a pause the TSC saw (it may not: a VMM can restore it). */
 			uint64_t now = rdtsc(), gap_ms = (now - line_tsc) * 1000 / hz;
+			/* The longest time between two lines (after the first): a benchmark's downtime. */
+			uint64_t gap_us = (now - line_tsc) / (hz / 1000000 ? hz / 1000000 : 1);
+			if (m->tick > 1 && gap_us > max_gap_us)
+				max_gap_us = gap_us;
 			if (gap_ms > 4 * every * 10)
 				kit_printf("info migrate gap tick=%lu ms=%lu\n", m->tick, gap_ms);
 			line_tsc = now;
@@ -1422,7 +1426,7 @@ int test_migrate(const char *name)
 		return EXIT_FAIL;
 	}
 	RESULT(name, "pass", " ticks=%lu ios=%lu writes=%lu reads=%lu laps=%lu mismatches=0 blocks=%lu unwritten=%ld"
-	       " qd=%u pattern_mib=%lu touch_mib=%lu seed=%lu disk=%s", m->tick, m->ios, m->writes, m->reads, m->laps,
-	       m->nblocks, unwritten, d ? m->e.nslots : 0, mib, tmib, seed, dname);
+	       " qd=%u pattern_mib=%lu touch_mib=%lu seed=%lu disk=%s max_gap_us=%lu", m->tick, m->ios, m->writes, m->reads, m->laps,
+	       m->nblocks, unwritten, d ? m->e.nslots : 0, mib, tmib, seed, dname, max_gap_us);
 	return (int)(cmdline_get_u64("exit", 0) & 0xff);
 }
