@@ -93,15 +93,7 @@ final class LiveMigrationTests: XCTestCase {
     func testARefusedMigrationLeavesTheVMRunningWhereItWas() throws {
         let pair = try pair("migrefuse", cmdline: "test=ticker every=10")
         let (sender, receiver) = (pair.sender, pair.receiver)
-        let other = sender.directory.appendingPathComponent("stray.conf").path
-        try """
-            vm "stray" {
-                memory 64M
-                boot "\(VmdHarness.guestKit)"
-                cmdline "test=ticker every=10"
-            }
-
-            """.write(toFile: other, atomically: true, encoding: .utf8)
+        let other = try sender.writeGuestConfig("stray", cmdline: "test=ticker every=10")
         XCTAssertEqual(sender.vmctl("start", other).status, 0, sender.log)
         let refused = sender.vmctl("migrate", "stray", Pair.receiverAddress)
         XCTAssertEqual(refused.status, 1)

@@ -45,12 +45,14 @@ public enum VMCommand: ChannelMessage {
     case setLogLevel(String)
     /// `vmctl send`: pause (if running) and write the whole VM's state to the descriptor;
     /// answered with `saved` (the VM stays paused) or `saveFailed` (it runs on as before).
-    case save(FileDescriptor)
+    /// `ram`: each RAM slot's memfd, lent for the send (to find the pages ever written); vm
+    /// holds none otherwise.
+    case save(FileDescriptor, ram: [FileDescriptor])
     /// A lazy restore's pager has copied in every page: stop routing faults to it, start the devices.
     case memoryLoaded
     /// `vmctl migrate`: send the VM down this connection while it runs (pre-copy), pausing it
     /// for the last round; answered like `save` (`saved`: it stays paused; `saveFailed`: it runs on).
-    case migrate(FileDescriptor)
+    case migrate(FileDescriptor, ram: [FileDescriptor])
 
     public var tag: UInt16 {
         switch self {
@@ -90,8 +92,10 @@ public enum VMCommand: ChannelMessage {
             break
         case .setLogLevel(let level):
             writer.write(level)
-        case .save(let fd), .migrate(let fd):
+        case .save(let fd, let ram), .migrate(let fd, let ram):
             writer.write(fd)
+            writer.write(UInt32(ram.count))
+            ram.forEach { writer.write($0) }
         case .attachDevice(let attachment, let wiring):
             writer.write(attachment.shape.type.rawValue)
             writer.write(attachment.shape.queueCount)
@@ -136,9 +140,9 @@ public enum VMCommand: ChannelMessage {
         case 6: return .pause
         case 7: return .resume
         case 8: return .setLogLevel(try reader.read(String.self, limit: 16))
-        case 9: return .save(try reader.readDescriptor())
+        case 9: return .save(try reader.readDescriptor(), ram: try reader.readDescriptors(limit: 8))
         case 10: return .memoryLoaded
-        case 11: return .migrate(try reader.readDescriptor())
+        case 11: return .migrate(try reader.readDescriptor(), ram: try reader.readDescriptors(limit: 8))
         default:
             throw IPCError.unknownTag(tag)
         }

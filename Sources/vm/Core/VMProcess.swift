@@ -20,8 +20,6 @@ struct VMProcess {
         var devices: [(VirtioAttachment, DeviceWiring)]
         /// `vmctl receive`: the snapshot the VM is restored from instead of booted.
         var snapshot: FileDescriptor?
-        /// A descriptor of each slot's memfd (the mapping's own are closed once mapped).
-        var ramFiles: [FileDescriptor]
     }
 
     /// Receives the SHAREMEM handoff, then any devices, then the boot request.
@@ -29,7 +27,6 @@ struct VMProcess {
         guard case .shareMemory(let slots, let memfds) = try channel.receive(VMCommand.self) else {
             throw IPCError.malformed("expected shareMemory first")
         }
-        let ramFiles = try memfds.map { try $0.duplicate() }
         let memory = try GuestMemory.mapShared(slots: slots, memfds: memfds)
         var devices: [(VirtioAttachment, DeviceWiring)] = []
         while true {
@@ -38,7 +35,7 @@ struct VMProcess {
                 devices.append((attachment, wiring))
             case .boot(let request, let kvm, let kernel, let initrd, let console, let snapshot):
                 return Setup(memory: memory, request: request, kvm: kvm, kernel: kernel, initrd: initrd, console: console,
-                             devices: devices, snapshot: snapshot, ramFiles: ramFiles)
+                             devices: devices, snapshot: snapshot)
             default:
                 throw IPCError.malformed("expected attachDevice or boot")
             }
@@ -57,7 +54,7 @@ struct VMProcess {
         try Sandbox.isolate(sandbox)
         var logger = self.logger
         logger[metadataKey: "vm"] = "\(setup.request.name)"
-        let machine = try VirtualMachine(request: setup.request, memory: setup.memory, ramFiles: setup.ramFiles, kvmDevice: setup.kvm,
+        let machine = try VirtualMachine(request: setup.request, memory: setup.memory, kvmDevice: setup.kvm,
                                          kernel: setup.kernel, initrd: setup.initrd, console: console, devices: setup.devices,
                                          restoring: setup.snapshot != nil, logger: logger)
         setup.kernel.close()
@@ -112,10 +109,10 @@ struct VMProcess {
                 case .resume:
                     machine.resume()
                     try channel.send(VMEvent.resumed)
-                case .save(let fd):
-                    try channel.send(save(machine, to: fd))
-                case .migrate(let fd):
-                    try channel.send(migrate(machine, to: fd))
+                case .save(let fd, let ram):
+                    try channel.send(save(machine, to: fd, ramFiles: ram))
+                case .migrate(let fd, let ram):
+                    try channel.send(migrate(machine, to: fd, ramFiles: ram))
                 case .memoryLoaded:
                     guard let deferredMemory, !pagesIn else { break }
                     pagesIn = true
@@ -177,12 +174,12 @@ struct VMProcess {
     }
 
     /// `vmctl migrate`: pre-copy down `fd`; the guest is paused at the end, or runs on after a failure.
-    private func migrate(_ machine: VirtualMachine, to fd: FileDescriptor) -> VMEvent {
-        defer { fd.close() }
+    private func migrate(_ machine: VirtualMachine, to fd: FileDescriptor, ramFiles: [FileDescriptor]) -> VMEvent {
+        defer { fd.close(); ramFiles.forEach { $0.close() } }
         try? fd.setNonBlocking(false)
         let started = MonotonicClock.seconds()
         do {
-            let report = try machine.migrate(to: fd)
+            let report = try machine.migrate(to: fd, ramFiles: ramFiles)
             logger.info("migrated: \(report.bytes) bytes, \(report.pages) pages in \(report.rounds) rounds in \(Self.milliseconds(since: started)) ms; \(report.finalPages) pages sent paused, paused for \(Self.milliseconds(since: report.pausedAt)) ms so far")
             return .saved(bytes: report.bytes)
         } catch {
@@ -200,8 +197,8 @@ struct VMProcess {
 
     /// `vmctl send`: pauses the guest if it runs, writes the snapshot, and answers. On a
     /// failure a guest this paused runs on; on success it stays paused until vmd stops it.
-    private func save(_ machine: VirtualMachine, to fd: FileDescriptor) -> VMEvent {
-        defer { fd.close() }
+    private func save(_ machine: VirtualMachine, to fd: FileDescriptor, ramFiles: [FileDescriptor]) -> VMEvent {
+        defer { fd.close(); ramFiles.forEach { $0.close() } }
         let wasPaused = machine.isPaused
         if !wasPaused {
             let unconfirmed = machine.pause()
@@ -213,7 +210,7 @@ struct VMProcess {
         try? fd.setNonBlocking(false)
         let started = MonotonicClock.seconds()
         do {
-            let bytes = try machine.writeSnapshot(to: fd)
+            let bytes = try machine.writeSnapshot(to: fd, ramFiles: ramFiles)
             logger.info("snapshot written: \(bytes) bytes in \(Self.milliseconds(since: started)) ms")
             return .saved(bytes: bytes)
         } catch {

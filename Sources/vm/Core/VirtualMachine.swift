@@ -26,9 +26,6 @@ final class VirtualMachine {
     let control = VMMControlPort()
     /// What of a vCPU's state this host's KVM can save (asked before the sandbox).
     let vcpuStateSupport: VcpuStateSupport
-    /// A descriptor of each RAM slot's memfd, kept to find the pages the guest ever wrote
-    /// (SEEK_DATA) without touching the others: a snapshot reads only those.
-    let ramFiles: [FileDescriptor]
     /// A live migration's log of written pages (its shared bitmap is made before the sandbox).
     let dirtyPages: DirtyPageTracker
     /// The BIOS's read-only copy at the top of 4 GiB, when booting through firmware.
@@ -48,12 +45,11 @@ final class VirtualMachine {
 
     /// `restoring`: the VM's state comes from a snapshot (`restore(from:)`) before `start()`,
     /// so no kernel is loaded and no vCPU set up for boot.
-    init(request: BootRequest, memory: GuestMemory, ramFiles: [FileDescriptor] = [], kvmDevice: FileDescriptor,
+    init(request: BootRequest, memory: GuestMemory, kvmDevice: FileDescriptor,
          kernel: FileDescriptor, initrd: FileDescriptor?, console: FileDescriptor, devices: [(VirtioAttachment, DeviceWiring)],
          restoring: Bool = false, logger: Logger) throws {
         self.request = request
         self.memory = memory
-        self.ramFiles = ramFiles
         self.logger = logger
         let system = try KVMSystem(fd: kvmDevice)
         vcpuStateSupport = try VcpuStateSupport(system: system)

@@ -285,7 +285,7 @@ final class VMInstance {
         guard saveWaiter == nil else { return done(.failure(SaveFailure(description: "vm \(config.name) is being sent already"))) }
         saveWaiter = done
         do {
-            try launched.vm.channel.send(VMCommand.save(output))
+            try launched.vm.channel.send(VMCommand.save(output, ram: launched.ramFiles))
         } catch {
             saveWaiter = nil
             done(.failure(SaveFailure(description: "\(error)")))
@@ -301,7 +301,7 @@ final class VMInstance {
         }
         guard saveWaiter == nil else { return done(.failure(SaveFailure(description: "vm \(config.name) is being sent already"))) }
         do {
-            try launched.vm.channel.send(VMCommand.migrate(connection.duplicate()))
+            try launched.vm.channel.send(VMCommand.migrate(connection.duplicate(), ram: launched.ramFiles))
         } catch {
             return done(.failure(SaveFailure(description: "\(error)")))
         }

@@ -31,6 +31,9 @@ struct LaunchedVM {
     /// An incoming migration: the disk images, opened unlocked while the sender still holds
     /// them, to lock once it has stopped (flock on these copies locks the device's files too).
     var unlockedDisks: [(fd: FileDescriptor, exclusive: Bool, path: String)] = []
+    /// The RAM slots' memfds, never mapped here: lent to vm for a send or a migration (to find
+    /// the pages the guest ever wrote), so that vm itself keeps no descriptor of guest RAM.
+    var ramFiles: [FileDescriptor] = []
     var children: [VMChild] { [vm] + devices + (pager.map { [$0] } ?? []) }
 }
 
@@ -150,10 +153,12 @@ struct VMLauncher {
             try vm.channel.send(VMCommand.boot(request, kvm: kvm, kernel: image, initrd: initrd, console: console.device,
                                                snapshot: snapshot))
             logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
-            // vmd never maps guest RAM and keeps none of the children's descriptors
-            // (the locked disk fds close here too; the device processes hold their own).
+            // vmd never maps guest RAM and keeps none of the children's descriptors but the
+            // RAM memfds (lent to vm for a send) and, for an incoming migration, the disks
+            // to lock (the locked disk fds close here; the device processes hold their own).
             return LaunchedVM(vm: vm, devices: started.filter { $0.role != "pager" && $0.role != "vm" }, pager: pager,
-                              pagerSnapshot: pagerSnapshot, unlockedDisks: unlockedDisks)
+                              pagerSnapshot: pagerSnapshot, unlockedDisks: unlockedDisks,
+                              ramFiles: try slots.map { try $0.memfd.duplicate() })
         } catch {
             started.forEach { $0.process.terminate() }
             throw error

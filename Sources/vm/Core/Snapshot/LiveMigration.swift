@@ -21,7 +21,8 @@ extension VirtualMachine {
     static let finalRoundPages: UInt64 = 1024
     static let maximumRounds = 30
 
-    func migrate(to fd: FileDescriptor) throws -> MigrationReport {
+    /// `ramFiles` as for `writeSnapshot`.
+    func migrate(to fd: FileDescriptor, ramFiles: [FileDescriptor]) throws -> MigrationReport {
         var report = MigrationReport()
         var writer = try SnapshotWriter(sink: DescriptorStream(fd), shape: snapshotShape)
         try startLoggingWrites()

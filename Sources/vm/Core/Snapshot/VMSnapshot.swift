@@ -21,7 +21,9 @@ extension VirtualMachine {
 
     /// Writes the paused VM to `fd` (vmctl's standard output): machine, vCPUs, RAM, devices.
     /// Returns the bytes written. The VM stays paused; a failure leaves it as it was.
-    func writeSnapshot(to fd: FileDescriptor) throws -> UInt64 {
+    /// `ramFiles`: each slot's memfd, lent by vmd for this (vm keeps none: see
+    /// `GuestPageScan`), to read only the pages the guest ever wrote.
+    func writeSnapshot(to fd: FileDescriptor, ramFiles: [FileDescriptor]) throws -> UInt64 {
         guard isPaused else { throw SnapshotError.malformed("the VM is not paused") }
         var writer = try SnapshotWriter(sink: DescriptorStream(fd), shape: snapshotShape)
         try writer.writeState(.machine, index: 0, machineState())

@@ -33,39 +33,32 @@ extension Vcpu {
         fields.append(VcpuStateTag.registers.rawValue, raw: try registers())
         fields.append(VcpuStateTag.specialRegisters.rawValue, raw: try specialRegisters())
         if support.xsave {
-            var xsave = kvm_xsave()
-            try kvmIoctl(fd, VMD_KVM_IOCTL_GET_XSAVE, "KVM_GET_XSAVE", &xsave)
-            fields.append(VcpuStateTag.xsave.rawValue, raw: xsave)
+            fields.append(VcpuStateTag.xsave.rawValue, raw: try get(kvm_xsave(), VMD_KVM_IOCTL_GET_XSAVE, "KVM_GET_XSAVE"))
         } else {
-            var fpu = kvm_fpu()
-            try kvmIoctl(fd, VMD_KVM_IOCTL_GET_FPU, "KVM_GET_FPU", &fpu)
-            fields.append(VcpuStateTag.fpu.rawValue, raw: fpu)
+            fields.append(VcpuStateTag.fpu.rawValue, raw: try get(kvm_fpu(), VMD_KVM_IOCTL_GET_FPU, "KVM_GET_FPU"))
         }
         if support.xcrs {
-            var xcrs = kvm_xcrs()
-            try kvmIoctl(fd, VMD_KVM_IOCTL_GET_XCRS, "KVM_GET_XCRS", &xcrs)
-            fields.append(VcpuStateTag.xcrs.rawValue, raw: xcrs)
+            fields.append(VcpuStateTag.xcrs.rawValue, raw: try get(kvm_xcrs(), VMD_KVM_IOCTL_GET_XCRS, "KVM_GET_XCRS"))
         }
         fields.append(VcpuStateTag.msrs.rawValue) { writer in
             let msrs = (try? readMSRs(support.msrIndices)) ?? []
             writer.write(UInt32(msrs.count))
             for (index, value) in msrs { writer.write(index); writer.write(value) }
         }
-        var lapic = kvm_lapic_state()
-        try kvmIoctl(fd, VMD_KVM_IOCTL_GET_LAPIC, "KVM_GET_LAPIC", &lapic)
-        fields.append(VcpuStateTag.lapic.rawValue, raw: lapic)
-        var events = kvm_vcpu_events()
-        try kvmIoctl(fd, VMD_KVM_IOCTL_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", &events)
-        fields.append(VcpuStateTag.events.rawValue, raw: events)
+        fields.append(VcpuStateTag.lapic.rawValue, raw: try get(kvm_lapic_state(), VMD_KVM_IOCTL_GET_LAPIC, "KVM_GET_LAPIC"))
+        fields.append(VcpuStateTag.events.rawValue, raw: try get(kvm_vcpu_events(), VMD_KVM_IOCTL_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS"))
         if support.debugRegisters {
-            var debug = kvm_debugregs()
-            try kvmIoctl(fd, VMD_KVM_IOCTL_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &debug)
-            fields.append(VcpuStateTag.debugRegisters.rawValue, raw: debug)
+            fields.append(VcpuStateTag.debugRegisters.rawValue, raw: try get(kvm_debugregs(), VMD_KVM_IOCTL_GET_DEBUGREGS, "KVM_GET_DEBUGREGS"))
         }
-        var mpState = kvm_mp_state()
-        try kvmIoctl(fd, VMD_KVM_IOCTL_GET_MP_STATE, "KVM_GET_MP_STATE", &mpState)
-        fields.append(VcpuStateTag.mpState.rawValue, raw: mpState)
+        fields.append(VcpuStateTag.mpState.rawValue, raw: try get(kvm_mp_state(), VMD_KVM_IOCTL_GET_MP_STATE, "KVM_GET_MP_STATE"))
         return fields
+    }
+
+    /// One KVM_GET_* of a structure, as the kernel fills it.
+    private func get<Value>(_ initial: Value, _ request: UInt, _ name: String) throws -> Value {
+        var value = initial
+        try kvmIoctl(fd, request, name, &value)
+        return value
     }
 
     /// Puts a captured state back, in QEMU's order: registers, extended state, special
