@@ -49,9 +49,15 @@ struct netdev {
 	uint8_t *tx_busy;           /* per descriptor: 1 while the device owns it */
 	uint8_t *rx_asm;            /* NET_RX_ASM bytes for merged frames */
 	uint64_t tsc_hz, timeout;   /* TSC ticks per second, per operation */
+	/* 1 = never wait (test=migrate net=1, whose loop must not stall and
+	 * whose TSC may jump): a full transmit queue drops the frame
+	 * (tx_drops) instead of waiting up to `timeout`, and a merged frame
+	 * (MRG_RXBUF) is taken only once all its buffers are in the used ring
+	 * (until then it stays there for the next poll). No TSC is read. */
+	int nowait;
 	/* counters */
 	uint64_t rx_frames, rx_bytes, rx_merged, rx_errors;
-	uint64_t tx_frames, tx_bytes, tx_full_waits;
+	uint64_t tx_frames, tx_bytes, tx_full_waits, tx_drops;
 };
 
 /* Find the first virtio-net function (1af4:1041) and bring it up:
@@ -60,7 +66,8 @@ struct netdev {
 int netdev_init(struct netdev *n);
 /* A transmit buffer for one frame (the frame area after the virtio-net
  * header, ETH_FRAME_MAX bytes), or NULL if the queue stays full for
- * n->timeout (n->error = "tx-timeout", n->ok = 0). */
+ * n->timeout (n->error = "tx-timeout", n->ok = 0); with n->nowait, NULL
+ * at once if it is full (n->tx_drops++, the device stays usable). */
 uint8_t *netdev_tx_buf(struct netdev *n);
 /* Queue the frame in that buffer (len bytes); visible after netdev_tx_flush. */
 void netdev_tx_commit(struct netdev *n, uint8_t *frame, uint32_t len);
@@ -126,6 +133,14 @@ struct dhcp_lease {
 /* DISCOVER -> OFFER -> REQUEST -> ACK; up to `tries` rounds of
  * `timeout_s` per step. Configures nif on success (0), -1 otherwise. */
 int dhcp_run(struct netif *nif, struct dhcp_lease *l, unsigned int tries, uint64_t timeout_s, const char **why);
+
+/* ---- nettest.c ---- */
+/* test=migrate net=1: the first virtio-net function and its address, set
+ * up as test=net does (same driver, receive queue filled; ip=/gw=, or
+ * dhcp=1), then n->dev->nowait = 1. Prints "info migrate net ..." lines,
+ * no RESULT. Answers ARP and ICMP echo only (no UDP handler). 0 and *out;
+ * -1: no virtio-net function; -2: *why says what failed. */
+int migrate_net_up(struct netif **out, const char **why);
 
 /* ---- helpers ---- */
 static inline uint16_t htons(uint16_t v) { return (uint16_t)(v << 8 | v >> 8); }

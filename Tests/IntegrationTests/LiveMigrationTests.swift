@@ -57,7 +57,8 @@ final class LiveMigrationTests: XCTestCase {
     }
 
     func testAMigratedGuestGoesOnCountingOnTheReceiverWithItsPatternAndItsDiskIntact() throws {
-        let pair = try pair("migrate", cmdline: "test=migrate ticks=80 seed=11")
+        // VM 1's `local interface` on both sides: the guest is 100.64.0.1, each tap 100.64.0.0 in its namespace.
+        let pair = try pair("migrate", cmdline: "test=migrate ticks=80 seed=11 net=1 dhcp=1")
         let (sender, receiver) = (pair.sender, pair.receiver)
         XCTAssertTrue(receiver.log.contains("taking live migrations on 10.77.0.2:7777"), receiver.log)
         XCTAssertEqual(receiver.status()["mover"]?.state, "stopped", "a disabled VM waits for its migration")
@@ -66,6 +67,7 @@ final class LiveMigrationTests: XCTestCase {
         let console = sender.start(["console", "mover"], stdout: before)
         try console.run()
         XCTAssertTrue(sender.eventually(30) { SnapshotTests.migrateTicks(self.text(before)).count >= 10 }, sender.log)
+        XCTAssertEqual(pair.namespaces[0].exec(["ping", "-c", "2", "-W", "1", "100.64.0.1"]).status, 0, "the guest answers on the sender's side")
 
         let migrated = sender.vmctl("migrate", "mover", Pair.receiverAddress)
         XCTAssertEqual(migrated.status, 0, migrated.stderr + sender.log + receiver.log)
@@ -78,12 +80,15 @@ final class LiveMigrationTests: XCTestCase {
         let after = receiver.directory.appendingPathComponent("after.out").path
         let console2 = receiver.start(["console", "mover"], stdout: after)
         try console2.run()
+        XCTAssertTrue(receiver.eventually(20) { pair.namespaces[1].exec(["ping", "-c", "1", "-W", "1", "100.64.0.1"]).status == 0 },
+                      "and on the receiver's, through its own tap: \(text(after))\n\(receiver.log)")
         XCTAssertTrue(receiver.eventually(60) { !console2.isRunning }, "the guest finishes on the receiver: \(text(after))\n\(receiver.log)")
         let first = SnapshotTests.migrateTicks(text(before)), second = SnapshotTests.migrateTicks(text(after))
-        XCTAssertEqual(first, Array(1...first.count), "counted from 1 with no gap on the sender")
+        XCTAssertEqual(first, Array(1..<(first.count + 1)), "counted from 1 with no gap on the sender")
         XCTAssertEqual(second.first, first.last.map { $0 + 1 }, "the receiver goes on from the next tick: \(first.suffix(3)) then \(second.prefix(3))")
         XCTAssertEqual(second, first.count < 80 ? Array((first.count + 1)...80) : [], "and on to the end")
         XCTAssertTrue(text(after).contains("RESULT name=migrate status=pass"), text(after))
+        XCTAssertFalse(text(after).contains("net_echo=0"), text(after))
         XCTAssertTrue(receiver.log.contains("migration complete: disks locked"), receiver.log)
         XCTAssertTrue(sender.log.contains("mover/vm: vm[") && sender.log.contains("rounds in"), sender.log)
         XCTAssertFalse(sender.log.contains("Bad system call") || receiver.log.contains("Bad system call"))

@@ -10,6 +10,7 @@
 #include "kit.h"
 #include "virtio.h"
 #include "blk.h"
+#include "net.h"
 
 #define MAX_DISKS 4
 #define MAX_QSIZE 256
@@ -908,10 +909,14 @@ int test_crash(const char *name)
  * number in every sector) and read that back. "MIGRATE tick=N ios=M" comes
  * every tick_ms of timer ticks, N from a counter in memory, so a pause can
  * delay or hasten a line but never skip a number. Timeouts count timer interrupts seen, not TSC time, so a TSC that
- * moved on while the VM was stopped cannot fire them. */
+ * moved on while the VM was stopped cannot fire them. With net=1 the loop
+ * also polls the first virtio-net device (never waiting, see netdev.nowait)
+ * and answers ARP and ICMP echo, so the host can ping the guest across a
+ * snapshot or migration. */
 #define MIG_MAGIC 0x4554415247494dull /* "MIGRATE" */
 #define MIG_TIMEOUT_TICKS (TIMEOUT_S * 100)
 #define MIG_REPORT_MAX 8
+#define MIG_NET_BUDGET 32 /* received frames handled per poll */
 #define MIG_PRE   0 /* a slot's phases: reading the LBA's latest write */
 #define MIG_WRITE 1 /*   writing the next one */
 #define MIG_BACK  2 /*   reading that back */
@@ -995,7 +1000,18 @@ struct mig {
 	struct mig_bad bad;
 	uint64_t io_lba;      /* a request that failed: its LBA and status byte */
 	int io_status;        /* -1: none failed */
+	struct netif *nif;    /* net=1: the interface polled by the loop, else NULL */
 };
+
+/* net=1: take what arrived (ARP, ICMP echo answered) and flush the replies;
+ * never waits. 0, or -1 once the device is dead. */
+static int mig_net_poll(struct mig *m)
+{
+	if (!m->nif)
+		return 0;
+	netif_poll(m->nif, MIG_NET_BUDGET);
+	return m->nif->dev->ok ? 0 : -1;
+}
 
 static void mig_mismatch(struct mig *m, uint64_t lba, uint64_t want, uint64_t word, uint64_t got_seq,
 			 uint64_t got_lba, const char *phase)
@@ -1111,6 +1127,10 @@ static int mig_drain(struct mig *m, const char **why)
 		vq_kick(m->e.q);
 		if (mig_reap(m, why) < 0)
 			return -1;
+		if (mig_net_poll(m) < 0) {
+			*why = "net-failed";
+			return -1;
+		}
 		if (m->e.inflight && mig_stalled(m)) {
 			*why = (virtio_status(&m->e.d->vd) & VIRTIO_S_NEEDS_RESET) ? "device-needs-reset" : "timeout";
 			return -1;
@@ -1151,6 +1171,10 @@ static int64_t mig_verify(struct mig *m, const char **why)
 		}
 		if (m->e.error) {
 			*why = m->e.error;
+			return -1;
+		}
+		if (mig_net_poll(m) < 0) {
+			*why = "net-failed";
 			return -1;
 		}
 		if (done < m->nblocks && mig_stalled(m)) {
@@ -1322,6 +1346,21 @@ int test_migrate(const char *name)
 		}
 	}
 
+	/* net=1: the first virtio-net device, brought up as test=net does
+	 * (before the pattern, which takes what is left of the pool). */
+	if (cmdline_get_u64("net", 0)) {
+		const char *nwhy = NULL;
+		int r = migrate_net_up(&m->nif, &nwhy);
+		if (r == -1) {
+			RESULT(name, "fail", " reason=no-nic");
+			return EXIT_FAIL;
+		}
+		if (r < 0) {
+			RESULT(name, "fail", " reason=net-init-failed why=%s", nwhy);
+			return EXIT_FAIL;
+		}
+	}
+
 	char dname[8] = "none"; /* disk=N, or none */
 	if (d) {
 		dname[0] = (char)('0' + d->index);
@@ -1352,8 +1391,14 @@ int test_migrate(const char *name)
 			   tmib, tfill_us, (uint64_t)(uintptr_t)touch, tmib << 20, ram_mib, tmax_mib);
 	}
 
+	if (m->nif) {
+		char ipb[16];
+		kit_printf("READY-NET ip=%s\n", ip_str(m->nif->ip, ipb));
+	}
+
 	/* The loop. A line is due `every` timer ticks after the previous one
-	 * (not on a fixed grid), so a burst of ticks yields one line, not many. */
+	 * (not on a fixed grid), so a burst of ticks yields one line, not many.
+	 * With net=1 every pass also polls the NIC (without waiting). */
 	uint64_t line_at = kit_ticks, line_tsc = rdtsc(), hz = kit_tsc_hz(), max_gap_us = 0;
 	m->seen_ticks = kit_ticks;
 	while (m->tick < ticks) {
@@ -1366,6 +1411,10 @@ int test_migrate(const char *name)
 				why = (virtio_status(&d->vd) & VIRTIO_S_NEEDS_RESET) ? "device-needs-reset" : "timeout";
 				break;
 			}
+		}
+		if (mig_net_poll(m) < 0) {
+			why = "net-failed";
+			break;
 		}
 		if (kit_ticks - line_at >= every) {
 			line_at = kit_ticks;
@@ -1398,8 +1447,22 @@ int test_migrate(const char *name)
 		kit_printf("info migrate touch mib=%lu check-us=%lu bad_words=%lu\n", tmib,
 			   (rdtsc() - t1) * 1000000 / kit_tsc_hz(), touch_bad);
 	}
+	uint64_t net_rx = 0, net_echo = 0;
+	if (m->nif) {
+		struct netif *n = m->nif;
+		struct netdev *nd = n->dev;
+		net_rx = n->rx;
+		net_echo = n->icmp_echo;
+		kit_printf("info migrate net rx=%lu echo=%lu arp=%lu tx=%lu dropped=%lu rx_errors=%lu tx_drops=%lu"
+			   " rx_merged=%lu ok=%d\n", n->rx, n->icmp_echo, n->arp_replies, n->tx, n->dropped, nd->rx_errors,
+			   nd->tx_drops, nd->rx_merged, nd->ok);
+	}
 	if (why) {
-		if (m->io_status >= 0)
+		if (!strcmp(why, "net-failed"))
+			RESULT(name, "fail", " reason=net-failed net_error=%s ticks=%lu ios=%lu net_rx=%lu net_echo=%lu"
+			       " mismatches=%lu bad_words=%lu disk=%s", m->nif->dev->error ? m->nif->dev->error : "unknown",
+			       m->tick, m->ios, net_rx, net_echo, m->mismatches, mem_bad, dname);
+		else if (m->io_status >= 0)
 			RESULT(name, "fail", " reason=%s ticks=%lu ios=%lu lba=%lu status_byte=%d mismatches=%lu bad_words=%lu"
 			       " disk=%s", why, m->tick, m->ios, m->io_lba, m->io_status, m->mismatches, mem_bad, dname);
 		else
@@ -1426,7 +1489,8 @@ int test_migrate(const char *name)
 		return EXIT_FAIL;
 	}
 	RESULT(name, "pass", " ticks=%lu ios=%lu writes=%lu reads=%lu laps=%lu mismatches=0 blocks=%lu unwritten=%ld"
-	       " qd=%u pattern_mib=%lu touch_mib=%lu seed=%lu disk=%s max_gap_us=%lu", m->tick, m->ios, m->writes, m->reads, m->laps,
-	       m->nblocks, unwritten, d ? m->e.nslots : 0, mib, tmib, seed, dname, max_gap_us);
+	       " qd=%u pattern_mib=%lu touch_mib=%lu seed=%lu disk=%s max_gap_us=%lu net_rx=%lu net_echo=%lu", m->tick,
+	       m->ios, m->writes, m->reads, m->laps, m->nblocks, unwritten, d ? m->e.nslots : 0, mib, tmib, seed, dname,
+	       max_gap_us, net_rx, net_echo);
 	return (int)(cmdline_get_u64("exit", 0) & 0xff);
 }

@@ -144,6 +144,10 @@ uint8_t *netdev_tx_buf(struct netdev *n)
 	if (!n->tx_nfree && !netdev_tx_reclaim(n)) {
 		/* Everything is in flight: make sure the device knows, then wait. */
 		vq_kick(&n->txq);
+		if (n->nowait) {
+			n->tx_drops++;
+			return NULL;
+		}
 		n->tx_full_waits++;
 		uint64_t t0 = rdtsc();
 		while (!netdev_tx_reclaim(n)) {
@@ -193,7 +197,7 @@ void netdev_tx_flush(struct netdev *n)
 /* The next used receive element, waiting up to the timeout if wait. */
 static int rx_next(struct netdev *n, uint32_t *id, uint32_t *len, int wait)
 {
-	uint64_t t0 = rdtsc();
+	uint64_t t0 = wait ? rdtsc() : 0;
 	while (!vq_get_used(&n->rxq, id, len)) {
 		if (!wait || rdtsc() - t0 > n->timeout)
 			return 0;
@@ -206,11 +210,31 @@ static int rx_next(struct netdev *n, uint32_t *id, uint32_t *len, int wait)
 	return 1;
 }
 
+/* nowait: is the frame at the head of the used ring complete, i.e. are
+ * all its num_buffers elements used? Only looks. A head that the checks
+ * will reject anyway counts as complete (so it is taken and dropped). */
+static int rx_head_complete(struct netdev *n)
+{
+	struct virtq *q = &n->rxq;
+	uint16_t ready = (uint16_t)(q->used->idx - q->last_used);
+	if (!ready)
+		return 0;
+	if (!n->mrg_rxbuf)
+		return 1;
+	barrier(); /* idx before the element */
+	volatile struct virtq_used_elem *e = &q->used->ring[q->last_used % q->size];
+	uint32_t id = e->id, len = e->len;
+	if (id >= q->size || len > NET_BUF_LEN || len < NET_HDR_LEN)
+		return 1;
+	uint16_t nbuf = ((const volatile struct virtio_net_hdr *)(n->rxbufs + (uint64_t)id * NET_BUF_LEN))->num_buffers;
+	return nbuf <= ready || nbuf > q->size;
+}
+
 unsigned int netdev_rx_poll(struct netdev *n, netdev_rx_fn cb, void *ctx, unsigned int budget)
 {
 	unsigned int done = 0;
 	uint32_t id, len;
-	while (n->ok && done < budget && rx_next(n, &id, &len, 0)) {
+	while (n->ok && done < budget && (!n->nowait || rx_head_complete(n)) && rx_next(n, &id, &len, 0)) {
 		uint8_t *b = n->rxbufs + (uint64_t)id * NET_BUF_LEN;
 		const struct virtio_net_hdr *h = (const struct virtio_net_hdr *)b;
 		uint16_t nbuf = n->mrg_rxbuf ? h->num_buffers : 1;
@@ -231,7 +255,7 @@ unsigned int netdev_rx_poll(struct netdev *n, netdev_rx_fn cb, void *ctx, unsign
 				memcpy(n->rx_asm, b + NET_HDR_LEN, have);
 			rx_give(n, (uint16_t)id);
 			for (uint16_t k = 1; k < nbuf; k++) {
-				if (!rx_next(n, &id, &len, 1)) {
+				if (!rx_next(n, &id, &len, !n->nowait)) {
 					n->rx_errors++;
 					ok = 0;
 					break;

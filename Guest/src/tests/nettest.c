@@ -57,15 +57,71 @@ static void udp_rx(struct netif *n, uint32_t src_ip, uint16_t src_port, uint16_t
 	}
 }
 
+/* dev, nif and sv from the DMA pool. 0 or -1. */
+static int net_alloc(void)
+{
+	dev = dma_alloc(sizeof(*dev), 64);
+	nif = dma_alloc(sizeof(*nif), 64);
+	sv = dma_alloc(sizeof(*sv), 64);
+	return dev && nif && sv ? 0 : -1;
+}
+
+/* "<prefix> pci=.. features=.. rxq=.. ..." for the device netdev_init set up. */
+static void net_info(const char *prefix)
+{
+	struct pci_func *f = dev->vd.pci;
+	kit_printf("%s pci=%02x:%02x.%x features=0x%lx/0x%lx rxq=%u txq=%u msix-entries=%u mrg_rxbuf=%d "
+		   "event_idx=%d link=%s mac-from=%s\n",
+		   prefix, f->bus, f->dev, f->fn, dev->vd.features, dev->vd.dev_features, dev->rxq.size, dev->txq.size,
+		   dev->vd.msix_table_size, dev->mrg_rxbuf, dev->event_idx,
+		   dev->link_status == 0xffff ? "unknown" : (dev->link_status & 1) ? "up" : "down",
+		   dev->mac_from_device ? "device" : "driver");
+}
+
+/* nif's address: DHCP with dhcp=1 (l filled), else static from ip=A.B.C.D[/P]
+ * (default 10.0.2.15/24) and gw=. *method = "dhcp" or "static". 0, or -1
+ * with *why. */
+static int net_addr(const char **method, const char **why, struct dhcp_lease *l)
+{
+	memset(l, 0, sizeof(*l));
+	if (cmdline_get_u64("dhcp", 0)) {
+		*method = "dhcp";
+		return dhcp_run(nif, l, (unsigned int)cmdline_get_u64("dhcp_tries", 5), cmdline_get_u64("dhcp_timeout", 2),
+				why);
+	}
+	*method = "static";
+	const char *s = cmdline_get("ip"), *end;
+	uint32_t ip = DEFAULT_IP, pl = 24, gw = 0;
+	if (s) {
+		uint64_t v;
+		if (parse_ip(s, &ip, &end) < 0 || (*end && *end != '/')) {
+			*why = "bad-ip";
+			return -1;
+		}
+		if (*end == '/' && (parse_u64(end + 1, &v) < 0 || v < 1 || v > 30)) {
+			*why = "bad-prefix";
+			return -1;
+		}
+		if (*end == '/')
+			pl = (uint32_t)v;
+	}
+	s = cmdline_get("gw");
+	if (s && parse_ip(s, &gw, NULL) < 0) {
+		*why = "bad-gw";
+		return -1;
+	}
+	nif->ip = ip;
+	nif->mask = 0xffffffffu << (32 - pl);
+	nif->gw = gw;
+	return 0;
+}
+
 /* Device, then address (static or DHCP); prints RESULT name=net-up.
  * 0 or an exit code. */
 static int net_up(void)
 {
 	char b1[16], b2[16], b3[18];
-	dev = dma_alloc(sizeof(*dev), 64);
-	nif = dma_alloc(sizeof(*nif), 64);
-	sv = dma_alloc(sizeof(*sv), 64);
-	if (!dev || !nif || !sv) {
+	if (net_alloc() < 0) {
 		RESULT("net-up", "fail", " reason=out-of-dma-memory");
 		return EXIT_FAIL;
 	}
@@ -73,56 +129,51 @@ static int net_up(void)
 		RESULT("net-up", "fail", " reason=%s", dev->error);
 		return EXIT_FAIL;
 	}
-	struct pci_func *f = dev->vd.pci;
 	kit_printf("info tsc-mhz=%lu\n", dev->tsc_hz / 1000000);
-	kit_printf("info net pci=%02x:%02x.%x features=0x%lx/0x%lx rxq=%u txq=%u msix-entries=%u mrg_rxbuf=%d "
-		   "event_idx=%d link=%s mac-from=%s\n",
-		   f->bus, f->dev, f->fn, dev->vd.features, dev->vd.dev_features, dev->rxq.size, dev->txq.size,
-		   dev->vd.msix_table_size, dev->mrg_rxbuf, dev->event_idx,
-		   dev->link_status == 0xffff ? "unknown" : (dev->link_status & 1) ? "up" : "down",
-		   dev->mac_from_device ? "device" : "driver");
+	net_info("info net");
 	netif_init(nif, dev);
 	nif->udp_handler = udp_rx;
-	const char *method;
-	if (cmdline_get_u64("dhcp", 0)) {
-		struct dhcp_lease l;
-		const char *why;
-		method = "dhcp";
-		if (dhcp_run(nif, &l, (unsigned int)cmdline_get_u64("dhcp_tries", 5), cmdline_get_u64("dhcp_timeout", 2),
-			     &why) < 0) {
+	const char *method, *why;
+	struct dhcp_lease l;
+	if (net_addr(&method, &why, &l) < 0) {
+		if (method[0] == 'd')
 			RESULT("net-up", "fail", " method=dhcp reason=%s attempts=%u mac=%s", why, l.attempts,
 			       mac_str(dev->mac, b3));
-			return EXIT_FAIL;
-		}
-		kit_printf("info dhcp server=%s lease=%u attempts=%u\n", ip_str(l.server, b1), l.lease_s, l.attempts);
-	} else {
-		method = "static";
-		const char *s = cmdline_get("ip"), *end;
-		uint32_t ip = DEFAULT_IP, pl = 24, gw = 0;
-		if (s) {
-			uint64_t v;
-			if (parse_ip(s, &ip, &end) < 0 || (*end && *end != '/')) {
-				RESULT("net-up", "fail", " method=static reason=bad-ip");
-				return EXIT_FAIL;
-			}
-			if (*end == '/' && (parse_u64(end + 1, &v) < 0 || v < 1 || v > 30)) {
-				RESULT("net-up", "fail", " method=static reason=bad-prefix");
-				return EXIT_FAIL;
-			}
-			if (*end == '/')
-				pl = (uint32_t)v;
-		}
-		s = cmdline_get("gw");
-		if (s && parse_ip(s, &gw, NULL) < 0) {
-			RESULT("net-up", "fail", " method=static reason=bad-gw");
-			return EXIT_FAIL;
-		}
-		nif->ip = ip;
-		nif->mask = 0xffffffffu << (32 - pl);
-		nif->gw = gw;
+		else
+			RESULT("net-up", "fail", " method=static reason=%s", why);
+		return EXIT_FAIL;
 	}
+	if (method[0] == 'd')
+		kit_printf("info dhcp server=%s lease=%u attempts=%u\n", ip_str(l.server, b1), l.lease_s, l.attempts);
 	RESULT("net-up", "pass", " mac=%s ip=%s method=%s prefix=%u gw=%s", mac_str(dev->mac, b3), ip_str(nif->ip, b1),
 	       method, prefix_len(nif->mask), ip_str(nif->gw, b2));
+	return 0;
+}
+
+int migrate_net_up(struct netif **out, const char **why)
+{
+	char b1[16], b2[16], b3[18];
+	if (net_alloc() < 0) {
+		*why = "out-of-dma-memory";
+		return -2;
+	}
+	if (netdev_init(dev) < 0) {
+		*why = dev->error;
+		return strcmp(dev->error, "no-virtio-net") ? -2 : -1;
+	}
+	net_info("info migrate net");
+	netif_init(nif, dev);
+	const char *method;
+	struct dhcp_lease l;
+	if (net_addr(&method, why, &l) < 0)
+		return -2;
+	if (method[0] == 'd')
+		kit_printf("info migrate net dhcp server=%s lease=%u attempts=%u\n", ip_str(l.server, b1), l.lease_s,
+			   l.attempts);
+	kit_printf("info migrate net mac=%s ip=%s method=%s prefix=%u gw=%s\n", mac_str(dev->mac, b3), ip_str(nif->ip, b1),
+		   method, prefix_len(nif->mask), ip_str(nif->gw, b2));
+	dev->nowait = 1;
+	*out = nif;
 	return 0;
 }
 
