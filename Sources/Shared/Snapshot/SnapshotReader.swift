@@ -121,8 +121,15 @@ public struct SnapshotReader<Source: SnapshotSource> {
             guard UInt64(buffer.count) == run.pageCount * SnapshotFormat.pageSize else {
                 throw SnapshotError.malformed("a destination of \(buffer.count) bytes for \(run.pageCount) pages")
             }
-            try read(into: buffer)
-            memory.checksum.update(UnsafeRawBufferPointer(buffer))
+            // A piece at a time, each checksummed as soon as it is in (still in the cache): a
+            // run may be most of RAM, and a migration's end must not wait for its whole CRC.
+            var offset = 0
+            while offset < buffer.count {
+                let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<min(buffer.count, offset + (1 << 20))])
+                try read(into: piece)
+                memory.checksum.update(UnsafeRawBufferPointer(piece))
+                offset += piece.count
+            }
         }
         pendingMemory = nil
         guard try integer("memory slot \(memory.slot)'s checksum") == memory.checksum.value else {

@@ -78,18 +78,24 @@ extension VirtualMachine {
             }
         }
         guard let machine else { throw SnapshotError.malformed("no machine section") }
+        var phases: [(String, Double)] = [("read", MonotonicClock.seconds())]
         try beforeState()
         try restoreMachine(machine)
+        phases.append(("machine", MonotonicClock.seconds()))
         for thread in vcpuThreads {
             guard let fields = vcpus[thread.vcpu.index] else { throw SnapshotError.malformed("vCPU \(thread.vcpu.index) is missing") }
             try thread.vcpu.restoreState(fields)
         }
+        phases.append(("vcpus", MonotonicClock.seconds()))
         var pending: [PendingDevice] = []
         for (index, device) in virtioDevices.enumerated() {
             guard let fields = devices[index] else { throw SnapshotError.malformed("device \(device.transport.name) is missing") }
             if let activation = try device.transport.restoreState(fields) { pending.append(PendingDevice(transport: device.transport, activation: activation)) }
         }
+        phases.append(("transports", MonotonicClock.seconds()))
         if !lazy { try pending.forEach { try $0.activate() } }
+        phases.append(("devices", MonotonicClock.seconds()))
+        logger.debug("restore after the stream: \(zip(phases.dropFirst(), phases).map { "\($0.0) \(Int((($0.1 - $1.1) * 1_000_000).rounded())) µs" }.joined(separator: ", "))")
         return lazy ? pending : []
     }
 
