@@ -45,6 +45,7 @@ let package = Package(
         .systemLibrary(name: "CEvent", pkgConfig: "libevent_core", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
 
         // Sources/Shared: what more than one process uses.
@@ -63,7 +64,7 @@ let package = Package(
         // Disk image formats (qcow2's header): pure parsing, for vmd and virtio-blk.
         .target(name: "DiskFormats", path: "Sources/Shared/DiskFormats"),
         // The VM snapshot format (vmctl send/receive): writer and a reader that treats the file as hostile.
-        .target(name: "Snapshot", dependencies: ["IPC", "LinuxSystem", "CZlib"], path: "Sources/Shared/Snapshot"),
+        .target(name: "Snapshot", dependencies: ["IPC", "LinuxSystem", "CXXHash"], path: "Sources/Shared/Snapshot"),
         // Split virtqueues, the device model protocol and the device process's runner.
         .target(name: "VirtioCore", dependencies: ["GuestRAM", "IPC", "LinuxSystem", logging], path: "Sources/Shared/VirtioCore"),
         // The driver side of a queue, for tests and fuzzers: linked into no executable.

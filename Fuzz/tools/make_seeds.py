@@ -157,22 +157,28 @@ put("FuzzConfig", "include-loop", u8(1) + b'include "a0"\n' + b"\0" + b'include 
 
 # --- FuzzSnapshot -----------------------------------------------------------------
 # SnapshotFormat version 1 for FuzzSnapshot's shape: 1 vCPU, one 256 KiB slot at 0, disk0.
-import zlib
+# Checksums are XXH3-64, from Debian's libxxhash (libxxhash-dev, which scripts/setup installs).
+import ctypes
+_xxh = ctypes.CDLL("libxxhash.so.0")
+_xxh.XXH3_64bits.restype = ctypes.c_uint64
+_xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+xxh3 = lambda data: _xxh.XXH3_64bits(bytes(data), len(data))
 def snap_shape():
     return u32(1) + u8(0) + u32(1) + u64(0) + u64(256 * 1024) + u32(1) + u16(2) + u16(1) + u32(5) + b"disk0"
 def snap_section(kind, index, payload):
     head = u32(kind) + u32(index) + u64(len(payload))
-    return head + payload + u32(zlib.crc32(head + payload))
+    return head + payload + u64(xxh3(head + payload))
 def snap_fields(fields):
     return u32(len(fields)) + b"".join(u16(tag) + u32(len(data)) + data for tag, data in fields)
 def snapshot(runs):
     shape = snap_shape()
-    out = b"SVMDSNAP" + u32(1) + u32(len(shape)) + shape + u32(zlib.crc32(shape))
+    out = b"SVMDSNAP" + u32(1) + u32(len(shape)) + shape + u64(xxh3(shape))
     out += snap_section(1, 0, snap_fields([(1, u64(7)), (2, b"\x01\x02\x03")]))
     out += snap_section(2, 0, snap_fields([(1, bytes(144)), (6, bytes(1024))]))
     table = u64(4096) + u32(len(runs)) + b"".join(u64(first) + u64(count) for first, count in runs)
     pages = b"".join(bytes([(first + i) & 0xFF]) * 4096 for first, count in runs for i in range(count))
-    out += snap_section(4, 0, table + pages)
+    head = u32(4) + u32(0) + u64(len(table) + len(pages))
+    out += head + table + u64(xxh3(head + table)) + pages + u64(xxh3(pages))
     out += snap_section(3, 0, snap_fields([(1, bytes(256)), (5, u32(1) + u8(1) + u16(3) + u16(3))]))
     return out + snap_section(0xFFFFFFFF, 0, u32(4))
 put("FuzzSnapshot", "empty-ram", snapshot([]))

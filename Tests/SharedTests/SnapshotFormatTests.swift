@@ -136,7 +136,7 @@ final class SnapshotFormatTests: XCTestCase {
     private func hostile(_ section: (inout WireWriter) -> Void) throws -> [UInt8] {
         var header = try SnapshotWriter(sink: MemoryStream(), shape: shape)
         var bytes = try header.finish().bytes
-        bytes.removeLast(16 + 4 + 4)  // drop the end marker: the test's section comes instead
+        bytes.removeLast(16 + 4 + 8)  // drop the end marker: the test's section comes instead
         var writer = WireWriter()
         section(&writer)
         var checksum = SnapshotChecksum()

@@ -11,7 +11,7 @@ import XCTest
 /// is in its file, memory sections in rounds, and the pages a process wrote.
 final class SnapshotPagingTests: XCTestCase {
     private let pages = DeferredPages(slot: 0, runs: [PageRun(firstPage: 2, pageCount: 3), PageRun(firstPage: 10, pageCount: 1)],
-                                      fileOffset: 1000, checksumBeforePages: 0, expectedChecksum: 0)
+                                      fileOffset: 1000, expectedChecksum: 0)
 
     func testThePageMapFindsEachPageInTheFileAZeroPageOrNothing() {
         let map = SnapshotPageMap(regions: [(hostAddress: 0x7000_0000, size: 16 * 4096, pages: pages)])

@@ -6,14 +6,11 @@ public struct DeferredPages: Equatable, Sendable {
     public let slot: Int
     public let runs: [PageRun]
     public let fileOffset: UInt64
-    /// The section's CRC-32 over its header and run table: the pages, read in order, continue it...
-    public let checksumBeforePages: UInt32
-    /// ...to this value, or the file is corrupt.
-    public let expectedChecksum: UInt32
+    /// The pages' checksum (`SnapshotChecksum` over them all, in order), or the file is corrupt.
+    public let expectedChecksum: UInt64
 
-    public init(slot: Int, runs: [PageRun], fileOffset: UInt64, checksumBeforePages: UInt32, expectedChecksum: UInt32) {
-        (self.slot, self.runs, self.fileOffset, self.checksumBeforePages, self.expectedChecksum) =
-            (slot, runs, fileOffset, checksumBeforePages, expectedChecksum)
+    public init(slot: Int, runs: [PageRun], fileOffset: UInt64, expectedChecksum: UInt64) {
+        (self.slot, self.runs, self.fileOffset, self.expectedChecksum) = (slot, runs, fileOffset, expectedChecksum)
     }
 }
 
@@ -54,7 +51,7 @@ public struct SnapshotReader<Source: SnapshotSource> {
         let length = Int(try header.read(UInt32.self))
         guard length <= SnapshotFormat.maximumShape else { throw SnapshotError.malformed("a shape of \(length) bytes") }
         let bytes = try take(length, "the shape")
-        var checksum = SnapshotChecksum()
+        let checksum = SnapshotChecksum()
         checksum.update(bytes)
         guard try integer("the shape's checksum") == checksum.value else {
             throw SnapshotError.checksumMismatch("the shape")
@@ -79,7 +76,7 @@ public struct SnapshotReader<Source: SnapshotSource> {
         var header = WireReader(bytes: headerBytes)
         let kindValue = try header.read(UInt32.self), index = try header.read(UInt32.self), length = try header.read(UInt64.self)
         guard let kind = SnapshotSectionKind(rawValue: kindValue) else { throw SnapshotError.malformed("section kind \(kindValue)") }
-        var checksum = SnapshotChecksum()
+        let checksum = SnapshotChecksum()
         checksum.update(headerBytes)
         if kind != .end {
             guard Int(index) < count(of: kind) else { throw SnapshotError.malformed("\(kind) section \(index) does not exist in this shape") }
@@ -92,7 +89,7 @@ public struct SnapshotReader<Source: SnapshotSource> {
         case .memory:
             return try memoryTable(slot: Int(index), length: length, checksum: checksum)
         case .end:
-            let payload = try sectionPayload(length: length, limit: 4, checksum: &checksum, what: "the end marker")
+            let payload = try sectionPayload(length: length, limit: 4, checksum: checksum, what: "the end marker")
             var reader = WireReader(bytes: payload)
             let counted = try reader.read(UInt32.self)
             let sections = seen.filter { $0.kind != SnapshotSectionKind.memory.rawValue }.count + memorySections
@@ -105,7 +102,7 @@ public struct SnapshotReader<Source: SnapshotSource> {
             ended = true
             return nil
         case .machine, .vcpu, .device:
-            let payload = try sectionPayload(length: length, limit: SnapshotFormat.maximumStateSection, checksum: &checksum,
+            let payload = try sectionPayload(length: length, limit: SnapshotFormat.maximumStateSection, checksum: checksum,
                                              what: "\(kind) section \(index)")
             return .state(kind, index: Int(index), try StateFields.decode(payload))
         }
@@ -115,7 +112,7 @@ public struct SnapshotReader<Source: SnapshotSource> {
     /// guest memory each run is read into. The checksum is checked at the end, so on an
     /// error the memory holds garbage and the VM must not run.
     public mutating func readPages(into destination: (PageRun) throws -> UnsafeMutableRawBufferPointer) throws {
-        guard var memory = pendingMemory else { throw SnapshotError.malformed("no memory section to read") }
+        guard let memory = pendingMemory else { throw SnapshotError.malformed("no memory section to read") }
         for run in memory.runs {
             let buffer = try destination(run)
             guard UInt64(buffer.count) == run.pageCount * SnapshotFormat.pageSize else {
@@ -148,8 +145,7 @@ public struct SnapshotReader<Source: SnapshotSource> {
         position += pages * SnapshotFormat.pageSize
         pendingMemory = nil
         let expected = try integer("memory slot \(memory.slot)'s checksum")
-        return DeferredPages(slot: memory.slot, runs: memory.runs, fileOffset: offset, checksumBeforePages: memory.checksum.value,
-                             expectedChecksum: expected)
+        return DeferredPages(slot: memory.slot, runs: memory.runs, fileOffset: offset, expectedChecksum: expected)
     }
 
     private func count(of kind: SnapshotSectionKind) -> Int {
@@ -163,7 +159,6 @@ public struct SnapshotReader<Source: SnapshotSource> {
     }
 
     private mutating func memoryTable(slot: Int, length: UInt64, checksum: SnapshotChecksum) throws -> SnapshotSection {
-        var checksum = checksum
         let slotPages = shape.slots[slot].size / SnapshotFormat.pageSize
         let headBytes = try take(12, "memory slot \(slot)'s table")
         checksum.update(headBytes)
@@ -191,11 +186,14 @@ public struct SnapshotReader<Source: SnapshotSource> {
         guard length == 12 + runCount * 16 + dataPages * SnapshotFormat.pageSize else {
             throw SnapshotError.malformed("memory slot \(slot)'s length \(length) does not match its \(dataPages) pages")
         }
-        pendingMemory = (slot, runs, checksum)
+        guard try integer("memory slot \(slot)'s table checksum") == checksum.value else {
+            throw SnapshotError.checksumMismatch("memory slot \(slot)'s table")
+        }
+        pendingMemory = (slot, runs, SnapshotChecksum())
         return .memory(slot: slot, runs: runs)
     }
 
-    private mutating func sectionPayload(length: UInt64, limit: Int, checksum: inout SnapshotChecksum, what: String) throws -> [UInt8] {
+    private mutating func sectionPayload(length: UInt64, limit: Int, checksum: SnapshotChecksum, what: String) throws -> [UInt8] {
         guard length <= UInt64(limit) else { throw SnapshotError.malformed("\(what) is \(length) bytes, more than \(limit)") }
         let payload = try take(Int(length), what)
         checksum.update(payload)
@@ -218,8 +216,8 @@ public struct SnapshotReader<Source: SnapshotSource> {
         return bytes
     }
 
-    private mutating func integer(_ what: String) throws -> UInt32 {
-        var reader = WireReader(bytes: try take(4, what))
-        return try reader.read(UInt32.self)
+    private mutating func integer(_ what: String) throws -> UInt64 {
+        var reader = WireReader(bytes: try take(8, what))
+        return try reader.read(UInt64.self)
     }
 }

@@ -12,7 +12,7 @@ public struct SnapshotWriter<Sink: SnapshotSink> {
         self.sink = sink
         var writer = WireWriter()
         shape.encode(into: &writer)
-        var checksum = SnapshotChecksum()
+        let checksum = SnapshotChecksum()
         checksum.update(writer.bytes)
         var header = WireWriter()
         header.write(SnapshotFormat.version)
@@ -23,8 +23,8 @@ public struct SnapshotWriter<Sink: SnapshotSink> {
 
     public mutating func writeState(_ kind: SnapshotSectionKind, index: Int, _ fields: StateFields) throws {
         let payload = fields.encoded
-        var checksum = SnapshotChecksum()
-        try putSectionHeader(kind, index: index, length: UInt64(payload.count), checksum: &checksum)
+        let checksum = SnapshotChecksum()
+        try putSectionHeader(kind, index: index, length: UInt64(payload.count), checksum: checksum)
         checksum.update(payload)
         try put(payload)
         try put(integer: checksum.value)
@@ -40,10 +40,12 @@ public struct SnapshotWriter<Sink: SnapshotSink> {
         table.write(UInt32(runs.count))
         for run in runs { table.write(run.firstPage); table.write(run.pageCount) }
         let data = runs.reduce(UInt64(0)) { $0 + $1.pageCount * SnapshotFormat.pageSize }
-        var checksum = SnapshotChecksum()
-        try putSectionHeader(.memory, index: slot, length: UInt64(table.bytes.count) + data, checksum: &checksum)
-        checksum.update(table.bytes)
+        let tableChecksum = SnapshotChecksum()
+        try putSectionHeader(.memory, index: slot, length: UInt64(table.bytes.count) + data, checksum: tableChecksum)
+        tableChecksum.update(table.bytes)
         try put(table.bytes)
+        try put(integer: tableChecksum.value)
+        let checksum = SnapshotChecksum()
         for run in runs {
             let bytes = try pages(run)
             precondition(UInt64(bytes.count) == run.pageCount * SnapshotFormat.pageSize, "a run's bytes are its pages")
@@ -74,8 +76,8 @@ public struct SnapshotWriter<Sink: SnapshotSink> {
         let count = sections
         var fields = WireWriter()
         fields.write(count)
-        var checksum = SnapshotChecksum()
-        try putSectionHeader(.end, index: 0, length: UInt64(fields.bytes.count), checksum: &checksum)
+        let checksum = SnapshotChecksum()
+        try putSectionHeader(.end, index: 0, length: UInt64(fields.bytes.count), checksum: checksum)
         checksum.update(fields.bytes)
         try put(fields.bytes)
         try put(integer: checksum.value)
@@ -83,7 +85,7 @@ public struct SnapshotWriter<Sink: SnapshotSink> {
     }
 
     private mutating func putSectionHeader(_ kind: SnapshotSectionKind, index: Int, length: UInt64,
-                                           checksum: inout SnapshotChecksum) throws {
+                                           checksum: SnapshotChecksum) throws {
         var header = WireWriter()
         header.write(kind.rawValue)
         header.write(UInt32(index))
@@ -98,7 +100,7 @@ public struct SnapshotWriter<Sink: SnapshotSink> {
         bytesWritten += UInt64(bytes.count)
     }
 
-    private mutating func put(integer value: UInt32) throws {
+    private mutating func put(integer value: UInt64) throws {
         var writer = WireWriter()
         writer.write(value)
         try put(writer.bytes)

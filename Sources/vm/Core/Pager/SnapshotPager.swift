@@ -12,7 +12,7 @@ final class SnapshotPager {
     private let map: SnapshotPageMap
     /// The background copy's place: region, run, pages of that run done, and the CRC so far.
     private var region = 0, run = 0, pagesDone: UInt64 = 0
-    private var checksum: SnapshotChecksum
+    private var checksum = SnapshotChecksum()
     private var page = [UInt8](repeating: 0, count: Int(SnapshotFormat.pageSize))
     private var chunk = [UInt8](repeating: 0, count: SnapshotPager.chunkPages * Int(SnapshotFormat.pageSize))
     private(set) var pagesCopied: UInt64 = 0
@@ -41,7 +41,6 @@ final class SnapshotPager {
             guard let pages = deferred[index] else { throw SnapshotError.malformed("memory slot \(index) is missing") }
             return (hostAddresses[index], shape.slots[index].size, pages)
         })
-        checksum = SnapshotChecksum()
         startRegion()
     }
 
@@ -101,9 +100,7 @@ final class SnapshotPager {
     private func startRegion() {
         run = 0
         pagesDone = 0
-        if region < map.regions.count {
-            checksum = SnapshotChecksum(continuing: map.regions[region].pages.checksumBeforePages)
-        }
+        checksum = SnapshotChecksum()
     }
 
     private func finishRegion() throws {
