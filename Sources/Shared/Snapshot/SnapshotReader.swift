@@ -119,7 +119,7 @@ public struct SnapshotReader<Source: SnapshotSource> {
                 throw SnapshotError.malformed("a destination of \(buffer.count) bytes for \(run.pageCount) pages")
             }
             // A piece at a time, each checksummed as soon as it is in (still in the cache): a
-            // run may be most of RAM, and a migration's end must not wait for its whole CRC.
+            // run may be most of RAM, and a migration's end must not wait for its whole checksum.
             var offset = 0
             while offset < buffer.count {
                 let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<min(buffer.count, offset + (1 << 20))])

@@ -10,7 +10,7 @@ final class SnapshotPager {
     private let uffd: UserFaultFD
     private let snapshot: FileDescriptor
     private let map: SnapshotPageMap
-    /// The background copy's place: region, run, pages of that run done, and the CRC so far.
+    /// The background copy's place: region, run, pages of that run done, and the checksum so far.
     private var region = 0, run = 0, pagesDone: UInt64 = 0
     private var checksum = SnapshotChecksum()
     private var page = [UInt8](repeating: 0, count: Int(SnapshotFormat.pageSize))
