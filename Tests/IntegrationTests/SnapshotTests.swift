@@ -19,6 +19,19 @@ final class SnapshotTests: XCTestCase {
         }
     }
 
+    /// The guest kit's migrate run, split over two consoles: counted from 1 with no gap
+    /// before, on from the very next tick after, to `ticks`, its checks passed, and its NIC
+    /// answering pings after the move.
+    static func assertGoesOn(before: String, after: String, ticks: Int, file: StaticString = #filePath, line: UInt = #line) {
+        let first = migrateTicks(before), second = migrateTicks(after)
+        XCTAssertEqual(first, Array(1..<(first.count + 1)), "counted from 1 with no gap before", file: file, line: line)
+        XCTAssertEqual(second.first, first.last.map { $0 + 1 }, "on from the next tick: \(first.suffix(3)) then \(second.prefix(3))",
+                       file: file, line: line)
+        XCTAssertEqual(second, first.count < ticks ? Array((first.count + 1)...ticks) : [], "and on to the end with no gap", file: file, line: line)
+        XCTAssertTrue(after.contains("RESULT name=migrate status=pass"), after, file: file, line: line)
+        XCTAssertFalse(after.contains("net_echo=0"), "echo replies were sent after the move: \(after)", file: file, line: line)
+    }
+
     /// `vmctl send NAME > snapshot`, run to completion.
     static func send(_ daemon: DaemonHarness, _ name: String, to snapshot: String) throws -> (status: Int32, stderr: String) {
         let process = daemon.start(["send", name], stdout: snapshot)
@@ -67,6 +80,7 @@ final class SnapshotTests: XCTestCase {
         XCTAssertTrue(daemon.log.contains("RAM paged in as touched"), daemon.log)
         XCTAssertTrue(daemon.log.contains("lazy restore: every page in after"), daemon.log)
         XCTAssertTrue(daemon.log.contains("mover/pager: pager[") && daemon.log.contains("sandboxed: namespaces"), daemon.log)
+        XCTAssertFalse(daemon.log.contains("lazy restore failed"), "the pager stays quiet to the end: \(daemon.log)")
     }
 
     @discardableResult
@@ -105,12 +119,7 @@ final class SnapshotTests: XCTestCase {
                       "the restored guest answers on its NIC: \(text(after))\n\(daemon.log)")
         XCTAssertTrue(daemon.eventually(60) { !console2.isRunning }, "the restored guest finishes: \(text(after))\n\(daemon.log)")
 
-        let first = Self.migrateTicks(text(before)), second = Self.migrateTicks(text(after))
-        XCTAssertEqual(first, Array(1..<(first.count + 1)), "the first run counted from 1 with no gap")
-        XCTAssertEqual(second.first, first.last.map { $0 + 1 }, "the restored guest goes on from the next tick: \(first.suffix(3)) then \(second.prefix(3))")
-        XCTAssertEqual(second, first.count < 60 ? Array((first.count + 1)...60) : [], "and on to the end with no gap")
-        XCTAssertTrue(text(after).contains("RESULT name=migrate status=pass"), text(after))
-        XCTAssertFalse(text(after).contains("net_echo=0"), "echo replies were sent after the restore: \(text(after))")
+        Self.assertGoesOn(before: text(before), after: text(after), ticks: 60)
         XCTAssertTrue(daemon.status()["mover"]?.line.contains("(exited with code 0)") == true, daemon.status()["mover"]?.line ?? "")
         XCTAssertFalse(daemon.log.contains("Bad system call"), daemon.log)
         return daemon

@@ -30,13 +30,18 @@ struct PagerProcess {
             return
         }
         var reported = false
+        var watchingFaults = true
         while true {
             do {
-                try pager.serveFaults()
+                if watchingFaults { try pager.serveFaults() }
                 if !pager.backgroundDone {
                     try pager.copyNextChunk()
                     continue
                 }
+            } catch where reported {
+                // Every page is in and vm has let go of the userfaultfd (or is gone): nothing left to serve.
+                logger.debug("userfaultfd: \(error); waiting for vmd only")
+                watchingFaults = false
             } catch {
                 logger.error("lazy restore failed: \(error)")
                 try channel.send(PagerEvent.failed("\(error)"))
@@ -49,10 +54,11 @@ struct PagerProcess {
                 try channel.send(PagerEvent.loaded(pages: pager.pagesCopied, faults: pager.faultsServed, milliseconds: milliseconds))
             }
             // Until vm stops routing faults here (it unregisters on `memoryLoaded`): zero pages for holes.
-            var waits = [pollfd(fd: uffdFD.rawValue, events: Int16(POLLIN), revents: 0),
-                         pollfd(fd: channel.socket.rawValue, events: Int16(POLLIN), revents: 0)]
-            guard poll(&waits, 2, -1) >= 0 || errno == EINTR else { throw SystemError("poll", errno: errno) }
-            if waits[1].revents != 0 {
+            var waits = [pollfd(fd: channel.socket.rawValue, events: Int16(POLLIN), revents: 0),
+                         pollfd(fd: uffdFD.rawValue, events: Int16(POLLIN), revents: 0)]
+            guard poll(&waits, watchingFaults ? 2 : 1, -1) >= 0 || errno == EINTR else { throw SystemError("poll", errno: errno) }
+            if watchingFaults && waits[1].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 { watchingFaults = false }
+            if waits[0].revents != 0 {
                 if case .serve = (try? channel.receive(PagerCommand.self)) ?? .stop { continue }
                 return  // stop, or vmd went away
             }
