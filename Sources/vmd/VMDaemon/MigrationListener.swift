@@ -20,7 +20,7 @@ final class MigrationListener {
 
     private final class Pending {
         let connection: FileDescriptor
-        var line: [UInt8] = []
+        var line = MigrationLine(limit: 128)
         var watch: EventWatch?
         var timer: EventWatch?
         init(_ connection: FileDescriptor) { self.connection = connection }
@@ -54,19 +54,14 @@ final class MigrationListener {
         if entry.watch == nil { drop(key) }
     }
 
-    /// One byte at a time up to the newline: the migration stream follows it at once and
-    /// belongs to the vm process, which must get it whole.
     private func readHello(_ key: ObjectIdentifier) {
         guard let entry = pending[key] else { return }
-        var byte: UInt8 = 0
-        while true {
-            let count = recv(entry.connection.rawValue, &byte, 1, Int32(MSG_DONTWAIT))
-            if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
-            guard count == 1, entry.line.count < 128 else { return drop(key) }
-            if byte == UInt8(ascii: "\n") { break }
-            entry.line.append(byte)
+        let line: String
+        switch entry.line.read(from: entry.connection) {
+        case .waiting: return
+        case .closed, .tooLong: return drop(key)
+        case .line(let text): line = text
         }
-        let line = String(decoding: entry.line, as: UTF8.self)
         let connection = entry.connection
         drop(key, keeping: true)
         guard let name = MigrationEndpoint.vmName(inHello: line) else {

@@ -1,4 +1,3 @@
-import CLinux
 import Glibc
 import Logging
 import Configuration
@@ -187,7 +186,10 @@ final class VMInstance {
             case .saveFailed(var reason):
                 if let connection = outgoing?.connection {
                     // A receiver that refused said why before it closed (the send then failed with EPIPE).
-                    if let answer = Self.pendingLine(connection), answer.hasPrefix("FAIL ") { reason = "the receiver refused: \(answer.dropFirst(5))" }
+                    var answer = MigrationLine(limit: 1024)
+                    if case .line(let text) = answer.read(from: connection), text.hasPrefix("FAIL ") {
+                        reason = "the receiver refused: \(text.dropFirst(5))"
+                    }
                     connection.close()
                 }
                 logger.warning("\(outgoing == nil ? "snapshot" : "migration") failed: \(reason)")
@@ -277,12 +279,22 @@ final class VMInstance {
         try? launched.vm.channel.send(VMCommand.pause)
     }
 
+    /// The processes of a VM that can be sent now (running or paused, no send under way), or why not.
+    private func sendable() -> Result<LaunchedVM, SaveFailure> {
+        guard let launched, state == .running || state == .paused else {
+            return .failure(SaveFailure(description: "vm \(config.name) is \(state.rawValue)"))
+        }
+        guard saveWaiter == nil else { return .failure(SaveFailure(description: "vm \(config.name) is being sent already")) }
+        return .success(launched)
+    }
+
     /// Writes the VM's snapshot to `output` and stops it (`vmctl send`).
     func send(to output: FileDescriptor, _ done: @escaping (Result<UInt64, SaveFailure>) -> Void) {
-        guard let launched, state == .running || state == .paused else {
-            return done(.failure(SaveFailure(description: "vm \(config.name) is \(state.rawValue)")))
+        let launched: LaunchedVM
+        switch sendable() {
+        case .success(let vm): launched = vm
+        case .failure(let failure): return done(.failure(failure))
         }
-        guard saveWaiter == nil else { return done(.failure(SaveFailure(description: "vm \(config.name) is being sent already"))) }
         saveWaiter = done
         do {
             try launched.vm.channel.send(VMCommand.save(output, ram: launched.ramFiles))
@@ -296,10 +308,11 @@ final class VMInstance {
     /// hello already: pre-copy in vm, then the receiver's confirmation; the VM stops here only
     /// once the receiver's runs, and goes on here if anything fails.
     func migrate(over connection: FileDescriptor, to destination: String, _ done: @escaping (Result<UInt64, SaveFailure>) -> Void) {
-        guard let launched, state == .running || state == .paused else {
-            return done(.failure(SaveFailure(description: "vm \(config.name) is \(state.rawValue)")))
+        let launched: LaunchedVM
+        switch sendable() {
+        case .success(let vm): launched = vm
+        case .failure(let failure): return done(.failure(failure))
         }
-        guard saveWaiter == nil else { return done(.failure(SaveFailure(description: "vm \(config.name) is being sent already"))) }
         do {
             try launched.vm.channel.send(VMCommand.migrate(connection.duplicate(), ram: launched.ramFiles))
         } catch {
@@ -312,7 +325,7 @@ final class VMInstance {
     /// Everything is sent and the VM paused: the receiver says `OK` once its VM runs.
     private func awaitMigrationAck(bytes: UInt64) {
         guard let (connection, destination) = outgoing else { return }
-        var line: [UInt8] = []
+        var answer = MigrationLine(limit: 1024)
         let finish = { [weak self] (accepted: Bool, why: String) in
             guard let self else { return }
             self.ackWatch?.cancel()
@@ -338,17 +351,11 @@ final class VMInstance {
             }
         }
         ackWatch = try? loop.watchReadable(connection.rawValue) {
-            var byte: UInt8 = 0
-            while true {
-                let count = recv(connection.rawValue, &byte, 1, Int32(MSG_DONTWAIT))
-                if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
-                guard count == 1 else { return finish(false, "closed the connection without confirming") }
-                if byte == UInt8(ascii: "\n") {
-                    let text = String(decoding: line, as: UTF8.self)
-                    return finish(text == "OK", text.hasPrefix("FAIL ") ? "refused: \(text.dropFirst(5))" : "answered \"\(text)\"")
-                }
-                guard line.count < 1024 else { return finish(false, "answered too much") }
-                line.append(byte)
+            switch answer.read(from: connection) {
+            case .waiting: return
+            case .closed: finish(false, "closed the connection without confirming")
+            case .tooLong: finish(false, "answered too much")
+            case .line(let text): finish(text == "OK", text.hasPrefix("FAIL ") ? "refused: \(text.dropFirst(5))" : "answered \"\(text)\"")
             }
         }
         ackTimer = try? loop.after(seconds: Self.migrationAckTimeout) { finish(false, "did not confirm within \(Int(Self.migrationAckTimeout)) s") }
@@ -360,11 +367,9 @@ final class VMInstance {
     /// meanwhile is reported; the VM goes on.
     func lockDisksOnceSenderStops(_ connection: FileDescriptor) {
         var watch: EventWatch?
+        var done = MigrationLine(limit: 1024)
         watch = try? loop.watchReadable(connection.rawValue) { [weak self] in
-            var byte: UInt8 = 0
-            let count = recv(connection.rawValue, &byte, 1, Int32(MSG_DONTWAIT))
-            if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
-            if count == 1 && byte != UInt8(ascii: "\n") { return }  // the line "DONE" up to its newline
+            if done.read(from: connection) == .waiting { return }  // "DONE", or the connection's end, is the signal
             watch?.cancel()
             watch = nil
             connection.close()
@@ -383,14 +388,6 @@ final class VMInstance {
         }
         launched?.unlockedDisks = []
         logger.info("migration complete: disks locked")
-    }
-
-    /// A line already waiting on `connection`, read without blocking (at most 1 KiB).
-    private static func pendingLine(_ connection: FileDescriptor) -> String? {
-        var bytes = [UInt8](repeating: 0, count: 1024)
-        let count = bytes.withUnsafeMutableBytes { recv(connection.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        guard count > 0, let end = bytes[0..<count].firstIndex(of: UInt8(ascii: "\n")) else { return nil }
-        return String(decoding: bytes[0..<end], as: UTF8.self)
     }
 
     /// `done(nil)` once the vm process runs the guest, `done(why)` if it ends before.
