@@ -25,17 +25,7 @@ public struct DescriptorStream: SnapshotSink, SnapshotSource {
     }
 
     public mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws {
-        var done = 0
-        while done < buffer.count {
-            // SAFETY: the kernel writes at most `buffer.count - done` bytes after `done`.
-            let count = Glibc.read(fd.rawValue, buffer.baseAddress! + done, buffer.count - done)
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("read snapshot", errno: errno)
-            }
-            guard count > 0 else { throw SnapshotError.truncated("\(buffer.count - done) more bytes expected") }
-            done += count
-        }
+        try fill(buffer, "read snapshot", end: "\(buffer.count) more bytes expected") { Glibc.read(fd.rawValue, $0, $1) }
     }
 
     /// Seeks: only a regular file can (a lazy restore needs one), and not past its end.
@@ -97,16 +87,26 @@ public struct PositionedFileStream: SnapshotSource {
 
     /// Fills `buffer` from `offset` of the file, or throws `truncated` at its end.
     public static func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
-        var done = 0
-        while done < buffer.count {
-            // SAFETY: the kernel writes at most `buffer.count - done` bytes after `done`.
-            let count = pread(fd.rawValue, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("pread snapshot", errno: errno)
-            }
-            guard count > 0 else { throw SnapshotError.truncated("the file ends inside its pages") }
-            done += count
+        // `fill` hands each call the rest of the buffer: its offset in the buffer is where to read in the file.
+        try fill(buffer, "pread snapshot", end: "the file ends inside its pages") { pointer, count in
+            pread(fd.rawValue, pointer, count, off_t(offset) + off_t(pointer - buffer.baseAddress!))
         }
+    }
+}
+
+/// Fills `buffer` with as many calls of `read(pointer, count)` (read or pread) as it takes,
+/// retrying EINTR; the end of the stream before it is full is `SnapshotError.truncated(end)`.
+private func fill(_ buffer: UnsafeMutableRawBufferPointer, _ call: String, end: String,
+                  _ read: (UnsafeMutableRawPointer, Int) -> Int) throws {
+    var done = 0
+    while done < buffer.count {
+        // SAFETY: the kernel writes at most `buffer.count - done` bytes after `done`.
+        let count = read(buffer.baseAddress! + done, buffer.count - done)
+        if count < 0 {
+            if errno == EINTR { continue }
+            throw SystemError(call, errno: errno)
+        }
+        guard count > 0 else { throw SnapshotError.truncated(end) }
+        done += count
     }
 }

@@ -201,11 +201,7 @@ struct VMProcess {
         defer { fd.close(); ramFiles.forEach { $0.close() } }
         let wasPaused = machine.isPaused
         if !wasPaused {
-            let unconfirmed = machine.pause()
-            if !unconfirmed.isEmpty {
-                machine.resume()
-                return .saveFailed("\(unconfirmed.joined(separator: ", ")) did not quiesce")
-            }
+            do { try machine.pauseQuiesced() } catch { return .saveFailed("\(error)") }
         }
         try? fd.setNonBlocking(false)
         let started = MonotonicClock.seconds()

@@ -36,7 +36,7 @@ final class VirtualMachine {
     /// Where the vm places BARs before the guest moves them: the bottom of the MMIO hole.
     static let barWindowBase: UInt64 = GuestPhysicalLayout.mmioHoleStart.value
     static let barSpacing: UInt64 = 0x10_0000
-    let logger: Logger
+    private let logger: Logger
 
     /// The first way the guest ended; later reports (other vCPUs stopping) are ignored.
     private let end = GuestEndLatch()

@@ -29,11 +29,7 @@ extension VirtualMachine {
         defer { stopLoggingWrites() }
         _ = try dirtyPages.take(kvm: kvm)  // from here on: round 0 sends what is there, later rounds what changed
 
-        for (index, slot) in memory.slots.enumerated() {
-            let slice = try memory.contiguousSlice(at: slot.guestBase, length: slot.size, forWriting: false)
-            let runs = try GuestPageScan.nonZeroRuns(of: slice.unsafeBytes, file: index < ramFiles.count ? ramFiles[index] : nil)
-            report.pages += try write(runs, slot: index, live: true, with: &writer)
-        }
+        report.pages = try writeRAM(ramFiles: ramFiles, live: true, with: &writer)
         report.rounds = 1
         var last = UInt64.max, growing = 0
         var dirty = try dirtyPages.take(kvm: kvm)
@@ -43,30 +39,20 @@ extension VirtualMachine {
             // Small enough, or not converging (the guest writes faster than we send): pause now.
             if count <= Self.finalRoundPages || report.rounds >= Self.maximumRounds || growing >= 3 { break }
             last = count
-            for (slot, runs) in dirty.enumerated() { report.pages += try write(runs, slot: slot, live: true, with: &writer) }
+            for (slot, runs) in dirty.enumerated() { report.pages += try writePages(runs, slot: slot, live: true, with: &writer) }
             report.rounds += 1
             dirty = try dirtyPages.take(kvm: kvm)
         }
 
-        let unconfirmed = pause()
-        guard unconfirmed.isEmpty else {
-            resume()
-            throw SnapshotError.malformed("\(unconfirmed.joined(separator: ", ")) did not quiesce")
-        }
+        try pauseQuiesced()
         report.pausedAt = MonotonicClock.seconds()
         do {
             // What the last round left, then what was written since (devices finished their requests).
             let rest = try dirtyPages.take(kvm: kvm)
             for pass in [dirty, rest] {
-                for (slot, runs) in pass.enumerated() { report.finalPages += try write(runs, slot: slot, with: &writer) }
+                for (slot, runs) in pass.enumerated() { report.finalPages += try writePages(runs, slot: slot, live: false, with: &writer) }
             }
-            try writer.writeState(.machine, index: 0, machineState())
-            for thread in vcpuThreads {
-                try writer.writeState(.vcpu, index: thread.vcpu.index, thread.vcpu.captureState(vcpuStateSupport))
-            }
-            for (index, device) in virtioDevices.enumerated() {
-                try writer.writeState(.device, index: index, device.transport.captureState())
-            }
+            try writeState(with: &writer)
             _ = try writer.finish()
         } catch {
             resume()
@@ -76,16 +62,6 @@ extension VirtualMachine {
         report.pages += report.finalPages
         report.bytes = writer.bytesWritten
         return report
-    }
-
-    private func write<Sink>(_ runs: [PageRun], slot: Int, live: Bool = false, with writer: inout SnapshotWriter<Sink>) throws -> UInt64 {
-        guard !runs.isEmpty else { return 0 }
-        let descriptor = memory.slots[slot]
-        let slice = try memory.contiguousSlice(at: descriptor.guestBase, length: descriptor.size, forWriting: false)
-        try writer.writeMemory(slot: slot, runs: runs, live: live) { run in
-            UnsafeRawBufferPointer(rebasing: slice.unsafeBytes[GuestPageScan.byteRange(of: run)])
-        }
-        return runs.reduce(0) { $0 + $1.pageCount }
     }
 
     private func startLoggingWrites() throws {

@@ -26,23 +26,60 @@ extension VirtualMachine {
     func writeSnapshot(to fd: FileDescriptor, ramFiles: [FileDescriptor]) throws -> UInt64 {
         guard isPaused else { throw SnapshotError.malformed("the VM is not paused") }
         var writer = try SnapshotWriter(sink: DescriptorStream(fd), shape: snapshotShape)
+        _ = try writeRAM(ramFiles: ramFiles, live: false, with: &writer)
+        try writeState(with: &writer)
+        _ = try writer.finish()
+        return writer.bytesWritten
+    }
+
+    /// Every RAM slot's pages the guest ever wrote that are not all zero; returns how many.
+    /// `live`: the guest runs meanwhile (a migration's first round).
+    func writeRAM<Sink>(ramFiles: [FileDescriptor], live: Bool, with writer: inout SnapshotWriter<Sink>) throws -> UInt64 {
+        var pages: UInt64 = 0
+        for (index, slot) in memory.slots.enumerated() {
+            let slice = try memory.contiguousSlice(at: slot.guestBase, length: slot.size, forWriting: false)
+            let runs = try GuestPageScan.nonZeroRuns(of: slice.unsafeBytes, file: index < ramFiles.count ? ramFiles[index] : nil)
+            pages += try writePages(runs, slot: index, live: live, with: &writer)
+        }
+        return pages
+    }
+
+    /// `runs` of RAM slot `slot` as one memory section; returns how many pages.
+    func writePages<Sink>(_ runs: [PageRun], slot: Int, live: Bool, with writer: inout SnapshotWriter<Sink>) throws -> UInt64 {
+        guard !runs.isEmpty else { return 0 }
+        let descriptor = memory.slots[slot]
+        let slice = try memory.contiguousSlice(at: descriptor.guestBase, length: descriptor.size, forWriting: false)
+        try writer.writeMemory(slot: slot, runs: runs, live: live) { run in
+            UnsafeRawBufferPointer(rebasing: slice.unsafeBytes[GuestPageScan.byteRange(of: run)])
+        }
+        return runs.reduce(0) { $0 + $1.pageCount }
+    }
+
+    /// The state sections of the paused VM: the machine, each vCPU, each device (where its
+    /// process stands in its queues is asked now). A restore applies them once it has read
+    /// everything, so they may come after RAM.
+    func writeState<Sink>(with writer: inout SnapshotWriter<Sink>) throws {
         try writer.writeState(.machine, index: 0, machineState())
         for thread in vcpuThreads {
             try writer.writeState(.vcpu, index: thread.vcpu.index, thread.vcpu.captureState(vcpuStateSupport))
         }
-        for (index, slot) in memory.slots.enumerated() {
-            let slice = try memory.contiguousSlice(at: slot.guestBase, length: slot.size, forWriting: false)
-            let runs = try GuestPageScan.nonZeroRuns(of: slice.unsafeBytes, file: index < ramFiles.count ? ramFiles[index] : nil)
-            try writer.writeMemory(slot: index, runs: runs) { run in
-                UnsafeRawBufferPointer(rebasing: slice.unsafeBytes[GuestPageScan.byteRange(of: run)])
-            }
-        }
-        // Devices last: a restore reads RAM before it activates a device, which looks at its rings at once.
         for (index, device) in virtioDevices.enumerated() {
             try writer.writeState(.device, index: index, device.transport.captureState())
         }
-        _ = try writer.finish()
-        return writer.bytesWritten
+    }
+
+    /// Pauses the guest with every device quiesced, or leaves it running and says which did not.
+    func pauseQuiesced() throws {
+        let unconfirmed = pause()
+        guard unconfirmed.isEmpty else {
+            resume()
+            throw NotQuiesced(devices: unconfirmed)
+        }
+    }
+
+    struct NotQuiesced: Error, CustomStringConvertible {
+        let devices: [String]
+        var description: String { "\(devices.joined(separator: ", ")) did not quiesce" }
     }
 
     /// Brings this VM, built with `restoring: true` and not started, to the state in `fd`.
@@ -66,36 +103,27 @@ extension VirtualMachine {
             case .state(.vcpu, let index, let fields): vcpus[index] = fields
             case .state(.device, let index, let fields): devices[index] = fields
             case .state: break  // the reader hands out no other kind
-            case .memory:
-                guard !lazy else {
-                    _ = try reader.skipPages()
-                    continue
-                }
-                guard case .memory(let slotIndex, _) = section else { continue }
+            case .memory where lazy:
+                _ = try reader.skipPages()
+            case .memory(let slotIndex, _):
                 let slot = memory.slots[slotIndex]
                 let slice = try memory.contiguousSlice(at: slot.guestBase, length: slot.size, forWriting: true)
                 try reader.readPages { run in UnsafeMutableRawBufferPointer(rebasing: slice.unsafeBytes[GuestPageScan.byteRange(of: run)]) }
             }
         }
         guard let machine else { throw SnapshotError.malformed("no machine section") }
-        var phases: [(String, Double)] = [("read", MonotonicClock.seconds())]
         try beforeState()
         try restoreMachine(machine)
-        phases.append(("machine", MonotonicClock.seconds()))
         for thread in vcpuThreads {
             guard let fields = vcpus[thread.vcpu.index] else { throw SnapshotError.malformed("vCPU \(thread.vcpu.index) is missing") }
             try thread.vcpu.restoreState(fields)
         }
-        phases.append(("vcpus", MonotonicClock.seconds()))
         var pending: [PendingDevice] = []
         for (index, device) in virtioDevices.enumerated() {
             guard let fields = devices[index] else { throw SnapshotError.malformed("device \(device.transport.name) is missing") }
             if let activation = try device.transport.restoreState(fields) { pending.append(PendingDevice(transport: device.transport, activation: activation)) }
         }
-        phases.append(("transports", MonotonicClock.seconds()))
         if !lazy { try pending.forEach { try $0.activate() } }
-        phases.append(("devices", MonotonicClock.seconds()))
-        logger.debug("restore after the stream: \(zip(phases.dropFirst(), phases).map { "\($0.0) \(Int((($0.1 - $1.1) * 1_000_000).rounded())) µs" }.joined(separator: ", "))")
         return lazy ? pending : []
     }
 

@@ -69,19 +69,12 @@ extension Vcpu {
         try fields.raw(VcpuStateTag.registers.rawValue, as: kvm_regs.self, "vCPU \(index) registers", into: &regs)
         try setRegisters(regs)
         if fields.contains(VcpuStateTag.xsave.rawValue) {
-            var xsave = kvm_xsave()
-            try fields.raw(VcpuStateTag.xsave.rawValue, as: kvm_xsave.self, "vCPU \(index) XSAVE area", into: &xsave)
-            try kvmIoctl(fd, VMD_KVM_IOCTL_SET_XSAVE, "KVM_SET_XSAVE", &xsave)
+            try put(kvm_xsave(), from: fields, .xsave, "XSAVE area", VMD_KVM_IOCTL_SET_XSAVE, "KVM_SET_XSAVE")
         } else {
-            var fpu = kvm_fpu()
-            try fields.raw(VcpuStateTag.fpu.rawValue, as: kvm_fpu.self, "vCPU \(index) FPU", into: &fpu)
-            try kvmIoctl(fd, VMD_KVM_IOCTL_SET_FPU, "KVM_SET_FPU", &fpu)
+            try put(kvm_fpu(), from: fields, .fpu, "FPU", VMD_KVM_IOCTL_SET_FPU, "KVM_SET_FPU")
         }
         if fields.contains(VcpuStateTag.xcrs.rawValue) {
-            var xcrs = kvm_xcrs()
-            try fields.raw(VcpuStateTag.xcrs.rawValue, as: kvm_xcrs.self, "vCPU \(index) XCRs", into: &xcrs)
-            xcrs.flags = 0
-            try kvmIoctl(fd, VMD_KVM_IOCTL_SET_XCRS, "KVM_SET_XCRS", &xcrs)
+            try put(kvm_xcrs(), from: fields, .xcrs, "XCRs", VMD_KVM_IOCTL_SET_XCRS, "KVM_SET_XCRS") { $0.flags = 0 }
         }
         var sregs = kvm_sregs()
         try fields.raw(VcpuStateTag.specialRegisters.rawValue, as: kvm_sregs.self, "vCPU \(index) special registers", into: &sregs)
@@ -90,23 +83,25 @@ extension Vcpu {
             try (0..<reader.readCount(limit: 4096)).map { _ in (try reader.read(UInt32.self), try reader.read(UInt64.self)) }
         }
         try writeMSRs(msrs)
-        var mpState = kvm_mp_state()
-        try fields.raw(VcpuStateTag.mpState.rawValue, as: kvm_mp_state.self, "vCPU \(index) MP state", into: &mpState)
-        try kvmIoctl(fd, VMD_KVM_IOCTL_SET_MP_STATE, "KVM_SET_MP_STATE", &mpState)
-        var lapic = kvm_lapic_state()
-        try fields.raw(VcpuStateTag.lapic.rawValue, as: kvm_lapic_state.self, "vCPU \(index) LAPIC", into: &lapic)
-        try kvmIoctl(fd, VMD_KVM_IOCTL_SET_LAPIC, "KVM_SET_LAPIC", &lapic)
-        var events = kvm_vcpu_events()
-        try fields.raw(VcpuStateTag.events.rawValue, as: kvm_vcpu_events.self, "vCPU \(index) events", into: &events)
-        // A pending NMI and the SIPI vector are taken only when flagged (KVM API, KVM_SET_VCPU_EVENTS).
-        events.flags |= UInt32(KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR)
-        try kvmIoctl(fd, VMD_KVM_IOCTL_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", &events)
-        if fields.contains(VcpuStateTag.debugRegisters.rawValue) {
-            var debug = kvm_debugregs()
-            try fields.raw(VcpuStateTag.debugRegisters.rawValue, as: kvm_debugregs.self, "vCPU \(index) debug registers", into: &debug)
-            debug.flags = 0
-            try kvmIoctl(fd, VMD_KVM_IOCTL_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &debug)
+        try put(kvm_mp_state(), from: fields, .mpState, "MP state", VMD_KVM_IOCTL_SET_MP_STATE, "KVM_SET_MP_STATE")
+        try put(kvm_lapic_state(), from: fields, .lapic, "LAPIC", VMD_KVM_IOCTL_SET_LAPIC, "KVM_SET_LAPIC")
+        try put(kvm_vcpu_events(), from: fields, .events, "events", VMD_KVM_IOCTL_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS") {
+            // A pending NMI and the SIPI vector are taken only when flagged (KVM API, KVM_SET_VCPU_EVENTS).
+            $0.flags |= UInt32(KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR)
         }
+        if fields.contains(VcpuStateTag.debugRegisters.rawValue) {
+            try put(kvm_debugregs(), from: fields, .debugRegisters, "debug registers", VMD_KVM_IOCTL_SET_DEBUGREGS,
+                    "KVM_SET_DEBUGREGS") { $0.flags = 0 }
+        }
+    }
+
+    /// One KVM_SET_* of field `tag`, a structure of exactly its size; `adjust` clears what a set must not take from a get.
+    private func put<Value>(_ initial: Value, from fields: StateFields, _ tag: VcpuStateTag, _ what: String, _ request: UInt,
+                            _ name: String, adjust: (inout Value) -> Void = { _ in }) throws {
+        var value = initial
+        try fields.raw(tag.rawValue, as: Value.self, "vCPU \(index) \(what)", into: &value)
+        adjust(&value)
+        try kvmIoctl(fd, request, name, &value)
     }
 
     /// The MSRs of `indices` this vCPU can read: KVM_GET_MSRS stops at the first it cannot
