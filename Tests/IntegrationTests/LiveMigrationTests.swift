@@ -112,6 +112,23 @@ final class LiveMigrationTests: XCTestCase {
                        "vmctl: permission denied: only root may migrate a VM\n")
         XCTAssertEqual(sender.status()["stray"]?.state, "running")
         XCTAssertEqual(receiver.status()["mover"]?.state, "stopped")
+
+        // What a stranger on the migration address can send: garbage, a hello that never
+        // ends, a stream for a VM whose shape is not the receiver's. Each is turned away.
+        let probe = { (payload: String) -> String in
+            // A reset (closed with our bytes unread) counts as closed: nothing printed.
+            let script = "import socket,sys\ns=socket.create_connection(('10.77.0.2',7777)); s.settimeout(10)\n"
+                + "try:\n s.sendall(bytes.fromhex(sys.argv[1])); print(s.recv(200).decode(errors='replace'), end='')\n"
+                + "except ConnectionResetError:\n pass"
+            let hex = payload.utf8.map { String(format: "%02x", $0) }.joined()
+            return pair.namespaces[0].exec(["python3", "-c", script, hex]).output
+        }
+        XCTAssertEqual(probe("GET / HTTP/1.0\r\n\r\n"), "FAIL not a swift-vmd migration\n")
+        XCTAssertEqual(probe(String(repeating: "A", count: 300)), "", "a line past the hello's limit is closed without an answer")
+        XCTAssertTrue(probe("SVMDMIGRATE 1 mover\nnot a snapshot at all").hasPrefix("FAIL "), "a stream that is no snapshot is refused")
+        XCTAssertTrue(receiver.eventually { receiver.status()["mover"]?.state == "stopped" }, receiver.log)
+        XCTAssertTrue(receiver.status()["mover"]?.line.contains("not a swift-vmd snapshot") == true,
+                      receiver.status()["mover"]?.line ?? "")
         XCTAssertEqual(sender.vmctl("stop", "-f", "-w", "stray").status, 0)
     }
 }
