@@ -1,5 +1,5 @@
 # swift-vmd: the two commands a user needs are `make boot` and `make test`.
-.PHONY: all setup build guest boot test linux-guest debian-disk nested fuzz bench clean
+.PHONY: all setup build guest boot test linux-guest debian-disk nested fuzz bench clean install
 
 SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
 
@@ -48,6 +48,29 @@ fuzz:
 bench:
 	@SWIFT_BUILD_FLAGS="-c release" scripts/setup
 	bench/run --no-build $(BENCH_ARGS)
+
+# Install (after `make setup`): vmctl and vmd in SBINDIR (vmd a link to LIBEXECDIR/vmd, which
+# finds vm and the device programs beside itself), the manuals, and vmd.service (vmd(8)).
+# CONFIG=debug installs the debug build; NO_BUILD=1 installs what is built without building.
+PREFIX ?= /usr/local
+DESTDIR ?=
+CONFIG ?= release
+SBINDIR ?= $(PREFIX)/sbin
+LIBEXECDIR ?= $(PREFIX)/libexec/swift-vmd
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+PROGRAMS = vmd vm virtio-blk virtio-net virtio-rng
+install:
+	@[ -n "$(NO_BUILD)" ] || $(SWIFT) build -c $(CONFIG)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
+	for program in $(PROGRAMS); do install -m 0755 .build/$(CONFIG)/$$program $(DESTDIR)$(LIBEXECDIR)/$$program || exit 1; done
+	install -m 0755 .build/$(CONFIG)/vmctl $(DESTDIR)$(SBINDIR)/vmctl
+	ln -sf $$(realpath -m --relative-to=$(SBINDIR) $(LIBEXECDIR))/vmd $(DESTDIR)$(SBINDIR)/vmd
+	install -m 0644 man/vmd.8 man/vmctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/vm.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/vmd.service.in > $(DESTDIR)$(UNITDIR)/vmd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/vmd.service
+	@echo "installed swift-vmd under $(DESTDIR)$(PREFIX); run scripts/setup once for the _vmd user, then: systemctl daemon-reload && systemctl enable --now vmd"
 
 clean:
 	$(SWIFT) package clean

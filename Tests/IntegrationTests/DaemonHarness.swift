@@ -20,8 +20,10 @@ final class DaemonHarness {
     /// `strayFiles`: descriptors vmd inherits open (not close-on-exec), as from a careless
     /// parent: fd number -> path opened read-only.
     /// `descriptorLimit`: vmd runs under `ulimit -n` of that many. `arguments`: more for vmd (`-m ADDRESS`).
+    /// `environment`: variables vmd gets besides the test's own (NOTIFY_SOCKET).
     init(_ test: String, globalConfig: String = "", namespace: NetworkNamespace? = nil, detached: Bool = false,
-         strayFiles: [Int32: String] = [:], descriptorLimit: Int? = nil, arguments: [String] = []) throws {
+         strayFiles: [Int32: String] = [:], descriptorLimit: Int? = nil, arguments: [String] = [],
+         environment: [String: String] = [:]) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmd-\(test)-\(getpid())")
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -45,6 +47,7 @@ final class DaemonHarness {
         vmd.standardOutput = FileHandle(forWritingAtPath: logPath)
         vmd.standardError = FileHandle(forWritingAtPath: logPath)
         vmd.standardInput = FileHandle.nullDevice
+        if !environment.isEmpty { vmd.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         try vmd.run()
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline && vmctl("status").status != 0 { usleep(50_000) }

@@ -45,6 +45,8 @@ final class Daemon {
     private var nextID = 1
     private var watches: [EventWatch] = []
     private var shuttingDown = false
+    /// systemd's NOTIFY_SOCKET, when vmd runs as vmd.service (Type=notify).
+    private let systemd = SystemdNotifier.fromEnvironment()
     /// Where `local interface` /31s come from (the configuration's `local prefix`).
     private var localPrefix = IPv4Prefix.defaultLocal
     /// How long a stopped VM that was started from a file stays listed (with why it
@@ -68,7 +70,9 @@ final class Daemon {
         }
         watches.append(try loop.onSignal(SIGCHLD) { [unowned self] in self.reapAll() })
         watches.append(try loop.onSignal(SIGHUP) { [unowned self] in
+            self.tellSystemd(["RELOADING=1", "MONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())"])
             do { try self.reload() } catch { self.logger.error("reload: \(error)") }
+            self.tellSystemd(["READY=1", "STATUS=\(self.statusLine())"])
         })
         for signal in [SIGTERM, SIGINT] {
             watches.append(try loop.onSignal(signal) { [unowned self] in self.shutDown() })
@@ -84,6 +88,8 @@ final class Daemon {
         for record in records where record.config.enabled {
             do { try start(record) } catch { logger.error("vm \(record.config.name): \(error)") }
         }
+        // Ready: the control socket listens and the enabled VMs have been started (or logged why not).
+        tellSystemd(["READY=1", "STATUS=\(statusLine())", "MAINPID=\(getpid())"])
         try loop.run()
         server = nil
         logger.notice("exiting")
@@ -164,8 +170,20 @@ final class Daemon {
         shuttingDown = true
         logger.notice("stopping all VMs")
         let running = records.filter(\.isRunning)
+        tellSystemd(["STOPPING=1", "STATUS=stopping \(running.count) vm\(running.count == 1 ? "" : "s")"])
         if running.isEmpty { loop.stop() }
         running.forEach { $0.instance?.stop(force: false, gracePeriod: 10) }
+    }
+
+    private func tellSystemd(_ lines: [String]) {
+        guard let systemd else { return }
+        do { try systemd.notify(lines) } catch { logger.warning("sd_notify: \(error)") }
+    }
+
+    /// systemctl status's one line about vmd.
+    private func statusLine() -> String {
+        let running = records.filter(\.isRunning).count
+        return "\(running) of \(records.count) vm\(records.count == 1 ? "" : "s") running"
     }
 
     // MARK: Requests
