@@ -62,15 +62,7 @@ final class ServiceInstallTests: XCTestCase {
         try VmdHarness.requireKVMAndRoot()
         let destdir = directory.appendingPathComponent("root").path
         _ = try makeInstall(["DESTDIR=\(destdir)", "PREFIX=/usr"])
-        let config = directory.appendingPathComponent("guest.conf").path
-        try """
-            vm "installed" {
-                memory 64M
-                boot "\(VmdHarness.guestKit)"
-                cmdline "test=boot ticks=2 exit=7"
-            }
-
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try VmdHarness("installed").writeConfig(cmdline: "test=boot ticks=2 exit=7")
         let run = VmdHarness.runCommand(["\(destdir)/usr/sbin/vmd", "boot", config, "--deadline", "60"])
         XCTAssertEqual(run.status, 7, run.output)
     }
