@@ -116,6 +116,7 @@ let package = Package(
             "Snapshot",
         ]),
         .testTarget(name: "VMTests", dependencies: ["VMCore", "GuestRAM", "MemorySlots", "IPC", "CKVM"]),
+        .testTarget(name: "VmdTests", dependencies: ["VMDaemon", "LinuxSystem"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux"]),
         .testTarget(name: "VirtioRngTests", dependencies: ["EntropyDevice", "EntropyDeviceShape", "IPC", "VirtioCore", "GuestRAM", "MemorySlots", "LinuxSystem", logging]),
         .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "DiskFormats", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", "CURing"]),

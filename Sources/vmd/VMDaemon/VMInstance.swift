@@ -31,6 +31,8 @@ final class VMInstance {
     var restartsOnReset = true
     private var watches: [EventWatch] = []
     private var forceTimer: EventWatch?
+    /// Armed when a device exits cleanly before its vm process: see `reap`.
+    private var exitTimer: EventWatch?
     /// What the vm process reported about the guest.
     private var reported: GuestEnd?
     /// Why vmd ended the VM itself, if it did.
@@ -80,6 +82,8 @@ final class VMInstance {
     private func supervise(_ launched: LaunchedVM) throws {
         self.launched = launched
         (reported, forced) = (nil, nil)
+        exitTimer?.cancel()
+        exitTimer = nil
         try? launched.vm.channel.socket.setNonBlocking(true)
         watches = [try loop.watchReadable(launched.vm.channel.socket.rawValue) { [weak self] in self?.readVMEvents() }]
         if let pager = launched.pager {
@@ -235,12 +239,16 @@ final class VMInstance {
         readVMEvents()
         for child in launched.children where !child.process.hasBeenReaped {
             guard let termination = try? child.process.poll() else { continue }
-            if child.process === launched.vm.process {
-                if reported == nil && forced == nil { forced = .vmProcessDied(termination) }
-            } else if reported == nil && forced == nil && termination != .exited(0) {
-                // A device that exits 0 does so because its vm went away; the vm's fate is the reason.
-                logger.error("\(child.role) process \(termination)")
-                forced = .deviceProcessDied(role: child.role, termination)
+            let isVM = child.process === launched.vm.process
+            switch ChildExitVerdict.of(role: child.role, isVM: isVM, termination, vmReaped: launched.vm.process.hasBeenReaped) {
+            case .awaitVM:
+                killAllUnlessGone(within: Self.vmExitGrace)
+                continue
+            case .killTheRest(let reason):
+                if let reason, reported == nil, forced == nil {
+                    if !isVM { logger.error("\(child.role) process \(termination)") }
+                    forced = reason
+                }
             }
             killAll()  // any process gone takes the VM down
         }
@@ -425,6 +433,18 @@ final class VMInstance {
         launched?.children.forEach { $0.process.kill() }
     }
 
+    /// How long a vm process whose devices have left may take to report and exit.
+    static let vmExitGrace: Double = 2
+
+    private func killAllUnlessGone(within seconds: Double) {
+        guard exitTimer == nil else { return }
+        exitTimer = try? loop.after(seconds: seconds) { [weak self] in
+            guard let self, self.state != .stopped else { return }
+            self.logger.warning("vm process still there \(seconds.formatted)s after its devices left; killing it")
+            self.killAll()
+        }
+    }
+
     private func finish() {
         drainLogs()
         logWatches.forEach { $0?.cancel() }
@@ -445,6 +465,8 @@ final class VMInstance {
         state = .stopped
         forceTimer?.cancel()
         forceTimer = nil
+        exitTimer?.cancel()
+        exitTimer = nil
         logger.info("stopped: \(outcome)")
         // Drop every descriptor of the VM (console pty, channels) now, not when the record goes.
         launched = nil
