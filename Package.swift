@@ -36,6 +36,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The Prometheus text format for vmd's metrics endpoint (MetricsExposition.swift).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C shims: no logic, only what Swift cannot reach (macros, variadic calls, new syscalls).
@@ -80,7 +82,8 @@ let package = Package(
         .target(
             name: "VMDaemon",
             dependencies: ["IPC", "MemorySlots", "Configuration", "BootImage", "DiskFormats", "LinuxSystem", "CLinux",
-                           "BlockDeviceShape", "NetDeviceShape", "EntropyDeviceShape", argumentParser, logging],
+                           "BlockDeviceShape", "NetDeviceShape", "EntropyDeviceShape", argumentParser, logging,
+                           .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Sources/vmd/VMDaemon"),
         .executableTarget(
             name: "vmd",
@@ -116,7 +119,8 @@ let package = Package(
             "Snapshot",
         ]),
         .testTarget(name: "VMTests", dependencies: ["VMCore", "GuestRAM", "MemorySlots", "IPC", "CKVM"]),
-        .testTarget(name: "VmdTests", dependencies: ["VMDaemon", "LinuxSystem"]),
+        .testTarget(name: "VmdTests", dependencies: ["VMDaemon", "LinuxSystem", "IPC"]),
+        .testTarget(name: "VmctlTests", dependencies: ["VmctlCommands", "IPC"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux"]),
         .testTarget(name: "VirtioRngTests", dependencies: ["EntropyDevice", "EntropyDeviceShape", "IPC", "VirtioCore", "GuestRAM", "MemorySlots", "LinuxSystem", logging]),
         .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "DiskFormats", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", "CURing"]),

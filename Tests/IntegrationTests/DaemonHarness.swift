@@ -91,6 +91,11 @@ final class DaemonHarness {
     /// Runs vmctl to completion, as root or (with `user`) through runuser.
     @discardableResult
     func vmctl(_ arguments: String..., as user: String? = nil) -> Result {
+        vmctl(arguments, as: user)
+    }
+
+    @discardableResult
+    func vmctl(_ arguments: [String], as user: String? = nil) -> Result {
         let process = start(arguments, as: user, stdout: nil)
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

@@ -26,6 +26,17 @@ final class DaemonTests: XCTestCase {
         XCTAssertTrue(daemon.status()["stubborn"]?.line.contains("(did not shut down within 30s; forced)") == true,
                       daemon.status()["stubborn"]?.line ?? "")
         XCTAssertTrue(daemon.log.contains("guest did not shut down within 30s; forcing"), daemon.log)
+
+        // -t sets the grace period of this stop; nonsense for it is refused before anything is sent.
+        XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
+        for bad in [["-t", "0"], ["-t", "3601"], ["-t", "5", "-f"], ["-t", "soon"]] {
+            let refused = daemon.vmctl(["stop", "stubborn"] + bad)
+            XCTAssertNotEqual(refused.status, 0, "stop \(bad) was accepted")
+            XCTAssertTrue(refused.stderr.contains("-t"), refused.stderr)
+        }
+        XCTAssertEqual(daemon.status()["stubborn"]?.state, "running")
+        let shortStop = daemon.vmctl("stop", "stubborn", "-w", "-t", "2")
+        XCTAssertTrue(shortStop.stdout.contains("vm stubborn stopped: did not shut down within 2s; forced"), shortStop.stdout)
     }
 
     func testTwoVMsStatusConsolePauseAndBothKindsOfStop() throws {

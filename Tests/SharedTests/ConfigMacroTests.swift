@@ -122,10 +122,10 @@ final class ConfigMacroTests: XCTestCase {
     }
 
     func testEqualsWithoutName() {
-        assertError("= x", at: 1, 1, "expected 'vm', 'include', 'local prefix' or a macro definition (name = value), found '='")
+        assertError("= x", at: 1, 1, "expected 'vm', 'include', 'local prefix', 'metrics listen on' or a macro definition (name = value), found '='")
     }
 
     func testQuotedMacroNameIsNotADefinition() {
-        assertError("\"k\" = x", at: 1, 1, "expected 'vm', 'include', 'local prefix' or a macro definition (name = value), found string \"k\"")
+        assertError("\"k\" = x", at: 1, 1, "expected 'vm', 'include', 'local prefix', 'metrics listen on' or a macro definition (name = value), found string \"k\"")
     }
 }

@@ -105,11 +105,11 @@ final class ConfigParserTests: XCTestCase {
     // MARK: - Bad files: structure
 
     func testUnknownTopLevelKeyword() {
-        assertError(#"foo "g" { boot "k" }"#, at: 1, 1, "expected 'vm', 'include', 'local prefix' or a macro definition (name = value), found 'foo'")
+        assertError(#"foo "g" { boot "k" }"#, at: 1, 1, "expected 'vm', 'include', 'local prefix', 'metrics listen on' or a macro definition (name = value), found 'foo'")
     }
 
     func testStrayCloseBraceAtTopLevel() {
-        assertError("\n}", at: 2, 1, "expected 'vm', 'include', 'local prefix' or a macro definition (name = value), found '}'")
+        assertError("\n}", at: 2, 1, "expected 'vm', 'include', 'local prefix', 'metrics listen on' or a macro definition (name = value), found '}'")
     }
 
     func testMissingNameBeforeBrace() {

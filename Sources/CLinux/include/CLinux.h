@@ -133,6 +133,10 @@ static inline void vmd_atomic_store_u32_release(void *p, uint32_t v) { __atomic_
 // The dirty-page bitmap of a live migration, shared by vm and the device processes.
 static inline void vmd_atomic_or_u64(void *p, uint64_t v) { __atomic_fetch_or((uint64_t *)p, v, __ATOMIC_RELAXED); }
 static inline uint64_t vmd_atomic_exchange_u64(void *p, uint64_t v) { return __atomic_exchange_n((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
+// Counter pages (vmctl stats): one writer per counter, vmd reads; no ordering needed.
+static inline void vmd_atomic_store_u64_relaxed(void *p, uint64_t v) { __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED); }
+static inline uint64_t vmd_atomic_load_u64_relaxed(const void *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED); }
+static inline void vmd_atomic_add_u64_relaxed(void *p, uint64_t v) { __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_RELAXED); }
 static inline void vmd_memory_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // Variables of libc that are macros or thread-locals.

@@ -38,6 +38,6 @@ struct ConfigMacros: Equatable, Sendable {
 
     /// Every keyword of the grammar.
     static let reservedWords: Set<String> = Set(VMOption.all.map(\.name)).union([
-        "vm", "include", "local", "prefix", "format", "readonly", "lladdr", "switch", "locked",
+        "vm", "include", "local", "prefix", "format", "readonly", "lladdr", "switch", "locked", "metrics", "listen", "on",
     ])
 }

@@ -7,6 +7,7 @@
 ///     macro-def := name "=" value                     then $name is value
 ///     include   := "include" path                     path: word or "string"
 ///     local-prefix := "local" "prefix" a.b.c.d/n      default 100.64.0.0/10
+///     metrics   := "metrics" "listen" "on" address    "HOST:PORT" or "/socket/path"
 ///     vm-block  := "vm" name "{" { option } "}"       name: word or "string"
 ///     option    := see `VMOption.all`
 ///
@@ -48,6 +49,7 @@ public enum ConfigParser {
         var vms: [VMConfig] = []
         var namesSeen: [String: ConfigLocation] = [:]
         var localPrefix: (prefix: IPv4Prefix, location: ConfigLocation)?
+        var metrics: (address: String, location: ConfigLocation)?
         /// The files being read, outermost first: (loop key, name as shown).
         var includeStack: [(key: String, file: String)]
     }
@@ -56,7 +58,7 @@ public enum ConfigParser {
         var tokens = ConfigTokenStream(text: text, file: file)
         var state = State(reader: reader, includeStack: [(ConfigIncludePath.loopKey(file), file)])
         try parseStatements(&tokens, &state)
-        return ConfigFile(vms: state.vms, localPrefix: state.localPrefix?.prefix ?? .defaultLocal)
+        return ConfigFile(vms: state.vms, localPrefix: state.localPrefix?.prefix ?? .defaultLocal, metricsAddress: state.metrics?.address)
     }
 
     /// The statements of one file, to its end.
@@ -76,8 +78,10 @@ public enum ConfigParser {
                 try parseInclude(&tokens, &state)
             case .word("local"):
                 try parseLocalPrefix(keyword: token, &tokens, &state)
+            case .word("metrics"):
+                try parseMetrics(keyword: token, &tokens, &state)
             default:
-                throw ConfigError(location: token.location, message: "expected 'vm', 'include', 'local prefix' or a macro definition (name = value), found \(token.description)")
+                throw ConfigError(location: token.location, message: "expected 'vm', 'include', 'local prefix', 'metrics listen on' or a macro definition (name = value), found \(token.description)")
             }
         }
     }
@@ -132,6 +136,36 @@ public enum ConfigParser {
         let prefix = try IPv4Prefix.parse(try tokens.next(), after: "local prefix")
         state.localPrefix = (prefix, keyword.location)
         try tokens.expectEndOfStatement(after: "'local prefix'")
+    }
+
+    /// `metrics listen on "ADDR"` (global): `HOST:PORT` (a numeric IPv4 address, `[IPv6]`, or a
+    /// name) or the absolute path of a unix socket.
+    private static func parseMetrics(keyword: ConfigToken, _ tokens: inout ConfigTokenStream, _ state: inout State) throws(ConfigError) {
+        for word in ["listen", "on"] {
+            let next = try tokens.next()
+            guard case .word(word) = next.kind else {
+                throw ConfigError(location: next.location, message: "expected '\(word)' in 'metrics listen on ADDRESS', found \(next.description)")
+            }
+        }
+        if let first = state.metrics?.location {
+            throw ConfigError(location: keyword.location, message: "'metrics listen on' given twice; first at \(reference(to: first, from: keyword.location))")
+        }
+        let token = try tokens.next()
+        guard let address = token.text, Self.isListenAddress(address) else {
+            throw ConfigError(location: token.location, message: "expected \"HOST:PORT\" or an absolute socket path after 'metrics listen on', found \(token.description)")
+        }
+        state.metrics = (address, keyword.location)
+        try tokens.expectEndOfStatement(after: "the metrics address")
+    }
+
+    /// `HOST:PORT` with a port from 1 to 65535, or an absolute path that fits a sun_path.
+    static func isListenAddress(_ text: String) -> Bool {
+        if text.hasPrefix("/") { return text.utf8.count < 108 }
+        guard !text.contains("/"), let colon = text.lastIndex(of: ":"),
+              let port = UInt16(text[text.index(after: colon)...]), port > 0 else { return false }
+        var host = text[..<colon]
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        return !host.isEmpty && host.utf8.count < 256 && !host.contains(where: { $0 == "[" || $0 == "]" || $0.isWhitespace })
     }
 
     /// "line 3", or "other.conf:3" when the earlier place is in another file.

@@ -17,8 +17,15 @@ public enum VMTarget: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// One line of `vmctl status`.
+/// One line of `vmctl status` (and one object of `vmctl status --json`).
 public struct VMStatusEntry: Equatable, Sendable {
+    /// One of the VM's processes while it runs: "vm", "virtio-blk disk0", ... and its pid.
+    public struct Process: Equatable, Sendable {
+        public var role: String
+        public var pid: Int32
+        public init(role: String, pid: Int32) { (self.role, self.pid) = (role, pid) }
+    }
+
     public var id: Int
     public var pid: Int32          // 0 when not running
     public var vcpus: Int
@@ -30,11 +37,18 @@ public struct VMStatusEntry: Equatable, Sendable {
     public var reason: String
     /// How often the guest rebooted (and was restarted) since `vmctl start`.
     public var restarts: Int
+    /// Every process of the VM while it runs (empty when stopped).
+    public var processes: [Process] = []
+    /// The disks' image paths, in order (disk0 first).
+    public var disks: [String] = []
+    /// The NICs' taps, in order (net0 first); empty for a tap vmd picks at start.
+    public var interfaces: [String] = []
 
     public init(id: Int, pid: Int32, vcpus: Int, memoryBytes: UInt64, state: String, owner: String, name: String, reason: String,
-                restarts: Int = 0) {
+                restarts: Int = 0, processes: [Process] = [], disks: [String] = [], interfaces: [String] = []) {
         (self.id, self.pid, self.vcpus, self.memoryBytes, self.state, self.owner, self.name, self.reason, self.restarts) =
             (id, pid, vcpus, memoryBytes, state, owner, name, reason, restarts)
+        (self.processes, self.disks, self.interfaces) = (processes, disks, interfaces)
     }
 }
 
@@ -48,8 +62,10 @@ public enum ControlRequest: ChannelMessage, Equatable {
 
     /// The largest file `vmctl start FILE` sends: it and two paths of up to 4 KiB fit in a frame.
     public static let maximumConfigText = 48 * 1024
-    case stop(VMTarget, force: Bool)
-    case stopAll(force: Bool)
+    /// Graceful unless `force`: the guest gets `gracePeriod` seconds to shut down
+    /// (0: vmd's default, 30 s) before it is killed.
+    case stop(VMTarget, force: Bool, gracePeriod: UInt32 = 0)
+    case stopAll(force: Bool, gracePeriod: UInt32 = 0)
     /// Answered once the VM has stopped.
     case wait(VMTarget)
     case status(VMTarget?)
@@ -69,6 +85,8 @@ public enum ControlRequest: ChannelMessage, Equatable {
     /// `vmctl migrate NAME DEST`: live migration to the vmd listening at DEST (root only).
     /// Answered once the receiver runs the VM (and it stopped here), or why not (it runs on here).
     case migrate(VMTarget, destination: String)
+    /// `vmctl stats`: one running VM's counters, answered with `.stats`.
+    case stats(VMTarget)
 
     public var tag: UInt16 {
         switch self {
@@ -86,6 +104,7 @@ public enum ControlRequest: ChannelMessage, Equatable {
         case .send: 12
         case .receive: 13
         case .migrate: 14
+        case .stats: 15
         }
     }
 
@@ -96,9 +115,9 @@ public enum ControlRequest: ChannelMessage, Equatable {
             writer.write(Array(text.utf8))
             writer.write(path)
             writer.write(directory)
-        case .stop(let target, let force): writer.write(target); writer.write(force)
-        case .stopAll(let force): writer.write(force)
-        case .wait(let target), .console(let target), .pause(let target), .unpause(let target): writer.write(target)
+        case .stop(let target, let force, let gracePeriod): writer.write(target); writer.write(force); writer.write(gracePeriod)
+        case .stopAll(let force, let gracePeriod): writer.write(force); writer.write(gracePeriod)
+        case .wait(let target), .console(let target), .pause(let target), .unpause(let target), .stats(let target): writer.write(target)
         case .status(let target):
             writer.write(target != nil)
             if let target { writer.write(target) }
@@ -118,8 +137,8 @@ public enum ControlRequest: ChannelMessage, Equatable {
                 throw IPCError.malformed("configuration is not UTF-8")
             }
             return .startConfig(text: text, path: try reader.read(String.self), directory: try reader.read(String.self))
-        case 3: return .stop(try reader.readTarget(), force: try reader.read(Bool.self))
-        case 4: return .stopAll(force: try reader.read(Bool.self))
+        case 3: return .stop(try reader.readTarget(), force: try reader.read(Bool.self), gracePeriod: try reader.read(UInt32.self))
+        case 4: return .stopAll(force: try reader.read(Bool.self), gracePeriod: try reader.read(UInt32.self))
         case 5: return .wait(try reader.readTarget())
         case 6: return .status(try reader.read(Bool.self) ? try reader.readTarget() : nil)
         case 7: return .console(try reader.readTarget())
@@ -130,6 +149,7 @@ public enum ControlRequest: ChannelMessage, Equatable {
         case 12: return .send(try reader.readTarget(), output: try reader.readDescriptor())
         case 13: return .receive(try reader.read(String.self, limit: 64), input: try reader.readDescriptor(), lazy: try reader.read(Bool.self))
         case 14: return .migrate(try reader.readTarget(), destination: try reader.read(String.self, limit: 512))
+        case 15: return .stats(try reader.readTarget())
         default: throw IPCError.unknownTag(tag)
         }
     }
@@ -142,6 +162,7 @@ public enum ControlReply: ChannelMessage {
     case started(id: Int, name: String)
     case status([VMStatusEntry])
     case console(FileDescriptor, name: String)
+    case stats(VMStats)
 
     public var tag: UInt16 {
         switch self {
@@ -150,6 +171,7 @@ public enum ControlReply: ChannelMessage {
         case .started: 3
         case .status: 4
         case .console: 5
+        case .stats: 6
         }
     }
 
@@ -163,8 +185,15 @@ public enum ControlReply: ChannelMessage {
                 writer.write(UInt32(entry.id)); writer.write(entry.pid); writer.write(UInt32(entry.vcpus))
                 writer.write(entry.memoryBytes); writer.write(entry.state); writer.write(entry.owner)
                 writer.write(entry.name); writer.write(entry.reason); writer.write(UInt32(clamping: entry.restarts))
+                writer.write(UInt32(entry.processes.count))
+                for process in entry.processes { writer.write(process.role); writer.write(process.pid) }
+                for list in [entry.disks, entry.interfaces] {
+                    writer.write(UInt32(list.count))
+                    list.forEach { writer.write($0) }
+                }
             }
         case .console(let fd, let name): writer.write(fd); writer.write(name)
+        case .stats(let stats): stats.encode(into: &writer)
         }
     }
 
@@ -180,9 +209,15 @@ public enum ControlReply: ChannelMessage {
                               vcpus: Int(try reader.read(UInt32.self)), memoryBytes: try reader.read(UInt64.self),
                               state: try reader.read(String.self), owner: try reader.read(String.self),
                               name: try reader.read(String.self), reason: try reader.read(String.self),
-                              restarts: Int(try reader.read(UInt32.self)))
+                              restarts: Int(try reader.read(UInt32.self)),
+                              processes: try (0..<reader.readCount(limit: 16)).map { _ in
+                                  VMStatusEntry.Process(role: try reader.read(String.self, limit: 64), pid: try reader.read(Int32.self))
+                              },
+                              disks: try (0..<reader.readCount(limit: 16)).map { _ in try reader.read(String.self) },
+                              interfaces: try (0..<reader.readCount(limit: 16)).map { _ in try reader.read(String.self, limit: 64) })
             })
         case 5: return .console(try reader.readDescriptor(), name: try reader.read(String.self))
+        case 6: return .stats(try VMStats.decode(from: &reader))
         default: throw IPCError.unknownTag(tag)
         }
     }

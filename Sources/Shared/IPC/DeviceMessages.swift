@@ -341,6 +341,8 @@ public enum DeviceSetupCommand: ChannelMessage {
     case block(BlockDeviceSetup, images: [FileDescriptor], wiring: DeviceWiring)
     case network(NetworkDeviceSetup, tap: FileDescriptor, wiring: DeviceWiring)
     case entropy(EntropyDeviceSetup, wiring: DeviceWiring)
+    /// The device's `CounterPage` (vmctl stats), between `shareMemory` and the setup.
+    case counters(FileDescriptor)
     case stop
     /// `vmctl log brief|verbose`: a swift-log level name.
     case setLogLevel(String)
@@ -353,6 +355,7 @@ public enum DeviceSetupCommand: ChannelMessage {
         case .setLogLevel: 4
         case .network: 5
         case .entropy: 6
+        case .counters: 7
         }
     }
 
@@ -382,6 +385,8 @@ public enum DeviceSetupCommand: ChannelMessage {
         case .entropy(let setup, let wiring):
             writer.write(setup.name)
             wiring.encode(into: &writer)
+        case .counters(let page):
+            writer.write(page)
         }
     }
 
@@ -416,6 +421,8 @@ public enum DeviceSetupCommand: ChannelMessage {
             return .network(setup, tap: try reader.readDescriptor(), wiring: try DeviceWiring.decode(from: &reader))
         case 6:
             return .entropy(EntropyDeviceSetup(name: try reader.read(String.self, limit: 64)), wiring: try DeviceWiring.decode(from: &reader))
+        case 7:
+            return .counters(try reader.readDescriptor())
         default:
             throw IPCError.unknownTag(tag)
         }

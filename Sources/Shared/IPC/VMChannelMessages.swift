@@ -53,6 +53,8 @@ public enum VMCommand: ChannelMessage {
     /// `vmctl migrate`: send the VM down this connection while it runs (pre-copy), pausing it
     /// for the last round; answered like `save` (`saved`: it stays paused; `saveFailed`: it runs on).
     case migrate(FileDescriptor, ram: [FileDescriptor])
+    /// The vm process's `CounterPage` (exits by kind per vCPU), before `boot`.
+    case counters(FileDescriptor)
 
     public var tag: UInt16 {
         switch self {
@@ -67,6 +69,7 @@ public enum VMCommand: ChannelMessage {
         case .save: 9
         case .memoryLoaded: 10
         case .migrate: 11
+        case .counters: 12
         }
     }
 
@@ -92,6 +95,8 @@ public enum VMCommand: ChannelMessage {
             break
         case .setLogLevel(let level):
             writer.write(level)
+        case .counters(let page):
+            writer.write(page)
         case .save(let fd, let ram), .migrate(let fd, let ram):
             writer.write(fd)
             writer.write(UInt32(ram.count))
@@ -143,6 +148,7 @@ public enum VMCommand: ChannelMessage {
         case 9: return .save(try reader.readDescriptor(), ram: try reader.readDescriptors(limit: 8))
         case 10: return .memoryLoaded
         case 11: return .migrate(try reader.readDescriptor(), ram: try reader.readDescriptors(limit: 8))
+        case 12: return .counters(try reader.readDescriptor())
         default:
             throw IPCError.unknownTag(tag)
         }

@@ -11,6 +11,8 @@ public struct DeviceProcessStart {
     public let control: Channel
     public let memory: GuestMemory
     public let setup: DeviceSetupCommand
+    /// Where the device counts for `vmctl stats`: vmd's page, or a private one if vmd sent none.
+    public let counters: CounterPage
 
     public init() throws {
         try ChildSetup.dieWithParent()
@@ -19,7 +21,15 @@ public struct DeviceProcessStart {
             throw IPCError.malformed("expected shareMemory first")
         }
         memory = try GuestMemory.mapShared(slots: slots, memfds: memfds)
-        setup = try control.receive(DeviceSetupCommand.self)
+        var next = try control.receive(DeviceSetupCommand.self)
+        if case .counters(let page) = next {
+            counters = try CounterPage.adopt(page)
+            page.close()
+            next = try control.receive(DeviceSetupCommand.self)
+        } else {
+            counters = try CounterPage.anonymous(slots: 1)
+        }
+        setup = next
     }
 
     /// Runs a device process's `main`: a failure is logged and ends the process with status 70.

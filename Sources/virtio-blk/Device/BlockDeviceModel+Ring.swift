@@ -93,6 +93,7 @@ extension BlockDeviceModel {
             }
         }
         counters.requests += 1
+        publishCounters()
         return .submit(BlockRingRequest(operation: operation, head: chain.head, statusAddress: statusAddress,
                                         pieces: pieces, length: length, pending: pieces.count))
     }
@@ -100,6 +101,10 @@ extension BlockDeviceModel {
     /// Completes `request` once every piece has its result: a short transfer is finished
     /// by the backend, as preadv's loop would; then the status byte.
     func finish(_ request: inout BlockRingRequest, backend: RingBackend, memory: GuestMemory) -> UInt32 {
+        defer {
+            counters.completed += 1
+            publishCounters()
+        }
         var status = BlockStatus.ok
         do {
             for index in request.pieces.indices {

@@ -40,6 +40,10 @@ struct BlockDeviceCounters: Equatable, Sendable {
     var ioErrors = 0
     /// Chains with no usable status byte: nothing written, used length 0.
     var dropped = 0
+    /// Requests answered (or dropped): `requests - completed` are in flight.
+    var completed = 0
+
+    var errors: Int { malformed + unsupported + guestMemoryErrors + ioErrors + dropped }
 }
 
 /// A configuration the device model refuses (host side, reported at startup).
@@ -87,6 +91,8 @@ final class BlockDeviceModel {
 
     /// Written by the model only (here, and in BlockDeviceModel+Ring.swift).
     var counters = BlockDeviceCounters()
+    /// Where `counters` are published for vmd (vmctl stats), in this model's region.
+    var published: (page: CounterPage, region: Int)?
     /// The iovecs of the request being served, reused: its capacity stays, so a request
     /// costs no allocation for them.
     private var vectors: [iovec] = []
@@ -164,6 +170,10 @@ final class BlockDeviceModel {
     /// usable status byte gets nothing written and 0.
     func process(_ chain: DescriptorChain, memory: GuestMemory) -> UInt32 {
         counters.requests += 1
+        defer {
+            counters.completed += 1
+            publishCounters()
+        }
         // §5.2.6: the status is the last device-writable byte; without one nothing can be reported.
         guard let statusAddress = BlockRequest.statusAddress(of: chain) else {
             counters.dropped += 1
@@ -201,6 +211,22 @@ final class BlockDeviceModel {
             return 0
         }
         return UInt32(clamping: dataWritten + 1)
+    }
+
+    /// Copies the counters to the page vmd reads: a few stores a request, by this model's one thread.
+    func publishCounters() {
+        guard let (page, region) = published else { return }
+        func put(_ counter: BlockCounter, _ value: Int) { page.store(counter.slot(region: region), UInt64(value)) }
+        put(.reads, counters.reads)
+        put(.writes, counters.writes)
+        put(.flushes, counters.flushes)
+        put(.discards, counters.discards)
+        put(.writeZeroes, counters.writeZeroes)
+        put(.errors, counters.errors)
+        put(.started, counters.requests)
+        put(.completed, counters.completed)
+        page.store(BlockCounter.bytesRead.slot(region: region), counters.bytesRead)
+        page.store(BlockCounter.bytesWritten.slot(region: region), counters.bytesWritten)
     }
 
     /// Runs a validated request on the backend; returns the data bytes written to the guest.

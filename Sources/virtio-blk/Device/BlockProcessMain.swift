@@ -43,6 +43,9 @@ package enum BlockProcessMain {
             case (.workers, _): .workers(BlockWorkerPool(workers: workers))
             default: .loop
             }
+            for (region, model) in models.enumerated() where region < BlockCounter.regions {
+                model.published = (start.counters, region)
+            }
             logger.info("\(queues) request queues, served \(mode)")
             let device = try BlockVirtioDevice(models: models, serving: serving, guestLog: RateLimitedLog(logger: logger))
             let runner = try VirtioDeviceRunner(model: device, memory: start.memory, wiring: wiring, control: start.control, logger: logger)

@@ -30,6 +30,7 @@ package enum NetProcessMain {
                                            backend: try TapBackend(tap: tap), dhcp: dhcp)
             let pump = TapPump(tap: tap)
             let device = NetVirtioDevice(model: model, guestLog: RateLimitedLog(logger: logger)) { pump.resume() }
+            device.counterPage = start.counters
             device.setTapOffloads = { flags in
                 try retryingInterrupts("TUNSETOFFLOAD") { vmd_ioctl_int(tap.rawValue, VMD_TUNSETOFFLOAD, UInt(flags)) }
             }

@@ -18,6 +18,8 @@ final class NetVirtioDevice: VirtioDeviceModel {
     private var active: ActiveQueues?
     /// `tapReadable()` said `.outOfBuffers` and `resumeTap` has not been called since.
     private(set) var waitingForBuffers = false
+    /// Where the counters are published for vmd (vmctl stats), after every pass.
+    var counterPage: CounterPage?
 
     init(model: NetDeviceModel, guestLog: RateLimitedLog, resumeTap: @escaping () -> Void) {
         self.model = model
@@ -53,6 +55,7 @@ final class NetVirtioDevice: VirtioDeviceModel {
 
     func queueNotified(_ index: Int) throws {
         guard let active else { return }
+        defer { publishCounters() }
         switch index {
         case NetDeviceModel.transmitQueue:
             try active.drain(index, onMalformed: { [model, guestLog] head, error in
@@ -84,6 +87,7 @@ final class NetVirtioDevice: VirtioDeviceModel {
             waitingForBuffers = true
             return .outOfBuffers
         }
+        defer { publishCounters() }
         let outcome = try receive(active, readTap: true)
         if outcome == .outOfBuffers { waitingForBuffers = true }
         return outcome
@@ -104,6 +108,17 @@ final class NetVirtioDevice: VirtioDeviceModel {
         try active.interruptIfNeeded(receiveQueue)
         // A driver that did not enable the receive queue takes nothing.
         return outcome ?? .outOfBuffers
+    }
+
+    private func publishCounters() {
+        guard let page = counterPage else { return }
+        let counters = model.counters
+        page.store(NetCounter.rxPackets.slot, UInt64(counters.rxPackets))
+        page.store(NetCounter.rxBytes.slot, counters.rxBytes)
+        page.store(NetCounter.rxDrops.slot, UInt64(counters.rxDropped.total))
+        page.store(NetCounter.txPackets.slot, UInt64(counters.txPackets))
+        page.store(NetCounter.txBytes.slot, counters.txBytes)
+        page.store(NetCounter.txDrops.slot, UInt64(counters.txDropped.total))
     }
 
     func reset() {

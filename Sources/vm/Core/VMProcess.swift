@@ -20,6 +20,8 @@ struct VMProcess {
         var devices: [(VirtioAttachment, DeviceWiring)]
         /// `vmctl receive`: the snapshot the VM is restored from instead of booted.
         var snapshot: FileDescriptor?
+        /// Where the vCPUs count their exits (vmctl stats).
+        var counters: CounterPage?
     }
 
     /// Receives the SHAREMEM handoff, then any devices, then the boot request.
@@ -29,13 +31,17 @@ struct VMProcess {
         }
         let memory = try GuestMemory.mapShared(slots: slots, memfds: memfds)
         var devices: [(VirtioAttachment, DeviceWiring)] = []
+        var counters: CounterPage?
         while true {
             switch try channel.receive(VMCommand.self) {
             case .attachDevice(let attachment, let wiring):
                 devices.append((attachment, wiring))
+            case .counters(let page):
+                counters = try CounterPage.adopt(page)
+                page.close()
             case .boot(let request, let kvm, let kernel, let initrd, let console, let snapshot):
                 return Setup(memory: memory, request: request, kvm: kvm, kernel: kernel, initrd: initrd, console: console,
-                             devices: devices, snapshot: snapshot)
+                             devices: devices, snapshot: snapshot, counters: counters)
             default:
                 throw IPCError.malformed("expected attachDevice or boot")
             }
@@ -56,7 +62,7 @@ struct VMProcess {
         logger[metadataKey: "vm"] = "\(setup.request.name)"
         let machine = try VirtualMachine(request: setup.request, memory: setup.memory, kvmDevice: setup.kvm,
                                          kernel: setup.kernel, initrd: setup.initrd, console: console, devices: setup.devices,
-                                         restoring: setup.snapshot != nil, logger: logger)
+                                         restoring: setup.snapshot != nil, counters: setup.counters, logger: logger)
         setup.kernel.close()
         setup.initrd?.close()  // loaded; the vm process keeps no boot files open
         let loop = try EventLoop()
@@ -133,7 +139,7 @@ struct VMProcess {
                 case .setLogLevel(let name):
                     if let level = Logger.Level(rawValue: name) { VmdLog.setLevel(level) }
                     logger.debug("log level now \(name)")
-                case .shareMemory, .boot, .attachDevice:
+                case .shareMemory, .boot, .attachDevice, .counters:
                     logger.error("ignoring a setup message after boot")
                 }
             } catch {

@@ -10,6 +10,8 @@ final class VcpuThread: @unchecked Sendable {
     private let log: UnassignedAccessLog
     private let onEnd: @Sendable (GuestEnd) -> Void
     private let gate: PauseGate
+    /// Exits by kind, in this vCPU's region (vmctl stats).
+    private let counters: CounterPage?
     private let stopRequested = Atomic<Bool>(false)
     private var thread: pthread_t?
 
@@ -25,8 +27,10 @@ final class VcpuThread: @unchecked Sendable {
         sigaction(kickSignal, &action, nil)
     }
 
-    init(vcpu: Vcpu, buses: Buses, log: UnassignedAccessLog, gate: PauseGate, onEnd: @escaping @Sendable (GuestEnd) -> Void) {
+    init(vcpu: Vcpu, buses: Buses, log: UnassignedAccessLog, gate: PauseGate, counters: CounterPage? = nil,
+         onEnd: @escaping @Sendable (GuestEnd) -> Void) {
         self.vcpu = vcpu
+        self.counters = counters
         self.gate = gate
         self.buses = buses
         self.log = log
@@ -60,6 +64,7 @@ final class VcpuThread: @unchecked Sendable {
                 onEnd(.failed("vCPU \(vcpu.index): \(error)"))
                 return
             }
+            counters?.add(exit.counter.slot(vcpu: vcpu.index), 1)
             switch handleExit(exit, buses: buses, log: log) {
             case .resume:
                 continue

@@ -47,7 +47,7 @@ final class VirtualMachine {
     /// so no kernel is loaded and no vCPU set up for boot.
     init(request: BootRequest, memory: GuestMemory, kvmDevice: FileDescriptor,
          kernel: FileDescriptor, initrd: FileDescriptor?, console: FileDescriptor, devices: [(VirtioAttachment, DeviceWiring)],
-         restoring: Bool = false, logger: Logger) throws {
+         restoring: Bool = false, counters: CounterPage? = nil, logger: Logger) throws {
         self.request = request
         self.memory = memory
         self.logger = logger
@@ -131,7 +131,7 @@ final class VirtualMachine {
             try vcpu.setCPUID(GuestCPUID.entries(supported: supported, vcpuIndex: index, vcpuCount: request.vcpus,
                                                  tscDeadline: tscDeadline))
             if index == 0, let entry { try BootCPU.configure(vcpu, for: entry) }
-            threads.append(VcpuThread(vcpu: vcpu, buses: buses, log: guestLog, gate: gate) { [endedEvent] guestEnd in
+            threads.append(VcpuThread(vcpu: vcpu, buses: buses, log: guestLog, gate: gate, counters: counters) { [endedEvent] guestEnd in
                 if latch.record(guestEnd) { try? endedEvent.signalEvent() }
             })
         }

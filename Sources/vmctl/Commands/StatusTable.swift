@@ -9,16 +9,8 @@ enum StatusTable {
             [String(entry.id), entry.pid == 0 ? "-" : String(entry.pid), String(entry.vcpus), size(entry.memoryBytes),
              String(entry.restarts), entry.state, entry.owner, entry.name + (entry.reason.isEmpty ? "" : " (\(entry.reason))")]
         }
-        let widths = headers.indices.map { column in ([headers] + rows).map { $0[column].count }.max() ?? 0 }
-        return ([headers] + rows).map { row in
-            row.indices.map { column in
-                let cell = row[column]
-                let pad = String(repeating: " ", count: widths[column] - cell.count)
-                // Numbers right-aligned, text left-aligned; the last column unpadded.
-                if column == row.count - 1 { return cell }
-                return column < 5 ? pad + cell : cell + pad
-            }.joined(separator: "  ")
-        }.joined(separator: "\n")
+        // Numbers right-aligned, text left-aligned.
+        return AlignedColumns.render([headers] + rows) { $0 < 5 }
     }
 
     static func size(_ bytes: UInt64) -> String {

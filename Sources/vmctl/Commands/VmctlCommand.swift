@@ -40,7 +40,7 @@ package struct Vmctl: ParsableCommand {
         commandName: "vmctl",
         abstract: "Control the virtual machines of swift-vmd's vmd.",
         discussion: "Exit status: 0 on success, 1 when vmd refused or failed the request, 64 for a usage error.",
-        subcommands: [Start.self, Stop.self, Status.self, Show.self, Console.self, Pause.self, Unpause.self,
+        subcommands: [Start.self, Stop.self, Status.self, Show.self, Stats.self, Console.self, Pause.self, Unpause.self,
                       Wait.self, Log.self, Reload.self, Create.self, Send.self, Receive.self, Migrate.self])
 }
 
@@ -83,16 +83,23 @@ struct Stop: ParsableCommand {
     @Flag(name: .customShort("a"), help: "Stop every VM you may control.") var all = false
     @Flag(name: .customShort("f"), help: "Force: kill the VM now.") var force = false
     @Flag(name: .customShort("w"), help: "Wait until the VM has stopped (with -a: every one).") var wait = false
+    @Option(name: .customShort("t"), help: ArgumentHelp("Give the guest this long to shut down before it is killed (default 30).",
+                                                        valueName: "seconds"))
+    var timeout: UInt32?
 
     func validate() throws {
         guard all != (target != nil) else { throw ValidationError("name one VM or use -a") }
+        if let timeout {
+            guard (1...3600).contains(timeout) else { throw ValidationError("-t takes 1 to 3600 seconds") }
+            guard !force else { throw ValidationError("-t is the grace period of a graceful stop; -f kills at once") }
+        }
     }
 
     func run() throws {
         try perform {
             let client = try connection.client()
             if all {
-                printDone(try client.expectSuccess(.stopAll(force: force)))
+                printDone(try client.expectSuccess(.stopAll(force: force, gracePeriod: timeout ?? 0)))
                 guard wait else { return }
                 // Every VM this user may see that has not stopped yet.
                 guard case .status(let entries) = try client.expectSuccess(.status(nil)) else { throw VmctlError("unexpected reply") }
@@ -102,7 +109,7 @@ struct Stop: ParsableCommand {
                 return
             }
             let vm = VMTarget(target!)
-            printDone(try client.expectSuccess(.stop(vm, force: force)))
+            printDone(try client.expectSuccess(.stop(vm, force: force, gracePeriod: timeout ?? 0)))
             if wait { printDone(try client.expectSuccess(.wait(vm))) }
         }
     }
@@ -112,13 +119,14 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List VMs: id, pid, vcpus, memory, state, owner, name.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "Only this VM (id or name).") var target: String?
+    @Flag(help: "One JSON array, an object per VM (keys in vmctl(8)).") var json = false
 
     func run() throws {
         try perform {
             guard case .status(let entries) = try connection.client().expectSuccess(.status(target.map(VMTarget.init))) else {
                 throw VmctlError("unexpected reply")
             }
-            print(StatusTable.render(entries))
+            print(json ? StatusJSON.status(entries).text : StatusTable.render(entries))
         }
     }
 }
@@ -127,12 +135,46 @@ struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The same as status.")
     @OptionGroup var connection: ConnectionOptions
     @Argument var target: String?
+    @Flag(help: "As for status.") var json = false
 
     func run() throws {
         var status = Status()
         status.connection = connection
         status.target = target
+        status.json = json
         try status.run()
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Counters of running VMs: exits per vCPU, requests and bytes per disk, packets per NIC.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Only this VM (id or name); default: every running VM you may see.") var target: String?
+    @Flag(help: "One JSON array, an object per VM (keys in vmctl(8)).") var json = false
+
+    func run() throws {
+        try perform {
+            let client = try connection.client()
+            let targets: [VMTarget]
+            if let target {
+                targets = [VMTarget(target)]
+            } else {
+                // One request per VM: each answer stays far below a frame, however many VMs run.
+                guard case .status(let entries) = try client.expectSuccess(.status(nil)) else { throw VmctlError("unexpected reply") }
+                targets = entries.filter { $0.state != "stopped" }.map { .id($0.id) }
+            }
+            var all: [VMStats] = []
+            for vm in targets {
+                do {
+                    guard case .stats(let stats) = try client.expectSuccess(.stats(vm)) else { throw VmctlError("unexpected reply") }
+                    all.append(stats)
+                } catch let error as VmctlError {
+                    if target != nil { throw error }  // a VM that stopped between the list and its turn is left out
+                }
+            }
+            print(json ? StatusJSON.stats(all).text : StatsTable.render(all))
+        }
     }
 }
 

@@ -41,6 +41,8 @@ final class Daemon {
     private var logger = Logger(label: "vmd")
     private var server: ControlServer?
     private var migrationListener: MigrationListener?
+    /// The metrics endpoint, while the configuration names one (`metrics listen on`).
+    private var metricsServer: MetricsServer?
     private var records: [Record] = []
     private var nextID = 1
     private var watches: [EventWatch] = []
@@ -85,6 +87,7 @@ final class Daemon {
             }
             logger.notice("taking live migrations on \(endpoint)")
         }
+        try serveMetrics(on: file.metricsAddress)
         for record in records where record.config.enabled {
             do { try start(record) } catch { logger.error("vm \(record.config.name): \(error)") }
         }
@@ -92,6 +95,7 @@ final class Daemon {
         tellSystemd(["READY=1", "STATUS=\(statusLine())", "MAINPID=\(getpid())"])
         try loop.run()
         server = nil
+        metricsServer?.close()
         logger.notice("exiting")
     }
 
@@ -125,7 +129,22 @@ final class Daemon {
         let file = try loadGlobalConfig()
         localPrefix = file.localPrefix
         try define(file, directory: directory(of: options.configPath), fromGlobalConfig: true)
+        do { try serveMetrics(on: file.metricsAddress) } catch { logger.error("metrics: \(error)") }
         logger.notice("reloaded \(options.configPath)")
+    }
+
+    /// Listens for scrapes on `address` (nil: not at all); a reload that changes it moves the
+    /// endpoint, one that keeps it keeps the listener and its connections.
+    private func serveMetrics(on address: String?) throws {
+        let endpoint = try address.map { try MigrationEndpoint($0) }
+        guard endpoint != metricsServer?.endpoint else { return }
+        metricsServer?.close()
+        metricsServer = nil
+        guard let endpoint else { return }
+        metricsServer = try MetricsServer(endpoint: endpoint, loop: loop, logger: logger) { [unowned self] in
+            MetricsExposition.render(self.records.map { MetricsExposition.VM(status: self.statusEntry($0), stats: $0.instance?.stats(id: $0.id)) })
+        }
+        logger.notice("serving metrics on \(endpoint)")
     }
 
     // MARK: Lifecycle
@@ -249,13 +268,15 @@ final class Daemon {
                 }
                 let firstRecord = started.first { $0.config.name == first.name } ?? started[0]
                 reply(.started(id: firstRecord.id, name: firstRecord.config.name))
-            case .stop(let target, let force):
+            case .stop(let target, let force, let gracePeriod):
                 let (record, instance) = try running(target, for: peer)
-                instance.stop(force: force, reason: force ? .stoppedByRequest : nil)
+                instance.stop(force: force, reason: force ? .stoppedByRequest : nil, gracePeriod: VMInstance.gracePeriod(requested: gracePeriod))
                 reply(.done("stopping vm \(record.config.name)"))
-            case .stopAll(let force):
+            case .stopAll(let force, let gracePeriod):
                 let mine = records.filter { $0.isRunning && $0.owner.permits(peer) }
-                mine.forEach { $0.instance?.stop(force: force, reason: force ? .stoppedByRequest : nil) }
+                mine.forEach {
+                    $0.instance?.stop(force: force, reason: force ? .stoppedByRequest : nil, gracePeriod: VMInstance.gracePeriod(requested: gracePeriod))
+                }
                 reply(.done("stopping \(mine.count) vm\(mine.count == 1 ? "" : "s")"))
             case .wait(let target):
                 let record = try record(target, for: peer)
@@ -264,6 +285,10 @@ final class Daemon {
             case .status(let target):
                 let visible = try target.map { [try record($0, for: peer)] } ?? records.filter { $0.owner.permits(peer) }
                 reply(.status(visible.map(statusEntry)))
+            case .stats(let target):
+                let (record, instance) = try running(target, for: peer)
+                guard let stats = instance.stats(id: record.id) else { throw DaemonError.notRunning(record.config.name) }
+                reply(.stats(stats))
             case .console(let target):
                 let (record, instance) = try running(target, for: peer)
                 guard let console = instance.console else { throw DaemonError.notRunning(record.config.name) }
@@ -362,6 +387,10 @@ final class Daemon {
             id: record.id, pid: record.isRunning ? record.instance?.vmPid ?? 0 : 0, vcpus: record.config.cpus,
             memoryBytes: record.config.memoryBytes, state: state, owner: record.owner.display, name: record.config.name,
             reason: record.isRunning ? "" : record.lastOutcome.map { "\($0)" } ?? (record.config.enabled || !record.fromGlobalConfig ? "" : "disabled"),
-            restarts: record.instance?.restarts ?? 0)
+            restarts: record.instance?.restarts ?? 0,
+            processes: record.isRunning ? record.instance?.processes ?? [] : [],
+            disks: record.config.disks.map(\.path),
+            interfaces: record.isRunning ? record.instance?.launched?.counters.interfaces.map(\.backing) ?? []
+                : record.config.interfaces.map { $0.name ?? "" })
     }
 }

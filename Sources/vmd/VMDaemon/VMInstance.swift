@@ -62,6 +62,11 @@ final class VMInstance {
     /// How long a graceful stop waits for the guest before forcing it.
     static let defaultGracePeriod: Double = 30
 
+    /// The grace period a stop request asked for (`vmctl stop -t`), 0 meaning the default.
+    static func gracePeriod(requested seconds: UInt32) -> Double {
+        seconds == 0 ? defaultGracePeriod : Double(seconds)
+    }
+
     /// With `snapshot`, the first run is restored from it (`vmctl receive`); restarts after a
     /// guest reset boot as usual.
     init(id: Int, launcher: VMLauncher, loop: EventLoop, logger: Logger, snapshot: FileDescriptor? = nil, lazy: Bool = false,
@@ -230,6 +235,17 @@ final class VMInstance {
     }
 
     var vmPid: pid_t? { state == .stopped ? nil : launched?.vm.process.pid }
+    /// Each live process's role and pid (vmctl status --json).
+    var processes: [VMStatusEntry.Process] {
+        guard state != .stopped, let launched else { return [] }
+        return launched.children.filter { !$0.process.hasBeenReaped }.map { .init(role: $0.name, pid: $0.process.pid) }
+    }
+
+    /// The counters of the processes running now; nil once stopped.
+    func stats(id: Int) -> VMStats? {
+        guard state != .stopped, let launched else { return nil }
+        return launched.counters.read(id: id, name: config.name)
+    }
     var console: FileDescriptor? { state == .stopped ? nil : terminal?.controller }
 
     /// Reaps children that ended. The death of one stops the others; once all

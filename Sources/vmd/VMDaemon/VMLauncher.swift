@@ -13,6 +13,8 @@ import MemorySlots
 struct VMChild {
     /// "vm", "virtio-blk disk0", ...
     let role: String
+    /// "vm", "disk0", "net0", "pager": its key in `vmctl status --json`'s pids.
+    let name: String
     /// What its log lines are tagged with: "VM/vm", "VM/disk0", "VM/net0".
     let logTag: String
     let process: ChildProcess
@@ -34,6 +36,8 @@ struct LaunchedVM {
     /// The RAM slots' memfds, never mapped here: lent to vm for a send or a migration (to find
     /// the pages the guest ever wrote), so that vm itself keeps no descriptor of guest RAM.
     var ramFiles: [FileDescriptor] = []
+    /// What the processes count (vmctl stats).
+    var counters: VMCounterPages
     var children: [VMChild] { [vm] + devices + (pager.map { [$0] } ?? []) }
 }
 
@@ -87,6 +91,7 @@ struct VMLauncher {
         let slots = try MemorySlot.ramSlots(ramBytes: config.memoryBytes, vmName: config.name)
 
         var started: [VMChild] = []
+        var counters = VMCounterPages(vcpus: config.cpus)
         do {
             var attachments: [(VirtioAttachment, DeviceWiring)] = []
             for (index, disk) in disks.enumerated() {
@@ -96,6 +101,8 @@ struct VMLauncher {
                 let child = try VMLauncher.spawn("virtio-blk", role: "virtio-blk \(name)", logName: name, vmName: config.name)
                 started.append(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                counters.disks.append(.init(name: name, backing: disk.path, page: try VMLauncher.handCounters(
+                    to: child, slots: BlockCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
                 let serial = String("\(config.name)-\(name)".utf8.prefix(20))!
                 try child.channel.send(DeviceSetupCommand.block(
                     BlockDeviceSetup(name: name, readOnly: disk.config.readOnly, serial: serial, formats: disk.chain.map(\.format)),
@@ -111,6 +118,8 @@ struct VMLauncher {
                 let child = try VMLauncher.spawn("virtio-net", role: "virtio-net \(name)", logName: name, vmName: config.name)
                 started.append(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                counters.interfaces.append(.init(name: name, backing: nic.tap.name, page: try VMLauncher.handCounters(
+                    to: child, slots: NetCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
                 try child.channel.send(DeviceSetupCommand.network(
                     NetworkDeviceSetup(name: name, mac: nic.mac, localGuestAddress: nic.local?.guest, localHostAddress: nic.local?.host,
                                        tapOffloads: nic.offloads),
@@ -148,6 +157,11 @@ struct VMLauncher {
             for (attachment, wiring) in attachments {
                 try vm.channel.send(VMCommand.attachDevice(attachment, wiring: wiring))
             }
+            let (exits, exitsFile) = try CounterPage.create(slots: VcpuExitCounter.pageSlots(vcpus: config.cpus),
+                                                            name: "vmd-\(config.name)-vm-counters")
+            try vm.channel.send(VMCommand.counters(exitsFile))
+            exitsFile.close()
+            counters.exits = exits
             let request = BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline, firmware: config.bootDevice != nil,
                                       lazyRestore: snapshot != nil && lazy, incomingMigration: snapshot != nil && incomingMigration)
             try vm.channel.send(VMCommand.boot(request, kvm: kvm, kernel: image, initrd: initrd, console: console.device,
@@ -158,7 +172,7 @@ struct VMLauncher {
             // to lock (the locked disk fds close here; the device processes hold their own).
             return LaunchedVM(vm: vm, devices: started.filter { $0.role != "pager" && $0.role != "vm" }, pager: pager,
                               pagerSnapshot: pagerSnapshot, unlockedDisks: unlockedDisks,
-                              ramFiles: try slots.map { try $0.memfd.duplicate() })
+                              ramFiles: try slots.map { try $0.memfd.duplicate() }, counters: counters)
         } catch {
             started.forEach { $0.process.terminate() }
             throw error
@@ -217,6 +231,14 @@ struct VMLauncher {
                 DeviceWiring(transport: transportDevice, events: eventsDevice, kicks: kicks, calls: calls))
     }
 
+    /// Makes a counter page for `child`, sends it and keeps only the read-only mapping.
+    static func handCounters(to child: VMChild, slots: Int, name: String) throws -> CounterPage {
+        let (page, memfd) = try CounterPage.create(slots: slots, name: name)
+        defer { memfd.close() }
+        try child.channel.send(DeviceSetupCommand.counters(memfd))
+        return page
+    }
+
     static func spawn(_ executable: String, role: String, logName: String, vmName: String,
                       extraArguments: [String] = []) throws -> VMChild {
         let (parentEnd, childEnd) = try Channel.pair()
@@ -226,6 +248,6 @@ struct VMLauncher {
                                        channel: childEnd.socket, log: log.write)
         childEnd.socket.close()
         log.write.close()
-        return VMChild(role: role, logTag: "\(vmName)/\(logName)", process: process, channel: parentEnd, log: log.read)
+        return VMChild(role: role, name: logName, logTag: "\(vmName)/\(logName)", process: process, channel: parentEnd, log: log.read)
     }
 }

@@ -1,4 +1,5 @@
 import CKVM
+import IPC
 
 /// A KVM exit, decoded once from kvm_run (design §3) so that handling it is a
 /// plain function, testable without KVM.
@@ -56,6 +57,19 @@ enum VcpuExit: Equatable {
             return .interrupted
         default:
             return .unknown(reason: run.pointee.exit_reason)
+        }
+    }
+}
+
+extension VcpuExit {
+    /// The kind it is counted as in `vmctl stats`.
+    var counter: VcpuExitCounter {
+        switch self {
+        case .portIn, .portOut: .io
+        case .mmioRead, .mmioWrite: .mmio
+        case .halt: .hlt
+        case .interrupted: .interrupted
+        case .shutdown, .systemEvent, .failEntry, .internalError, .unknown: .other
         }
     }
 }
