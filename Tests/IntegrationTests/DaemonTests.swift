@@ -35,8 +35,48 @@ final class DaemonTests: XCTestCase {
             XCTAssertTrue(refused.stderr.contains("-t"), refused.stderr)
         }
         XCTAssertEqual(daemon.status()["stubborn"]?.state, "running")
+        // A long grace period does not hold up a later, shorter one (nor vmd's own shutdown's 10 s).
+        XCTAssertEqual(daemon.vmctl("stop", "stubborn", "-t", "3600").status, 0)
         let shortStop = daemon.vmctl("stop", "stubborn", "-w", "-t", "2")
         XCTAssertTrue(shortStop.stdout.contains("vm stubborn stopped: did not shut down within 2s; forced"), shortStop.stdout)
+    }
+
+    /// A daemon whose configuration is wrong does not start: it says where and exits 78
+    /// (vmd.service does not restart it for that); one that cannot listen exits 71.
+    func testAWrongConfigurationStopsTheDaemonWithWhereAndStatus78() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmd-badconf-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let vmd = VmdHarness.productsDirectory + "/vmd"
+        let socket = directory.appendingPathComponent("vmd.sock").path
+        let cases = [("vm g {\n    memory lots\n}\n", "bad.conf:2:12: "), ("vm g { boot \"/k\"; owner no_such_user_here }\n", "bad.conf:1:19: ")]
+        for (text, place) in cases {
+            let config = directory.appendingPathComponent("bad.conf").path
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
+            let run = VmdHarness.runCommand([vmd, "-d", "-f", config, "-s", socket], seconds: 20)
+            XCTAssertEqual(run.status, 78, run.output)
+            XCTAssertTrue(run.output.contains(place), run.output)
+        }
+        let good = directory.appendingPathComponent("good.conf").path
+        try "metrics listen on \"\(directory.path)/no/such/dir/m.sock\"\n".write(toFile: good, atomically: true, encoding: .utf8)
+        let cannotListen = VmdHarness.runCommand([vmd, "-d", "-f", good, "-s", socket], seconds: 20)
+        XCTAssertEqual(cannotListen.status, 71, cannotListen.output)
+        XCTAssertTrue(cannotListen.output.contains("no/such/dir/m.sock"), cannotListen.output)
+        // A file where the socket would go is not removed to make room.
+        let precious = directory.appendingPathComponent("precious").path
+        try "keep me".write(toFile: precious, atomically: true, encoding: .utf8)
+        try "metrics listen on \"\(precious)\"\n".write(toFile: good, atomically: true, encoding: .utf8)
+        XCTAssertEqual(VmdHarness.runCommand([vmd, "-d", "-f", good, "-s", socket], seconds: 20).status, 71)
+        XCTAssertEqual(try String(contentsOfFile: precious, encoding: .utf8), "keep me")
+        // A second vmd on a live daemon's socket is refused and leaves that socket in place.
+        let first = try DaemonHarness("badconf-first")
+        let second = VmdHarness.runCommand([vmd, "-d", "-f", good, "-s", first.socket], seconds: 20)
+        XCTAssertEqual(second.status, 71, second.output)
+        XCTAssertTrue(second.output.contains("another vmd is listening on \(first.socket)"), second.output)
+        XCTAssertEqual(first.vmctl("status").status, 0, "the first vmd still answers on its socket")
+        try "".write(toFile: good, atomically: true, encoding: .utf8)
+        XCTAssertEqual(VmdHarness.runCommand([vmd, "-d", "-f", good, "-s", precious], seconds: 20).status, 71, "nor for the control socket")
+        XCTAssertEqual(try String(contentsOfFile: precious, encoding: .utf8), "keep me")
     }
 
     func testTwoVMsStatusConsolePauseAndBothKindsOfStop() throws {

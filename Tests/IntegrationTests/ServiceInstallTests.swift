@@ -50,6 +50,7 @@ final class ServiceInstallTests: XCTestCase {
         let unit = try String(contentsOfFile: "\(prefix)/lib/systemd/system/vmd.service", encoding: .utf8)
         XCTAssertTrue(unit.contains("ExecStart=/usr/local/sbin/vmd -d\n"), unit)
         XCTAssertTrue(unit.contains("Type=notify\n"), unit)
+        XCTAssertTrue(unit.contains("RestartPreventExitStatus=78\n"), "a wrong configuration (vmd exits 78) is not restarted:\n\(unit)")
         XCTAssertFalse(unit.contains("@"), "every placeholder is filled:\n\(unit)")
         // The installed programs run through the link.
         let help = VmdHarness.runCommand(["\(prefix)/sbin/vmd", "--help"])
@@ -84,7 +85,7 @@ final class ServiceInstallTests: XCTestCase {
     }
 
     /// vmd under Type=notify: READY=1 once its socket listens, RELOADING=1 then READY=1 around
-    /// SIGHUP, STOPPING=1 on SIGTERM; and no child of vmd sees NOTIFY_SOCKET.
+    /// SIGHUP and vmctl reload, STOPPING=1 on SIGTERM; and no child of vmd sees NOTIFY_SOCKET.
     func testDaemonSpeaksSdNotify() throws {
         try VmdHarness.requireKVMAndRoot()
         let notifyPath = directory.appendingPathComponent("notify.sock").path
@@ -102,6 +103,10 @@ final class ServiceInstallTests: XCTestCase {
         XCTAssertNotNil(reloading.split(separator: "\n").first { $0.hasPrefix("MONOTONIC_USEC=") && UInt64($0.dropFirst(15)) != nil }, reloading)
         let readyAgain = try XCTUnwrap(listener.receive(seconds: 10), "no READY=1 after the reload")
         XCTAssertTrue(readyAgain.contains("READY=1"), readyAgain)
+        // vmctl reload is the same reload, and systemd hears of it the same way.
+        XCTAssertEqual(daemon.vmctl("reload").status, 0, daemon.log)
+        XCTAssertTrue(try XCTUnwrap(listener.receive(seconds: 10), "nothing on vmctl reload").contains("RELOADING=1"))
+        XCTAssertTrue(try XCTUnwrap(listener.receive(seconds: 10), "no READY=1 after vmctl reload").contains("READY=1"))
 
         // A VM's processes do not inherit the variable (they must not talk to systemd as vmd).
         let config = try daemon.writeGuestConfig("notified", cmdline: "test=hang")

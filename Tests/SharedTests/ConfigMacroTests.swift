@@ -95,6 +95,9 @@ final class ConfigMacroTests: XCTestCase {
     func testKeywordAsMacroName() {
         assertError("\nmemory = 1G", at: 2, 1, "'memory' is a keyword and cannot be a macro name")
         assertError("vm = g", at: 1, 1, "'vm' is a keyword and cannot be a macro name")
+        for word in ["cache", "none", "writeback", "device", "raw", "qcow2", "metrics", "listen", "on"] {
+            assertError("\(word) = x", at: 1, 1, "'\(word)' is a keyword and cannot be a macro name")
+        }
     }
 
     func testMacroWithoutValue() {

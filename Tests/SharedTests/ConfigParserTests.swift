@@ -238,6 +238,10 @@ final class ConfigParserTests: XCTestCase {
         assertError(#"vm "a b" { boot k }"#, at: 1, 4, "invalid vm name \"a b\"")
         assertError(#"vm "" { boot k }"#, at: 1, 4, "invalid vm name \"\"")
         assertError("vm \(String(repeating: "a", count: 65)) { boot k }", at: 1, 4, "invalid vm name")
+        // vmctl reads a number as an id: such a VM could not be named.
+        assertError(#"vm "42" { boot k }"#, at: 1, 4, "invalid vm name \"42\": a name of digits only reads as a VM id; add a letter")
+        assertError("vm 7 { boot k }", at: 1, 4, "a name of digits only")
+        XCTAssertEqual(try ConfigParser.parse("vm 7a { boot k }\nvm 1.2 { boot k }", file: "g.conf").vms.map(\.name), ["7a", "1.2"])
     }
 
     func testEmptyBootPath() {

@@ -37,8 +37,4 @@ final class MetricsConfigTests: XCTestCase {
         assertError("metrics listen on \"127.0.0.1:9337\"\nmetrics listen on \"/run/m.sock\"", at: 2, 1,
                     "'metrics listen on' given twice; first at line 1")
     }
-
-    func testMetricsIsReservedAsAMacroName() {
-        assertError("metrics = \"x\"", at: 1, 1, "metrics")
-    }
 }

@@ -39,5 +39,7 @@ struct ConfigMacros: Equatable, Sendable {
     /// Every keyword of the grammar.
     static let reservedWords: Set<String> = Set(VMOption.all.map(\.name)).union([
         "vm", "include", "local", "prefix", "format", "readonly", "lladdr", "switch", "locked", "metrics", "listen", "on",
+        // The words that follow a keyword: `boot device disk`, `cache none|writeback`, `format raw|qcow2`.
+        "device", "cache", "none", "writeback", "raw", "qcow2",
     ])
 }

@@ -58,7 +58,8 @@ enum ConfigValues {
     }
 
     /// vmd's rule: 1-64 characters of ASCII letters, digits, '-', '_' and '.',
-    /// starting with a letter or digit (so a name is never an option or a path).
+    /// starting with a letter or digit (so a name is never an option or a path), and
+    /// not digits only (so it is never an id).
     static func checkVMName(_ name: String, at token: ConfigToken) throws(ConfigError) {
         let scalars = name.unicodeScalars
         let allowed = scalars.allSatisfy { isASCIIAlphanumeric($0) || $0 == "-" || $0 == "_" || $0 == "." }
@@ -67,6 +68,11 @@ enum ConfigValues {
             throw ConfigError(
                 location: token.location,
                 message: "invalid vm name \"\(name)\": use 1-\(VMConfig.maxNameLength) letters, digits, '-', '_' or '.', starting with a letter or digit")
+        }
+        // vmctl takes a number for an id: a VM named "42" could never be addressed by its name.
+        guard !scalars.allSatisfy({ "0"..."9" ~= $0 }) else {
+            throw ConfigError(location: token.location,
+                              message: "invalid vm name \"\(name)\": a name of digits only reads as a VM id; add a letter")
         }
     }
 

@@ -19,7 +19,7 @@ public enum VMTarget: Equatable, Sendable, CustomStringConvertible {
 
 /// One line of `vmctl status` (and one object of `vmctl status --json`).
 public struct VMStatusEntry: Equatable, Sendable {
-    /// One of the VM's processes while it runs: "vm", "virtio-blk disk0", ... and its pid.
+    /// One of the VM's processes while it runs: its name ("vm", "disk0", "net0", "pager") and pid.
     public struct Process: Equatable, Sendable {
         public var role: String
         public var pid: Int32

@@ -19,6 +19,14 @@ public enum UnixSocket {
         return address
     }
 
+    /// Removes a socket left at `path` (by a server that died) so that a new one can be bound
+    /// there. Anything else at the path stays: a mistyped path must not cost a file, and bind
+    /// then fails on it with EADDRINUSE.
+    public static func removeStale(at path: String) {
+        var status = stat()
+        if lstat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
+    }
+
     /// Connects a SOCK_SEQPACKET client to `path`.
     public static func connect(_ path: String) throws -> FileDescriptor {
         var address = try address(path)

@@ -11,6 +11,9 @@ final class ControlServer {
     let path: String
     private let listener: FileDescriptor
     private var acceptWatch: EventWatch?
+    /// Set once this server's socket is at `path`: only then is the path its to remove
+    /// (a failed start must not take away another vmd's socket, or a file that was there).
+    private var bound = false
     private var backoff: EventWatch?
     /// Kept open so that when accept(2) fails for want of descriptors one can be freed
     /// to take the pending connection and close it, instead of leaving it to hang.
@@ -48,13 +51,14 @@ final class ControlServer {
         var address = try UnixSocket.address(path)
         // A socket file left by a vmd that died may be replaced; a live one may not.
         if ControlServer.isLive(path) { throw ServerError.inUse(path) }
-        unlink(path)
+        UnixSocket.removeStale(at: path)
         // SAFETY: sockaddr_un begins with the sockaddr header; bind reads sizeof(sockaddr_un).
         _ = try withUnsafePointer(to: &address) { pointer in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
                 try retryingInterrupts("bind(\(path))") { bind(listener.rawValue, generic, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
         }
+        bound = true
         try retryingInterrupts("chmod(\(path))") { chmod(path, 0o666) }
         try retryingInterrupts("listen") { listen(listener.rawValue, 64) }
         reserve = try? FileDescriptor.open("/dev/null", flags: O_RDONLY)
@@ -64,7 +68,7 @@ final class ControlServer {
     deinit {
         acceptWatch?.cancel()
         backoff?.cancel()
-        unlink(path)
+        if bound { unlink(path) }
     }
 
     private static func isLive(_ path: String) -> Bool {

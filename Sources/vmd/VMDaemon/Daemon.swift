@@ -72,9 +72,7 @@ final class Daemon {
         }
         watches.append(try loop.onSignal(SIGCHLD) { [unowned self] in self.reapAll() })
         watches.append(try loop.onSignal(SIGHUP) { [unowned self] in
-            self.tellSystemd(["RELOADING=1", "MONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())"])
             do { try self.reload() } catch { self.logger.error("reload: \(error)") }
-            self.tellSystemd(["READY=1", "STATUS=\(self.statusLine())"])
         })
         for signal in [SIGTERM, SIGINT] {
             watches.append(try loop.onSignal(signal) { [unowned self] in self.shutDown() })
@@ -125,7 +123,11 @@ final class Daemon {
         }
     }
 
+    /// SIGHUP and `vmctl reload`: systemd hears RELOADING=1 before and READY=1 after, whether
+    /// or not the file could be read.
     private func reload() throws {
+        tellSystemd(["RELOADING=1", "MONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())"])
+        defer { tellSystemd(["READY=1", "STATUS=\(statusLine())"]) }
         let file = try loadGlobalConfig()
         localPrefix = file.localPrefix
         try define(file, directory: directory(of: options.configPath), fromGlobalConfig: true)

@@ -56,9 +56,10 @@ enum MigrationEndpoint: Equatable, CustomStringConvertible {
         }
     }
 
-    /// A listening socket (non-blocking, close-on-exec); a unix socket path is made anew.
+    /// A listening socket (non-blocking, close-on-exec). A unix socket left at the path is
+    /// replaced; anything else there is not removed, and bind fails on it (EADDRINUSE).
     func listen() throws -> FileDescriptor {
-        if case .unix(let path) = self { unlink(path) }
+        if case .unix(let path) = self { UnixSocket.removeStale(at: path) }
         return try withAddresses { family, address, length in
             let fd = FileDescriptor(adopting: try retryingInterrupts("socket") {
                 socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)

@@ -31,6 +31,9 @@ final class VMInstance {
     var restartsOnReset = true
     private var watches: [EventWatch] = []
     private var forceTimer: EventWatch?
+    /// When `forceTimer` fires (monotonic seconds): a later stop with a shorter grace period
+    /// brings it forward, so that vmd's own shutdown is never held up by an owner's long one.
+    private var forceDeadline: Double = .infinity
     /// Armed when a device exits cleanly before its vm process: see `reap`.
     private var exitTimer: EventWatch?
     /// What the vm process reported about the guest.
@@ -62,9 +65,13 @@ final class VMInstance {
     /// How long a graceful stop waits for the guest before forcing it.
     static let defaultGracePeriod: Double = 30
 
-    /// The grace period a stop request asked for (`vmctl stop -t`), 0 meaning the default.
+    /// The longest grace period a stop may ask for (`vmctl stop -t`).
+    static let maximumGracePeriod: Double = 3600
+
+    /// The grace period a stop request asked for, 0 meaning the default; at most an hour,
+    /// whatever a client sends.
     static func gracePeriod(requested seconds: UInt32) -> Double {
-        seconds == 0 ? defaultGracePeriod : Double(seconds)
+        seconds == 0 ? defaultGracePeriod : min(Double(seconds), maximumGracePeriod)
     }
 
     /// With `snapshot`, the first run is restored from it (`vmctl receive`); restarts after a
@@ -284,7 +291,10 @@ final class VMInstance {
         if state == .paused { try? launched.vm.channel.send(VMCommand.resume) }
         state = .stopping
         try? launched.vm.channel.send(VMCommand.requestShutdown)
-        guard forceTimer == nil else { return }
+        let deadline = MonotonicClock.seconds() + gracePeriod
+        guard deadline < forceDeadline else { return }
+        forceTimer?.cancel()
+        forceDeadline = deadline
         forceTimer = try? loop.after(seconds: gracePeriod) { [weak self] in
             guard let self, self.state != .stopped else { return }
             self.logger.warning("guest did not shut down within \(gracePeriod.formatted)s; forcing")
@@ -481,6 +491,7 @@ final class VMInstance {
         state = .stopped
         forceTimer?.cancel()
         forceTimer = nil
+        forceDeadline = .infinity
         exitTimer?.cancel()
         exitTimer = nil
         logger.info("stopped: \(outcome)")

@@ -79,7 +79,9 @@ struct Serve: ParsableCommand {
         } catch {
             Logger(label: "vmd").critical("\(error)")
             FileDescriptor.standardError("vmd: \(error)\n")
-            throw ExitCode(ExitStatus.setupFailure)
+            // 78 as for vmd -n: a service manager can tell a wrong file (do not restart) from the rest.
+            let wrongFile = error is ConfigError || error is ResolvedOwner.ResolutionError
+            throw ExitCode(wrongFile ? ExitStatus.configError : ExitStatus.setupFailure)
         }
     }
 }
