@@ -37,7 +37,7 @@ final class DiskConfigTests: XCTestCase {
                        "g.conf:1:32: expected a disk format after 'format' (supported: raw, qcow2), found 'vmdk'")
         XCTAssertEqual(try parse("vm a { boot k; disk \"x\" format qcow2 readonly }").disks.map(\.format), [.qcow2])
         XCTAssertEqual(error("vm a { boot k; disk x fast }"),
-                       "g.conf:1:23: expected 'format', 'readonly', 'cache' or end of line after the disk path, found 'fast'")
+                       "g.conf:1:23: expected 'format', 'readonly', 'cache', '{' or end of line after the disk path, found 'fast'")
         XCTAssertEqual(error("vm a { boot k; disk x cache direct }"), "g.conf:1:29: expected a cache mode after 'cache' (none or writeback), found 'direct'")
         XCTAssertEqual(try parse("vm a { boot k; disk x cache none; disk y }").disks.map(\.cache), [.none, .writeback])
         XCTAssertEqual(error("vm a { boot k; disk x readonly readonly }"), "g.conf:1:32: 'readonly' given twice for this disk")

@@ -92,11 +92,11 @@ final class InterfaceConfigTests: XCTestCase {
     }
 
     func testUnknownOptionInInterfaceBlock() {
-        assertError("vm g { interface tap0 {\n   group \"vms\"\n } }", at: 2, 4, "expected 'lladdr', 'switch' or '}' in interface block, found 'group'")
+        assertError("vm g { interface tap0 {\n   group \"vms\"\n } }", at: 2, 4, "expected 'lladdr', 'switch', 'bandwidth', 'packets' or '}' in interface block, found 'group'")
     }
 
     func testLockedLLAddrIsNotSupported() {
-        assertError("vm g { interface { locked lladdr } }", at: 1, 20, "expected 'lladdr', 'switch' or '}' in interface block, found 'locked'")
+        assertError("vm g { interface { locked lladdr } }", at: 1, 20, "expected 'lladdr', 'switch', 'bandwidth', 'packets' or '}' in interface block, found 'locked'")
     }
 
     func testUnclosedInterfaceBlock() {

@@ -1,4 +1,7 @@
-/// One `disk "path" [format raw|qcow2] [readonly] [cache none|writeback]` line of a vm block.
+import LinuxSystem
+
+/// One `disk "path" [format raw|qcow2] [readonly] [cache none|writeback] [{ limits }]`
+/// statement of a vm block; the limits are `bandwidth` and `ops` (`RateLimitOption`).
 public struct DiskConfig: Equatable, Sendable {
     public enum Format: String, Sendable {
         case raw
@@ -17,6 +20,8 @@ public struct DiskConfig: Equatable, Sendable {
     public var format: Format
     public var readOnly: Bool
     public var cache: Cache = .writeback
+    /// `bandwidth` (bytes/s) and `ops` (requests/s), enforced by the disk's device process.
+    public var rateLimit = RateLimit()
     /// Where the `disk` keyword is, for errors about the image (missing, locked).
     public var location: ConfigLocation
 

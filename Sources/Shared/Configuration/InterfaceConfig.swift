@@ -1,3 +1,5 @@
+import LinuxSystem
+
 /// One `[local] interface [name] [{ ... }]` statement of a vm block: a
 /// virtio-net NIC backed by a tap device.
 public struct InterfaceConfig: Equatable, Sendable {
@@ -11,6 +13,9 @@ public struct InterfaceConfig: Equatable, Sendable {
     /// `local interface`: vmd gives the tap a host address from the global
     /// `local prefix` and answers the guest's DHCP with the other one.
     public var local: Bool
+    /// `bandwidth` (bytes/s) and `packets` (per second), each direction on its own,
+    /// enforced by the NIC's device process.
+    public var rateLimit = RateLimit()
     /// Where the statement starts (`interface`, or `local` of `local interface`).
     public var location: ConfigLocation
 

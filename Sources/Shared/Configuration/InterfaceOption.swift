@@ -2,6 +2,9 @@
 ///
 ///     [local] interface [name] [{ { interface-option } }]
 ///     interface-option := "lladdr" xx:xx:xx:xx:xx:xx | "switch" name
+///                       | "bandwidth" size ["burst" size] | "packets" count ["burst" count]
+///
+/// The limits hold for each direction on its own (`RateLimitOption`).
 ///
 /// vmd's `locked lladdr`, `group`, `rdomain` and `up`/`down` are not supported.
 extension VMOption {
@@ -26,7 +29,7 @@ extension VMOption {
         }
         var interface = InterfaceConfig(local: local, location: start.location)
         let afterKeyword = try tokens.peek()
-        if case .word(let word) = afterKeyword.kind, word == "lladdr" || word == "switch" {
+        if case .word(let word) = afterKeyword.kind, ["lladdr", "switch", "bandwidth", "packets"].contains(word) {
             throw ConfigError(location: afterKeyword.location, message: "'\(word)' goes inside the interface's block: interface [name] { \(word) ... }")
         }
         if let name = afterKeyword.text {
@@ -57,38 +60,19 @@ extension VMOption {
     private static func parseInterfaceBlock(
         _ tokens: inout ConfigTokenStream, _ interface: inout InterfaceConfig, open: ConfigToken
     ) throws(ConfigError) {
-        var seen: [String: ConfigLocation] = [:]
-        while true {
-            let token = try tokens.next()
-            switch token.kind {
-            case .newline, .semicolon:
-                continue
-            case .closeBrace:
-                return
-            case .endOfFile:
-                throw ConfigError(location: open.location, message: "'{' of interface is never closed: expected '}' before end of file")
-            case .word(let word) where word == "lladdr" || word == "switch":
-                if let first = seen[word] {
-                    throw ConfigError(location: token.location, message: "'\(word)' given twice for this interface; first at line \(first.line)")
-                }
-                seen[word] = token.location
+        try ConfigBraceBlock.parse(&tokens, open: open, of: "interface", keywords: ["lladdr", "switch", "bandwidth", "packets"]) {
+            (keyword, word, tokens) throws(ConfigError) in
+            switch word {
+            case "lladdr":
+                interface.lladdr = try parseLLAddr(try tokens.next())
+            case "switch":
                 let value = try tokens.next()
-                if word == "lladdr" {
-                    interface.lladdr = try parseLLAddr(value)
-                } else {
-                    guard let name = value.text, !name.isEmpty else {
-                        throw ConfigError(location: value.location, message: "expected a switch name after 'switch', found \(value.description)")
-                    }
-                    interface.switchName = name
+                guard let name = value.text, !name.isEmpty else {
+                    throw ConfigError(location: value.location, message: "expected a switch name after 'switch', found \(value.description)")
                 }
-                try tokens.expectEndOfStatement(after: "'\(word)'")
+                interface.switchName = name
             default:
-                var message = "expected 'lladdr', 'switch' or '}' in interface block, found \(token.description)"
-                // A vm option here usually means the interface's '}' is missing.
-                if case .word(let word) = token.kind, VMOption.byName[word] != nil {
-                    message += " (missing '}' for the interface block opened at line \(open.location.line)?)"
-                }
-                throw ConfigError(location: token.location, message: message)
+                try RateLimitOption.parse(keyword, operations: "packets", &tokens, into: &interface.rateLimit)
             }
         }
     }

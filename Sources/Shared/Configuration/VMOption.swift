@@ -1,3 +1,5 @@
+import LinuxSystem
+
 /// The table of options allowed inside a `vm { }` block. Adding an option
 /// (disk, interface, owner, initrd, enable/disable) is one entry here plus a
 /// field in `VMBlockBuilder`; the block loop, duplicate detection, statement
@@ -88,7 +90,8 @@ struct VMOption: Sendable {
         block.cmdline = cmdline
     }
 
-    /// `disk "path" [format raw|qcow2] [readonly] [cache none|writeback]` (vm.conf(5)); at most four per vm.
+    /// `disk "path" [format raw|qcow2] [readonly] [cache none|writeback] [{ limits }]`
+    /// (vm.conf(5)); at most four per vm.
     @Sendable private static func parseDisk(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
         let value = try tokens.next()
         guard let path = value.text, !path.isEmpty else {
@@ -120,7 +123,16 @@ struct VMOption: Sendable {
                 }
                 disk.cache = cache
             default:
-                throw ConfigError(location: token.location, message: "expected 'format', 'readonly', 'cache' or end of line after the disk path, found '\(word)'")
+                var message = "expected 'format', 'readonly', 'cache', '{' or end of line after the disk path, found '\(word)'"
+                if word == "bandwidth" || word == "ops" { message += " (limits go in a block: disk \"path\" { \(word) ... })" }
+                throw ConfigError(location: token.location, message: message)
+            }
+        }
+        if try tokens.peek().kind == .openBrace {
+            // `{ bandwidth ...; ops ... }`, each at most once (`RateLimitOption`).
+            try ConfigBraceBlock.parse(&tokens, open: try tokens.next(), of: "disk", keywords: ["bandwidth", "ops"]) {
+                (keyword, _, tokens) throws(ConfigError) in
+                try RateLimitOption.parse(keyword, operations: "ops", &tokens, into: &disk.rateLimit)
             }
         }
         block.disks.append(disk)

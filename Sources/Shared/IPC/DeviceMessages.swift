@@ -298,12 +298,16 @@ public struct BlockDeviceSetup: Equatable, Sendable {
     /// The disk's images, top first: the image the guest writes (unless read-only), then
     /// each backing image below it, read-only. One descriptor per image travels with it.
     public var formats: [DiskImageFormat]
+    /// `bandwidth` and `ops` of the disk's block in vm.conf; enforced by the device.
+    public var rateLimit: RateLimit
 
-    public init(name: String, readOnly: Bool, serial: String, formats: [DiskImageFormat] = [.raw]) {
+    public init(name: String, readOnly: Bool, serial: String, formats: [DiskImageFormat] = [.raw],
+                rateLimit: RateLimit = RateLimit()) {
         self.name = name
         self.readOnly = readOnly
         self.serial = serial
         self.formats = formats
+        self.rateLimit = rateLimit
     }
 }
 
@@ -317,10 +321,14 @@ public struct NetworkDeviceSetup: Equatable, Sendable {
     public var localHostAddress: UInt32?
     /// TUNSETOFFLOAD flags vmd set on the tap, so the device offers the matching features.
     public var tapOffloads: UInt32
+    /// `bandwidth` and `packets` of the interface's block in vm.conf: each direction has
+    /// buckets of its own with these sizes, enforced by the device.
+    public var rateLimit: RateLimit
 
-    public init(name: String, mac: [UInt8], localGuestAddress: UInt32?, localHostAddress: UInt32?, tapOffloads: UInt32) {
-        (self.name, self.mac, self.localGuestAddress, self.localHostAddress, self.tapOffloads) =
-            (name, mac, localGuestAddress, localHostAddress, tapOffloads)
+    public init(name: String, mac: [UInt8], localGuestAddress: UInt32?, localHostAddress: UInt32?, tapOffloads: UInt32,
+                rateLimit: RateLimit = RateLimit()) {
+        (self.name, self.mac, self.localGuestAddress, self.localHostAddress, self.tapOffloads, self.rateLimit) =
+            (name, mac, localGuestAddress, localHostAddress, tapOffloads, rateLimit)
     }
 }
 
@@ -368,6 +376,7 @@ public enum DeviceSetupCommand: ChannelMessage {
             writer.write(setup.readOnly)
             writer.write(setup.serial)
             writer.write(setup.formats.map(\.rawValue))
+            writer.writeRateLimit(setup.rateLimit)
             writer.writeDescriptors(images)
             wiring.encode(into: &writer)
         case .stop:
@@ -380,6 +389,7 @@ public enum DeviceSetupCommand: ChannelMessage {
             writer.write(setup.localGuestAddress ?? 0)
             writer.write(setup.localHostAddress ?? 0)
             writer.write(setup.tapOffloads)
+            writer.writeRateLimit(setup.rateLimit)
             writer.write(tap)
             wiring.encode(into: &writer)
         case .entropy(let setup, let wiring):
@@ -402,6 +412,7 @@ public enum DeviceSetupCommand: ChannelMessage {
                 guard let format = DiskImageFormat(rawValue: raw) else { throw IPCError.malformed("disk image format \(raw)") }
                 return format
             }
+            setup.rateLimit = try reader.readRateLimit()
             let images = try reader.readDescriptors(limit: BlockDeviceSetup.maximumChainLength)
             guard !images.isEmpty, images.count == setup.formats.count else {
                 throw IPCError.malformed("\(images.count) disk images for \(setup.formats.count) formats")
@@ -417,7 +428,8 @@ public enum DeviceSetupCommand: ChannelMessage {
             guard mac.count == 6 else { throw IPCError.malformed("MAC of \(mac.count) bytes") }
             let guest = try reader.read(UInt32.self), host = try reader.read(UInt32.self)
             let setup = NetworkDeviceSetup(name: name, mac: mac, localGuestAddress: guest == 0 ? nil : guest,
-                                           localHostAddress: host == 0 ? nil : host, tapOffloads: try reader.read(UInt32.self))
+                                           localHostAddress: host == 0 ? nil : host, tapOffloads: try reader.read(UInt32.self),
+                                           rateLimit: try reader.readRateLimit())
             return .network(setup, tap: try reader.readDescriptor(), wiring: try DeviceWiring.decode(from: &reader))
         case 6:
             return .entropy(EntropyDeviceSetup(name: try reader.read(String.self, limit: 64)), wiring: try DeviceWiring.decode(from: &reader))

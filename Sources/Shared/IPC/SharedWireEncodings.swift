@@ -53,3 +53,32 @@ extension WireReader {
         return type
     }
 }
+
+/// A device's `RateLimit`: for each bucket its rate and burst, 0 and 0 for none.
+extension WireWriter {
+    mutating func writeRateLimit(_ limit: RateLimit) {
+        for bucket in [limit.bytes, limit.operations] {
+            write(bucket?.rate ?? 0)
+            write(bucket?.burst ?? 0)
+        }
+    }
+}
+
+extension WireReader {
+    /// Refuses a bucket with a zero or absurd rate or burst: vmd's parser never sends one.
+    mutating func readRateLimit() throws -> RateLimit {
+        var buckets: [RateLimit.Bucket?] = []
+        for name in ["bandwidth", "operations"] {
+            let rate = try read(UInt64.self), burst = try read(UInt64.self)
+            if rate == 0 && burst == 0 {
+                buckets.append(nil)
+                continue
+            }
+            guard (1...RateLimit.Bucket.maximum).contains(rate), (1...RateLimit.Bucket.maximum).contains(burst) else {
+                throw IPCError.malformed("\(name) limit of \(rate)/s, burst \(burst)")
+            }
+            buckets.append(RateLimit.Bucket(rate: rate, burst: burst))
+        }
+        return RateLimit(bytes: buckets[0], operations: buckets[1])
+    }
+}

@@ -94,39 +94,55 @@ public final class ActiveQueues {
     }
 
     /// `serve` with malformed chains noted in the guest log, as `drain(_:noting:queueName:_:)`.
+    @discardableResult
     public func serve(_ index: Int, noting guestLog: RateLimitedLog, queueName: String,
+                      admit: () -> Bool = { true },
                       start: (DescriptorChain) -> UInt32?,
-                      afterPass: (inout SplitVirtqueue) throws -> Void = { _ in }) throws {
-        try serve(index, onMalformed: { head, error in
+                      afterPass: (inout SplitVirtqueue) throws -> Void = { _ in }) throws -> Bool {
+        return try serve(index, onMalformed: { head, error in
             guestLog.note("\(queueName): chain at descriptor \(head) refused: \(error)")
-        }, start: start, afterPass: afterPass)
+        }, admit: admit, start: start, afterPass: afterPass)
     }
 
     /// `drain` for a device that may finish a chain later: `start` returns the used length
     /// of a chain it served at once, nil for one it completes itself afterwards (with
     /// `withQueue`). `afterPass` runs after each pass over the available ring, before the
     /// interrupt decision and the polling window: it may push what finished meanwhile.
+    ///
+    /// `admit` is asked before each chain is taken (a device's `RateLimiter`). When it says
+    /// no, the pass ends with the rest left on the ring and notifications still off, so a
+    /// held-back driver does not exit to kick us: the device serves the queue again when
+    /// its limit allows (`VirtioDeviceRunner.serveAgain`). Returns whether it did so.
+    @discardableResult
     public func serve(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void = { _, _ in },
+                      admit: () -> Bool = { true },
                       start: (DescriptorChain) -> UInt32?,
-                      afterPass: (inout SplitVirtqueue) throws -> Void = { _ in }) throws {
-        guard queues[index] != nil else { return }
+                      afterPass: (inout SplitVirtqueue) throws -> Void = { _ in }) throws -> Bool {
+        guard queues[index] != nil else { return false }
         do {
-            try serveUnlabelled(index, onMalformed: onMalformed, start: start, afterPass: afterPass)
+            return try serveUnlabelled(index, onMalformed: onMalformed, admit: admit, start: start, afterPass: afterPass)
         } catch let error as VirtqueueError {
             throw QueueFault(queue: index, error: error)
         }
     }
 
     private func serveUnlabelled(_ index: Int, onMalformed: (UInt16, VirtqueueError) -> Void,
+                                 admit: () -> Bool,
                                  start: (DescriptorChain) -> UInt32?,
-                                 afterPass: (inout SplitVirtqueue) throws -> Void) throws {
+                                 afterPass: (inout SplitVirtqueue) throws -> Void) throws -> Bool {
         let polling = pollingWindows[index].maximum > 0
         if polling { pollingWindows[index].kicked(at: PollingWindow.now()) }
+        var heldBack = false
         repeat {
             try queues[index]!.disableNotifications()
             var served = 0
             repeat {
-                while let entry = try queues[index]!.popAvailable() {
+                while try queues[index]!.hasAvailable() {
+                    guard admit() else {
+                        heldBack = true
+                        break
+                    }
+                    guard let entry = try queues[index]!.popAvailable() else { break }
                     served += 1
                     switch entry {
                     case .chain(let chain):
@@ -138,11 +154,13 @@ public final class ActiveQueues {
                 }
                 try afterPass(&queues[index]!)
                 try interruptIfNeeded(index)
+                if heldBack { return true }
                 // A driver that was busy is likely to add more at once: wait a moment for it
                 // with notifications still off, since each notify costs the guest an exit.
             } while try served > 0 && pollingWindows[index].poll { try queues[index]!.hasAvailable() }
         } while try queues[index]!.enableNotifications()
         if polling { pollingWindows[index].sleeping(at: PollingWindow.now()) }
+        return false
     }
 }
 

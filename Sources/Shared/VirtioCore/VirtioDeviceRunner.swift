@@ -30,6 +30,8 @@ public final class VirtioDeviceRunner {
     private var deviceWatches: [Weak<EventWatch>] = []
     /// The queues activated, to look at again on resume (kicks may have been coalesced).
     private var activeQueues: [Int] = []
+    /// Queues a rate limit held back, each with the timer that serves it again.
+    private var retries: [Int: EventWatch] = [:]
 
     public init(model: VirtioDeviceModel, memory: GuestMemory, wiring: DeviceWiring, control: Channel, logger: Logger) throws {
         self.model = model
@@ -50,6 +52,31 @@ public final class VirtioDeviceRunner {
         deviceWatches.append(Weak(watch))
         if quiesced { watch.suspend() }
         return watch
+    }
+
+    /// Calls `handler` once, on the loop, after `seconds` (a device's rate limit: virtio-net
+    /// reads its tap again). Keep the watch: releasing it cancels the call.
+    public func after(seconds: Double, _ handler: @escaping () -> Void) throws -> EventWatch {
+        try loop.after(seconds: seconds, handler)
+    }
+
+    /// Serves queue `index` again after `seconds`, as if the driver had kicked it: for a
+    /// device whose rate limit held the queue back (`ActiveQueues.serve`'s `admit`), with
+    /// the driver's notifications left off. One timer per queue; a second call while one
+    /// waits changes nothing. A timer that fires while the VM is paused serves nothing, and
+    /// resuming serves every queue anyway.
+    public func serveAgain(_ index: Int, after seconds: Double) {
+        guard retries[index] == nil else { return }
+        do {
+            retries[index] = try loop.after(seconds: seconds) { [unowned self] in
+                self.retries[index] = nil
+                self.queueNotified(index)
+            }
+        } catch {
+            // libevent out of memory: the queue waits for the guest's next kick, which a
+            // driver with notifications off may never send. Said loudly, since it stalls.
+            logger.error("queue \(index): no timer to serve it again after its rate limit (it may stall): \(error)")
+        }
     }
 
     /// A device-side fault of a ring found outside a kick (virtio-net receiving from its tap).
@@ -199,6 +226,8 @@ public final class VirtioDeviceRunner {
 
     private func deactivate() {
         liveQueues = nil
+        retries.values.forEach { $0.cancel() }
+        retries = [:]
         kickWatches.forEach { $0.cancel() }
         kickWatches = []
         activeQueues = []

@@ -50,6 +50,11 @@ package enum BlockProcessMain {
             let device = try BlockVirtioDevice(models: models, serving: serving, guestLog: RateLimitedLog(logger: logger))
             let runner = try VirtioDeviceRunner(model: device, memory: start.memory, wiring: wiring, control: start.control, logger: logger)
             device.onBrokenRing = { [unowned runner] in runner.reportBrokenRing($0) }
+            if let limiter = RateLimiter(setup.rateLimit) {
+                device.limiter = limiter
+                device.serveAgain = { [unowned runner] queue, seconds in runner.serveAgain(queue, after: seconds) }
+                logger.info("rate limit: \(setup.rateLimit)")
+            }
             let completions = try runner.watchReadable(device.completionEvent.rawValue) { device.collectCompletions() }
             ProcessRole.current = "virtio-blk"
             try Sandbox.enter(.block, logger: logger)

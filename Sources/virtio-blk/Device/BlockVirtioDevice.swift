@@ -36,6 +36,10 @@ final class BlockVirtioDevice: VirtioDeviceModel {
     private let finished = Mutex<[(queue: Int, head: UInt16, length: UInt32)]>([])
     /// A ring fault found while completing (outside a kick), for the runner to report.
     var onBrokenRing: ((Error) -> Void)?
+    /// The disk's `bandwidth`/`ops` limit (vm.conf), checked before each request is taken.
+    var limiter: RateLimiter?
+    /// Serves a queue the limiter held back again after so many seconds (the runner's timer).
+    var serveAgain: (_ queue: Int, _ seconds: Double) -> Void = { _, _ in }
 
     init(models: [BlockDeviceModel], serving: BlockServing, guestLog: RateLimitedLog) throws {
         if case .workers(let pool) = serving {
@@ -81,13 +85,19 @@ final class BlockVirtioDevice: VirtioDeviceModel {
         guard let active else { return }
         let memory = active.memory
         let queueName = "request queue \(index)"
+        let admit = { [limiter] in limiter?.admits() ?? true }
+        let heldBack: Bool
         switch serving {
         case .loop:
-            try active.drain(index, noting: guestLog, queueName: queueName) { chain in model.process(chain, memory: memory) }
+            heldBack = try active.serve(index, noting: guestLog, queueName: queueName, admit: admit) { chain in
+                charge(chain)
+                return model.process(chain, memory: memory)
+            }
         case .ring(let server):
             var elsewhere: [(queue: Int, head: UInt16, length: UInt32)] = []
-            try active.serve(index, noting: guestLog, queueName: queueName, start: { chain in
-                server.start(chain, queue: index, memory: memory)
+            heldBack = try active.serve(index, noting: guestLog, queueName: queueName, admit: admit, start: { chain in
+                charge(chain)
+                return server.start(chain, queue: index, memory: memory)
             }, afterPass: { queue in
                 // What the submit completed (page-cache hits) goes on the used ring within
                 // the pass, so the polling window can catch the guest's next request.
@@ -99,7 +109,8 @@ final class BlockVirtioDevice: VirtioDeviceModel {
             })
             publish(elsewhere, active: active)
         case .workers(let pool):
-            try active.serve(index, noting: guestLog, queueName: queueName) { chain in
+            heldBack = try active.serve(index, noting: guestLog, queueName: queueName, admit: admit) { chain in
+                charge(chain)
                 pool.submit { [self] worker in
                     let length = models[worker].process(chain, memory: memory)
                     finished.withLock { $0.append((index, chain.head, length)) }
@@ -108,6 +119,17 @@ final class BlockVirtioDevice: VirtioDeviceModel {
                 return nil
             }
         }
+        if heldBack, let limiter { serveAgain(index, limiter.secondsUntilAdmitted()) }
+    }
+
+    /// Charges a request to the limiter: one operation, and the bytes of its data buffers
+    /// (all but the 16-byte header and the status byte; a flush moves none). What a chain
+    /// claims is what the device would move, malformed or not.
+    private func charge(_ chain: DescriptorChain) {
+        guard let limiter else { return }
+        let buffers = chain.readableLength + chain.writableLength
+        let framing = VirtioBlock.headerSize + 1
+        limiter.charge(bytes: buffers > framing ? buffers - framing : 0)
     }
 
     /// On the event loop: puts what finished on the used rings of their queues, then

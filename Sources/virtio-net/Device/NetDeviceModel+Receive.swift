@@ -39,6 +39,9 @@ enum NetReceiveOutcome: Equatable, Sendable {
     /// The pass moved its quota of packets; the tap may have more (keep watching, the
     /// level-triggered watch fires again).
     case budgetSpent
+    /// The interface's receive limit holds the tap back: stop watching it, and watch it
+    /// again when `receiveLimiter` allows (the tap's queue holds packets meanwhile).
+    case limited
 }
 
 extension NetDeviceModel {
@@ -64,6 +67,8 @@ extension NetDeviceModel {
         while moved < budget {
             let local = localFrames.first
             if local == nil && !readTap { return .tapDrained }
+            // Before any buffer is taken: a packet held back waits in the tap, not here.
+            if local == nil, let receiveLimiter, !receiveLimiter.admits() { return .limited }
             let needed = local.map { $0.count + VirtioNetHeader.size } ?? Self.requiredReceiveRoom(features: features)
             guard let count = try takeBuffers(for: needed, mergeable: mergeable, queue: &queue, memory: memory) else {
                 // §2.7.10: ask for a kick when buffers come; take them if they came meanwhile.
@@ -94,6 +99,9 @@ extension NetDeviceModel {
                     try backend.readPacket(into: vectors)
                 }
                 if result == .wouldBlock { return .tapDrained }
+                if case .packet(let length) = result {
+                    receiveLimiter?.charge(bytes: UInt64(Swift.max(length - VirtioNetHeader.size, 0)))
+                }
             }
             moved += 1
         }

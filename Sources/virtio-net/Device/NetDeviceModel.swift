@@ -1,6 +1,7 @@
 import Glibc
 import NetDeviceShape
 import GuestRAM
+import LinuxSystem
 import IPC
 import VirtioCore
 
@@ -48,6 +49,9 @@ final class NetDeviceModel {
     var maximumQueueSize: UInt16 { Self.maximumQueueSize }
 
     var counters = NetDeviceCounters()
+    /// The interface's limit on what the guest receives from the tap (its own frames, DHCP
+    /// replies, are not counted); nil for none.
+    var receiveLimiter: RateLimiter?
     /// Called with a one-line description of each dropped packet; the event loop passes a
     /// rate-limited logger (design §7).
     var onFailure: ((String) -> Void)?

@@ -35,6 +35,13 @@ package enum NetProcessMain {
                 try retryingInterrupts("TUNSETOFFLOAD") { vmd_ioctl_int(tap.rawValue, VMD_TUNSETOFFLOAD, UInt(flags)) }
             }
             let runner = try VirtioDeviceRunner(model: device, memory: memory, wiring: wiring, control: control, logger: logger)
+            // Each direction has buckets of its own, of the sizes the interface's block gives.
+            if let transmit = RateLimiter(setup.rateLimit), let receive = RateLimiter(setup.rateLimit) {
+                device.transmitLimiter = transmit
+                model.receiveLimiter = receive
+                device.serveAgain = { [unowned runner] queue, seconds in runner.serveAgain(queue, after: seconds) }
+                logger.info("rate limit, each direction: \(setup.rateLimit)")
+            }
             pump.device = device
             pump.runner = runner
             ProcessRole.current = "virtio-net"

@@ -20,6 +20,10 @@ final class NetVirtioDevice: VirtioDeviceModel {
     private(set) var waitingForBuffers = false
     /// Where the counters are published for vmd (vmctl stats), after every pass.
     var counterPage: CounterPage?
+    /// The interface's limit on what the guest sends; the receive side's is the model's.
+    var transmitLimiter: RateLimiter?
+    /// Serves a queue the limiter held back again after so many seconds (the runner's timer).
+    var serveAgain: (_ queue: Int, _ seconds: Double) -> Void = { _, _ in }
 
     init(model: NetDeviceModel, guestLog: RateLimitedLog, resumeTap: @escaping () -> Void) {
         self.model = model
@@ -58,10 +62,17 @@ final class NetVirtioDevice: VirtioDeviceModel {
         defer { publishCounters() }
         switch index {
         case NetDeviceModel.transmitQueue:
-            try active.drain(index, onMalformed: { [model, guestLog] head, error in
+            let limiter = transmitLimiter
+            let heldBack = try active.serve(index, onMalformed: { [model, guestLog] head, error in
                 model.counters.txDropped.malformedChain += 1
                 guestLog.note("transmit queue: chain at descriptor \(head) refused: \(error)")
-            }) { chain in model.transmit(chain, memory: active.memory, features: active.features) }
+            }, admit: { limiter?.admits() ?? true }, start: { chain in
+                // The frame's bytes, as the guest gave them (header excluded).
+                let length = chain.readableLength
+                limiter?.charge(bytes: length > UInt64(VirtioNetHeader.size) ? length - UInt64(VirtioNetHeader.size) : 0)
+                return model.transmit(chain, memory: active.memory, features: active.features)
+            })
+            if heldBack, let limiter { serveAgain(index, limiter.secondsUntilAdmitted()) }
             // The driver's DHCP request may have produced a reply.
             if !model.localFrames.isEmpty { _ = try receive(active, readTap: false) }
         case NetDeviceModel.receiveQueue:
@@ -78,7 +89,8 @@ final class NetVirtioDevice: VirtioDeviceModel {
 
     /// The tap is readable: moves packets into the receive queue until the tap is empty,
     /// the queue is full or the pass's quota is spent, and interrupts the driver once.
-    /// `.outOfBuffers` means: stop watching the tap until `resumeTap` is called.
+    /// `.outOfBuffers` means: stop watching the tap until `resumeTap` is called; `.limited`:
+    /// stop watching it for `secondsUntilReceiveAdmitted`.
     /// Throws `VirtqueueError` when the receive ring is broken (the device needs a reset,
     /// as for `queueNotified`) and `SystemError` when the tap fails (a host error).
     func tapReadable() throws -> NetReceiveOutcome {
@@ -92,6 +104,9 @@ final class NetVirtioDevice: VirtioDeviceModel {
         if outcome == .outOfBuffers { waitingForBuffers = true }
         return outcome
     }
+
+    /// How long the receive limit holds the tap back.
+    var secondsUntilReceiveAdmitted: Double { model.receiveLimiter?.secondsUntilAdmitted() ?? 0 }
 
     private func receive(_ active: ActiveQueues, readTap: Bool) throws -> NetReceiveOutcome {
         let receiveQueue = NetDeviceModel.receiveQueue

@@ -2,11 +2,14 @@ import LinuxSystem
 import VirtioCore
 
 /// Moves packets from the tap to the receive queue when the tap is readable,
-/// and stops watching the tap while the driver has no receive buffers
-/// (back-pressure: packets wait in the tap's own queue, not in our memory).
+/// and stops watching the tap while the driver has no receive buffers or the
+/// interface's receive limit holds it back (back-pressure: packets wait in the
+/// tap's own queue, not in our memory).
 final class TapPump {
     private let tap: FileDescriptor
     private var watch: EventWatch?
+    /// While the receive limit holds the tap back: the timer that watches it again.
+    private var limitTimer: EventWatch?
     weak var device: NetVirtioDevice?
     var runner: VirtioDeviceRunner?
 
@@ -29,6 +32,14 @@ final class TapPump {
             case .outOfBuffers:
                 watch?.cancel()
                 watch = nil
+            case .limited:
+                watch?.cancel()
+                watch = nil
+                guard limitTimer == nil, let runner else { break }
+                limitTimer = try runner.after(seconds: device.secondsUntilReceiveAdmitted) { [weak self] in
+                    self?.limitTimer = nil
+                    self?.resume()
+                }
             }
         } catch let error as QueueFault {
             watch?.cancel()

@@ -105,11 +105,13 @@ struct VMLauncher {
                     to: child, slots: BlockCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
                 let serial = String("\(config.name)-\(name)".utf8.prefix(20))!
                 try child.channel.send(DeviceSetupCommand.block(
-                    BlockDeviceSetup(name: name, readOnly: disk.config.readOnly, serial: serial, formats: disk.chain.map(\.format)),
+                    BlockDeviceSetup(name: name, readOnly: disk.config.readOnly, serial: serial, formats: disk.chain.map(\.format),
+                                     rateLimit: disk.config.rateLimit),
                     images: disk.chain.map(\.fd), wiring: deviceSide))
                 attachments.append((VirtioAttachment(shape: shape, name: name), vmSide))
                 let backing = disk.chain.dropFirst().map { " over \($0.path) (\($0.format))" }.joined()
-                logger.info("\(name): \(disk.path) (\(disk.config.format), \(disk.sizeBytes) bytes, \(shape.queueCount) queues\(disk.config.readOnly ? ", read-only" : ""))\(backing) served by pid \(child.process.pid)")
+                let limit = disk.config.rateLimit.isUnlimited ? "" : ", limited to \(disk.config.rateLimit)"
+                logger.info("\(name): \(disk.path) (\(disk.config.format), \(disk.sizeBytes) bytes, \(shape.queueCount) queues\(disk.config.readOnly ? ", read-only" : "")\(limit))\(backing) served by pid \(child.process.pid)")
             }
 
             for (index, nic) in nics.enumerated() {
@@ -122,11 +124,13 @@ struct VMLauncher {
                     to: child, slots: NetCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
                 try child.channel.send(DeviceSetupCommand.network(
                     NetworkDeviceSetup(name: name, mac: nic.mac, localGuestAddress: nic.local?.guest, localHostAddress: nic.local?.host,
-                                       tapOffloads: nic.offloads),
+                                       tapOffloads: nic.offloads, rateLimit: config.interfaces[index].rateLimit),
                     tap: nic.tap.fd, wiring: deviceSide))
                 attachments.append((VirtioAttachment(shape: .network, name: name), vmSide))
                 let local = nic.local.map { " local \(LocalSubnet.format($0.host)) ↔ guest \(LocalSubnet.format($0.guest))" } ?? ""
-                logger.info("\(name): \(nic.tap.name) mac \(nic.mac.map { String($0, radix: 16) }.joined(separator: ":"))\(local) served by pid \(child.process.pid)")
+                let limit = config.interfaces[index].rateLimit
+                let limited = limit.isUnlimited ? "" : ", limited each way to \(limit)"
+                logger.info("\(name): \(nic.tap.name) mac \(nic.mac.map { String($0, radix: 16) }.joined(separator: ":"))\(local)\(limited) served by pid \(child.process.pid)")
             }
 
             if config.entropy {
