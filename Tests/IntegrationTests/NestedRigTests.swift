@@ -102,6 +102,17 @@ final class NestedRigTests: XCTestCase {
         }
     }
 
+    /// vm.conf's cgroup limits, in an L1 whose cgroup v2 has its controllers (this host's are
+    /// bound to v1 hierarchies): the kit's work on 4 vCPUs held to half of the L1's core by
+    /// `cpu limit 50%` (cpu.stat over ten seconds, throttled), a guest touching 160 MiB
+    /// under `memory limit 64M` stopped with that reason; the cgroups gone afterwards.
+    func testCgroupLimitsHoldTheCPUAndStopAVMOverItsMemory() throws {
+        for (kernel, results) in try expectPass("cgroup-cpu", ["kit-ready", "cgroup-cpu-max", "cgroup-cpu-held", "cgroup-removed"]) {
+            print("L1 \(kernel), cpu limit 50%: \(results["cgroup-cpu-held"] ?? [:])")
+        }
+        try expectPass("cgroup-memory", ["vm-end", "cgroup-removed"])
+    }
+
     func testBzImageWithTwoCPUsDiskDHCPNetworkAndEntropyPowersOffThroughACPI() throws {
         for (kernel, results) in try expectPass("linux-bzimage", ["linux-init", "linux-modules", "linux-blk", "linux-rng", "linux-net", "linux-done", "vm-end"]) {
             XCTAssertEqual(results["linux-rng"]?["current"], "virtio_rng.0", "L1 \(kernel): the kernel's hardware RNG is ours")

@@ -18,7 +18,7 @@ final class ConfigManualTests: XCTestCase {
         let items = try documentedStatements()
         let words = Set(items.map(\.word))
         let statements = VMOption.all.map(\.name) + ["vm", "include", "local", "metrics", "format", "readonly", "cache", "lladdr", "switch"]
-            + RateLimitOption.words.subtracting(["burst"])
+            + RateLimitOption.words.subtracting(["burst"]) + ["io"]
         for statement in statements {
             XCTAssertTrue(words.contains(statement), "vm.conf.5 has no item for '\(statement)'")
         }

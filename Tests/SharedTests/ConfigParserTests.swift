@@ -130,12 +130,12 @@ final class ConfigParserTests: XCTestCase {
 
     func testForgottenCloseBraceBeforeNextVM() {
         assertError("vm a {\n boot k\nvm b {\n boot k\n}", at: 3, 1,
-                    "unknown option 'vm' in vm block; expected one of boot, cmdline, cpus, disable, disk, enable, entropy, firmware, initrd, interface, local interface, memory, owner (missing '}' for the block opened at line 1?)")
+                    "unknown option 'vm' in vm block; expected one of boot, cmdline, cpu limit, cpus, disable, disk, enable, entropy, firmware, initrd, interface, local interface, memory, owner (missing '}' for the block opened at line 1?)")
     }
 
     func testUnknownOptionListsValidOnes() {
         assertError("vm \"g\" {\n  boot \"k\"\n  disks 2\n}", at: 3, 3,
-                    "unknown option 'disks' in vm block; expected one of boot, cmdline, cpus, disable, disk, enable, entropy, firmware, initrd, interface, local interface, memory, owner")
+                    "unknown option 'disks' in vm block; expected one of boot, cmdline, cpu limit, cpus, disable, disk, enable, entropy, firmware, initrd, interface, local interface, memory, owner")
     }
 
     func testStringWhereOptionNameExpected() {

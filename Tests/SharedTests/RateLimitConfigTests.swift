@@ -55,7 +55,7 @@ final class RateLimitConfigTests: XCTestCase {
         ConfigTestSupport.assertError("vm a { boot k; disk x { bandwidth 1M burst 0 } }", 1, 44, "'burst' must be at least 1")
         ConfigTestSupport.assertError("vm a { boot k; disk x { ops 5 burst } }", 1, 37, "expected a whole number of ops such as 200 after 'burst'")
         ConfigTestSupport.assertError("vm a { boot k; disk x { ops 5; ops 6 } }", 1, 32, "'ops' given twice for this disk; first at line 1")
-        ConfigTestSupport.assertError("vm a { boot k; disk x { packets 5 } }", 1, 25, "expected 'bandwidth', 'ops' or '}' in disk block, found 'packets'")
+        ConfigTestSupport.assertError("vm a { boot k; disk x { packets 5 } }", 1, 25, "expected 'bandwidth', 'ops', 'io' or '}' in disk block, found 'packets'")
         ConfigTestSupport.assertError("vm a { boot k; disk x { ops 5 ops 6 } }", 1, 31, "expected end of line or ';' after 'ops', found 'ops'")
         ConfigTestSupport.assertError("vm a { boot k; disk x ops 5 }", 1, 23, "(limits go in a block: disk \"path\" { ops ... })")
         ConfigTestSupport.assertError("vm a {\n boot k\n disk x {\n ops 5\n memory 1G\n}", 5, 2, "missing '}' for the disk block opened at line 3?")

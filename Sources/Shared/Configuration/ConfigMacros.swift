@@ -41,5 +41,5 @@ struct ConfigMacros: Equatable, Sendable {
         "vm", "include", "local", "prefix", "format", "readonly", "lladdr", "switch", "locked", "metrics", "listen", "on",
         // The words that follow a keyword: `boot device disk`, `cache none|writeback`, `format raw|qcow2`.
         "device", "cache", "none", "writeback", "raw", "qcow2",
-    ]).union(RateLimitOption.words)
+    ]).union(RateLimitOption.words).union(["limit", "io"])
 }

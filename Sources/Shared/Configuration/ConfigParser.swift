@@ -232,11 +232,13 @@ public enum ConfigParser {
             }
             throw ConfigError(location: keyword.location, message: message)
         }
-        if !option.repeatable, let first = block.optionsSeen[word] {
-            throw ConfigError(location: keyword.location, message: "'\(word)' given twice; first at line \(first.line)")
+        // `memory limit` is an option of its own beside `memory` (`cpu limit` is the only `cpu`).
+        let key = try tokens.peek().kind == .word("limit") ? "\(word) limit" : word
+        if !option.repeatable, let first = block.optionsSeen[key] {
+            throw ConfigError(location: keyword.location, message: "'\(key)' given twice; first at line \(first.line)")
         }
-        if block.optionsSeen[word] == nil {
-            block.optionsSeen[word] = keyword.location
+        if block.optionsSeen[key] == nil {
+            block.optionsSeen[key] = keyword.location
         }
         try option.parse(&tokens, &block, keyword)
         try tokens.expectEndOfStatement(after: "'\(word)' option")

@@ -22,6 +22,9 @@ public struct DiskConfig: Equatable, Sendable {
     public var cache: Cache = .writeback
     /// `bandwidth` (bytes/s) and `ops` (requests/s), enforced by the disk's device process.
     public var rateLimit = RateLimit()
+    /// `io limit`: the host's limit on the I/O of the VM's processes to the device holding
+    /// the image (cgroup v2 io.max), as opposed to `rateLimit`, which the device enforces.
+    public var ioLimit = DiskIOLimit()
     /// Where the `disk` keyword is, for errors about the image (missing, locked).
     public var location: ConfigLocation
 
@@ -34,4 +37,18 @@ public struct DiskConfig: Equatable, Sendable {
 
     /// As vmd: up to four disks per VM.
     public static let maximumPerVM = 4
+}
+
+/// A disk's `io limit [SIZE] [ops N]`: io.max's rbps/wbps and riops/wiops, each direction
+/// on its own. Empty: no limit.
+public struct DiskIOLimit: Equatable, Sendable {
+    public var bytesPerSecond: UInt64?
+    public var operationsPerSecond: UInt64?
+
+    public init(bytesPerSecond: UInt64? = nil, operationsPerSecond: UInt64? = nil) {
+        self.bytesPerSecond = bytesPerSecond
+        self.operationsPerSecond = operationsPerSecond
+    }
+
+    public var isUnlimited: Bool { bytesPerSecond == nil && operationsPerSecond == nil }
 }

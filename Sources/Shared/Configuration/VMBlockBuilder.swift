@@ -16,6 +16,8 @@ struct VMBlockBuilder {
     var initrd: String?
     var interfaces: [InterfaceConfig] = []
     var entropy = false
+    var cpuLimitPercent: Int?
+    var memoryLimitBytes: UInt64?
     /// Where each option was first given, for "given twice" messages.
     var optionsSeen: [String: ConfigLocation] = [:]
 
@@ -44,6 +46,11 @@ struct VMBlockBuilder {
         } else if let given = optionsSeen["firmware"] {
             throw ConfigError(location: given, message: "'firmware' is for boot device disk; a kernel given by 'boot' starts without one")
         }
+        let vcpus = cpus ?? VMConfig.defaultCPUs
+        if let percent = cpuLimitPercent, percent > vcpus * 100 {
+            throw ConfigError(location: optionsSeen["cpu limit"] ?? location,
+                              message: "cpu limit \(percent)% is more than \(vcpus) vCPU\(vcpus == 1 ? "" : "s") can use (\(vcpus * 100)%)")
+        }
         var config = VMConfig(
             name: name,
             memoryBytes: memoryBytes ?? VMConfig.defaultMemoryBytes,
@@ -58,6 +65,8 @@ struct VMBlockBuilder {
             location: location
         )
         config.entropy = entropy
+        config.cpuLimitPercent = cpuLimitPercent
+        config.memoryLimitBytes = memoryLimitBytes
         config.bootDevice = bootDevice
         config.firmware = firmware
         config.optionLocations = optionsSeen

@@ -25,6 +25,12 @@ public struct VMConfig: Equatable, Sendable {
     public var interfaces: [InterfaceConfig]
     /// `entropy`: a virtio-rng device, so the guest has entropy from its first boot.
     public var entropy: Bool = false
+    /// `cpu limit N%`: the CPU time the VM's processes may use, in percent of one core
+    /// (cgroup v2 cpu.max); nil for no limit.
+    public var cpuLimitPercent: Int?
+    /// `memory limit SIZE`: what the VM's processes may use, guest RAM included (cgroup v2
+    /// memory.max); nil for no limit.
+    public var memoryLimitBytes: UInt64?
     /// Where the `vm` keyword of this block is.
     public var location: ConfigLocation
     /// Where each option's keyword was first written ("owner", "boot", ...), so that an

@@ -20,6 +20,7 @@ struct VMOption: Sendable {
     static let all: [VMOption] = [
         VMOption(name: "memory", repeatable: false, parse: parseMemory),
         VMOption(name: "cpus", repeatable: false, parse: parseCPUs),
+        VMOption(name: "cpu", repeatable: false, parse: ResourceLimitOption.parseCPULimit),
         VMOption(name: "boot", repeatable: false, parse: parseBoot),
         VMOption(name: "cmdline", repeatable: false, parse: parseCmdline),
         VMOption(name: "disk", repeatable: true, parse: parseDisk),
@@ -36,13 +37,19 @@ struct VMOption: Sendable {
     static let byName: [String: VMOption] = Dictionary(
         all.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
 
-    /// "boot, cmdline, cpus, disable, disk, ..."; `local` shows as what it starts.
-    static let namesForMessages: String = all.map { $0.name == "local" ? "local interface" : $0.name }
+    /// "boot, cmdline, cpu limit, cpus, ..."; `local` and `cpu` show as what they start.
+    static let namesForMessages: String = all.map { ["local": "local interface", "cpu": "cpu limit"][$0.name] ?? $0.name }
         .sorted().joined(separator: ", ")
 
     // MARK: - Option parsers
 
+    /// `memory SIZE` (guest RAM) or `memory limit SIZE` (`ResourceLimitOption`).
     @Sendable private static func parseMemory(_ tokens: inout ConfigTokenStream, _ block: inout VMBlockBuilder, _ keyword: ConfigToken) throws(ConfigError) {
+        if try tokens.peek().kind == .word("limit") {
+            _ = try tokens.next()
+            block.memoryLimitBytes = try ResourceLimitOption.memoryLimit(try tokens.next())
+            return
+        }
         let value = try tokens.next()
         block.memoryBytes = try ConfigValues.memorySize(value)
     }
@@ -129,10 +136,15 @@ struct VMOption: Sendable {
             }
         }
         if try tokens.peek().kind == .openBrace {
-            // `{ bandwidth ...; ops ... }`, each at most once (`RateLimitOption`).
-            try ConfigBraceBlock.parse(&tokens, open: try tokens.next(), of: "disk", keywords: ["bandwidth", "ops"]) {
-                (keyword, _, tokens) throws(ConfigError) in
-                try RateLimitOption.parse(keyword, operations: "ops", &tokens, into: &disk.rateLimit)
+            // `{ bandwidth ...; ops ... }`, each at most once (`RateLimitOption`),
+            // and `io limit ...` (`ResourceLimitOption`).
+            try ConfigBraceBlock.parse(&tokens, open: try tokens.next(), of: "disk", keywords: ["bandwidth", "ops", "io"]) {
+                (keyword, word, tokens) throws(ConfigError) in
+                if word == "io" {
+                    disk.ioLimit = try ResourceLimitOption.parseIOLimit(keyword, &tokens)
+                } else {
+                    try RateLimitOption.parse(keyword, operations: "ops", &tokens, into: &disk.rateLimit)
+                }
             }
         }
         block.disks.append(disk)

@@ -269,8 +269,13 @@ final class VMInstance {
                 continue
             case .killTheRest(let reason):
                 if let reason, reported == nil, forced == nil {
-                    if !isVM { logger.error("\(child.role) process \(termination)") }
-                    forced = reason
+                    if let cgroup = launched.cgroup, let limit = cgroup.limits.memoryBytes, cgroup.outOfMemoryKills > 0 {
+                        logger.error("\(child.role) process \(termination): the VM went over its memory limit")
+                        forced = .memoryLimitExceeded(bytes: limit)
+                    } else {
+                        if !isVM { logger.error("\(child.role) process \(termination)") }
+                        forced = reason
+                    }
                 }
             }
             killAll()  // any process gone takes the VM down
@@ -477,6 +482,7 @@ final class VMInstance {
         logWatches = logWatches.map { _ in nil }
         watches.forEach { $0.cancel() }
         watches = []
+        launched?.cgroup?.remove()  // every process is reaped
         var outcome = reported.map { VMOutcome.guest($0) } ?? forced ?? .vmProcessDied(.exited(-1))
         if let end = reported, forced == nil, end.isReboot, restartsOnReset, state == .running {
             let now = MonotonicClock.seconds()

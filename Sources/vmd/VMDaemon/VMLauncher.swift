@@ -33,6 +33,8 @@ struct LaunchedVM {
     /// An incoming migration: the disk images, opened unlocked while the sender still holds
     /// them, to lock once it has stopped (flock on these copies locks the device's files too).
     var unlockedDisks: [(fd: FileDescriptor, exclusive: Bool, path: String)] = []
+    /// The cgroup of its processes (nil where the host has none and the VM asks no limit).
+    var cgroup: VMCgroup? = nil
     /// The RAM slots' memfds, never mapped here: lent to vm for a send or a migration (to find
     /// the pages the guest ever wrote), so that vm itself keeps no descriptor of guest RAM.
     var ramFiles: [FileDescriptor] = []
@@ -89,8 +91,15 @@ struct VMLauncher {
         try config.interfaces.forEach(files.checkSwitch)
         let nics = try config.interfaces.enumerated().map { index, interface in try openInterface(interface, index: index) }
         let slots = try MemorySlot.ramSlots(ramBytes: config.memoryBytes, vmName: config.name)
+        let cgroup = try VMCgroup.make(vmName: config.name, limits: try VMLauncher.cgroupLimits(config, disks: disks))
 
         var started: [VMChild] = []
+        // Each process joins the VM's cgroup before it is sent anything (so before it can
+        // touch guest RAM, charged to the cgroup that first touches a page).
+        func join(_ child: VMChild) throws {
+            started.append(child)
+            try cgroup?.add(child.process.pid)
+        }
         var counters = VMCounterPages(vcpus: config.cpus)
         do {
             var attachments: [(VirtioAttachment, DeviceWiring)] = []
@@ -99,7 +108,7 @@ struct VMLauncher {
                 let shape = DeviceShape.block(queues: config.cpus)
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: shape)
                 let child = try VMLauncher.spawn("virtio-blk", role: "virtio-blk \(name)", logName: name, vmName: config.name)
-                started.append(child)
+                try join(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 counters.disks.append(.init(name: name, backing: disk.path, page: try VMLauncher.handCounters(
                     to: child, slots: BlockCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
@@ -118,7 +127,7 @@ struct VMLauncher {
                 let name = "net\(index)"
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: .network)
                 let child = try VMLauncher.spawn("virtio-net", role: "virtio-net \(name)", logName: name, vmName: config.name)
-                started.append(child)
+                try join(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 counters.interfaces.append(.init(name: name, backing: nic.tap.name, page: try VMLauncher.handCounters(
                     to: child, slots: NetCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
@@ -137,7 +146,7 @@ struct VMLauncher {
                 let name = "rng0"
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: .entropy)
                 let child = try VMLauncher.spawn("virtio-rng", role: "virtio-rng \(name)", logName: name, vmName: config.name)
-                started.append(child)
+                try join(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 try child.channel.send(DeviceSetupCommand.entropy(EntropyDeviceSetup(name: name), wiring: deviceSide))
                 attachments.append((VirtioAttachment(shape: .entropy, name: name), vmSide))
@@ -152,11 +161,11 @@ struct VMLauncher {
                 }
                 pagerSnapshot = try snapshot.duplicate()
                 let child = try VMLauncher.spawn("vm", role: "pager", logName: "pager", vmName: config.name, extraArguments: ["--pager"])
-                started.append(child)
+                try join(child)
                 pager = child
             }
             let vm = try VMLauncher.spawn("vm", role: "vm", logName: "vm", vmName: config.name)
-            started.append(vm)
+            try join(vm)
             try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
             for (attachment, wiring) in attachments {
                 try vm.channel.send(VMCommand.attachDevice(attachment, wiring: wiring))
@@ -176,11 +185,24 @@ struct VMLauncher {
             // to lock (the locked disk fds close here; the device processes hold their own).
             return LaunchedVM(vm: vm, devices: started.filter { $0.role != "pager" && $0.role != "vm" }, pager: pager,
                               pagerSnapshot: pagerSnapshot, unlockedDisks: unlockedDisks,
-                              ramFiles: try slots.map { try $0.memfd.duplicate() }, counters: counters)
+                              cgroup: cgroup, ramFiles: try slots.map { try $0.memfd.duplicate() }, counters: counters)
         } catch {
             started.forEach { $0.process.terminate() }
+            cgroup?.remove()
             throw error
         }
+    }
+
+    /// The VM's cgroup limits, with each disk's `io limit` on the disk holding its image.
+    static func cgroupLimits(_ config: VMConfig, disks: [DiskImage]) throws -> CgroupLimits {
+        var limits = CgroupLimits(config: config)
+        for disk in disks where !disk.config.ioLimit.isUnlimited {
+            guard let top = disk.chain.first, let device = BlockDeviceNumber(holding: top.fd) else {
+                throw VMLaunchError.ioLimitWithoutBlockDevice(disk.path)
+            }
+            limits.addIO(disk.config.ioLimit, device: device)
+        }
+        return limits
     }
 
     struct OpenedInterface {
@@ -214,8 +236,11 @@ struct VMLauncher {
         case localPrefixExhausted(String)
         case noBootImage(String)
         case lazyNeedsFile
+        case ioLimitWithoutBlockDevice(String)
         var description: String {
             switch self {
+            case .ioLimitWithoutBlockDevice(let path):
+                "io limit of disk \(path): the image is on a file system with no block device (tmpfs, overlayfs, NFS), which io.max cannot limit"
             case .lazyNeedsFile: "a lazy restore (receive -l) needs the snapshot in a regular file, not a pipe"
             case .localPrefixExhausted(let prefix): "local prefix \(prefix) has no /31 left for this interface"
             case .noBootImage(let name): "vm \(name) has no boot image"

@@ -18,6 +18,8 @@ enum VMOutcome: Equatable, CustomStringConvertible {
     case restartFailed(GuestEnd)
     /// The guest rebooted more often than `RestartPolicy` allows.
     case restartLimit(GuestEnd, restarts: Int, seconds: Double)
+    /// The VM's processes went over its `memory limit`: the kernel killed them (cgroup OOM).
+    case memoryLimitExceeded(bytes: UInt64)
 
     var description: String {
         switch self {
@@ -32,6 +34,8 @@ enum VMOutcome: Equatable, CustomStringConvertible {
         case .migrated(let destination): "migrated to \(destination)"
         case .restartFailed(let end): "\(end); the restart failed"
         case .restartLimit(let end, let restarts, let seconds): "\(end) after \(restarts) restarts within \(seconds.formatted)s; not restarted"
+        case .memoryLimitExceeded(let bytes):
+            "went over its memory limit of \(bytes >> 20) MiB; the kernel killed its processes (cgroup out of memory)"
         }
     }
 
@@ -43,7 +47,7 @@ enum VMOutcome: Equatable, CustomStringConvertible {
         case .guest(.tripleFault): ExitStatus.tripleFault
         case .guest(.failed): ExitStatus.vmFailure
         case .deadlineExceeded: ExitStatus.deadline
-        case .vmProcessDied, .deviceProcessDied: ExitStatus.vmFailure
+        case .vmProcessDied, .deviceProcessDied, .memoryLimitExceeded: ExitStatus.vmFailure
         case .interrupted, .forcedAfterGracePeriod, .stoppedByRequest: ExitStatus.interrupted
         case .restartFailed: ExitStatus.setupFailure
         case .restartLimit(let end, _, _): VMOutcome.guest(end).exitStatus
