@@ -81,6 +81,20 @@ final class CgroupTests: XCTestCase {
         }
     }
 
+    /// `vmd -n` says beforehand what the host cannot enforce (a warning: the file is right).
+    func testVmdCheckWarnsOfALimitThisHostCannotEnforce() throws {
+        let vm = try VmdHarness("cgroup-check")
+        let config = try vm.writeConfig(cmdline: "test=hang", extra: "    cpus 2\n    cpu limit 50%")
+        let check = VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", config])
+        XCTAssertEqual(check.status, 0, check.output)
+        if controllers().contains("cpu") {
+            XCTAssertFalse(check.output.contains("warning"), check.output)
+        } else {
+            XCTAssertTrue(check.output.contains("\(config):6:5: warning: vm \(vm.name): cpu limit cannot be enforced here: "
+                                                + "this host's cgroup v2 has no cpu controller"), check.output)
+        }
+    }
+
     func testAnIOLimitOnAFileSystemWithNoBlockDeviceIsRefused() throws {
         let vm = try VmdHarness("cgroup-io")
         let image = "/dev/shm/\(vm.name).img"  // tmpfs

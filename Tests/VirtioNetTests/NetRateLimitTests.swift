@@ -1,4 +1,5 @@
 import XCTest
+import IPC
 @testable import LinuxSystem
 @testable import NetDevice
 @testable import VirtioCore
@@ -15,6 +16,8 @@ final class NetRateLimitTests: XCTestCase {
         rig.device.transmitLimiter = RateLimiter(RateLimit(operations: .init(rate: 10, burst: 3)), clock: { [unowned self] in now })
         var retries: [(Int, Double)] = []
         rig.device.serveAgain = { retries.append(($0, $1)) }
+        let page = try CounterPage.anonymous(slots: NetCounter.pageSlots)
+        rig.device.counterPage = page
         for seed in 1...6 { try rig.send([[UInt8](repeating: 0, count: 12), ethernetFrame(60, seed: UInt8(seed))], kick: false) }
         try rig.device.queueNotified(NetDeviceModel.transmitQueue)
         XCTAssertEqual(rig.backend.sent.count, 3, "the burst goes, the rest waits on the ring")
@@ -22,6 +25,8 @@ final class NetRateLimitTests: XCTestCase {
         XCTAssertEqual(retries.count, 1)
         XCTAssertEqual(retries.first?.0, NetDeviceModel.transmitQueue)
         XCTAssertEqual(retries.first?.1 ?? 0, 0.1, accuracy: 1e-6)
+        XCTAssertEqual(page.load(NetCounter.txThrottled.slot), 1, "vmctl stats counts the hold-back")
+        XCTAssertEqual(page.load(NetCounter.txPackets.slot), 3)
         // The timer fires 200 ms on: two more tokens, two more packets, in order.
         now = 200 * millisecond
         try rig.device.queueNotified(NetDeviceModel.transmitQueue)

@@ -48,7 +48,7 @@ final class StatusJSONTests: XCTestCase {
         disk[BlockCounter.completed.rawValue] = 8
         let stats = VMStats(id: 1, name: "web", vcpuExits: [[1, 2, 3, 4, 5]],
                             disks: [.init(name: "disk0", backing: "/img", values: disk)],
-                            interfaces: [.init(name: "net0", backing: "tap0", values: [1, 2, 3, 4, 5, 6])])
+                            interfaces: [.init(name: "net0", backing: "tap0", values: [1, 2, 3, 4, 5, 6, 7, 8])])
         let all = try XCTUnwrap(try parse(StatusJSON.stats([stats])) as? [[String: Any]])
         let vm = try XCTUnwrap(all.first)
         let vcpu = try XCTUnwrap((vm["vcpus"] as? [[String: Any]])?.first)
@@ -58,7 +58,8 @@ final class StatusJSONTests: XCTestCase {
         XCTAssertEqual(counters["reads"], 7)
         XCTAssertEqual(counters["in_flight"], 2)
         let nic = try XCTUnwrap(((vm["interfaces"] as? [[String: Any]])?.first)?["counters"] as? [String: Int])
-        XCTAssertEqual(nic, ["rx_packets": 1, "rx_bytes": 2, "rx_drops": 3, "tx_packets": 4, "tx_bytes": 5, "tx_drops": 6])
+        XCTAssertEqual(nic, ["rx_packets": 1, "rx_bytes": 2, "rx_drops": 3, "tx_packets": 4, "tx_bytes": 5, "tx_drops": 6,
+                             "rx_throttled": 7, "tx_throttled": 8])
 
         // A device that says it answered more than it took shows none in flight, not a wrapped number.
         disk[BlockCounter.completed.rawValue] = 12

@@ -45,11 +45,12 @@ final class MetricsTests: XCTestCase {
         disk[BlockCounter.bytesWritten.rawValue] = 12 * 4096
         disk[BlockCounter.started.rawValue] = 13
         disk[BlockCounter.completed.rawValue] = 12
+        disk[BlockCounter.throttled.rawValue] = 5
         let running = VMStatusEntry(id: 1, pid: 40, vcpus: 2, memoryBytes: 64 << 20, state: "running", owner: "alice:staff", name: "web",
                                     reason: "", restarts: 3)
         let stats = VMStats(id: 1, name: "web", vcpuExits: [[5, 6, 7, 8, 9], [0, 1, 0, 0, 0]],
                             disks: [.init(name: "disk0", backing: "/img", values: disk)],
-                            interfaces: [.init(name: "net0", backing: "tap0", values: [10, 1000, 1, 20, 2000, 2])])
+                            interfaces: [.init(name: "net0", backing: "tap0", values: [10, 1000, 1, 20, 2000, 2, 0, 9])])
         let stopped = VMStatusEntry(id: 2, pid: 0, vcpus: 1, memoryBytes: 1 << 30, state: "stopped", owner: "root", name: "db", reason: "")
         let text = String(decoding: MetricsExposition.render([.init(status: running, stats: stats), .init(status: stopped, stats: nil)]),
                           as: UTF8.self)
@@ -68,6 +69,9 @@ final class MetricsTests: XCTestCase {
             #"vmd_disk_in_flight{vm="web",id="1",disk="disk0"} 1.0"#,
             #"vmd_net_packets_total{vm="web",id="1",nic="net0",direction="rx"} 10"#,
             #"vmd_net_drops_total{vm="web",id="1",nic="net0",direction="tx"} 2"#,
+            #"vmd_disk_throttled_total{vm="web",id="1",disk="disk0"} 5"#,
+            #"vmd_net_throttled_total{vm="web",id="1",nic="net0",direction="tx"} 9"#,
+            #"vmd_net_throttled_total{vm="web",id="1",nic="net0",direction="rx"} 0"#,
         ] {
             XCTAssertTrue(lines.contains(expected), "\(expected) not in:\n\(text)")
         }

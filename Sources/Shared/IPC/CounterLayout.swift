@@ -10,6 +10,8 @@ public enum BlockCounter: Int, CaseIterable, Sendable {
     case errors
     /// Requests taken off a queue, and those answered: the difference is in flight.
     case started, completed
+    /// Times the disk's rate limit (`bandwidth`, `ops`) held a queue back (region 0 only).
+    case throttled
 
     /// One per request model (a model per queue, a queue per vCPU: up to 64).
     public static let regions = 64
@@ -29,6 +31,7 @@ public enum BlockCounter: Int, CaseIterable, Sendable {
         case .errors: "errors"
         case .started: "started"
         case .completed: "completed"
+        case .throttled: "throttled"
         }
     }
 }
@@ -36,6 +39,8 @@ public enum BlockCounter: Int, CaseIterable, Sendable {
 /// A NIC's counters (virtio-net), one region.
 public enum NetCounter: Int, CaseIterable, Sendable {
     case rxPackets, rxBytes, rxDrops, txPackets, txBytes, txDrops
+    /// Times the interface's rate limit held the tap (rx) or the transmit queue (tx) back.
+    case rxThrottled, txThrottled
 
     public static var pageSlots: Int { allCases.count }
     public var slot: Int { rawValue }
@@ -48,6 +53,8 @@ public enum NetCounter: Int, CaseIterable, Sendable {
         case .txPackets: "tx_packets"
         case .txBytes: "tx_bytes"
         case .txDrops: "tx_drops"
+        case .rxThrottled: "rx_throttled"
+        case .txThrottled: "tx_throttled"
         }
     }
 }

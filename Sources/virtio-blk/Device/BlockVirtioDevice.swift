@@ -119,7 +119,10 @@ final class BlockVirtioDevice: VirtioDeviceModel {
                 return nil
             }
         }
-        if heldBack, let limiter { serveAgain(index, limiter.secondsUntilAdmitted()) }
+        if heldBack, let limiter {
+            serveAgain(index, limiter.secondsUntilAdmitted())
+            if let (page, _) = model.published { page.store(BlockCounter.throttled.slot(region: 0), UInt64(limiter.refusals)) }
+        }
     }
 
     /// Charges a request to the limiter: one operation, and the bytes of its data buffers

@@ -134,6 +134,8 @@ final class NetVirtioDevice: VirtioDeviceModel {
         page.store(NetCounter.txPackets.slot, UInt64(counters.txPackets))
         page.store(NetCounter.txBytes.slot, counters.txBytes)
         page.store(NetCounter.txDrops.slot, UInt64(counters.txDropped.total))
+        page.store(NetCounter.rxThrottled.slot, UInt64(model.receiveLimiter?.refusals ?? 0))
+        page.store(NetCounter.txThrottled.slot, UInt64(transmitLimiter?.refusals ?? 0))
     }
 
     func reset() {

@@ -8,7 +8,7 @@ enum StatsTable {
             blocks.append(table(["VCPU"] + VcpuExitCounter.allCases.map { $0.key.uppercased() },
                                 vm.vcpuExits.enumerated().map { [String($0)] + $1.map(String.init) }))
             if !vm.disks.isEmpty {
-                let keys: [BlockCounter] = [.reads, .writes, .flushes, .bytesRead, .bytesWritten, .errors]
+                let keys: [BlockCounter] = [.reads, .writes, .flushes, .bytesRead, .bytesWritten, .errors, .throttled]
                 blocks.append(table(["DISK"] + keys.map { $0.key.uppercased() } + ["IN_FLIGHT", "IMAGE"], vm.disks.map { disk in
                     [disk.name] + keys.map { String(disk[$0]) } + [String(disk.blockRequestsInFlight), disk.backing]
                 }, textLast: true))

@@ -51,15 +51,23 @@ enum MetricsExposition {
                     .increment(by: count(disk[BlockCounter.errors]))
                 gauge(registry, "vmd_disk_in_flight", labels: diskLabels, help: "Disk requests taken and not answered yet")
                     .set(count(disk.blockRequestsInFlight))
+                counter(registry, "vmd_disk_throttled_total", labels: diskLabels,
+                        help: "Times the disk's rate limit (bandwidth, ops) held its queues back")
+                    .increment(by: count(disk[BlockCounter.throttled]))
             }
             for nic in stats.interfaces {
                 let value = { (counter: NetCounter) in count(nic[counter]) }
-                for (direction, packets, bytes, drops) in [("rx", NetCounter.rxPackets, NetCounter.rxBytes, NetCounter.rxDrops),
-                                                           ("tx", .txPackets, .txBytes, .txDrops)] {
+                for (direction, packets, bytes, drops, throttled) in [
+                    ("rx", NetCounter.rxPackets, NetCounter.rxBytes, NetCounter.rxDrops, NetCounter.rxThrottled),
+                    ("tx", .txPackets, .txBytes, .txDrops, .txThrottled),
+                ] {
                     let nicLabels = labels + [("nic", nic.name), ("direction", direction)]
                     counter(registry, "vmd_net_packets_total", labels: nicLabels, help: "Packets moved").increment(by: value(packets))
                     counter(registry, "vmd_net_bytes_total", labels: nicLabels, help: "Frame bytes moved").increment(by: value(bytes))
                     counter(registry, "vmd_net_drops_total", labels: nicLabels, help: "Packets dropped").increment(by: value(drops))
+                    counter(registry, "vmd_net_throttled_total", labels: nicLabels,
+                            help: "Times the interface's rate limit (bandwidth, packets) held this direction back")
+                        .increment(by: value(throttled))
                 }
             }
         }

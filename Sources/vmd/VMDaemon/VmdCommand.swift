@@ -180,6 +180,28 @@ struct Check: ParsableCommand {
         self.config = config
     }
 
+    /// A VM whose cgroup limit this host cannot enforce will not start: said now, as a
+    /// warning, since the file itself is right.
+    private func warnOfUnenforceableLimits(_ vms: [VMConfig]) {
+        let probed = CgroupHierarchy.probe()
+        for vm in vms {
+            var needed: [(controller: String, statement: String, location: ConfigLocation)] = []
+            if vm.cpuLimitPercent != nil { needed.append(("cpu", "cpu limit", vm.optionLocations["cpu limit"] ?? vm.location)) }
+            if vm.memoryLimitBytes != nil { needed.append(("memory", "memory limit", vm.optionLocations["memory limit"] ?? vm.location)) }
+            for disk in vm.disks where !disk.ioLimit.isUnlimited { needed.append(("io", "io limit", disk.location)) }
+            for (controller, statement, location) in needed {
+                let why: String
+                switch probed {
+                case .failure(let unavailable): why = unavailable.description
+                case .success(let controllers) where !controllers.contains(controller):
+                    why = "this host's cgroup v2 has no \(controller) controller for vmd (bound to a cgroup v1 hierarchy, or not delegated)"
+                case .success: continue
+                }
+                FileDescriptor.standardError("vmd: \(location): warning: vm \(vm.name): \(statement) cannot be enforced here: \(why); the VM will not start on this host\n")
+            }
+        }
+    }
+
     /// Parses, then checks every VM as starting it would (`VMPreflight`), and reports every problem.
     func run() throws {
         let file: ConfigFile
@@ -200,6 +222,7 @@ struct Check: ParsableCommand {
                 FileDescriptor.standardError("vmd: \(disk.location): warning: disk \(preflight.resolve(disk.path)) starts with the qcow2 magic but is raw here (the guest sees its bytes); write format qcow2 if it is an image\n")
             }
         }
+        warnOfUnenforceableLimits(file.vms)
         print("\(config): configuration OK (\(file.vms.count) vm\(file.vms.count == 1 ? "" : "s"))")
     }
 }

@@ -46,6 +46,20 @@ struct CgroupHierarchy {
         return nil
     }
 
+    /// The controllers VM cgroups could have here, without changing anything (`vmd -n`): those
+    /// of the root, or of vmd's own cgroup when it is not the root; or why there are none.
+    static func probe() -> Result<Set<String>, Unavailable> {
+        guard let mountinfo = CgroupFiles.read("/proc/self/mountinfo"), let mount = cgroup2Mount(mountinfo: mountinfo) else {
+            return .failure(Unavailable(description: "this host has no cgroup v2 hierarchy mounted"))
+        }
+        guard let own = CgroupFiles.read("/proc/self/cgroup").flatMap(ownPath) else {
+            return .failure(Unavailable(description: "/proc/self/cgroup names no cgroup v2 path"))
+        }
+        let path = own == "/" ? mount : mount + own
+        let text = CgroupFiles.read(path + "/cgroup.controllers") ?? ""
+        return .success(Set(text.split(whereSeparator: \.isWhitespace).map(String.init)).intersection(wanted))
+    }
+
     /// Finds the hierarchy and makes the subtree ready, controllers enabled; or says why
     /// there is none.
     static func prepare() -> Result<CgroupHierarchy, Unavailable> {
