@@ -43,6 +43,8 @@ final class ResourceLimitConfigTests: XCTestCase {
         ConfigTestSupport.assertError("vm a { boot k; cpu limit 50%; cpu limit 60% }", 1, 31, "'cpu limit' given twice; first at line 1")
         ConfigTestSupport.assertError("vm a { boot k; memory limit 1G; memory limit 2G }", 1, 33, "'memory limit' given twice")
         ConfigTestSupport.assertError("vm a { boot k; memory 64M; memory 32M }", 1, 28, "'memory' given twice")
+        // Only memory and cpu have a `limit` form: a kernel named limit is still one boot.
+        ConfigTestSupport.assertError("vm a { boot limit; boot k }", 1, 20, "'boot' given twice")
         ConfigTestSupport.assertError("vm a { boot k; memory limit 1M }", 1, 29, "memory limit must be at least 16M, found '1M'")
         ConfigTestSupport.assertError("vm a { boot k; memory limit lots }", 1, 29, "expected a size such as 1G after 'memory limit'")
         ConfigTestSupport.assertError("vm a { boot k; disk x { io 5M } }", 1, 28, "expected 'limit' after 'io' (io limit 50M ops 1000), found '5M'")

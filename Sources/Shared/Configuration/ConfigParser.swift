@@ -233,7 +233,8 @@ public enum ConfigParser {
             throw ConfigError(location: keyword.location, message: message)
         }
         // `memory limit` is an option of its own beside `memory` (`cpu limit` is the only `cpu`).
-        let key = try tokens.peek().kind == .word("limit") ? "\(word) limit" : word
+        var key = word
+        if word == "memory" || word == "cpu", try tokens.peek().kind == .word("limit") { key = "\(word) limit" }
         if !option.repeatable, let first = block.optionsSeen[key] {
             throw ConfigError(location: keyword.location, message: "'\(key)' given twice; first at line \(first.line)")
         }
