@@ -14,6 +14,11 @@ enum ConfigTestSupport {
         }
     }
 
+    /// The first vm of `text`.
+    static func firstVM(_ text: String) throws -> VMConfig {
+        try XCTUnwrap(try parse(text).vms.first)
+    }
+
     static func parse(_ text: String, file: String = "g.conf", files: [String: String] = [:]) throws -> ConfigFile {
         try ConfigParser.parse(text, file: file, readingIncludesWith: reader(files))
     }

@@ -5,7 +5,7 @@ import LinuxSystem
 /// `disk ... { bandwidth; ops }` and `interface { bandwidth; packets }` (vm.conf(5)).
 final class RateLimitConfigTests: XCTestCase {
     private func vm(_ text: String) throws -> VMConfig {
-        try XCTUnwrap(try ConfigTestSupport.parse(text).vms.first)
+        try ConfigTestSupport.firstVM(text)
     }
 
     func testDiskLimitsWithAndWithoutBurst() throws {

@@ -4,7 +4,7 @@ import XCTest
 /// `cpu limit N%`, `memory limit SIZE` and a disk's `io limit` (vm.conf(5)).
 final class ResourceLimitConfigTests: XCTestCase {
     private func vm(_ text: String) throws -> VMConfig {
-        try XCTUnwrap(try ConfigTestSupport.parse(text).vms.first)
+        try ConfigTestSupport.firstVM(text)
     }
 
     func testLimitsBesideTheirOptions() throws {

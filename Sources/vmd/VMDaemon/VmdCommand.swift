@@ -185,9 +185,8 @@ struct Check: ParsableCommand {
     private func warnOfUnenforceableLimits(_ vms: [VMConfig]) {
         let probed = CgroupHierarchy.probe()
         for vm in vms {
-            var needed: [(controller: String, statement: String, location: ConfigLocation)] = []
-            if vm.cpuLimitPercent != nil { needed.append(("cpu", "cpu limit", vm.optionLocations["cpu limit"] ?? vm.location)) }
-            if vm.memoryLimitBytes != nil { needed.append(("memory", "memory limit", vm.optionLocations["memory limit"] ?? vm.location)) }
+            // The VM's own limits say what they need (as at start); each io limit is at its disk.
+            var needed = CgroupLimits(config: vm).controllers.map { ($0.controller, $0.statement, vm.optionLocations[$0.statement] ?? vm.location) }
             for disk in vm.disks where !disk.ioLimit.isUnlimited { needed.append(("io", "io limit", disk.location)) }
             for (controller, statement, location) in needed {
                 let why: String

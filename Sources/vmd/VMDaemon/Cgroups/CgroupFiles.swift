@@ -4,9 +4,7 @@ import LinuxSystem
 /// Reading and writing the small text files of cgroupfs and procfs.
 enum CgroupFiles {
     /// The whole file, read until EOF (procfs and cgroupfs files say their size is 0).
-    static func read(_ path: String) -> String? { readPlain(path) }
-
-    private static func readPlain(_ path: String) -> String? {
+    static func read(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -33,6 +31,11 @@ enum CgroupFiles {
             guard written == bytes.count else { throw SystemError("write \"\(text)\" to \(path)", errno: written < 0 ? errno : EIO) }
             return
         }
+    }
+
+    /// The words of a space-separated list file such as cgroup.controllers; empty if unreadable.
+    static func words(_ path: String) -> Set<String> {
+        Set((read(path) ?? "").split(whereSeparator: \.isWhitespace).map(String.init))
     }
 
     /// The value of `key` in a flat-keyed file such as memory.events ("oom_kill 3").

@@ -49,25 +49,29 @@ struct CgroupHierarchy {
     /// The controllers VM cgroups could have here, without changing anything (`vmd -n`): those
     /// of the root, or of vmd's own cgroup when it is not the root; or why there are none.
     static func probe() -> Result<Set<String>, Unavailable> {
+        locate().map { mount, own in
+            CgroupFiles.words((own == "/" ? mount : mount + own) + "/cgroup.controllers").intersection(wanted)
+        }
+    }
+
+    /// The cgroup2 mount and this process's path in it.
+    private static func locate() -> Result<(mount: String, own: String), Unavailable> {
         guard let mountinfo = CgroupFiles.read("/proc/self/mountinfo"), let mount = cgroup2Mount(mountinfo: mountinfo) else {
             return .failure(Unavailable(description: "this host has no cgroup v2 hierarchy mounted"))
         }
         guard let own = CgroupFiles.read("/proc/self/cgroup").flatMap(ownPath) else {
             return .failure(Unavailable(description: "/proc/self/cgroup names no cgroup v2 path"))
         }
-        let path = own == "/" ? mount : mount + own
-        let text = CgroupFiles.read(path + "/cgroup.controllers") ?? ""
-        return .success(Set(text.split(whereSeparator: \.isWhitespace).map(String.init)).intersection(wanted))
+        return .success((mount, own))
     }
 
     /// Finds the hierarchy and makes the subtree ready, controllers enabled; or says why
     /// there is none.
     static func prepare() -> Result<CgroupHierarchy, Unavailable> {
-        guard let mountinfo = CgroupFiles.read("/proc/self/mountinfo"), let mount = cgroup2Mount(mountinfo: mountinfo) else {
-            return .failure(Unavailable(description: "this host has no cgroup v2 hierarchy mounted"))
-        }
-        guard let own = CgroupFiles.read("/proc/self/cgroup").flatMap(ownPath) else {
-            return .failure(Unavailable(description: "/proc/self/cgroup names no cgroup v2 path"))
+        let mount: String, own: String
+        switch locate() {
+        case .success(let found): (mount, own) = found
+        case .failure(let unavailable): return .failure(unavailable)
         }
         do {
             if own == "/" {
@@ -94,11 +98,11 @@ struct CgroupHierarchy {
     /// refused does not stop the others); returns those enabled.
     @discardableResult
     private static func enableControllers(in path: String) -> Set<String> {
-        let available = Set((CgroupFiles.read(path + "/cgroup.controllers") ?? "").split(whereSeparator: \.isWhitespace).map(String.init))
+        let available = CgroupFiles.words(path + "/cgroup.controllers")
         for controller in wanted where available.contains(controller) {
             try? CgroupFiles.write("+\(controller)", to: path + "/cgroup.subtree_control")
         }
-        return Set((CgroupFiles.read(path + "/cgroup.subtree_control") ?? "").split(whereSeparator: \.isWhitespace).map(String.init))
+        return CgroupFiles.words(path + "/cgroup.subtree_control")
     }
 
     static func makeDirectory(_ path: String) throws(SystemError) {
