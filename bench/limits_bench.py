@@ -13,9 +13,9 @@ import time
 # (label, vm.conf statement, QEMU -drive option, bench=blk arguments, n, n quick, RESULT field,
 #  the limit in that field's unit: IOPS, or MB/s as the kit counts it (10^6 bytes))
 BLK_LIMITS = [
-    ("disk `ops 2000`, 4 KiB randread QD32, IOPS", "ops 2000", "throttling.iops-total=2000",
+    ("disk `ops 2000`, raw writeback, 4 KiB randread QD32, IOPS", "ops 2000", "throttling.iops-total=2000",
      "rw=randread bs=4096 qd=32", 10000, 2000, "iops", 2000.0),
-    ("disk `bandwidth 50M`, 128 KiB seq read QD8, MB/s", "bandwidth 50M", "throttling.bps-total=52428800",
+    ("disk `bandwidth 50M`, raw writeback, 128 KiB seq read QD8, MB/s", "bandwidth 50M", "throttling.bps-total=52428800",
      "rw=read bs=131072 qd=8", 2000, 400, "mbps", 50 * 1048576 / 1e6),
 ]
 # (label, vm.conf statement, direction, UDP payload, n, n quick, limit in packets/s). A
