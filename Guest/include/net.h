@@ -12,9 +12,16 @@
 #define VIRTIO_NET_PCI_DEVICE 0x1041
 
 /* feature bits (§5.1.3) */
+#define NET_F_CSUM      0
 #define NET_F_MAC       5
 #define NET_F_MRG_RXBUF 15
 #define NET_F_STATUS    16
+#define NET_F_HOST_USO  56
+
+/* virtio_net_hdr flags and gso_type (§5.1.6) */
+#define NET_HDR_F_NEEDS_CSUM 1
+#define NET_HDR_GSO_UDP_L4   5
+#define NET_NO_TAIL          0xffff
 
 #define NET_HDR_LEN   12   /* struct virtio_net_hdr with VERSION_1 (§5.1.6) */
 #define NET_BUF_LEN   2048 /* every receive and transmit buffer */
@@ -42,11 +49,13 @@ struct netdev {
 	int mac_from_device;
 	uint16_t link_status;       /* config status (STATUS), 1 = up; 0xffff if not negotiated */
 	int mrg_rxbuf, event_idx;
+	int uso;                    /* CSUM and HOST_USO negotiated (asked for with uso=1) */
 	uint8_t *rxbufs;            /* rxq.size x NET_BUF_LEN, buffer i = descriptor i */
 	uint8_t *txbufs;            /* txq.size x NET_BUF_LEN, buffer i = descriptor i */
 	uint16_t *tx_free;          /* stack of free tx descriptor ids */
 	uint16_t tx_nfree;
 	uint8_t *tx_busy;           /* per descriptor: 1 while the device owns it */
+	uint16_t *tx_tail;          /* per head descriptor: its USO payload descriptor, or NET_NO_TAIL */
 	uint8_t *rx_asm;            /* NET_RX_ASM bytes for merged frames */
 	uint64_t tsc_hz, timeout;   /* TSC ticks per second, per operation */
 	/* 1 = never wait (test=migrate net=1, whose loop must not stall and
@@ -71,6 +80,15 @@ int netdev_init(struct netdev *n);
 uint8_t *netdev_tx_buf(struct netdev *n);
 /* Queue the frame in that buffer (len bytes); visible after netdev_tx_flush. */
 void netdev_tx_commit(struct netdev *n, uint8_t *frame, uint32_t len);
+/* With n->uso: queue the frame in that buffer as a USO packet, its first
+ * hdr_len bytes the Ethernet, IPv4 and UDP headers of the whole datagram
+ * (the UDP checksum field holding the pseudo-header sum), its payload
+ * payload_len bytes at payload, which the device reads after this returns:
+ * it must stay unchanged (and be DMA memory) until netdev_tx_reclaim gives
+ * the frame back. The device's host cuts it into seg-byte datagrams. Takes
+ * a second descriptor; 0, or -1 (the buffer is returned) as netdev_tx_buf. */
+int netdev_tx_commit_uso(struct netdev *n, uint8_t *frame, uint32_t hdr_len, const uint8_t *payload,
+			 uint32_t payload_len, uint16_t seg);
 /* Return the buffer unused. */
 void netdev_tx_abort(struct netdev *n, uint8_t *frame);
 void netdev_tx_flush(struct netdev *n);
@@ -122,6 +140,15 @@ int arp_resolve(struct netif *nif, uint32_t ip, uint8_t mac[6], uint64_t timeout
  * Computes the UDP checksum. 0 or -1 (queue stuck or no MAC). */
 int udp_send(struct netif *nif, const uint8_t *dst_mac, uint32_t src_ip, uint32_t dst_ip, uint16_t sport,
 	     uint16_t dport, const uint8_t *payload, uint32_t len);
+/* len bytes of payload as datagrams of seg bytes each (the last one may be
+ * shorter), queued but not flushed: one USO frame when the device
+ * negotiated USO and the whole fits one IPv4 datagram of at most
+ * UDP_USO_MAX_SEGS segments (the payload must then stay unchanged until
+ * reclaimed, see netdev_tx_commit_uso), else udp_send per datagram. dst_mac
+ * must be given. 0 or -1. */
+#define UDP_USO_MAX_SEGS 64
+int udp_send_segments(struct netif *nif, const uint8_t *dst_mac, uint32_t src_ip, uint32_t dst_ip, uint16_t sport,
+		      uint16_t dport, const uint8_t *payload, uint32_t len, uint32_t seg);
 /* Number of frames udp_send needs for len bytes of payload. */
 unsigned int udp_frames(uint32_t len);
 

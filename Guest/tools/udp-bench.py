@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Host side of the guest kit's bench=net.
 
-  udp-bench.py recv PORT [--idle S] [--max-seconds S]
+  udp-bench.py recv PORT [--idle S] [--max-seconds S] [--check SIZE:SEG]
       Count UDP datagrams on PORT (all addresses) until none arrived for
       S seconds (default 2) after the first one. Use with bench=net dir=tx.
+      --check: each datagram must be one of the SEG-byte pieces of the
+      guest kit's SIZE-byte payload ('a' + i % 26) as bench=net seg=SEG
+      sends it: its length and bytes those of the piece at its place in
+      the arrival order; the summary gains bad=N (pieces that were not).
   udp-bench.py send IP PORT SIZE COUNT [--rate PPS]
       Send COUNT datagrams of SIZE payload bytes to IP:PORT as fast as
       possible (or at PPS). Use with bench=net dir=rx.
@@ -17,28 +21,41 @@ import sys
 import time
 
 
+def pieces(check):
+    """The datagrams of one send of bench=net size=SIZE seg=SEG, in order."""
+    size, seg = (int(v) for v in check.split(":"))
+    payload = bytes(ord("a") + i % 26 for i in range(size))
+    return [payload[i:i + seg] for i in range(0, size, seg)]
+
+
 def recv(a):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    try:  # root: past net.core.rmem_max, so a burst is not dropped here (SO_RCVBUFFORCE is 33 on Linux)
+        s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 32 << 20)
+    except PermissionError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     s.bind(("0.0.0.0", a.port))
     s.settimeout(a.max_seconds)
-    n = nbytes = 0
+    expected = pieces(a.check) if a.check else None
+    n = nbytes = bad = 0
     t_first = t_last = None
     try:
         data = s.recv(65536)
         t_first = t_last = time.monotonic()
-        n, nbytes = 1, len(data)
         s.settimeout(a.idle)
         while True:
-            data = s.recv(65536)
-            t_last = time.monotonic()
+            if expected is not None and data != expected[n % len(expected)]:
+                bad += 1
             n += 1
             nbytes += len(data)
+            data = s.recv(65536)
+            t_last = time.monotonic()
     except socket.timeout:
         pass
     dt = (t_last - t_first) if n > 1 else 0
-    print("udp-bench recv count=%d bytes=%d seconds=%.3f pps=%.0f mbps=%.2f"
-          % (n, nbytes, dt, (n - 1) / dt if dt else 0, nbytes * 8 / dt / 1e6 if dt else 0))
+    print("udp-bench recv count=%d bytes=%d seconds=%.3f pps=%.0f mbps=%.2f%s"
+          % (n, nbytes, dt, (n - 1) / dt if dt else 0, nbytes * 8 / dt / 1e6 if dt else 0,
+             " bad=%d" % bad if expected is not None else ""))
     return 0 if n else 1
 
 
@@ -71,6 +88,7 @@ def main():
     r.add_argument("port", type=int)
     r.add_argument("--idle", type=float, default=2.0)
     r.add_argument("--max-seconds", type=float, default=60.0)
+    r.add_argument("--check", metavar="SIZE:SEG")
     w = sub.add_parser("send")
     w.add_argument("ip")
     w.add_argument("port", type=int)

@@ -31,8 +31,16 @@ const int VMD_SEEK_DATA = SEEK_DATA, VMD_SEEK_HOLE = SEEK_HOLE;
 const unsigned long VMD_TUNSETIFF = TUNSETIFF, VMD_TUNSETOFFLOAD = TUNSETOFFLOAD,
                     VMD_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ, VMD_TUNGETVNETHDRSZ = TUNGETVNETHDRSZ;
 const unsigned int VMD_IFF_TAP = IFF_TAP, VMD_IFF_NO_PI = IFF_NO_PI, VMD_IFF_VNET_HDR = IFF_VNET_HDR;
+/* USO on a tap came with Linux 6.2; Debian 12's headers (6.1) do not name the flags yet. */
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
 const unsigned int VMD_TUN_F_CSUM = TUN_F_CSUM, VMD_TUN_F_TSO4 = TUN_F_TSO4, VMD_TUN_F_TSO6 = TUN_F_TSO6,
-                   VMD_TUN_F_TSO_ECN = TUN_F_TSO_ECN, VMD_TUN_F_UFO = TUN_F_UFO;
+                   VMD_TUN_F_TSO_ECN = TUN_F_TSO_ECN, VMD_TUN_F_UFO = TUN_F_UFO, VMD_TUN_F_USO4 = TUN_F_USO4,
+                   VMD_TUN_F_USO6 = TUN_F_USO6;
 
 int vmd_posix_openpt(int flags) { return posix_openpt(flags); }
 int vmd_grantpt(int fd) { return grantpt(fd); }

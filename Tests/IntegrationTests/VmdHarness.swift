@@ -199,14 +199,16 @@ struct VmdHarness {
 
     /// The `RESULT` line of `name` in the guest's output, as key=value pairs.
     static func result(_ name: String, in output: String) -> [String: String]? {
-        for line in output.split(whereSeparator: \.isNewline) where line.hasPrefix("RESULT name=\(name) ") {
-            var fields: [String: String] = [:]
-            for field in line.split(separator: " ").dropFirst() {
-                let parts = field.split(separator: "=", maxSplits: 1)
-                if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
-            }
-            return fields
+        output.split(whereSeparator: \.isNewline).first { $0.hasPrefix("RESULT name=\(name) ") }.map { fields(String($0)) }
+    }
+
+    /// The key=value words of a line (a RESULT line, a host tool's summary).
+    static func fields(_ line: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for word in line.split(whereSeparator: \.isWhitespace) {
+            let parts = word.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
         }
-        return nil
+        return fields
     }
 }

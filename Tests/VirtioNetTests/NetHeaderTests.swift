@@ -24,6 +24,9 @@ final class NetHeaderTests: XCTestCase {
             .validateForTransmit(frameLength: 20000, features: tx)
         try Header(flags: 1, gsoType: 4, headerLength: 74, gsoSize: 1428, checksumStart: 54, checksumOffset: 16)
             .validateForTransmit(frameLength: 20000, features: tx)
+        // USO (UDP_SEGMENT): UDP checksum field at 14 + 20 + 6, 1472-byte segments.
+        try Header(flags: 1, gsoType: 5, headerLength: 42, gsoSize: 1472, checksumStart: 34, checksumOffset: 6)
+            .validateForTransmit(frameLength: 42 + 44 * 1472, features: tx | VirtioNetFeature.hostUSO)
     }
 
     func testTransmitChecksRefuse() {
@@ -41,7 +44,8 @@ final class NetHeaderTests: XCTestCase {
         refuses(Header(flags: 1, checksumStart: 0xFFFF, checksumOffset: 0xFFFF),
                 .checksumOutsideFrame(start: 0xFFFF, offset: 0xFFFF, frameLength: 1000))
         refuses(Header(flags: 1, gsoType: 3, gsoSize: 1000), .unknownGSOType(3))
-        refuses(Header(flags: 1, gsoType: 5, gsoSize: 1000), .unknownGSOType(5))
+        refuses(Header(flags: 1, gsoType: 5, gsoSize: 1000), .gsoNotNegotiated(5))
+        refuses(Header(gsoType: 5, gsoSize: 1000), .gsoWithoutChecksum, features: tx | VirtioNetFeature.hostUSO)
         refuses(Header(flags: 1, gsoType: 0x81, gsoSize: 1000), .unknownGSOType(0x81))
         refuses(Header(flags: 1, gsoType: 1, gsoSize: 1000), .gsoNotNegotiated(1), features: VirtioNetFeature.checksum)
         refuses(Header(flags: 1, gsoType: 4, gsoSize: 1000), .gsoNotNegotiated(4),
@@ -66,17 +70,36 @@ final class NetHeaderTests: XCTestCase {
             XCTAssertEqual($0 as? VirtioNetHeaderError, .gsoNotNegotiated(4))
         }
         XCTAssertThrowsError(try Header(flags: 1, gsoType: 3, gsoSize: 1448).adjustedForReceive(features: rx))
+        // UDP_L4 says nothing of the IP version: only a driver that took both GUEST_USO bits gets it.
+        let uso = VirtioNetFeature.guestChecksum | VirtioNetFeature.guestUSO4 | VirtioNetFeature.guestUSO6
+        XCTAssertEqual(try Header(flags: 1, gsoType: 5, gsoSize: 1472).adjustedForReceive(features: uso).gsoType, 5)
+        XCTAssertThrowsError(try Header(flags: 1, gsoType: 5, gsoSize: 1472)
+            .adjustedForReceive(features: VirtioNetFeature.guestChecksum | VirtioNetFeature.guestUSO4)) {
+            XCTAssertEqual($0 as? VirtioNetHeaderError, .gsoNotNegotiated(5))
+        }
+        XCTAssertThrowsError(try Header(flags: 1, gsoType: 5, gsoSize: 1472).adjustedForReceive(features: rx))
     }
 
     func testOffloadsFromTunFlagsAndBack() {
         XCTAssertEqual(NetOffloads(acceptedTunFlags: 0), [])
         XCTAssertEqual(NetOffloads(acceptedTunFlags: UInt32(VMD_TUN_F_TSO4)), [], "TSO without checksum offload is nothing")
-        XCTAssertEqual(NetOffloads(acceptedTunFlags: UInt32(VMD_TUN_F_CSUM | VMD_TUN_F_TSO4 | VMD_TUN_F_TSO6)), .all)
+        let tso = UInt32(VMD_TUN_F_CSUM | VMD_TUN_F_TSO4 | VMD_TUN_F_TSO6)
+        XCTAssertEqual(NetOffloads(acceptedTunFlags: tso), NetOffloads.all.subtracting(.uso), "a kernel before 6.2")
+        XCTAssertEqual(NetOffloads(acceptedTunFlags: tso | UInt32(VMD_TUN_F_USO4 | VMD_TUN_F_USO6)), .all)
+        XCTAssertEqual(NetOffloads(acceptedTunFlags: tso | UInt32(VMD_TUN_F_USO4)), NetOffloads.all.subtracting(.uso),
+                       "the tap turns on USO4 and USO6 only together")
+        XCTAssertEqual(NetOffloads(acceptedTunFlags: UInt32(VMD_TUN_F_USO4 | VMD_TUN_F_USO6)), [], "USO needs the checksum offload")
         XCTAssertEqual(NetOffloads(acceptedTunFlags: UInt32(VMD_TUN_F_CSUM)), [.checksum, .guestChecksum])
         XCTAssertEqual(NetOffloads.tunFlags(forGuestFeatures: VirtioNetFeature.guestChecksum | VirtioNetFeature.guestTSO6),
                        UInt32(VMD_TUN_F_CSUM | VMD_TUN_F_TSO6))
         XCTAssertEqual(NetOffloads.tunFlags(forGuestFeatures: VirtioNetFeature.guestTSO4), 0)
+        let guestUSO = VirtioNetFeature.guestChecksum | VirtioNetFeature.guestUSO4 | VirtioNetFeature.guestUSO6
+        XCTAssertEqual(NetOffloads.tunFlags(forGuestFeatures: guestUSO), UInt32(VMD_TUN_F_CSUM | VMD_TUN_F_USO4 | VMD_TUN_F_USO6))
+        XCTAssertEqual(NetOffloads.tunFlags(forGuestFeatures: VirtioNetFeature.guestChecksum | VirtioNetFeature.guestUSO6),
+                       UInt32(VMD_TUN_F_CSUM), "one GUEST_USO bit is no USO on the tap")
         XCTAssertNotNil(NetOffloads([.guestTSO4]).missingDependency)
+        XCTAssertNotNil(NetOffloads([.hostUSO, .guestChecksum]).missingDependency)
+        XCTAssertNotNil(NetOffloads([.guestUSO4, .checksum]).missingDependency)
         XCTAssertNotNil(NetOffloads([.hostTSO6, .guestChecksum]).missingDependency)
         XCTAssertNil(NetOffloads.all.missingDependency)
     }

@@ -75,12 +75,16 @@ int netdev_init(struct netdev *n)
 		want |= 1ull << NET_F_MRG_RXBUF;
 	if (flag_on("event_idx"))
 		want |= 1ull << VIRTIO_F_EVENT_IDX;
+	if (cmdline_get_u64("uso", 0))
+		want |= 1ull << NET_F_CSUM | 1ull << NET_F_HOST_USO;
 	uint16_t qmax = (uint16_t)cmdline_get_u64("qsize", MAX_QSIZE);
 	if (virtio_init(&n->vd, &f[found], want) < 0 || virtio_setup_queue(&n->vd, &n->rxq, 0, qmax) < 0 ||
 	    virtio_setup_queue(&n->vd, &n->txq, 1, qmax) < 0)
 		return fail(n, n->vd.error);
 	n->mrg_rxbuf = virtio_has(&n->vd, NET_F_MRG_RXBUF);
 	n->event_idx = virtio_has(&n->vd, VIRTIO_F_EVENT_IDX);
+	/* §5.1.3.1: HOST_USO needs CSUM; a device offering one without the other gets neither used. */
+	n->uso = virtio_has(&n->vd, NET_F_CSUM) && virtio_has(&n->vd, NET_F_HOST_USO);
 	read_config(n);
 
 	uint16_t rs = n->rxq.size, ts = n->txq.size;
@@ -88,8 +92,9 @@ int netdev_init(struct netdev *n)
 	n->txbufs = dma_alloc((uint64_t)ts * NET_BUF_LEN, 4096);
 	n->tx_free = dma_alloc(2ull * ts, 64);
 	n->tx_busy = dma_alloc(ts, 64);
+	n->tx_tail = dma_alloc(2ull * ts, 64);
 	n->rx_asm = dma_alloc(NET_RX_ASM, 64);
-	if (!n->rxbufs || !n->txbufs || !n->tx_free || !n->tx_busy || !n->rx_asm) {
+	if (!n->rxbufs || !n->txbufs || !n->tx_free || !n->tx_busy || !n->tx_tail || !n->rx_asm) {
 		virtio_fail(&n->vd);
 		return fail(n, "out-of-dma-memory");
 	}
@@ -103,6 +108,7 @@ int netdev_init(struct netdev *n)
 		n->txq.desc[i] = (struct virtq_desc){ (uint64_t)(uintptr_t)(n->txbufs + (uint64_t)i * NET_BUF_LEN), 0, 0,
 						      0 };
 		n->tx_free[i] = (uint16_t)(ts - 1 - i);
+		n->tx_tail[i] = NET_NO_TAIL;
 	}
 	n->tx_nfree = ts;
 	vq_set_poll(&n->txq, 1);
@@ -133,35 +139,53 @@ unsigned int netdev_tx_reclaim(struct netdev *n)
 		}
 		n->tx_busy[id] = 0;
 		n->tx_free[n->tx_nfree++] = (uint16_t)id;
+		uint16_t tail = n->tx_tail[id];
+		if (tail != NET_NO_TAIL) {
+			/* A USO chain: its payload descriptor goes back to its own buffer. */
+			n->tx_tail[id] = NET_NO_TAIL;
+			n->txq.desc[id].flags = 0;
+			n->txq.desc[tail].addr = (uint64_t)(uintptr_t)(n->txbufs + (uint64_t)tail * NET_BUF_LEN);
+			n->tx_busy[tail] = 0;
+			n->tx_free[n->tx_nfree++] = tail;
+		}
 	}
 	return n->tx_nfree;
 }
 
-uint8_t *netdev_tx_buf(struct netdev *n)
+/* A free transmit descriptor, waiting for one as netdev_tx_buf says; -1 if none. */
+static int tx_take(struct netdev *n)
 {
 	if (!n->ok)
-		return NULL;
+		return -1;
 	if (!n->tx_nfree && !netdev_tx_reclaim(n)) {
 		/* Everything is in flight: make sure the device knows, then wait. */
 		vq_kick(&n->txq);
 		if (n->nowait) {
 			n->tx_drops++;
-			return NULL;
+			return -1;
 		}
 		n->tx_full_waits++;
 		uint64_t t0 = rdtsc();
 		while (!netdev_tx_reclaim(n)) {
 			if (!n->ok)
-				return NULL;
+				return -1;
 			if (rdtsc() - t0 > n->timeout) {
 				fail(n, (virtio_status(&n->vd) & VIRTIO_S_NEEDS_RESET) ? "device-needs-reset"
 											: "tx-timeout");
-				return NULL;
+				return -1;
 			}
 			cpu_relax();
 		}
 	}
-	uint16_t id = n->tx_free[--n->tx_nfree];
+	return n->tx_free[--n->tx_nfree];
+}
+
+uint8_t *netdev_tx_buf(struct netdev *n)
+{
+	int taken = tx_take(n);
+	if (taken < 0)
+		return NULL;
+	uint16_t id = (uint16_t)taken;
 	uint8_t *b = n->txbufs + (uint64_t)id * NET_BUF_LEN;
 	memset(b, 0, NET_HDR_LEN); /* no offloads: flags 0, GSO_NONE; num_buffers 0 on transmit */
 	return b + NET_HDR_LEN;
@@ -180,6 +204,38 @@ void netdev_tx_commit(struct netdev *n, uint8_t *frame, uint32_t len)
 	vq_add(&n->txq, id);
 	n->tx_frames++;
 	n->tx_bytes += len;
+}
+
+int netdev_tx_commit_uso(struct netdev *n, uint8_t *frame, uint32_t hdr_len, const uint8_t *payload,
+			 uint32_t payload_len, uint16_t seg)
+{
+	uint16_t id = tx_id(n, frame);
+	int tail = tx_take(n);
+	if (tail < 0) {
+		netdev_tx_abort(n, frame);
+		return -1;
+	}
+	/* §5.1.6.2: NEEDS_CSUM with the UDP checksum field at csum_start +
+	 * csum_offset (the caller stored the pseudo-header sum there), and
+	 * GSO_UDP_L4 cut into seg-byte payloads after hdr_len header bytes. */
+	struct virtio_net_hdr *h = (struct virtio_net_hdr *)(frame - NET_HDR_LEN);
+	h->flags = NET_HDR_F_NEEDS_CSUM;
+	h->gso_type = NET_HDR_GSO_UDP_L4;
+	h->hdr_len = (uint16_t)hdr_len;
+	h->gso_size = seg;
+	h->csum_start = (uint16_t)(hdr_len - 8); /* the UDP header ends the headers */
+	h->csum_offset = 6;
+	n->txq.desc[id].len = NET_HDR_LEN + hdr_len;
+	n->txq.desc[id].flags = VIRTQ_DESC_F_NEXT;
+	n->txq.desc[id].next = (uint16_t)tail;
+	n->txq.desc[tail] = (struct virtq_desc){ (uint64_t)(uintptr_t)payload, payload_len, 0, 0 };
+	n->tx_tail[id] = (uint16_t)tail;
+	n->tx_busy[id] = 1;
+	n->tx_busy[tail] = 1;
+	vq_add(&n->txq, id);
+	n->tx_frames++;
+	n->tx_bytes += hdr_len + payload_len;
+	return 0;
 }
 
 void netdev_tx_abort(struct netdev *n, uint8_t *frame)

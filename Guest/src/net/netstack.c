@@ -336,6 +336,43 @@ int udp_send(struct netif *nif, const uint8_t *dst_mac, uint32_t src_ip, uint32_
 	return 0;
 }
 
+int udp_send_segments(struct netif *nif, const uint8_t *dst_mac, uint32_t src_ip, uint32_t dst_ip, uint16_t sport,
+		      uint16_t dport, const uint8_t *payload, uint32_t len, uint32_t seg)
+{
+	struct netdev *d = nif->dev;
+	if (!seg || seg > ETH_MTU - IP_HLEN - UDP_HLEN || !dst_mac)
+		return -1;
+	/* Linux takes a USO packet only when it is more than one segment. */
+	if (d->uso && len > seg && len <= UDP_MAX_PAYLOAD && (len + seg - 1) / seg <= UDP_USO_MAX_SEGS) {
+		uint8_t *f = netdev_tx_buf(d);
+		if (!f)
+			return -1;
+		uint32_t ulen = UDP_HLEN + len;
+		uint8_t *u = ip_put(eth_put(nif, f, dst_mac, ETHERTYPE_IP), src_ip, dst_ip, IP_PROTO_UDP, ulen,
+				    nif->ip_id, IP_DF);
+		/* The host numbers the segments' IP ids from this one on. */
+		nif->ip_id = (uint16_t)(nif->ip_id + (len + seg - 1) / seg);
+		put16(u, sport);
+		put16(u + 2, dport);
+		put16(u + 4, (uint16_t)ulen);
+		/* NEEDS_CSUM: the field holds the pseudo-header sum (not complemented), of the
+		 * whole datagram's length; the host adjusts it per segment. */
+		put16(u + 6, (uint16_t)~inet_fold(udp_pseudo(src_ip, dst_ip, ulen)));
+		if (netdev_tx_commit_uso(d, f, ETH_HLEN + IP_HLEN + UDP_HLEN, payload, len, (uint16_t)seg) < 0)
+			return -1;
+		nif->tx++;
+		return 0;
+	}
+	uint32_t off = 0;
+	do { /* (an empty payload is one empty datagram) */
+		uint32_t chunk = len - off < seg ? len - off : seg;
+		if (udp_send(nif, dst_mac, src_ip, dst_ip, sport, dport, payload + off, chunk) < 0)
+			return -1;
+		off += chunk;
+	} while (off < len);
+	return 0;
+}
+
 /* ---- IPv4 ---- */
 
 static void ip_input(struct netif *nif, const uint8_t *eth_src, const uint8_t *p, uint32_t len)

@@ -61,7 +61,8 @@ extern const int VMD_SEEK_DATA, VMD_SEEK_HOLE;
 extern const unsigned long VMD_BLKGETSIZE64;
 extern const unsigned long VMD_TUNSETIFF, VMD_TUNSETOFFLOAD, VMD_TUNSETVNETHDRSZ, VMD_TUNGETVNETHDRSZ;
 extern const unsigned int VMD_IFF_TAP, VMD_IFF_NO_PI, VMD_IFF_VNET_HDR;
-extern const unsigned int VMD_TUN_F_CSUM, VMD_TUN_F_TSO4, VMD_TUN_F_TSO6, VMD_TUN_F_TSO_ECN, VMD_TUN_F_UFO;
+extern const unsigned int VMD_TUN_F_CSUM, VMD_TUN_F_TSO4, VMD_TUN_F_TSO6, VMD_TUN_F_TSO_ECN, VMD_TUN_F_UFO,
+    VMD_TUN_F_USO4, VMD_TUN_F_USO6;
 
 // userfaultfd(2) (lazy restore of a snapshot): no glibc wrapper, and the UFFDIO_* request
 // numbers are _IOWR() expressions. The structures come from the kernel header unchanged.

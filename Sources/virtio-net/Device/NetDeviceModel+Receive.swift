@@ -48,10 +48,10 @@ extension NetDeviceModel {
     /// Packets moved per pass before returning to the event loop.
     static let receiveBudget = 64
 
-    /// The room one packet needs (§5.1.6.3.1): a full 65562 bytes when the guest takes TSO
-    /// packets, else a 1526-byte Ethernet packet with its header.
+    /// The room one packet needs (§5.1.6.3.1): a full 65562 bytes when the guest takes TSO or
+    /// USO packets, else a 1526-byte Ethernet packet with its header.
     static func requiredReceiveRoom(features: UInt64) -> Int {
-        features & (VirtioNetFeature.guestTSO4 | VirtioNetFeature.guestTSO6) != 0 ? maximumPacketLength : smallPacketLength
+        features & VirtioNetFeature.guestSegmentation != 0 ? maximumPacketLength : smallPacketLength
     }
 
     /// Moves packets into the receive queue: first the device's own frames (DHCP replies),

@@ -11,12 +11,20 @@ enum VirtioNetFeature {
     static let hostTSO6: UInt64 = 1 << 12
     static let mergeableReceiveBuffers: UInt64 = 1 << 15
     static let status: UInt64 = 1 << 16
+    static let guestUSO4: UInt64 = 1 << 54
+    static let guestUSO6: UInt64 = 1 << 55
+    static let hostUSO: UInt64 = 1 << 56
+
+    /// The receive offloads that can hand the driver a packet larger than one Ethernet frame.
+    static let guestSegmentation = guestTSO4 | guestTSO6 | guestUSO4 | guestUSO6
 }
 
 /// The offloads the device offers on top of the base features, as virtio feature bits.
-/// What the guest may send (CSUM, HOST_TSO*) goes to the tap in the vnet header, which a
-/// tap with IFF_VNET_HDR always takes; what the guest may receive (GUEST_CSUM, GUEST_TSO*)
-/// the tap hands over only after TUNSETOFFLOAD with the matching TUN_F_* flags (vmd's job).
+/// What the guest may send (CSUM, HOST_TSO*, HOST_USO) goes to the tap in the vnet header,
+/// which a tap with IFF_VNET_HDR always takes (UDP_L4 segments from Linux 6.2, the kernel
+/// that also accepts TUN_F_USO*); what the guest may receive (GUEST_CSUM, GUEST_TSO*,
+/// GUEST_USO*) the tap hands over only after TUNSETOFFLOAD with the matching TUN_F_* flags
+/// (vmd probes them, the device sets them for what the driver negotiated).
 struct NetOffloads: OptionSet, Sendable, CustomStringConvertible {
     let rawValue: UInt64
     init(rawValue: UInt64) { self.rawValue = rawValue }
@@ -27,40 +35,62 @@ struct NetOffloads: OptionSet, Sendable, CustomStringConvertible {
     static let hostTSO6 = NetOffloads(rawValue: VirtioNetFeature.hostTSO6)
     static let guestTSO4 = NetOffloads(rawValue: VirtioNetFeature.guestTSO4)
     static let guestTSO6 = NetOffloads(rawValue: VirtioNetFeature.guestTSO6)
-    static let all: NetOffloads = [.checksum, .guestChecksum, .hostTSO4, .hostTSO6, .guestTSO4, .guestTSO6]
+    static let hostUSO = NetOffloads(rawValue: VirtioNetFeature.hostUSO)
+    static let guestUSO4 = NetOffloads(rawValue: VirtioNetFeature.guestUSO4)
+    static let guestUSO6 = NetOffloads(rawValue: VirtioNetFeature.guestUSO6)
+    static let uso: NetOffloads = [.hostUSO, .guestUSO4, .guestUSO6]
+    static let all: NetOffloads = [.checksum, .guestChecksum, .hostTSO4, .hostTSO6, .guestTSO4, .guestTSO6, .uso]
+
+    /// The TUN_F_* flags that give USO: Linux takes them only together (tun.c, "for now USO4
+    /// and USO6 should work simultaneously"), and refuses them before 6.2.
+    static let tunUSOFlags = UInt32(VMD_TUN_F_USO4 | VMD_TUN_F_USO6)
 
     /// The offloads that go with the TUN_F_* flags a tap accepted in TUNSETOFFLOAD:
-    /// TUN_F_CSUM gives both checksum offloads, TUN_F_TSO4/6 (only with TUN_F_CSUM) both TSOs.
+    /// TUN_F_CSUM gives both checksum offloads, TUN_F_TSO4/6 (only with TUN_F_CSUM) both TSOs,
+    /// TUN_F_USO4 with TUN_F_USO6 (only with TUN_F_CSUM) USO both ways.
     init(acceptedTunFlags flags: UInt32) {
         var offloads: NetOffloads = []
         if flags & UInt32(VMD_TUN_F_CSUM) != 0 {
             offloads.formUnion([.checksum, .guestChecksum])
             if flags & UInt32(VMD_TUN_F_TSO4) != 0 { offloads.formUnion([.hostTSO4, .guestTSO4]) }
             if flags & UInt32(VMD_TUN_F_TSO6) != 0 { offloads.formUnion([.hostTSO6, .guestTSO6]) }
+            if flags & Self.tunUSOFlags == Self.tunUSOFlags { offloads.formUnion(.uso) }
         }
         self = offloads
     }
 
     /// The TUN_F_* flags the tap needs for the receive offloads in `features` (negotiated bits):
     /// what TUNSETOFFLOAD should be given so the tap hands the guest nothing it cannot take.
+    /// USO needs both GUEST_USO4 and GUEST_USO6, as the tap can only turn on both.
     static func tunFlags(forGuestFeatures features: UInt64) -> UInt32 {
         guard features & VirtioNetFeature.guestChecksum != 0 else { return 0 }
         var flags = UInt32(VMD_TUN_F_CSUM)
         if features & VirtioNetFeature.guestTSO4 != 0 { flags |= UInt32(VMD_TUN_F_TSO4) }
         if features & VirtioNetFeature.guestTSO6 != 0 { flags |= UInt32(VMD_TUN_F_TSO6) }
+        if receivesUSO(features) { flags |= tunUSOFlags }
         return flags
     }
 
-    /// Feature dependencies of §5.1.3.1: GUEST_TSO* needs GUEST_CSUM, HOST_TSO* needs CSUM.
+    /// Whether the tap may hand this driver UDP_L4 (USO) packets: only with both GUEST_USO bits.
+    static func receivesUSO(_ features: UInt64) -> Bool {
+        let both = VirtioNetFeature.guestUSO4 | VirtioNetFeature.guestUSO6
+        return features & VirtioNetFeature.guestChecksum != 0 && features & both == both
+    }
+
+    /// Feature dependencies of §5.1.3.1: GUEST_TSO* and GUEST_USO* need GUEST_CSUM,
+    /// HOST_TSO* and HOST_USO need CSUM.
     var missingDependency: String? {
         if !intersection([.guestTSO4, .guestTSO6]).isEmpty && !contains(.guestChecksum) { return "GUEST_TSO needs GUEST_CSUM" }
+        if !intersection([.guestUSO4, .guestUSO6]).isEmpty && !contains(.guestChecksum) { return "GUEST_USO needs GUEST_CSUM" }
         if !intersection([.hostTSO4, .hostTSO6]).isEmpty && !contains(.checksum) { return "HOST_TSO needs CSUM" }
+        if contains(.hostUSO) && !contains(.checksum) { return "HOST_USO needs CSUM" }
         return nil
     }
 
     var description: String {
         let names: [(NetOffloads, String)] = [(.checksum, "CSUM"), (.guestChecksum, "GUEST_CSUM"), (.hostTSO4, "HOST_TSO4"),
-                                             (.hostTSO6, "HOST_TSO6"), (.guestTSO4, "GUEST_TSO4"), (.guestTSO6, "GUEST_TSO6")]
+                                             (.hostTSO6, "HOST_TSO6"), (.guestTSO4, "GUEST_TSO4"), (.guestTSO6, "GUEST_TSO6"),
+                                             (.hostUSO, "HOST_USO"), (.guestUSO4, "GUEST_USO4"), (.guestUSO6, "GUEST_USO6")]
         let present = names.filter { contains($0.0) }.map(\.1)
         return present.isEmpty ? "none" : present.joined(separator: ",")
     }

@@ -92,11 +92,13 @@ struct VirtioNetHeader: Equatable, Sendable {
         }
         let type = gsoType
         guard type != GSOType.none else { return }
-        // §5.1.6.2.1: ECN needs VIRTIO_NET_F_HOST_ECN (not offered); UFO and USO are not offered.
+        // §5.1.6.2.1: ECN needs VIRTIO_NET_F_HOST_ECN (not offered); UFO is not offered (Linux
+        // guests stopped using it in 4.14; USO replaced it).
         let needed: UInt64
         switch type {
         case GSOType.tcpV4: needed = VirtioNetFeature.hostTSO4
         case GSOType.tcpV6: needed = VirtioNetFeature.hostTSO6
+        case GSOType.udpL4: needed = VirtioNetFeature.hostUSO
         default: throw .unknownGSOType(type)
         }
         guard features & needed != 0 else { throw .gsoNotNegotiated(type) }
@@ -121,9 +123,11 @@ struct VirtioNetHeader: Equatable, Sendable {
         }
         switch gsoType {
         case GSOType.none: break
-        // §5.1.6.4.1: a GSO type only if the matching GUEST_TSO feature was negotiated.
+        // §5.1.6.4.1: a GSO type only if the matching GUEST_TSO/GUEST_USO feature was negotiated
+        // (UDP_L4 carries no IP version: the tap sends it only when the driver took both).
         case GSOType.tcpV4 where features & VirtioNetFeature.guestTSO4 != 0: break
         case GSOType.tcpV6 where features & VirtioNetFeature.guestTSO6 != 0: break
+        case GSOType.udpL4 where NetOffloads.receivesUSO(features): break
         default: throw .gsoNotNegotiated(gsoType)
         }
         return header

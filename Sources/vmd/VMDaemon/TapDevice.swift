@@ -23,10 +23,11 @@ struct TapDevice {
 
     static let vnetHeaderSize: Int32 = 12
 
-    /// Creates the tap (named `name`, or the kernel's next tapN). `offloads` are
-    /// probed (TUNSETOFFLOAD) and left off: the virtio-net process turns on those
-    /// the guest negotiates; `acceptedOffloads` says which it may offer.
-    static func create(name: String?, offloads: UInt32) throws -> (tap: TapDevice, acceptedOffloads: UInt32) {
+    /// Creates the tap (named `name`, or the kernel's next tapN). `offloads`, sets of
+    /// TUN_F_* flags best first, are probed (TUNSETOFFLOAD) and left off: the virtio-net
+    /// process turns on those the guest negotiates; `acceptedOffloads` is the first set the
+    /// kernel took (0 if none), what the device may offer.
+    static func create(name: String?, offloads: [UInt32]) throws -> (tap: TapDevice, acceptedOffloads: UInt32) {
         let fd: FileDescriptor
         do { fd = try FileDescriptor.open("/dev/net/tun", flags: O_RDWR | O_NONBLOCK) } catch let error as SystemError {
             throw TapError.setup("open /dev/net/tun", error)
@@ -39,7 +40,8 @@ struct TapDevice {
         let actual = withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         var headerSize = vnetHeaderSize
         try ioctl(fd, VMD_TUNSETVNETHDRSZ, &headerSize, "TUNSETVNETHDRSZ")
-        let accepted = vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, UInt(offloads)) == 0 ? offloads : 0
+        // TUNSETOFFLOAD refuses the whole set when one flag is unknown: the first set it takes wins.
+        let accepted = offloads.first { vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, UInt($0)) == 0 } ?? 0
         try check(vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, 0), "TUNSETOFFLOAD(0)")
         let tap = TapDevice(fd: fd, name: actual)
         try tap.setLinkUp()

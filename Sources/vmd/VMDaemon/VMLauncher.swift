@@ -56,8 +56,10 @@ struct VMLauncher {
     var localPrefix = IPv4Prefix.defaultLocal
     var localInterfaceBase = 0
 
-    /// Offloads asked of every tap: checksum and TSO, so guests may send large segments.
-    static let tapOffloads = VMD_TUN_F_CSUM | VMD_TUN_F_TSO4 | VMD_TUN_F_TSO6
+    /// Offloads asked of every tap, best first: checksum, TSO and USO (Linux 6.2 and later),
+    /// then the same without USO, so guests may send large segments on any kernel.
+    static let tapOffloads = [VMD_TUN_F_CSUM | VMD_TUN_F_TSO4 | VMD_TUN_F_TSO6 | VMD_TUN_F_USO4 | VMD_TUN_F_USO6,
+                              VMD_TUN_F_CSUM | VMD_TUN_F_TSO4 | VMD_TUN_F_TSO6]
 
     /// Starts the VM's processes with `console` as the guest's serial console (the
     /// caller keeps it across restarts, so an attached console stays attached).
