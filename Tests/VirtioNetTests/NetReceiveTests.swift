@@ -71,6 +71,35 @@ final class NetReceiveTests: XCTestCase {
         _ = more
     }
 
+    /// A USO packet from the tap (a host sender's UDP_SEGMENT) reaches a driver that took both
+    /// GUEST_USO bits whole, with its header, once 65562 bytes of room are posted; one that took
+    /// only GUEST_USO4 never gets one (the tap would not send it; if it did, it is dropped).
+    func testUSOPacketsReachOnlyADriverThatTookBothGuestUSOBits() throws {
+        let uso = VirtioNetHeader(flags: 1, gsoType: 5, headerLength: 42, gsoSize: 1472, checksumStart: 34, checksumOffset: 6)
+        let big = ethernetFrame(5000, seed: 9)  // with its header: 5012 bytes, four 1536-byte buffers
+        let both = try NetRig(features: VirtioNetFeature.mergeableReceiveBuffers | VirtioNetFeature.guestChecksum
+            | VirtioNetFeature.guestUSO4 | VirtioNetFeature.guestUSO6)
+        let chains = try both.postReceive(Array(repeating: [1536], count: 43))
+        both.backend.incoming = [tapPacket(big, header: uso)]
+        XCTAssertEqual(try both.device.tapReadable(), .outOfBuffers)
+        let used = try both.usedReceive()
+        XCTAssertEqual(big.count, 5000)
+        XCTAssertEqual(used.map(\.length), [1536, 1536, 1536, 404])
+        var expectedHeader = uso
+        expectedHeader.bufferCount = 4
+        var received: [UInt8] = []
+        for (index, element) in used.enumerated() { received += try both.bytes(of: chains[index], count: Int(element.length)) }
+        XCTAssertEqual(received, expectedHeader.bytes + big)
+
+        let one = try NetRig(features: VirtioNetFeature.mergeableReceiveBuffers | VirtioNetFeature.guestChecksum
+            | VirtioNetFeature.guestUSO4)
+        _ = try one.postReceive(Array(repeating: [1536], count: 43))
+        one.backend.incoming = [tapPacket(big, header: uso)]
+        XCTAssertEqual(try one.device.tapReadable(), .tapDrained, "read, dropped, and every buffer still there")
+        XCTAssertEqual(try one.usedReceive().count, 0)
+        XCTAssertEqual(one.model.counters.rxDropped.offloadNotNegotiated, 1)
+    }
+
     func testWithoutGuestTSOOneSmallPacketsWorthOfRoomIsEnough() throws {
         let rig = try NetRig(features: VirtioNetFeature.mergeableReceiveBuffers)
         let chains = try rig.postReceive([[1024], [1024]])

@@ -299,7 +299,7 @@ static int bench_rx(const char *name)
 	sv->bench_port = (uint16_t)port;
 	if (cmdline_get_u64("poll", 0))
 		netdev_set_rx_poll(dev, 1);
-	uint64_t irq0 = kit_virtio_irqs;
+	uint64_t irq0 = kit_virtio_irqs, nq0 = dev->rxq.notifies;
 	kit_printf("READY-NET ip=%s\n", ip_str(nif->ip, b));
 	uint64_t t0 = rdtsc(), limit = secs * dev->tsc_hz, idle_t = idle * dev->tsc_hz;
 	while (sv->count < n && !sv->quit && dev->ok) {
@@ -323,9 +323,10 @@ static int bench_rx(const char *name)
 	uint64_t gaps = sv->count > 1 ? sv->count - 1 : 1;
 	uint64_t pps = gaps * 1000000 / usec, mbps_x100 = sv->bytes * gaps / sv->count * 8 * 100 / usec;
 	RESULT(name, "pass", " dir=rx size=%lu n=%lu pps=%lu mbps=%lu.%02lu usec=%lu wanted=%lu port=%lu "
-	       "interrupts=%lu rx_frames=%lu dropped=%lu poll=%lu",
+	       "interrupts=%lu notifies=%lu rx_frames=%lu dropped=%lu poll=%lu",
 	       sv->bytes / sv->count, sv->count, pps, mbps_x100 / 100, mbps_x100 % 100, usec, n, port,
-	       kit_virtio_irqs - irq0, dev->rx_frames, nif->dropped + dev->rx_errors, cmdline_get_u64("poll", 0));
+	       kit_virtio_irqs - irq0, dev->rxq.notifies - nq0, dev->rx_frames, nif->dropped + dev->rx_errors,
+	       cmdline_get_u64("poll", 0));
 	return (int)(cmdline_get_u64("exit", 0) & 0xff);
 }
 
