@@ -310,4 +310,32 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(daemon.status().count, 0, "no VM was defined or started")
         XCTAssertEqual(daemon.processes("vm", vm: "a"), [])
     }
+
+    /// A host with more VMs than one frame lists (600 defined, each with a disk of a 200-byte
+    /// path: about 150 KiB of status, and more than the 512 entries a frame holds): `vmctl
+    /// status` and `status --json` show every one, where vmd used to answer "reply too large".
+    func testStatusListsEveryVMOfAHostWithMoreThanAFrameOfThem() throws {
+        let directory = "/var/tmp/" + String(repeating: "d", count: 180)
+        let vms = (0..<600).map { index in
+            """
+            vm "many\(index)" {
+                memory 64M
+                boot "\(VmdHarness.guestKit)"
+                disk "\(directory)/disk\(index).img"
+                disable
+            }
+            """
+        }
+        let daemon = try DaemonHarness("many", globalConfig: vms.joined(separator: "\n"))
+        let table = daemon.vmctl("status")
+        XCTAssertEqual(table.status, 0, table.stderr + daemon.log)
+        let names = Set(daemon.status().keys)
+        XCTAssertEqual(names, Set((0..<600).map { "many\($0)" }), table.stdout.suffix(500) + table.stderr)
+        let json = daemon.vmctl("status", "--json")
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let objects = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        XCTAssertEqual(objects.count, 600)
+        XCTAssertEqual(objects.compactMap { $0["name"] as? String }, (0..<600).map { "many\($0)" }, "in id order")
+        XCTAssertEqual((objects.last?["disks"] as? [Any])?.count, 1)
+    }
 }

@@ -155,6 +155,33 @@ public enum ControlRequest: ChannelMessage, Equatable {
     }
 }
 
+extension VMStatusEntry {
+    func encode(into writer: inout WireWriter) {
+        writer.write(UInt32(id)); writer.write(pid); writer.write(UInt32(vcpus))
+        writer.write(memoryBytes); writer.write(state); writer.write(owner)
+        writer.write(name); writer.write(reason); writer.write(UInt32(clamping: restarts))
+        writer.write(UInt32(processes.count))
+        for process in processes { writer.write(process.role); writer.write(process.pid) }
+        for list in [disks, interfaces] {
+            writer.write(UInt32(list.count))
+            list.forEach { writer.write($0) }
+        }
+    }
+
+    static func decode(from reader: inout WireReader) throws -> VMStatusEntry {
+        VMStatusEntry(id: Int(try reader.read(UInt32.self)), pid: try reader.read(Int32.self),
+                      vcpus: Int(try reader.read(UInt32.self)), memoryBytes: try reader.read(UInt64.self),
+                      state: try reader.read(String.self), owner: try reader.read(String.self),
+                      name: try reader.read(String.self), reason: try reader.read(String.self),
+                      restarts: Int(try reader.read(UInt32.self)),
+                      processes: try (0..<reader.readCount(limit: 16)).map { _ in
+                          VMStatusEntry.Process(role: try reader.read(String.self, limit: 64), pid: try reader.read(Int32.self))
+                      },
+                      disks: try (0..<reader.readCount(limit: 16)).map { _ in try reader.read(String.self) },
+                      interfaces: try (0..<reader.readCount(limit: 16)).map { _ in try reader.read(String.self, limit: 64) })
+    }
+}
+
 /// vmd → vmctl.
 public enum ControlReply: ChannelMessage {
     case done(String)
@@ -163,6 +190,9 @@ public enum ControlReply: ChannelMessage {
     case status([VMStatusEntry])
     case console(FileDescriptor, name: String)
     case stats(VMStats)
+    /// The first entries of a status list too long for one frame; more parts follow, and the
+    /// list ends with a `.status` of the rest (`statusFrames`). The client joins them.
+    case statusPart([VMStatusEntry])
 
     public var tag: UInt16 {
         switch self {
@@ -172,26 +202,41 @@ public enum ControlReply: ChannelMessage {
         case .status: 4
         case .console: 5
         case .stats: 6
+        case .statusPart: 7
         }
+    }
+
+    /// The most entries one status frame carries (what the decoder takes).
+    public static let maximumStatusEntries = 512
+
+    /// `.status(entries)` as the frames that carry it: `.statusPart`s of as many entries as fit
+    /// a frame (and at most `maximumStatusEntries`), then a `.status` of the rest, so that a
+    /// host with many VMs gets its whole list. One frame when it fits.
+    public static func statusFrames(_ entries: [VMStatusEntry]) -> [ControlReply] {
+        let room = IPCFrame.maximumPayload - MemoryLayout<UInt32>.size  // after the count
+        var parts: [[VMStatusEntry]] = [[]]
+        var used = 0
+        for entry in entries {
+            var writer = WireWriter()
+            entry.encode(into: &writer)
+            let size = writer.bytes.count
+            if !parts[parts.count - 1].isEmpty && (used + size > room || parts[parts.count - 1].count == maximumStatusEntries) {
+                parts.append([])
+                used = 0
+            }
+            parts[parts.count - 1].append(entry)
+            used += size
+        }
+        return parts.dropLast().map { .statusPart($0) } + [.status(parts[parts.count - 1])]
     }
 
     public func encode(into writer: inout WireWriter) {
         switch self {
         case .done(let message), .failed(let message): writer.write(message)
         case .started(let id, let name): writer.write(UInt32(id)); writer.write(name)
-        case .status(let entries):
+        case .status(let entries), .statusPart(let entries):
             writer.write(UInt32(entries.count))
-            for entry in entries {
-                writer.write(UInt32(entry.id)); writer.write(entry.pid); writer.write(UInt32(entry.vcpus))
-                writer.write(entry.memoryBytes); writer.write(entry.state); writer.write(entry.owner)
-                writer.write(entry.name); writer.write(entry.reason); writer.write(UInt32(clamping: entry.restarts))
-                writer.write(UInt32(entry.processes.count))
-                for process in entry.processes { writer.write(process.role); writer.write(process.pid) }
-                for list in [entry.disks, entry.interfaces] {
-                    writer.write(UInt32(list.count))
-                    list.forEach { writer.write($0) }
-                }
-            }
+            for entry in entries { entry.encode(into: &writer) }
         case .console(let fd, let name): writer.write(fd); writer.write(name)
         case .stats(let stats): stats.encode(into: &writer)
         }
@@ -202,20 +247,10 @@ public enum ControlReply: ChannelMessage {
         case 1: return .done(try reader.read(String.self))
         case 2: return .failed(try reader.read(String.self))
         case 3: return .started(id: Int(try reader.read(UInt32.self)), name: try reader.read(String.self))
-        case 4:
-            let count = try reader.readCount(limit: 512)
-            return .status(try (0..<count).map { _ in
-                VMStatusEntry(id: Int(try reader.read(UInt32.self)), pid: try reader.read(Int32.self),
-                              vcpus: Int(try reader.read(UInt32.self)), memoryBytes: try reader.read(UInt64.self),
-                              state: try reader.read(String.self), owner: try reader.read(String.self),
-                              name: try reader.read(String.self), reason: try reader.read(String.self),
-                              restarts: Int(try reader.read(UInt32.self)),
-                              processes: try (0..<reader.readCount(limit: 16)).map { _ in
-                                  VMStatusEntry.Process(role: try reader.read(String.self, limit: 64), pid: try reader.read(Int32.self))
-                              },
-                              disks: try (0..<reader.readCount(limit: 16)).map { _ in try reader.read(String.self) },
-                              interfaces: try (0..<reader.readCount(limit: 16)).map { _ in try reader.read(String.self, limit: 64) })
-            })
+        case 4, 7:
+            let count = try reader.readCount(limit: maximumStatusEntries)
+            let entries = try (0..<count).map { _ in try VMStatusEntry.decode(from: &reader) }
+            return tag == 4 ? .status(entries) : .statusPart(entries)
         case 5: return .console(try reader.readDescriptor(), name: try reader.read(String.self))
         case 6: return .stats(try VMStats.decode(from: &reader))
         default: throw IPCError.unknownTag(tag)

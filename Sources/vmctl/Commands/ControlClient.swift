@@ -2,7 +2,7 @@ import Glibc
 import IPC
 import LinuxSystem
 
-/// vmctl's connection to vmd: one request, one reply.
+/// vmctl's connection to vmd: one request, one reply (a long status list in several frames).
 struct ControlClient {
     let channel: Channel
 
@@ -14,9 +14,28 @@ struct ControlClient {
         }
     }
 
+    /// More VMs than one status list may hold: a vmd that sends more parts is not believed.
+    static let maximumStatusEntries = 1_000_000
+
     func request(_ request: ControlRequest) throws -> ControlReply {
         try channel.send(request)
-        return try channel.receive(ControlReply.self)
+        // A status list longer than a frame comes in parts, the last one a `.status`.
+        var parts: [VMStatusEntry] = []
+        while true {
+            let reply = try channel.receive(ControlReply.self)
+            switch reply {
+            case .statusPart(let entries):
+                parts += entries
+                guard parts.count <= Self.maximumStatusEntries else {
+                    throw VmctlError("vmd sent a status list of more than \(Self.maximumStatusEntries) VMs")
+                }
+            case .status(let rest):
+                return .status(parts + rest)
+            default:
+                guard parts.isEmpty else { throw VmctlError("vmd broke off a status list with another reply") }
+                return reply
+            }
+        }
     }
 
     /// Sends `request` and turns a `.failed` reply into an error.

@@ -187,7 +187,12 @@ final class ControlConnection {
     func send(_ reply: ControlReply) {
         guard readWatch != nil else { return }
         unanswered = max(0, unanswered - 1)
-        queued.append(reply)
+        // A status list longer than a frame goes in parts (the client joins them).
+        if case .status(let entries) = reply {
+            queued.append(contentsOf: ControlReply.statusFrames(entries))
+        } else {
+            queued.append(reply)
+        }
         flush()
         if unanswered == 0 && idleTimer == nil { armIdleTimer() }
     }
@@ -197,11 +202,13 @@ final class ControlConnection {
             do {
                 try channel.send(reply)
             } catch let error as IPCError {
-                // Too large for a frame (a status of very many VMs): say so instead.
+                // Too large for a frame (one status entry with four 4 KiB paths and a long reason): say so instead.
                 queued[0] = .failed("reply too large: \(error)")
                 continue
             } catch let error as SystemError where error.errno == EAGAIN {
-                guard queued.count <= server?.limits.queuedReplies ?? 0 else {
+                // Replies unread, the parts of one status list counted as one.
+                let unread = queued.count - queued.filter { if case .statusPart = $0 { true } else { false } }.count
+                guard unread <= server?.limits.queuedReplies ?? 0 else {
                     server?.log.warning("control connection of uid \(peer.uid): \(queued.count) replies unread; closing it")
                     return close()
                 }
