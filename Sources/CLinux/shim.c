@@ -17,6 +17,7 @@ int vmd_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 int vmd_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np(actions, from);
 }
+const short VMD_POSIX_SPAWN_SETSID = POSIX_SPAWN_SETSID;
 int vmd_mseal(void *address, size_t length) { return (int)syscall(VMD_NR_MSEAL, address, length, 0UL); }
 int vmd_ioctl_ptr(int fd, unsigned long request, void *argument) { return ioctl(fd, request, argument); }
 int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument) { return ioctl(fd, request, argument); }

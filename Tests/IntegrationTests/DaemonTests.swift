@@ -146,6 +146,28 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(daemon.vmctl("stop", "beta", "-f", "-w").status, 0)
     }
 
+    /// Every child of a VM starts a session of its own (POSIX_SPAWN_SETSID): no controlling
+    /// terminal, so a ^C at vmd's terminal reaches vmd alone (which stops its VMs gracefully)
+    /// and not each child at once, and its own scheduler autogroup on a host that has them.
+    func testEveryChildOfAVMLeadsASessionOfItsOwnWithoutATerminal() throws {
+        let daemon = try DaemonHarness("session")
+        let image = daemon.directory.appendingPathComponent("disk.img").path
+        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        let config = try daemon.writeGuestConfig("alone", cmdline: "test=hang", extra: "    disk \"\(image)\"")
+        XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
+        let children = daemon.processes("vm", vm: "alone") + daemon.processes("virtio-blk", vm: "alone")
+        XCTAssertEqual(children.count, 2, daemon.log)
+        for pid in children {
+            // /proc/PID/stat after "(comm)": state, ppid, pgrp, session, tty_nr, ...
+            let stat = VmdHarness.readProcFile("/proc/\(pid)/stat")
+            let fields = stat[stat.index(after: try XCTUnwrap(stat.lastIndex(of: ")")))...].split(separator: " ")
+            XCTAssertEqual(fields[3], "\(pid)", "session of \(pid): \(stat)")
+            XCTAssertEqual(fields[2], "\(pid)", "process group of \(pid): \(stat)")
+            XCTAssertEqual(fields[4], "0", "no controlling terminal: \(stat)")
+        }
+        XCTAssertEqual(daemon.vmctl("stop", "alone", "-f", "-w").status, 0)
+    }
+
     func testOnlyTheOwnerMayControlItsVM() throws {
         let user = "vmdtest"
         if getpwnam(user) == nil {

@@ -43,6 +43,8 @@ int vmd_memfd_create(const char *name, unsigned int flags);
 // pipe2 and posix_spawn_file_actions_addclosefrom_np are _GNU_SOURCE (see above).
 int vmd_pipe2(int fds[2], int flags);
 int vmd_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
+// POSIX_SPAWN_SETSID is _GNU_SOURCE too: the child starts in a session of its own.
+extern const short VMD_POSIX_SPAWN_SETSID;
 int vmd_mseal(void *address, size_t length);
 int vmd_ioctl_ptr(int fd, unsigned long request, void *argument);
 int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument);

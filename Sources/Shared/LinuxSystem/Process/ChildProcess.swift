@@ -47,7 +47,11 @@ public final class ChildProcess {
         sigfillset(&defaults)
         posix_spawnattr_setsigmask(&attributes, &emptyMask)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // A session of its own: no controlling terminal (a ^C at vmd's terminal reaches vmd,
+        // which stops the VMs gracefully, not every child at once), and on a host without the
+        // cgroup cpu controller, a scheduler autogroup of its own (sched_autogroup), so a
+        // device is not squeezed into one CPU share with its own VM's vCPUs and vmd.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | VMD_POSIX_SPAWN_SETSID)
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
