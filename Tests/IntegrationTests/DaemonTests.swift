@@ -147,8 +147,8 @@ final class DaemonTests: XCTestCase {
     }
 
     /// Every child of a VM starts a session of its own (POSIX_SPAWN_SETSID): no controlling
-    /// terminal, so a ^C at vmd's terminal reaches vmd alone (which stops its VMs gracefully)
-    /// and not each child at once, and its own scheduler autogroup on a host that has them.
+    /// terminal, so a ^C at vmd's terminal reaches vmd alone (which stops its VMs itself)
+    /// and does not kill each child at once, and its own scheduler autogroup on a host that has them.
     func testEveryChildOfAVMLeadsASessionOfItsOwnWithoutATerminal() throws {
         let daemon = try DaemonHarness("session")
         let image = daemon.directory.appendingPathComponent("disk.img").path

@@ -48,7 +48,7 @@ public final class ChildProcess {
         posix_spawnattr_setsigmask(&attributes, &emptyMask)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         // A session of its own: no controlling terminal (a ^C at vmd's terminal reaches vmd,
-        // which stops the VMs gracefully, not every child at once), and on a host without the
+        // which stops the VMs itself, rather than killing every child at once), and on a host without the
         // cgroup cpu controller, a scheduler autogroup of its own (sched_autogroup), so a
         // device is not squeezed into one CPU share with its own VM's vCPUs and vmd.
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | VMD_POSIX_SPAWN_SETSID)
