@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import LinuxSystem
 import XCTest
 
 /// USO end to end: the guest kit negotiates CSUM and HOST_USO and hands the device one
@@ -51,12 +52,8 @@ final class NetOffloadTests: XCTestCase {
 
     /// USO on a tap came with Linux 6.2 (TUN_F_USO4/6).
     static func requireTapUSO() throws {
-        var name = utsname()
-        uname(&name)
-        // SAFETY: release is a NUL-terminated array inside `name`, read up to its NUL.
-        let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
-        guard parts.count == 2, (parts[0], parts[1]) >= (6, 2) else {
+        let release = KernelRelease.current
+        guard release.isAtLeast(6, 2) else {
             print("SKIP: Linux \(release) has no USO on a tap (6.2 and later)")
             throw XCTSkip("Linux \(release) has no USO on a tap")
         }

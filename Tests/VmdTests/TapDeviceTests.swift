@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import LinuxSystem
 import XCTest
 @testable import VMDaemon
 
@@ -28,13 +29,9 @@ final class TapDeviceTests: XCTestCase {
     func testVmdsOwnSetsFindUSOOnLinux62AndLater() throws {
         try requireTapCreation()
         let (_, accepted) = try TapDevice.create(name: nil, offloads: VMLauncher.tapOffloads)
-        var name = utsname()
-        uname(&name)
-        // SAFETY: release is a NUL-terminated array inside `name`, read up to its NUL.
-        let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let version = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        let release = KernelRelease.current
         let uso = VMD_TUN_F_USO4 | VMD_TUN_F_USO6
-        if version.count == 2, (version[0], version[1]) >= (6, 2) {
+        if release.isAtLeast(6, 2) {
             XCTAssertEqual(accepted & uso, uso, "Linux \(release) takes USO on a tap")
         } else {
             XCTAssertEqual(accepted & uso, 0, "Linux \(release) has no USO on a tap")
