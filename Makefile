@@ -50,7 +50,8 @@ bench:
 	bench/run --no-build $(BENCH_ARGS)
 
 # Install (after `make setup`): vmctl and vmd in SBINDIR (vmd a link to LIBEXECDIR/vmd, which
-# finds vm and the device programs beside itself), the manuals, and vmd.service (vmd(8)).
+# finds vm and the device programs beside itself), the manuals, vmd.service (vmd(8)) and a
+# tmpfiles.d entry that sets shmem THP to advise at boot (guest RAM in 2 MiB pages).
 # CONFIG=debug installs the debug build; NO_BUILD=1 installs what is built without building.
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -59,10 +60,11 @@ SBINDIR ?= $(PREFIX)/sbin
 LIBEXECDIR ?= $(PREFIX)/libexec/swift-vmd
 MANDIR ?= $(PREFIX)/share/man
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 PROGRAMS = vmd vm virtio-blk virtio-net virtio-rng
 install:
 	@[ -n "$(NO_BUILD)" ] || $(SWIFT) build -c $(CONFIG)
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR)
 	for program in $(PROGRAMS); do install -m 0755 .build/$(CONFIG)/$$program $(DESTDIR)$(LIBEXECDIR)/$$program || exit 1; done
 	install -m 0755 .build/$(CONFIG)/vmctl $(DESTDIR)$(SBINDIR)/vmctl
 	ln -sf $$(realpath -m --relative-to=$(SBINDIR) $(LIBEXECDIR))/vmd $(DESTDIR)$(SBINDIR)/vmd
@@ -70,6 +72,7 @@ install:
 	install -m 0644 man/vm.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/vmd.service.in > $(DESTDIR)$(UNITDIR)/vmd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vmd.service
+	install -m 0644 systemd/vmd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vmd.conf
 	@echo "installed swift-vmd under $(DESTDIR)$(PREFIX); run scripts/setup once for the _vmd user, then: systemctl daemon-reload && systemctl enable --now vmd"
 
 clean:

@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "VMTests", dependencies: ["VMCore", "GuestRAM", "MemorySlots", "IPC", "CKVM"]),
         .testTarget(name: "VmdTests", dependencies: ["VMDaemon", "LinuxSystem", "IPC"]),
         .testTarget(name: "VmctlTests", dependencies: ["VmctlCommands", "IPC"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux", "MemorySlots"]),
         .testTarget(name: "VirtioRngTests", dependencies: ["EntropyDevice", "EntropyDeviceShape", "IPC", "VirtioCore", "GuestRAM", "MemorySlots", "LinuxSystem", logging]),
         .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "DiskFormats", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", "CURing"]),
         .testTarget(

@@ -84,6 +84,28 @@ final class ServiceInstallTests: XCTestCase {
         XCTAssertEqual(result.output.trimmingCharacters(in: .whitespacesAndNewlines), "", "systemd-analyze verify complains:\n\(result.output)")
     }
 
+    /// The tmpfiles.d entry sets shmem THP to advise at boot (guest RAM in 2 MiB pages),
+    /// as systemd-tmpfiles, the oracle, reads it: applied to a stand-in sysfs under --root.
+    func testInstalledTmpfilesEntrySetsShmemHugePagesToAdvise() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-tmpfiles") else {
+            print("SKIP: systemd-tmpfiles is missing (Debian's systemd; scripts/setup installs it)")
+            throw XCTSkip("systemd-tmpfiles is missing")
+        }
+        let destdir = directory.appendingPathComponent("root").path
+        _ = try makeInstall(["DESTDIR=\(destdir)", "PREFIX=/usr/local"])
+        let entry = "\(destdir)/usr/local/lib/tmpfiles.d/vmd.conf"
+        XCTAssertTrue(FileManager.default.fileExists(atPath: entry), "no tmpfiles.d entry installed")
+        let sysfs = directory.appendingPathComponent("sysroot/sys/kernel/mm/transparent_hugepage")
+        try FileManager.default.createDirectory(at: sysfs, withIntermediateDirectories: true)
+        let setting = sysfs.appendingPathComponent("shmem_enabled").path
+        try "always within_size advise [never] deny force\n".write(toFile: setting, atomically: false, encoding: .utf8)
+        let result = VmdHarness.runCommand(["/usr/bin/systemd-tmpfiles", "--root=\(directory.path)/sysroot", "--create", entry])
+        XCTAssertEqual(result.status, 0, "systemd-tmpfiles refused the entry:\n\(result.output)")
+        // sysfs takes the word written at offset 0; the stand-in keeps the rest of its old text.
+        let written = try String(contentsOfFile: setting, encoding: .utf8)
+        XCTAssertTrue(written.hasPrefix("advise "), written)
+    }
+
     /// vmd under Type=notify: READY=1 once its socket listens, RELOADING=1 then READY=1 around
     /// SIGHUP and vmctl reload, STOPPING=1 on SIGTERM; and no child of vmd sees NOTIFY_SOCKET.
     func testDaemonSpeaksSdNotify() throws {
