@@ -103,6 +103,30 @@ final class Qcow2RingTests: XCTestCase {
         XCTAssertEqual(Array(try beyond.writableBytes()[..<4096]), [UInt8](repeating: 0, count: 4096))
     }
 
+    /// A hostile image whose L2 entry points a guest cluster at the image's own refcount
+    /// block: a write there is refused whichever way it would go (the ring's extents or the
+    /// backend's own write), before any refcount block is loaded, and the block is intact.
+    /// The check looks the refcount table up in a set (it scanned the table per write).
+    func testAWriteIntoTheRefcountBlockIsRefusedBeforeTheBlockIsLoaded() throws {
+        let (path, writer) = try makeImage()
+        try writer.writeBytes(patternBytes(count: 4096, seed: 4), at: 0)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        func u64(_ offset: Int) -> UInt64 { bytes[offset..<(offset + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+        let l2 = Int(u64(Int(writer.header.l1TableOffset)) & Qcow2Backend.offsetMask)
+        let refcountBlock = u64(Int(writer.header.refcountTableOffset)) & Qcow2Backend.offsetMask
+        XCTAssertNotEqual(refcountBlock, 0)
+        bytes.replaceSubrange(l2..<(l2 + 8), with: Qcow2Backend.encode64(Qcow2Backend.copiedFlag | refcountBlock))
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let before = Array(bytes[Int(refcountBlock)..<(Int(refcountBlock) + 4096)])
+
+        let backend = try Qcow2Backend(file: try openImage(path, writable: true), readOnly: false, backing: nil)
+        XCTAssertTrue(backend.refcountBlocks.isEmpty, "no refcount block loaded yet: only the table can tell")
+        XCTAssertThrowsError(try backend.fileExtents(at: 0, length: 4096, forWriting: true, limit: 16))
+        XCTAssertThrowsError(try backend.writeBytes(patternBytes(count: 4096, seed: 5), at: 0))
+        let after = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertEqual(Array(after[Int(refcountBlock)..<(Int(refcountBlock) + 4096)]), before, "the refcount block is intact")
+    }
+
     func testUnallocatedClustersAreServedByTheBackend() throws {
         let (_, backend) = try makeImage()
         XCTAssertNil(try backend.fileExtents(at: 0, length: 4096, forWriting: false, limit: 16))
