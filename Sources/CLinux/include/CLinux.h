@@ -2,7 +2,8 @@
 // Why this exists: glibc's variadic functions (ioctl, prctl, syscall), macros
 // (CMSG_*), and system calls newer than Debian's headers (mseal) are not
 // importable into Swift. Every function here is a one-line pass-through;
-// logic lives in Swift (Sources/Shared).
+// logic lives in Swift (Sources/Shared). One exception, vmd_spawn_into_cgroup: code
+// that runs between a clone and an execve cannot be Swift (spawn_into_cgroup.c).
 #ifndef CLINUX_H
 #define CLINUX_H
 
@@ -45,6 +46,11 @@ int vmd_pipe2(int fds[2], int flags);
 int vmd_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
 // POSIX_SPAWN_SETSID is _GNU_SOURCE too: the child starts in a session of its own.
 extern const short VMD_POSIX_SPAWN_SETSID;
+// posix_spawn's work, but with the child started inside the cgroup v2 directory `cgroup`
+// (clone3, CLONE_INTO_CGROUP): spawn_into_cgroup.c says why it is C. Returns the pid, or
+// -errno: -ENOSYS, -EINVAL or -E2BIG where the kernel has no clone3 or CLONE_INTO_CGROUP.
+int vmd_spawn_into_cgroup(const char *path, char *const argv[], char *const envp[], int cgroup, int stdin_fd, int channel,
+                          int log);
 int vmd_mseal(void *address, size_t length);
 int vmd_ioctl_ptr(int fd, unsigned long request, void *argument);
 int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument);

@@ -12,6 +12,7 @@ import LinuxSystem
 /// the new one, skipping zeros so the result stays sparse.
 struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "create",
         abstract: "Create a disk image: empty, a qcow2 overlay on a base (-b), or a copy of an image (-i).",
         discussion: "The format follows the name: .qcow2 is qcow2 (version 3, 64 KiB clusters), anything else raw (sparse).")
     @Option(name: .customShort("s"), help: "Size, e.g. 10G or 512M (a multiple of 512); by default that of the base or the input.")

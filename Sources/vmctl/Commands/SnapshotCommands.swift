@@ -6,6 +6,7 @@ import LinuxSystem
 /// `vmctl send NAME > file`, as OpenBSD's: the VM's snapshot on standard output, then the VM stops.
 struct Send: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "send",
         abstract: "Pause a VM, write its snapshot to standard output and stop it (vmctl send NAME > file).",
         discussion: "The snapshot holds the vCPUs, the interrupt controllers and timers, the devices' state and the guest's RAM (pages never written or all zero are left out). Disks and NICs are not in it: `vmctl receive` reopens those from the VM's configuration.")
     @OptionGroup var connection: ConnectionOptions
@@ -26,6 +27,7 @@ struct Send: ParsableCommand {
 /// `vmctl receive NAME < file`: the VM vmd knows by NAME, started from a snapshot.
 struct Receive: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "receive",
         abstract: "Start a VM from a snapshot on standard input (vmctl receive NAME < file).",
         discussion: "NAME is a VM vmd knows (its configuration, or one started from a file that has stopped); its disks and NICs come from that configuration, and the snapshot must be of the same shape (memory, vCPUs, devices), which is checked before the guest runs.")
     @OptionGroup var connection: ConnectionOptions
@@ -55,6 +57,7 @@ private func standardStream(_ fd: Int32) throws -> FileDescriptor {
 /// `vmctl migrate NAME DEST`: live migration to another vmd (root only).
 struct Migrate: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "migrate",
         abstract: "Move a running VM to the vmd listening at DEST (vmd -m), without stopping it (root only).",
         discussion: "DEST is HOST:PORT, [IPv6]:PORT or a unix socket path. The VM's RAM is copied while it runs, then again what it wrote, until little is left; then it is paused, the rest and its state are sent, and it stops here once the receiver runs it. The receiver takes it only for a VM its own configuration defines (the same shape), with that VM's disks and NICs. If anything fails the VM goes on here.")
     @OptionGroup var connection: ConnectionOptions

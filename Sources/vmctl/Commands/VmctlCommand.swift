@@ -45,7 +45,7 @@ package struct Vmctl: ParsableCommand {
 }
 
 struct Start: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start a VM: by name (from vmd's configuration) or from a guest.conf (root only).")
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a VM: by name (from vmd's configuration) or from a guest.conf (root only).")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "A VM name, or the path of a vm.conf-style file.") var target: String
     @Flag(name: .customShort("c"), help: "Attach to the console once started.") var console = false
@@ -77,7 +77,7 @@ struct Start: ParsableCommand {
 }
 
 struct Stop: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop a VM: ask the guest to shut down (or kill it with -f).")
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop a VM: ask the guest to shut down (or kill it with -f).")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The VM's id or name.") var target: String?
     @Flag(name: .customShort("a"), help: "Stop every VM you may control.") var all = false
@@ -116,7 +116,7 @@ struct Stop: ParsableCommand {
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List VMs: id, pid, vcpus, memory, state, owner, name.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "List VMs: id, pid, vcpus, memory, state, owner, name.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "Only this VM (id or name).") var target: String?
     @Flag(help: "One JSON array, an object per VM (keys in vmctl(8)).") var json = false
@@ -132,7 +132,7 @@ struct Status: ParsableCommand {
 }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "The same as status.")
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "The same as status.")
     @OptionGroup var connection: ConnectionOptions
     @Argument var target: String?
     @Flag(help: "As for status.") var json = false
@@ -148,6 +148,7 @@ struct Show: ParsableCommand {
 
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "stats",
         abstract: "Counters of running VMs: exits per vCPU, requests and bytes per disk, packets per NIC.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "Only this VM (id or name); default: every running VM you may see.") var target: String?
@@ -186,7 +187,7 @@ func attach(to vm: VMTarget, connection: ConnectionOptions) throws {
 }
 
 struct Console: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Attach to a VM's serial console; type ~. to detach.")
+    static let configuration = CommandConfiguration(commandName: "console", abstract: "Attach to a VM's serial console; type ~. to detach.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The VM's id or name.") var target: String
 
@@ -196,7 +197,7 @@ struct Console: ParsableCommand {
 }
 
 struct Pause: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Pause a VM's vCPUs.")
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Pause a VM's vCPUs.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The VM's id or name.") var target: String
 
@@ -206,7 +207,7 @@ struct Pause: ParsableCommand {
 }
 
 struct Unpause: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Resume a paused VM.")
+    static let configuration = CommandConfiguration(commandName: "unpause", abstract: "Resume a paused VM.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The VM's id or name.") var target: String
 
@@ -216,7 +217,7 @@ struct Unpause: ParsableCommand {
 }
 
 struct Wait: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Wait until a VM stops.")
+    static let configuration = CommandConfiguration(commandName: "wait", abstract: "Wait until a VM stops.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The VM's id or name.") var target: String
 
@@ -226,7 +227,7 @@ struct Wait: ParsableCommand {
 }
 
 struct Log: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Set vmd's log level in every process (root only).")
+    static let configuration = CommandConfiguration(commandName: "log", abstract: "Set vmd's log level in every process (root only).")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "brief or verbose.") var level: String
 
@@ -240,7 +241,7 @@ struct Log: ParsableCommand {
 }
 
 struct Reload: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Re-read vmd's configuration file (root only).")
+    static let configuration = CommandConfiguration(commandName: "reload", abstract: "Re-read vmd's configuration file (root only).")
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {

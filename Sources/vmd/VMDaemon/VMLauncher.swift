@@ -97,10 +97,15 @@ struct VMLauncher {
 
         var started: [VMChild] = []
         // Each process joins the VM's cgroup before it is sent anything (so before it can
-        // touch guest RAM, charged to the cgroup that first touches a page).
+        // touch guest RAM, charged to the cgroup that first touches a page): it starts there
+        // where the kernel can, else it is moved in.
         func join(_ child: VMChild) throws {
             started.append(child)
-            try cgroup?.add(child.process.pid)
+            if !child.process.startedInCgroup { try cgroup?.add(child.process.pid) }
+        }
+        func spawn(_ executable: String, role: String, logName: String, extraArguments: [String] = []) throws -> VMChild {
+            try VMLauncher.spawn(executable, role: role, logName: logName, vmName: config.name, extraArguments: extraArguments,
+                                 cgroup: cgroup?.directory)
         }
         var counters = VMCounterPages(vcpus: config.cpus)
         do {
@@ -109,7 +114,7 @@ struct VMLauncher {
                 let name = "disk\(index)"
                 let shape = DeviceShape.block(queues: config.cpus)
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: shape)
-                let child = try VMLauncher.spawn("virtio-blk", role: "virtio-blk \(name)", logName: name, vmName: config.name)
+                let child = try spawn("virtio-blk", role: "virtio-blk \(name)", logName: name)
                 try join(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 counters.disks.append(.init(name: name, backing: disk.path, page: try VMLauncher.handCounters(
@@ -128,7 +133,7 @@ struct VMLauncher {
             for (index, nic) in nics.enumerated() {
                 let name = "net\(index)"
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: .network)
-                let child = try VMLauncher.spawn("virtio-net", role: "virtio-net \(name)", logName: name, vmName: config.name)
+                let child = try spawn("virtio-net", role: "virtio-net \(name)", logName: name)
                 try join(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 counters.interfaces.append(.init(name: name, backing: nic.tap.name, page: try VMLauncher.handCounters(
@@ -147,7 +152,7 @@ struct VMLauncher {
             if config.entropy {
                 let name = "rng0"
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: .entropy)
-                let child = try VMLauncher.spawn("virtio-rng", role: "virtio-rng \(name)", logName: name, vmName: config.name)
+                let child = try spawn("virtio-rng", role: "virtio-rng \(name)", logName: name)
                 try join(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 try child.channel.send(DeviceSetupCommand.entropy(EntropyDeviceSetup(name: name), wiring: deviceSide))
@@ -162,11 +167,11 @@ struct VMLauncher {
                     throw VMLaunchError.lazyNeedsFile
                 }
                 pagerSnapshot = try snapshot.duplicate()
-                let child = try VMLauncher.spawn("vm", role: "pager", logName: "pager", vmName: config.name, extraArguments: ["--pager"])
+                let child = try spawn("vm", role: "pager", logName: "pager", extraArguments: ["--pager"])
                 try join(child)
                 pager = child
             }
-            let vm = try VMLauncher.spawn("vm", role: "vm", logName: "vm", vmName: config.name)
+            let vm = try spawn("vm", role: "vm", logName: "vm")
             try join(vm)
             try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
             for (attachment, wiring) in attachments {
@@ -270,13 +275,14 @@ struct VMLauncher {
         return page
     }
 
+    /// `cgroup`: the VM's cgroup directory, which the child starts in where the kernel can.
     static func spawn(_ executable: String, role: String, logName: String, vmName: String,
-                      extraArguments: [String] = []) throws -> VMChild {
+                      extraArguments: [String] = [], cgroup: FileDescriptor? = nil) throws -> VMChild {
         let (parentEnd, childEnd) = try Channel.pair()
         let log = try FileDescriptor.pipe()
         try log.read.setNonBlocking(true)
         let process = try ChildProcess(executable: try siblingExecutable(executable), arguments: [vmName] + extraArguments,
-                                       channel: childEnd.socket, log: log.write)
+                                       channel: childEnd.socket, log: log.write, cgroup: cgroup)
         childEnd.socket.close()
         log.write.close()
         return VMChild(role: role, name: logName, logTag: "\(vmName)/\(logName)", process: process, channel: parentEnd, log: log.read)

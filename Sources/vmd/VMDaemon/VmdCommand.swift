@@ -88,6 +88,7 @@ struct Serve: ParsableCommand {
 
 struct Boot: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "boot",
         abstract: "Boot one VM from a guest.conf in the foreground, with its console on stdin/stdout.",
         discussion: """
             The VM's serial console is forwarded to standard output, and standard input to it. \
@@ -169,7 +170,7 @@ struct Boot: ParsableCommand {
 }
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check a configuration file and print what is wrong (as vmd -n -f FILE).")
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Check a configuration file and print what is wrong (as vmd -n -f FILE).")
 
     @Argument(help: "The file to check.")
     var config: String

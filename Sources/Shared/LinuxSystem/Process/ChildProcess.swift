@@ -11,19 +11,33 @@ public final class ChildProcess {
 
     public let pid: pid_t
     public let executable: String
+    /// Started inside the cgroup it was given (else the caller must move it there).
+    public let startedInCgroup: Bool
     private var reaped = false
 
     /// The first descriptor closed in the child: 0-2 and the channel stay.
     static let firstClosedDescriptor = channelDescriptor + 1
 
-    /// Starts `executable` with `log` as its stdout and stderr.
-    public init(executable: String, arguments: [String], channel: FileDescriptor, log: FileDescriptor) throws {
+    /// Starts `executable` with `log` as its stdout and stderr. With `cgroup` (a cgroup v2
+    /// directory) the child starts inside it (`startedInCgroup`), where the kernel can
+    /// (clone3 with CLONE_INTO_CGROUP, Linux 5.7+): moving it there afterwards through
+    /// cgroup.procs waits for an RCU grace period, 6-13 ms per VM start here.
+    public init(executable: String, arguments: [String], channel: FileDescriptor, log: FileDescriptor,
+                cgroup: FileDescriptor? = nil) throws {
         self.executable = executable
         // dup2 onto the same number would keep FD_CLOEXEC, so first move the channel above 3.
         let lifted = try retryingInterrupts("fcntl(F_DUPFD_CLOEXEC)") {
             vmd_fcntl_int(channel.rawValue, F_DUPFD_CLOEXEC, 10)
         }
         defer { Glibc.close(lifted) }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        if let cgroup, let pid = try ChildProcess.spawnIntoCgroup(executable, argv: argv, cgroup: cgroup, channel: lifted, log: log) {
+            self.pid = pid
+            startedInCgroup = true
+            return
+        }
+        startedInCgroup = false
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -53,12 +67,27 @@ public final class ChildProcess {
         // device is not squeezed into one CPU share with its own VM's vCPUs and vmd.
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | VMD_POSIX_SPAWN_SETSID)
 
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, vmd_environ())
         guard result == 0 else { throw SystemError("posix_spawn(\(executable))", errno: result) }
         self.pid = pid
+    }
+
+    /// The child, started inside `cgroup`; nil where the kernel cannot (no clone3 or no
+    /// CLONE_INTO_CGROUP), for posix_spawn to start it instead.
+    private static func spawnIntoCgroup(_ executable: String, argv: [UnsafeMutablePointer<CChar>?], cgroup: FileDescriptor,
+                                        channel: Int32, log: FileDescriptor) throws -> pid_t? {
+        // Every source descriptor above the child's fixed numbers 0-4 (vmd_spawn_into_cgroup).
+        let stdin = try FileDescriptor.open("/dev/null", flags: O_RDONLY)
+        let lifted = try [stdin.rawValue, log.rawValue].map { fd in
+            try retryingInterrupts("fcntl(F_DUPFD_CLOEXEC)") { vmd_fcntl_int(fd, F_DUPFD_CLOEXEC, 10) }
+        }
+        stdin.close()
+        defer { lifted.forEach { Glibc.close($0) } }
+        let result = vmd_spawn_into_cgroup(executable, argv, vmd_environ(), cgroup.rawValue, lifted[0], channel, lifted[1])
+        if result >= 0 { return result }
+        if [ENOSYS, EINVAL, E2BIG].contains(-result) { return nil }
+        throw SystemError("clone3(\(executable), CLONE_INTO_CGROUP)", errno: -result)
     }
 
     /// How a child ended, from waitpid's status.

@@ -10,6 +10,8 @@ final class VMCgroup {
     let path: String
     let hierarchy: CgroupHierarchy
     let limits: CgroupLimits
+    /// The cgroup's directory, for starting processes right inside it (ChildProcess).
+    let directory: FileDescriptor?
 
     enum Failure: Error, CustomStringConvertible {
         /// A limit needs a controller this host cannot give.
@@ -60,6 +62,8 @@ final class VMCgroup {
         self.path = path
         self.hierarchy = hierarchy
         self.limits = limits
+        // Without it, processes are moved in through cgroup.procs (`add`), as on old kernels.
+        directory = try? FileDescriptor.open(path, flags: O_RDONLY | O_DIRECTORY)
     }
 
     func add(_ pid: pid_t) throws(Failure) {

@@ -1,0 +1,130 @@
+import Foundation
+import Glibc
+import XCTest
+@testable import LinuxSystem
+
+/// ChildProcess: what a child gets (stdin /dev/null, the channel on fd 3, the log on 1 and 2,
+/// nothing else open, no signal blocked or ignored, a session of its own), whether it starts
+/// inside a cgroup (clone3 with CLONE_INTO_CGROUP) or is started by posix_spawn.
+final class ChildProcessTests: XCTestCase {
+    /// A child that waits (sleep), looked at from outside through /proc while it runs.
+    private func run(cgroup: FileDescriptor?) throws -> (child: ChildProcess, proc: ProcView) {
+        let (channel, childEnd) = try FileDescriptor.socketPair()
+        let log = FileDescriptor(adopting: fileno(tmpfile()))
+        // An ignored signal would stay ignored across execve if the child did not reset it.
+        let previous = signal(SIGUSR1, SIG_IGN)
+        defer { signal(SIGUSR1, previous) }
+        let stray = try FileDescriptor.open("/dev/null", flags: O_RDONLY)  // close-on-exec, and above 3
+        let child = try ChildProcess(executable: "/bin/sleep", arguments: ["30"], channel: childEnd, log: log, cgroup: cgroup)
+        defer { child.terminate() }
+        childEnd.close()
+        stray.close()
+        // Until sleep sleeps: it opens files of its own while it starts (/etc/locale.alias).
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, !Self.sleeping(child.pid) { usleep(1_000) }
+        withExtendedLifetime(channel) {}
+        return (child, ProcView(pid: child.pid))
+    }
+
+    /// In nanosleep or clock_nanosleep (x86-64 system calls 35 and 230).
+    private static func sleeping(_ pid: pid_t) -> Bool {
+        let call = CgroupTestFiles.read("/proc/\(pid)/syscall")?.split(separator: " ").first
+        return call == "35" || call == "230"
+    }
+
+    /// What /proc says of a process, read once.
+    struct ProcView {
+        let descriptors: [Int: String]
+        let status: String
+        let stat: [Substring]
+        let cgroup: String
+
+        init(pid: pid_t) {
+            var descriptors: [Int: String] = [:]
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? [] {
+                if let fd = Int(name) {
+                    descriptors[fd] = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(name)")) ?? "?"
+                }
+            }
+            self.descriptors = descriptors
+            status = CgroupTestFiles.read("/proc/\(pid)/status") ?? ""
+            let text = CgroupTestFiles.read("/proc/\(pid)/stat") ?? ""
+            stat = text.split(separator: ")").last.map { $0.split(separator: " ") } ?? []
+            cgroup = CgroupTestFiles.read("/proc/\(pid)/cgroup") ?? ""
+        }
+
+        func mask(_ field: String) -> UInt64? {
+            status.split(separator: "\n").first { $0.hasPrefix(field + ":") }
+                .flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) }
+        }
+    }
+
+    private func assertAlone(_ view: ProcView, pid: pid_t, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(view.descriptors.keys.sorted(), [0, 1, 2, 3], "stdin, stdout, stderr and the channel only: \(view.descriptors)",
+                       file: file, line: line)
+        XCTAssertEqual(view.descriptors[0], "/dev/null", file: file, line: line)
+        XCTAssertTrue(view.descriptors[3]?.hasPrefix("socket:") ?? false, "\(view.descriptors)", file: file, line: line)
+        XCTAssertEqual(view.descriptors[1], view.descriptors[2], "stdout and stderr are the log", file: file, line: line)
+        XCTAssertEqual(view.mask("SigBlk"), 0, view.status, file: file, line: line)
+        // Signals 1-31: none ignored (SIGUSR1 was, in the parent). glibc's own two (32, 33) may be.
+        XCTAssertEqual((view.mask("SigIgn") ?? 1) & 0x7fff_ffff, 0, view.status, file: file, line: line)
+        // After "(comm)": state, ppid, pgrp, session.
+        XCTAssertEqual(view.stat.count > 3 ? String(view.stat[3]) : "", "\(pid)", "a session of its own", file: file, line: line)
+    }
+
+    func testPosixSpawnedChildHasOnlyWhatItIsGiven() throws {
+        let (child, view) = try run(cgroup: nil)
+        XCTAssertFalse(child.startedInCgroup)
+        assertAlone(view, pid: child.pid)
+    }
+
+    /// Started inside a cgroup of the test's own: the same as posix_spawn's child, and in it.
+    func testChildStartedInsideACgroupHasOnlyWhatItIsGivenAndIsInIt() throws {
+        guard getuid() == 0, let mount = Self.cgroup2Mount() else {
+            print("SKIP: needs root and a cgroup v2 hierarchy")
+            throw XCTSkip("needs root and a cgroup v2 hierarchy")
+        }
+        let name = "vmd-childprocess-test-\(getpid())"
+        XCTAssertEqual(mkdir(mount + "/" + name, 0o755), 0, String(cString: strerror(errno)))
+        defer { rmdir(mount + "/" + name) }
+        let directory = try FileDescriptor.open(mount + "/" + name, flags: O_RDONLY | O_DIRECTORY)
+        let (child, view) = try run(cgroup: directory)
+        XCTAssertTrue(child.startedInCgroup, "this kernel has CLONE_INTO_CGROUP (Linux 5.7+)")
+        XCTAssertTrue(view.cgroup.contains("0::/\(name)\n"), "the child started in the cgroup:\n\(view.cgroup)")
+        assertAlone(view, pid: child.pid)
+    }
+
+    /// A program that cannot be run fails the spawn with its errno, and leaves no child behind.
+    func testAChildThatCannotExecFailsTheSpawnWithItsErrno() throws {
+        guard getuid() == 0, let mount = Self.cgroup2Mount() else {
+            print("SKIP: needs root and a cgroup v2 hierarchy")
+            throw XCTSkip("needs root and a cgroup v2 hierarchy")
+        }
+        let name = "vmd-childprocess-exec-\(getpid())"
+        XCTAssertEqual(mkdir(mount + "/" + name, 0o755), 0)
+        defer { rmdir(mount + "/" + name) }
+        let directory = try FileDescriptor.open(mount + "/" + name, flags: O_RDONLY | O_DIRECTORY)
+        let (_, childEnd) = try FileDescriptor.socketPair()
+        let log = FileDescriptor(adopting: fileno(tmpfile()))
+        XCTAssertThrowsError(try ChildProcess(executable: "/nonexistent/program", arguments: [], channel: childEnd, log: log,
+                                              cgroup: directory)) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, ENOENT, "\(error)")
+        }
+        XCTAssertEqual(CgroupTestFiles.read(mount + "/" + name + "/cgroup.procs"), "", "no process left in the cgroup")
+    }
+
+    static func cgroup2Mount() -> String? {
+        guard let mounts = CgroupTestFiles.read("/proc/self/mounts") else { return nil }
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count > 2, fields[2] == "cgroup2" { return String(fields[1]) }
+        }
+        return nil
+    }
+}
+
+enum CgroupTestFiles {
+    static func read(_ path: String) -> String? {
+        try? String(contentsOfFile: path, encoding: .utf8)
+    }
+}
