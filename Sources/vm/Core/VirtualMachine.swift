@@ -18,6 +18,8 @@ final class VirtualMachine {
     let i8042 = I8042()
     let vcpuThreads: [VcpuThread]
     private let poller: MaskedInterruptPoller
+    /// GSI routes: held until `start` (or a restore's devices) install them all at once.
+    let router: InterruptRouter
     private let gate = PauseGate()
     /// The PIT and KVM clock as they were at pause; set while paused.
     private(set) var pausedTimers: KVMVirtualMachine.TimerState?
@@ -76,8 +78,8 @@ final class VirtualMachine {
         let pci = PCIBus()
         _ = pci.attach(PCIHostBridge())
         try ports.register(pci, base: PCIBus.port, size: PCIBus.size)
-        let router = InterruptRouter(vm: kvm.fd)
-        try router.route(gsi: InterruptRouter.firstMSIGSI, to: nil)  // install the default routes once
+        let router = InterruptRouter(vm: kvm.fd)  // installed at `start`, or by a restore before its devices run
+        self.router = router
         poller = try MaskedInterruptPoller()
         let platform = KVMTransportPlatform(router: router, poller: poller, mmio: mmio)
         var virtioDevices: [(transport: VirtioPCITransport, events: Channel)] = []
@@ -139,6 +141,7 @@ final class VirtualMachine {
     }
 
     func start() throws {
+        try router.release()
         VcpuThread.installKickHandler()
         try poller.start()
         for thread in vcpuThreads { try thread.start() }

@@ -109,6 +109,11 @@ struct VMLauncher {
         }
         var counters = VMCounterPages(vcpus: config.cpus)
         do {
+            // vm first: it starts up (exec, the runtime, its sandbox) while the devices are
+            // spawned, and is sent its part once they are.
+            let vm = try spawn("vm", role: "vm", logName: "vm")
+            try join(vm)
+            try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
             var attachments: [(VirtioAttachment, DeviceWiring)] = []
             for (index, disk) in disks.enumerated() {
                 let name = "disk\(index)"
@@ -171,9 +176,6 @@ struct VMLauncher {
                 try join(child)
                 pager = child
             }
-            let vm = try spawn("vm", role: "vm", logName: "vm")
-            try join(vm)
-            try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
             for (attachment, wiring) in attachments {
                 try vm.channel.send(VMCommand.attachDevice(attachment, wiring: wiring))
             }

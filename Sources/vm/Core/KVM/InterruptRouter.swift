@@ -18,6 +18,8 @@ final class InterruptRouter: @unchecked Sendable {
     private struct State {
         var msiRoutes: [UInt32: MSIMessage] = [:]
         var nextGSI: UInt32 = InterruptRouter.firstMSIGSI
+        /// Until `release`, routes are recorded and not installed (`release`).
+        var held = true
     }
     private let state = Mutex(State())
 
@@ -32,13 +34,28 @@ final class InterruptRouter: @unchecked Sendable {
         }
     }
 
-    /// Points `gsi` at an MSI message (or removes the route) and installs the whole table.
+    /// Points `gsi` at an MSI message (or removes the route) and installs the whole table
+    /// (once released).
     func route(gsi: UInt32, to message: MSIMessage?) throws {
         let table = state.withLock { state in
             state.msiRoutes[gsi] = message
+            return state.held ? nil : state.msiRoutes
+        }
+        if let table { try install(msiRoutes: table) }
+    }
+
+    /// Installs the table, the irqchip's routes and every route recorded so far, and from
+    /// then on each change as it comes. Each KVM_SET_GSI_ROUTING waits for an SRCU grace
+    /// period (2-3 ms on this host), so a restore, which sets a route per queue, installs
+    /// them all at once. Before the vCPUs run and before any device is activated: an irqfd
+    /// bound meanwhile has nothing to deliver (KVM points it at the route on install).
+    func release() throws {
+        let table = state.withLock { state -> [UInt32: MSIMessage]? in
+            guard state.held else { return nil }
+            state.held = false
             return state.msiRoutes
         }
-        try install(msiRoutes: table)
+        if let table { try install(msiRoutes: table) }
     }
 
     /// KVM_SET_GSI_ROUTING replaces the whole table, so the irqchip's routes go in

@@ -123,6 +123,7 @@ extension VirtualMachine {
             guard let fields = devices[index] else { throw SnapshotError.malformed("device \(device.transport.name) is missing") }
             if let activation = try device.transport.restoreState(fields) { pending.append(PendingDevice(transport: device.transport, activation: activation)) }
         }
+        try router.release()  // every queue's route in one table, before a device can signal
         if !lazy { try pending.forEach { try $0.activate() } }
         return lazy ? pending : []
     }
