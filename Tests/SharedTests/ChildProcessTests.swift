@@ -80,37 +80,38 @@ final class ChildProcessTests: XCTestCase {
 
     /// Started inside a cgroup of the test's own: the same as posix_spawn's child, and in it.
     func testChildStartedInsideACgroupHasOnlyWhatItIsGivenAndIsInIt() throws {
-        guard getuid() == 0, let mount = Self.cgroup2Mount() else {
-            print("SKIP: needs root and a cgroup v2 hierarchy")
-            throw XCTSkip("needs root and a cgroup v2 hierarchy")
+        try withTestCgroup("spawn") { _, name, directory in
+            let (child, view) = try run(cgroup: directory)
+            XCTAssertTrue(child.startedInCgroup, "this kernel has CLONE_INTO_CGROUP (Linux 5.7+)")
+            XCTAssertTrue(view.cgroup.contains("0::/\(name)\n"), "the child started in the cgroup:\n\(view.cgroup)")
+            assertAlone(view, pid: child.pid)
         }
-        let name = "vmd-childprocess-test-\(getpid())"
-        XCTAssertEqual(mkdir(mount + "/" + name, 0o755), 0, String(cString: strerror(errno)))
-        defer { rmdir(mount + "/" + name) }
-        let directory = try FileDescriptor.open(mount + "/" + name, flags: O_RDONLY | O_DIRECTORY)
-        let (child, view) = try run(cgroup: directory)
-        XCTAssertTrue(child.startedInCgroup, "this kernel has CLONE_INTO_CGROUP (Linux 5.7+)")
-        XCTAssertTrue(view.cgroup.contains("0::/\(name)\n"), "the child started in the cgroup:\n\(view.cgroup)")
-        assertAlone(view, pid: child.pid)
     }
 
     /// A program that cannot be run fails the spawn with its errno, and leaves no child behind.
     func testAChildThatCannotExecFailsTheSpawnWithItsErrno() throws {
+        try withTestCgroup("exec") { path, _, directory in
+            let (_, childEnd) = try FileDescriptor.socketPair()
+            let log = FileDescriptor(adopting: fileno(tmpfile()))
+            XCTAssertThrowsError(try ChildProcess(executable: "/nonexistent/program", arguments: [], channel: childEnd, log: log,
+                                                  cgroup: directory)) { error in
+                XCTAssertEqual((error as? SystemError)?.errno, ENOENT, "\(error)")
+            }
+            XCTAssertEqual(CgroupTestFiles.read(path + "/cgroup.procs"), "", "no process left in the cgroup")
+        }
+    }
+
+    /// A cgroup of the test's own at the top of the cgroup v2 hierarchy: its path, name and directory.
+    private func withTestCgroup(_ suffix: String, _ body: (String, String, FileDescriptor) throws -> Void) throws {
         guard getuid() == 0, let mount = Self.cgroup2Mount() else {
             print("SKIP: needs root and a cgroup v2 hierarchy")
             throw XCTSkip("needs root and a cgroup v2 hierarchy")
         }
-        let name = "vmd-childprocess-exec-\(getpid())"
-        XCTAssertEqual(mkdir(mount + "/" + name, 0o755), 0)
-        defer { rmdir(mount + "/" + name) }
-        let directory = try FileDescriptor.open(mount + "/" + name, flags: O_RDONLY | O_DIRECTORY)
-        let (_, childEnd) = try FileDescriptor.socketPair()
-        let log = FileDescriptor(adopting: fileno(tmpfile()))
-        XCTAssertThrowsError(try ChildProcess(executable: "/nonexistent/program", arguments: [], channel: childEnd, log: log,
-                                              cgroup: directory)) { error in
-            XCTAssertEqual((error as? SystemError)?.errno, ENOENT, "\(error)")
-        }
-        XCTAssertEqual(CgroupTestFiles.read(mount + "/" + name + "/cgroup.procs"), "", "no process left in the cgroup")
+        let name = "vmd-childprocess-\(suffix)-\(getpid())"
+        let path = mount + "/" + name
+        XCTAssertEqual(mkdir(path, 0o755), 0, String(cString: strerror(errno)))
+        defer { rmdir(path) }
+        try body(path, name, try FileDescriptor.open(path, flags: O_RDONLY | O_DIRECTORY))
     }
 
     static func cgroup2Mount() -> String? {
