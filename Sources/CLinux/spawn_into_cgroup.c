@@ -31,10 +31,14 @@ enum { CHILD_CHANNEL = 3, CHILD_ERROR_PIPE = 4 };
 static void child_after_clone(const char *path, char *const argv[], char *const envp[], int stdin_fd, int channel,
                               int log, int error_pipe) {
     int error = 0;
+    // Where a failure is told: the pipe's own number until it is on CHILD_ERROR_PIPE.
+    int report = error_pipe;
     if (dup2(stdin_fd, STDIN_FILENO) < 0 || dup2(log, STDOUT_FILENO) < 0 || dup2(log, STDERR_FILENO) < 0
-        || dup2(channel, CHILD_CHANNEL) < 0 || dup3(error_pipe, CHILD_ERROR_PIPE, O_CLOEXEC) < 0
-        || syscall(SYS_close_range, CHILD_ERROR_PIPE + 1, ~0U, 0) < 0) {
+        || dup2(channel, CHILD_CHANNEL) < 0 || dup3(error_pipe, CHILD_ERROR_PIPE, O_CLOEXEC) < 0) {
         error = errno;
+    } else {
+        report = CHILD_ERROR_PIPE;
+        if (syscall(SYS_close_range, CHILD_ERROR_PIPE + 1, ~0U, 0) < 0) error = errno;
     }
     // execve resets handled signals, not ignored ones: every disposition back to the
     // default, then nothing blocked (the parent blocked everything around the clone).
@@ -53,7 +57,7 @@ static void child_after_clone(const char *path, char *const argv[], char *const 
         error = errno;
     }
     // Tell the parent why, through the pipe execve would have closed.
-    ssize_t ignored = write(CHILD_ERROR_PIPE, &error, sizeof error);
+    ssize_t ignored = write(report, &error, sizeof error);
     (void)ignored;
     _exit(127);
 }
