@@ -30,8 +30,11 @@ int vmd_fallocate(int fd, int mode, off_t offset, off_t length) { return falloca
 const int VMD_SEEK_DATA = SEEK_DATA, VMD_SEEK_HOLE = SEEK_HOLE;
 
 const unsigned long VMD_TUNSETIFF = TUNSETIFF, VMD_TUNSETOFFLOAD = TUNSETOFFLOAD,
-                    VMD_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ, VMD_TUNGETVNETHDRSZ = TUNGETVNETHDRSZ;
-const unsigned int VMD_IFF_TAP = IFF_TAP, VMD_IFF_NO_PI = IFF_NO_PI, VMD_IFF_VNET_HDR = IFF_VNET_HDR;
+                    VMD_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ, VMD_TUNGETVNETHDRSZ = TUNGETVNETHDRSZ,
+                    VMD_TUNSETQUEUE = TUNSETQUEUE;
+const unsigned int VMD_IFF_TAP = IFF_TAP, VMD_IFF_NO_PI = IFF_NO_PI, VMD_IFF_VNET_HDR = IFF_VNET_HDR,
+                   VMD_IFF_MULTI_QUEUE = IFF_MULTI_QUEUE, VMD_IFF_ATTACH_QUEUE = IFF_ATTACH_QUEUE,
+                   VMD_IFF_DETACH_QUEUE = IFF_DETACH_QUEUE;
 /* USO on a tap came with Linux 6.2; Debian 12's headers (6.1) do not name the flags yet. */
 #ifndef TUN_F_USO4
 #define TUN_F_USO4 0x20

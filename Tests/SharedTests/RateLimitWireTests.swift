@@ -26,10 +26,12 @@ final class RateLimitWireTests: XCTestCase {
         let onlyPackets = RateLimit(bytes: nil, operations: .init(rate: 20000, burst: 2000))
         let network = NetworkDeviceSetup(name: "net0", mac: [2, 0, 0, 0, 0, 1], localGuestAddress: nil, localHostAddress: nil,
                                          tapOffloads: 0, rateLimit: onlyPackets)
-        guard case .network(let decodedNetwork, _, _) = try roundTrip(.network(network, tap: try .eventFD(), wiring: try wiring())) else {
+        guard case .network(let decodedNetwork, let taps, _) = try roundTrip(.network(network, taps: [try .eventFD(), try .eventFD()],
+                                                                                      wiring: try wiring())) else {
             return XCTFail("not a network setup")
         }
         XCTAssertEqual(decodedNetwork, network)
+        XCTAssertEqual(taps.count, 2, "one descriptor per queue pair")
         XCTAssertNil(decodedNetwork.rateLimit.bytes)
         // No limit is no bucket, not a bucket of zero.
         var writer = WireWriter()

@@ -16,6 +16,8 @@ final class FakeTransportDevice: TransportDevice, @unchecked Sendable {
     var writtenConfig: [(UInt32, [UInt8])] = []
     /// What `queueState` answers.
     var queueIndices: [QueueIndices?] = []
+    /// What the fake device says of its own state in `.queueState` (virtio-net: its queue pairs).
+    var deviceState: [UInt8] = []
 
     func request(_ request: TransportRequest) throws -> TransportReply {
         requests.append(request)
@@ -34,14 +36,14 @@ final class FakeTransportDevice: TransportDevice, @unchecked Sendable {
         case .reset, .quiesce, .resume:
             return .done
         case .queueState:
-            return .queueState(queueIndices)
+            return .queueState(queueIndices, deviceState: deviceState)
         case .logWrites:
             return .done
         }
     }
 
     var activations: [(features: UInt64, queues: [QueueActivation])] {
-        requests.compactMap { if case .activate(let features, let queues) = $0 { (features, queues) } else { nil } }
+        requests.compactMap { if case .activate(let features, let queues, _) = $0 { (features, queues) } else { nil } }
     }
 }
 

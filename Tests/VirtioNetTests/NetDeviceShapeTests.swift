@@ -9,7 +9,7 @@ import NetDeviceShape
 final class NetDeviceShapeTests: XCTestCase {
     func testTheDescriptionAgreesWithTheDeclaredShape() throws {
         let rig = try NetRig()
-        XCTAssertTrue(DeviceShape.network.matches(rig.device.description), "\(rig.device.description)")
-        XCTAssertEqual(DeviceShape.network.queueCount, 2)
+        XCTAssertTrue(DeviceShape.network(queuePairs: 1).matches(rig.device.description), "\(rig.device.description)")
+        XCTAssertEqual(DeviceShape.network(queuePairs: 1).queueCount, 2)
     }
 }

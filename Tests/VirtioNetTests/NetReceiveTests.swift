@@ -116,11 +116,11 @@ final class NetReceiveTests: XCTestCase {
         rig.backend.incoming = [tapPacket(ethernetFrame(60)), tapPacket(ethernetFrame(61)), tapPacket(ethernetFrame(62))]
         XCTAssertEqual(try rig.device.tapReadable(), .outOfBuffers)
         XCTAssertEqual(rig.backend.readCalls, 0)
-        XCTAssertTrue(rig.device.waitingForBuffers)
+        XCTAssertTrue(rig.device.waitingForBuffers[0])
 
         try rig.postReceive([[1526]])
         XCTAssertEqual(rig.resumeCount, 1)
-        XCTAssertFalse(rig.device.waitingForBuffers)
+        XCTAssertFalse(rig.device.waitingForBuffers[0])
         // One buffer for three packets: one is moved, the others wait in the tap.
         XCTAssertEqual(try rig.device.tapReadable(), .outOfBuffers)
         XCTAssertEqual(rig.backend.incoming.count, 2)

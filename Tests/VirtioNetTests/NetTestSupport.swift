@@ -91,7 +91,7 @@ final class NetRig {
         transmit = try VirtqueueDriver(memory: memory, base: Self.transmitRing, size: queueSize)
         calls = [try FileDescriptor.eventFD(), try FileDescriptor.eventFD()]
         var resume: (() -> Void)?
-        device = NetVirtioDevice(model: model, guestLog: RateLimitedLog(logger: Logger(label: "test")), resumeTap: { resume?() })
+        device = NetVirtioDevice(pairs: [model], guestLog: RateLimitedLog(logger: Logger(label: "test")), resumeTap: { _ in resume?() })
         resume = { [unowned self] in self.resumeCount += 1 }
         let queues = [
             SplitVirtqueue(configuration: try receive.configuration(), memory: memory, features: features),

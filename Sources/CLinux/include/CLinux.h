@@ -67,8 +67,9 @@ extern const int VMD_SEEK_DATA, VMD_SEEK_HOLE;
 // import, and <linux/if_tun.h> stays out of this header so Swift sees only these constants.
 // BLKGETSIZE64 (linux/fs.h): a block device's size in bytes.
 extern const unsigned long VMD_BLKGETSIZE64;
-extern const unsigned long VMD_TUNSETIFF, VMD_TUNSETOFFLOAD, VMD_TUNSETVNETHDRSZ, VMD_TUNGETVNETHDRSZ;
-extern const unsigned int VMD_IFF_TAP, VMD_IFF_NO_PI, VMD_IFF_VNET_HDR;
+extern const unsigned long VMD_TUNSETIFF, VMD_TUNSETOFFLOAD, VMD_TUNSETVNETHDRSZ, VMD_TUNGETVNETHDRSZ, VMD_TUNSETQUEUE;
+extern const unsigned int VMD_IFF_TAP, VMD_IFF_NO_PI, VMD_IFF_VNET_HDR, VMD_IFF_MULTI_QUEUE, VMD_IFF_ATTACH_QUEUE,
+    VMD_IFF_DETACH_QUEUE;
 extern const unsigned int VMD_TUN_F_CSUM, VMD_TUN_F_TSO4, VMD_TUN_F_TSO6, VMD_TUN_F_TSO_ECN, VMD_TUN_F_UFO,
     VMD_TUN_F_USO4, VMD_TUN_F_USO6;
 

@@ -70,7 +70,9 @@ public enum TransportRequest: ChannelMessage, Equatable {
     case describe
     case readConfig(offset: UInt32, size: UInt32)
     case writeConfig(offset: UInt32, bytes: [UInt8])
-    case activate(features: UInt64, queues: [QueueActivation])
+    /// `deviceState`: empty for a driver's DRIVER_OK; for a restored device, what the old
+    /// process said of itself in `.queueState` (virtio-net: its active queue pairs).
+    case activate(features: UInt64, queues: [QueueActivation], deviceState: [UInt8])
     case reset
     /// The VM is pausing: take no new request until `resume` (in-flight ones are done).
     case quiesce
@@ -82,6 +84,8 @@ public enum TransportRequest: ChannelMessage, Equatable {
     case logWrites(FileDescriptor?)
 
     public static let maximumQueues = 64
+    /// The most bytes a device may say of its own state (`deviceState`).
+    public static let maximumDeviceState = 4096
 
     public var tag: UInt16 {
         switch self {
@@ -110,8 +114,9 @@ public enum TransportRequest: ChannelMessage, Equatable {
         case .writeConfig(let offset, let bytes):
             writer.write(offset)
             writer.write(bytes)
-        case .activate(let features, let queues):
+        case .activate(let features, let queues, let deviceState):
             writer.write(features)
+            writer.write(deviceState)
             writer.write(UInt32(queues.count))
             for queue in queues {
                 writer.write(queue.index)
@@ -132,6 +137,7 @@ public enum TransportRequest: ChannelMessage, Equatable {
         case 3: return .writeConfig(offset: try reader.read(UInt32.self), bytes: try reader.readBytes(limit: 4096))
         case 4:
             let features = try reader.read(UInt64.self)
+            let deviceState = try reader.readBytes(limit: maximumDeviceState)
             let count = try reader.readCount(limit: maximumQueues)
             let queues = try (0..<count).map { _ in
                 QueueActivation(index: try reader.read(UInt16.self), size: try reader.read(UInt16.self),
@@ -139,7 +145,7 @@ public enum TransportRequest: ChannelMessage, Equatable {
                                 usedRing: try reader.read(UInt64.self),
                                 resumeAt: QueueIndices(nextAvailable: try reader.read(UInt16.self), nextUsed: try reader.read(UInt16.self)))
             }
-            return .activate(features: features, queues: queues)
+            return .activate(features: features, queues: queues, deviceState: deviceState)
         case 5: return .reset
         case 6: return .quiesce
         case 7: return .resume
@@ -157,8 +163,9 @@ public enum TransportReply: ChannelMessage, Equatable {
     case done
     /// The device cannot do what was asked (bad queue setup); the transport sets DEVICE_NEEDS_RESET.
     case refused(String)
-    /// The answer to `queueState`: one entry per queue, nil for one that is not active.
-    case queueState([QueueIndices?])
+    /// The answer to `queueState`: one entry per queue, nil for one that is not active, and
+    /// what the device keeps of its own beyond its rings (`VirtioDeviceModel.savedState`).
+    case queueState([QueueIndices?], deviceState: [UInt8])
 
     public var tag: UInt16 {
         switch self {
@@ -184,13 +191,14 @@ public enum TransportReply: ChannelMessage, Equatable {
             break
         case .refused(let reason):
             writer.write(reason)
-        case .queueState(let queues):
+        case .queueState(let queues, let deviceState):
             writer.write(UInt32(queues.count))
             for queue in queues {
                 writer.write(queue != nil)
                 writer.write(queue?.nextAvailable ?? 0)
                 writer.write(queue?.nextUsed ?? 0)
             }
+            writer.write(deviceState)
         }
     }
 
@@ -206,11 +214,12 @@ public enum TransportReply: ChannelMessage, Equatable {
         case 3: return .done
         case 4: return .refused(try reader.read(String.self))
         case 5:
-            return .queueState(try (0..<reader.readCount(limit: TransportRequest.maximumQueues)).map { _ in
+            let queues = try (0..<reader.readCount(limit: TransportRequest.maximumQueues)).map { _ in
                 let active = try reader.read(Bool.self)
                 let indices = QueueIndices(nextAvailable: try reader.read(UInt16.self), nextUsed: try reader.read(UInt16.self))
                 return active ? indices : nil
-            })
+            }
+            return .queueState(queues, deviceState: try reader.readBytes(limit: TransportRequest.maximumDeviceState))
         default: throw IPCError.unknownTag(tag)
         }
     }
@@ -347,7 +356,8 @@ public enum DeviceSetupCommand: ChannelMessage {
     case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
     /// `images`: one descriptor per entry of the setup's `formats`, top first.
     case block(BlockDeviceSetup, images: [FileDescriptor], wiring: DeviceWiring)
-    case network(NetworkDeviceSetup, tap: FileDescriptor, wiring: DeviceWiring)
+    /// `taps`: one descriptor per queue pair, each a queue of the same multi-queue tap.
+    case network(NetworkDeviceSetup, taps: [FileDescriptor], wiring: DeviceWiring)
     case entropy(EntropyDeviceSetup, wiring: DeviceWiring)
     /// The device's `CounterPage` (vmctl stats), between `shareMemory` and the setup.
     case counters(FileDescriptor)
@@ -383,14 +393,14 @@ public enum DeviceSetupCommand: ChannelMessage {
             break
         case .setLogLevel(let level):
             writer.write(level)
-        case .network(let setup, let tap, let wiring):
+        case .network(let setup, let taps, let wiring):
             writer.write(setup.name)
             writer.write(setup.mac)
             writer.write(setup.localGuestAddress ?? 0)
             writer.write(setup.localHostAddress ?? 0)
             writer.write(setup.tapOffloads)
             writer.writeRateLimit(setup.rateLimit)
-            writer.write(tap)
+            writer.writeDescriptors(taps)
             wiring.encode(into: &writer)
         case .entropy(let setup, let wiring):
             writer.write(setup.name)
@@ -430,7 +440,9 @@ public enum DeviceSetupCommand: ChannelMessage {
             let setup = NetworkDeviceSetup(name: name, mac: mac, localGuestAddress: guest == 0 ? nil : guest,
                                            localHostAddress: host == 0 ? nil : host, tapOffloads: try reader.read(UInt32.self),
                                            rateLimit: try reader.readRateLimit())
-            return .network(setup, tap: try reader.readDescriptor(), wiring: try DeviceWiring.decode(from: &reader))
+            let taps = try reader.readDescriptors(limit: DeviceWiring.maximumQueues / 2)
+            guard !taps.isEmpty else { throw IPCError.malformed("a network device without a tap") }
+            return .network(setup, taps: taps, wiring: try DeviceWiring.decode(from: &reader))
         case 6:
             return .entropy(EntropyDeviceSetup(name: try reader.read(String.self, limit: 64)), wiring: try DeviceWiring.decode(from: &reader))
         case 7:

@@ -27,12 +27,22 @@ public protocol VirtioDeviceModel: AnyObject {
     /// (virtio-net's receive buffers waiting for packets). A snapshot rewinds past them, so
     /// the restored device takes them again.
     func chainsHeld(onQueue index: Int) -> Int
+    /// What the device keeps of the driver's settings beyond its rings, for a snapshot, asked
+    /// while quiesced (virtio-net: the queue pairs the driver set in use). Empty for most.
+    var savedState: [UInt8] { get }
+    /// Puts back what `savedState` said, right after the restored activation. Throws for
+    /// bytes it does not take (the snapshot is hostile until checked).
+    func restore(savedState: [UInt8]) throws
 }
 
 extension VirtioDeviceModel {
     public var pollsQueues: Bool { true }
     public func quiesce() {}
     public func chainsHeld(onQueue index: Int) -> Int { 0 }
+    public var savedState: [UInt8] { [] }
+    public func restore(savedState: [UInt8]) throws {
+        guard savedState.isEmpty else { throw DeviceStateError.notKept(savedState.count) }
+    }
 
     public func readConfigBytes(_ space: [UInt8], offset: Int, size: Int) -> [UInt8] {
         // Reads past the end of the structure return zeros rather than failing the vCPU.
@@ -171,4 +181,18 @@ public struct QueueFault: Error, CustomStringConvertible {
     public let error: VirtqueueError
 
     public var description: String { "queue \(queue): \(error)" }
+}
+
+/// A restored device state the device cannot take.
+public enum DeviceStateError: Error, CustomStringConvertible {
+    /// A device that keeps no state of its own was given some.
+    case notKept(Int)
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .notKept(let count): "\(count) bytes of device state for a device that keeps none"
+        case .malformed(let why): "device state: \(why)"
+        }
+    }
 }

@@ -125,8 +125,8 @@ public final class VirtioDeviceRunner {
         case .writeConfig(let offset, let bytes):
             model.writeConfig(offset: Int(offset), bytes: bytes)
             reply = .done
-        case .activate(let features, let queues):
-            reply = activate(features: features, queues: queues)
+        case .activate(let features, let queues, let deviceState):
+            reply = activate(features: features, queues: queues, deviceState: deviceState)
         case .reset:
             deactivate()
             model.reset()
@@ -172,7 +172,7 @@ public final class VirtioDeviceRunner {
         if !on { activeQueues.forEach(queueNotified) }
     }
 
-    private func activate(features: UInt64, queues: [QueueActivation]) -> TransportReply {
+    private func activate(features: UInt64, queues: [QueueActivation], deviceState: [UInt8]) -> TransportReply {
         deactivate()
         let description = model.description
         guard features & ~description.features == 0 else { return .refused("features 0x\(String(features, radix: 16)) were not offered") }
@@ -193,6 +193,8 @@ public final class VirtioDeviceRunner {
             for queue in queues where live[Int(queue.index)] != nil { live[Int(queue.index)]!.resume(at: queue.resumeAt) }
             let active = ActiveQueues(memory: memory, features: features, queues: live, calls: wiring.calls, polling: model.pollsQueues)
             try model.activate(features: features, queues: active)
+            // A restore: before any queue is served, so the device serves them as the old one did.
+            if !deviceState.isEmpty { try model.restore(savedState: deviceState) }
             liveQueues = active
             for index in live.indices where live[index] != nil {
                 let kick = wiring.kicks[index]
@@ -217,11 +219,11 @@ public final class VirtioDeviceRunner {
     /// flight and no chain is taken meanwhile.
     private func queueState() -> TransportReply {
         guard quiesced else { return .refused("queue state asked while running") }
-        guard let liveQueues else { return .queueState([]) }
+        guard let liveQueues else { return .queueState([], deviceState: []) }
         return .queueState(liveQueues.queues.enumerated().map { index, queue in
             queue.map { QueueIndices(nextAvailable: $0.lastAvailableIndex &- UInt16(truncatingIfNeeded: model.chainsHeld(onQueue: index)),
                                      nextUsed: $0.usedIndex) }
-        })
+        }, deviceState: model.savedState)
     }
 
     private func deactivate() {

@@ -22,6 +22,19 @@ struct NetTransmitDrops: Equatable, Sendable {
     /// The tap refused the packet (e.g. EIO while the interface is down, EINVAL).
     var backendError = 0
 
+    mutating func add(_ other: NetTransmitDrops) {
+        malformedChain += other.malformedChain
+        shorterThanHeader += other.shorterThanHeader
+        runt += other.runt
+        tooLong += other.tooLong
+        writableBuffers += other.writableBuffers
+        tooManySegments += other.tooManySegments
+        guestMemory += other.guestMemory
+        badHeader += other.badHeader
+        backendBusy += other.backendBusy
+        backendError += other.backendError
+    }
+
     var total: Int {
         malformedChain + shorterThanHeader + runt + tooLong + writableBuffers + tooManySegments + guestMemory
             + badHeader + backendBusy + backendError
@@ -41,6 +54,13 @@ struct NetReceiveDrops: Equatable, Sendable {
     var localQueueFull = 0
 
     var total: Int { truncated + offloadNotNegotiated + shorterThanHeader + localQueueFull }
+
+    mutating func add(_ other: NetReceiveDrops) {
+        truncated += other.truncated
+        offloadNotNegotiated += other.offloadNotNegotiated
+        shorterThanHeader += other.shorterThanHeader
+        localQueueFull += other.localQueueFull
+    }
 }
 
 /// Counters for logging and `vmctl status`; never reset while the device lives.
@@ -58,4 +78,16 @@ struct NetDeviceCounters: Equatable, Sendable {
     var rxUnusableBuffers = 0
     /// DHCP requests the device answered itself instead of sending them to the tap.
     var dhcpReplies = 0
+
+    /// Adds another queue pair's counts (the device's are the sum of its pairs').
+    mutating func add(_ other: NetDeviceCounters) {
+        txPackets += other.txPackets
+        txBytes += other.txBytes
+        txDropped.add(other.txDropped)
+        rxPackets += other.rxPackets
+        rxBytes += other.rxBytes
+        rxDropped.add(other.rxDropped)
+        rxUnusableBuffers += other.rxUnusableBuffers
+        dhcpReplies += other.dhcpReplies
+    }
 }

@@ -18,14 +18,15 @@ enum NetDeviceConfigurationError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The virtio network device as the transport sees it: features, configuration space,
-/// queue shape; the transmit path here, the receive path in NetDeviceModel+Receive.
+/// One queue pair of the virtio network device and its tap queue: the transmit path here,
+/// the receive path in NetDeviceModel+Receive. `NetVirtioDevice` has one per pair and adds
+/// what the device has once (the control queue, the pairs in use).
 /// Single-threaded: the device process's event loop owns it.
 final class NetDeviceModel {
+    /// The first pair's queues (§5.1.2), the only ones of a device without MQ.
     static let receiveQueue = 0
     static let transmitQueue = 1
-    static let queueCount = Int(DeviceShape.network.queueCount)
-    static let maximumQueueSize = DeviceShape.network.maximumQueueSize
+    static let maximumQueueSize = DeviceShape.netQueueSize
     /// The largest frame after the header: §5.1.6.3.1 has drivers post 65562-byte buffers
     /// (12-byte header + 65550) when TSO can produce one.
     static let maximumFrameLength = 65550
@@ -43,10 +44,8 @@ final class NetDeviceModel {
     let offloads: NetOffloads
     let backend: NetBackend
     let dhcp: DHCPResponder?
+    /// What a device of one pair offers; `NetQueueLayout` adds MQ and CTRL_VQ for more.
     let deviceFeatures: UInt64
-    let configSpace: [UInt8]
-    var queueCount: Int { Self.queueCount }
-    var maximumQueueSize: UInt16 { Self.maximumQueueSize }
 
     var counters = NetDeviceCounters()
     /// The interface's limit on what the guest receives from the tap (its own frames, DHCP
@@ -76,7 +75,6 @@ final class NetDeviceModel {
         deviceFeatures = VirtioFeature.version1 | VirtioFeature.eventIndex | VirtioFeature.indirectDescriptors
             | VirtioNetFeature.mac | VirtioNetFeature.status | VirtioNetFeature.mergeableReceiveBuffers
             | offloads.rawValue
-        configSpace = Self.makeConfigSpace(mac: mac)
     }
 
     // MARK: Configuration space
@@ -84,12 +82,13 @@ final class NetDeviceModel {
     /// `struct virtio_net_config` (§5.1.4) up to `mtu`, little-endian.
     static let configSpaceSize = 12
 
-    private static func makeConfigSpace(mac: MACAddress) -> [UInt8] {
+    static func makeConfigSpace(mac: MACAddress, queuePairs: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: configSpaceSize)
         bytes.replaceSubrange(0..<6, with: mac.bytes)        // u8 mac[6]
         bytes[6] = UInt8(statusLinkUp & 0xFF)                // le16 status
         bytes[7] = UInt8(statusLinkUp >> 8)
-        bytes[8] = 1                                         // le16 max_virtqueue_pairs (MQ not offered)
+        bytes[8] = UInt8(truncatingIfNeeded: queuePairs)     // le16 max_virtqueue_pairs (read with MQ)
+        bytes[9] = UInt8(truncatingIfNeeded: queuePairs >> 8)
         // 10: le16 mtu, zero: VIRTIO_NET_F_MTU not offered
         return bytes
     }

@@ -1,44 +1,70 @@
+import GuestRAM
 import IPC
 import LinuxSystem
 import VirtioCore
 
-/// The virtio-net model as the generic device runner drives it: queue 0 receives from the
-/// tap, queue 1 transmits to it, both straight out of guest memory.
+/// The virtio-net device as the generic device runner drives it: one `NetDeviceModel` per
+/// queue pair, each over its own queue of the tap, and with more than one pair the control
+/// queue that says how many pairs the driver uses (VIRTIO_NET_F_MQ, virtio 1.2 §5.1.6.5.5).
 ///
-/// The process's event loop watches the tap and calls `tapReadable()`. When that returns
-/// `.outOfBuffers` the loop stops watching the tap (back-pressure: the tap's own queue holds
-/// the packets); the device calls `resumeTap` once the driver kicks the receive queue, and
-/// the loop watches the tap again.
+/// The process's event loop watches each pair's tap queue and calls `tapReadable(pair:)`.
+/// When that returns `.outOfBuffers` the loop stops watching that queue (back-pressure: the
+/// tap's own queue holds the packets); the device calls `resumeTap` once the driver kicks the
+/// pair's receive queue, and the loop watches it again.
+///
+/// Pairs out of use have their tap queue detached, so the kernel steers no packet to a
+/// receive queue the driver does not serve; a tap queue in use gets the packets of the flows
+/// the guest sent through it ("receive follows transmit", §5.1.6.5.5's automatic steering).
 final class NetVirtioDevice: VirtioDeviceModel {
-    let model: NetDeviceModel
+    let pairs: [NetDeviceModel]
+    let layout: NetQueueLayout
+    private let configSpace: [UInt8]
     private let guestLog: RateLimitedLog
-    private let resumeTap: () -> Void
-    /// TUNSETOFFLOAD on the tap: the one tap ioctl this process makes (design §5).
+    /// Watch the pair's tap queue again (buffers came back, or the pair came into use).
+    private let resumeTap: (_ pair: Int) -> Void
+    /// Stop watching the pair's tap queue: it is about to be detached.
+    var stopTap: (_ pair: Int) -> Void = { _ in }
+    /// TUNSETOFFLOAD on the tap (all its queues).
     var setTapOffloads: (UInt32) throws -> Void = { _ in }
+    /// TUNSETQUEUE on the pair's tap queue (`TapQueue`).
+    var setTapQueueAttached: (_ pair: Int, _ attached: Bool) throws -> Void = { _, _ in }
     private var active: ActiveQueues?
-    /// `tapReadable()` said `.outOfBuffers` and `resumeTap` has not been called since.
-    private(set) var waitingForBuffers = false
+    /// Pairs the driver uses (§5.1.6.5.5): the first alone until VQ_PAIRS_SET, and after a reset.
+    private(set) var pairsInUse = 1
+    /// Per pair, whether its tap queue is attached. vmd hands the tap over with the first alone.
+    private(set) var attached: [Bool]
+    /// Per pair: `tapReadable` said `.outOfBuffers` and `resumeTap` has not been called since.
+    private(set) var waitingForBuffers: [Bool]
     /// Where the counters are published for vmd (vmctl stats), after every pass.
     var counterPage: CounterPage?
-    /// The interface's limit on what the guest sends; the receive side's is the model's.
+    /// The interface's limit on what the guest sends, all pairs together; the receive side's
+    /// is the models' (one limiter they share).
     var transmitLimiter: RateLimiter?
     /// Serves a queue the limiter held back again after so many seconds (the runner's timer).
     var serveAgain: (_ queue: Int, _ seconds: Double) -> Void = { _, _ in }
 
-    init(model: NetDeviceModel, guestLog: RateLimitedLog, resumeTap: @escaping () -> Void) {
-        self.model = model
+    /// The first pair's model: the only one of a device without MQ.
+    var model: NetDeviceModel { pairs[0] }
+
+    init(pairs: [NetDeviceModel], guestLog: RateLimitedLog, resumeTap: @escaping (_ pair: Int) -> Void) {
+        precondition(!pairs.isEmpty, "a network device has a queue pair")
+        self.pairs = pairs
+        layout = NetQueueLayout(pairs: pairs.count)
+        configSpace = NetDeviceModel.makeConfigSpace(mac: pairs[0].mac, queuePairs: pairs.count)
         self.guestLog = guestLog
         self.resumeTap = resumeTap
-        model.onFailure = { [guestLog] in guestLog.note($0) }
+        attached = pairs.indices.map { $0 == 0 }
+        waitingForBuffers = Array(repeating: false, count: pairs.count)
+        for model in pairs { model.onFailure = { [guestLog] in guestLog.note($0) } }
     }
 
     var description: DeviceDescription {
-        DeviceDescription(type: .network, features: model.deviceFeatures, queueCount: UInt16(model.queueCount),
-                          maximumQueueSize: model.maximumQueueSize, configSize: UInt32(model.configSpace.count))
+        DeviceDescription(type: .network, features: model.deviceFeatures | layout.features, queueCount: UInt16(layout.queueCount),
+                          maximumQueueSize: NetDeviceModel.maximumQueueSize, configSize: UInt32(configSpace.count))
     }
 
     func readConfig(offset: Int, size: Int) -> [UInt8] {
-        readConfigBytes(model.configSpace, offset: offset, size: size)
+        readConfigBytes(configSpace, offset: offset, size: size)
     }
 
     func writeConfig(offset: Int, bytes: [UInt8]) {
@@ -46,74 +72,103 @@ final class NetVirtioDevice: VirtioDeviceModel {
     }
 
     func activate(features: UInt64, queues: ActiveQueues) throws {
-        model.resetQueues()
+        // §5.1.3.1: MQ needs CTRL_VQ (the driver could never leave the first pair without it).
+        guard features & VirtioNetFeature.multiqueue == 0 || features & VirtioNetFeature.controlQueue != 0 else {
+            throw NetActivationError.multiqueueWithoutControlQueue
+        }
+        pairs.forEach { $0.resetQueues() }
         // The tap may hand us only what the guest can take (partial checksums, TSO).
         try setTapOffloads(NetOffloads.tunFlags(forGuestFeatures: features))
+        try usePairs(1)
         active = queues
     }
 
     /// The receive buffers taken and waiting for a packet: a snapshot's device takes them again.
     func chainsHeld(onQueue index: Int) -> Int {
-        index == NetDeviceModel.receiveQueue ? model.heldReceiveBuffers.count : 0
+        index % 2 == 0 && index / 2 < pairs.count ? pairs[index / 2].heldReceiveBuffers.count : 0
+    }
+
+    /// The pairs in use, when more than the first (le16); a restored device puts them back.
+    var savedState: [UInt8] {
+        pairsInUse == 1 ? [] : [UInt8(truncatingIfNeeded: pairsInUse), UInt8(truncatingIfNeeded: pairsInUse >> 8)]
+    }
+
+    func restore(savedState: [UInt8]) throws {
+        guard savedState.count == 2 else { throw DeviceStateError.malformed("\(savedState.count) bytes, not a le16 of queue pairs") }
+        let count = Int(savedState[0]) | Int(savedState[1]) << 8
+        guard let features = active?.features, features & VirtioNetFeature.multiqueue != 0, (1...layout.pairs).contains(count) else {
+            throw DeviceStateError.malformed("\(count) queue pairs in use, of \(layout.pairs) (MQ negotiated: \((active?.features ?? 0) & VirtioNetFeature.multiqueue != 0))")
+        }
+        try usePairs(count)
     }
 
     func queueNotified(_ index: Int) throws {
         guard let active else { return }
         defer { publishCounters() }
-        switch index {
-        case NetDeviceModel.transmitQueue:
-            let limiter = transmitLimiter
-            let heldBack = try active.serve(index, onMalformed: { [model, guestLog] head, error in
-                model.counters.txDropped.malformedChain += 1
-                guestLog.note("transmit queue: chain at descriptor \(head) refused: \(error)")
-            }, admit: { limiter?.admits() ?? true }, start: { chain in
-                // The frame's bytes, as the guest gave them (header excluded).
-                let length = chain.readableLength
-                limiter?.charge(bytes: length > UInt64(VirtioNetHeader.size) ? length - UInt64(VirtioNetHeader.size) : 0)
-                return model.transmit(chain, memory: active.memory, features: active.features)
-            })
-            if heldBack, let limiter { serveAgain(index, limiter.secondsUntilAdmitted()) }
-            // The driver's DHCP request may have produced a reply.
-            if !model.localFrames.isEmpty { _ = try receive(active, readTap: false) }
-        case NetDeviceModel.receiveQueue:
+        switch layout.role(ofQueue: index, features: active.features) {
+        case .transmit(let pair):
+            // A pair out of use has no tap queue: what the driver sends there leaves by the first.
+            try transmit(queue: index, through: attached[pair] ? pair : 0, active)
+        case .receive(let pair):
             // The driver added receive buffers: the device's own frames first, then the tap.
-            _ = try receive(active, readTap: false)
-            if waitingForBuffers {
-                waitingForBuffers = false
-                resumeTap()
+            _ = try receive(pair: pair, active, readTap: false)
+            if waitingForBuffers[pair] && attached[pair] {
+                waitingForBuffers[pair] = false
+                resumeTap(pair)
             }
-        default:
+        case .control:
+            try active.serve(index, noting: guestLog, queueName: "control queue") { [unowned self] chain in
+                answerControl(chain, memory: active.memory, features: active.features)
+            }
+        case .none:
             break
         }
     }
 
-    /// The tap is readable: moves packets into the receive queue until the tap is empty,
-    /// the queue is full or the pass's quota is spent, and interrupts the driver once.
-    /// `.outOfBuffers` means: stop watching the tap until `resumeTap` is called; `.limited`:
-    /// stop watching it for `secondsUntilReceiveAdmitted`.
+    private func transmit(queue index: Int, through pair: Int, _ active: ActiveQueues) throws {
+        let model = pairs[pair]
+        let limiter = transmitLimiter
+        let heldBack = try active.serve(index, onMalformed: { [model, guestLog] head, error in
+            model.counters.txDropped.malformedChain += 1
+            guestLog.note("transmit queue \(index): chain at descriptor \(head) refused: \(error)")
+        }, admit: { limiter?.admits() ?? true }, start: { chain in
+            // The frame's bytes, as the guest gave them (header excluded).
+            let length = chain.readableLength
+            limiter?.charge(bytes: length > UInt64(VirtioNetHeader.size) ? length - UInt64(VirtioNetHeader.size) : 0)
+            return model.transmit(chain, memory: active.memory, features: active.features)
+        })
+        if heldBack, let limiter { serveAgain(index, limiter.secondsUntilAdmitted()) }
+        // The driver's DHCP request may have produced a reply.
+        if !model.localFrames.isEmpty { _ = try receive(pair: pair, active, readTap: false) }
+    }
+
+    /// The pair's tap queue is readable: moves packets into its receive queue until the tap
+    /// is empty, the queue is full or the pass's quota is spent, and interrupts the driver
+    /// once. `.outOfBuffers` means: stop watching the tap until `resumeTap` is called;
+    /// `.limited`: stop watching it for `secondsUntilReceiveAdmitted`.
     /// Throws `VirtqueueError` when the receive ring is broken (the device needs a reset,
     /// as for `queueNotified`) and `SystemError` when the tap fails (a host error).
-    func tapReadable() throws -> NetReceiveOutcome {
-        guard let active else {
-            // Not running (before DRIVER_OK or after a reset): nowhere to put packets.
-            waitingForBuffers = true
+    func tapReadable(pair: Int = 0) throws -> NetReceiveOutcome {
+        guard let active, attached[pair] else {
+            // Not running (before DRIVER_OK or after a reset), or out of use: nowhere to put packets.
+            waitingForBuffers[pair] = true
             return .outOfBuffers
         }
         defer { publishCounters() }
-        let outcome = try receive(active, readTap: true)
-        if outcome == .outOfBuffers { waitingForBuffers = true }
+        let outcome = try receive(pair: pair, active, readTap: true)
+        if outcome == .outOfBuffers { waitingForBuffers[pair] = true }
         return outcome
     }
 
     /// How long the receive limit holds the tap back.
     var secondsUntilReceiveAdmitted: Double { model.receiveLimiter?.secondsUntilAdmitted() ?? 0 }
 
-    private func receive(_ active: ActiveQueues, readTap: Bool) throws -> NetReceiveOutcome {
-        let receiveQueue = NetDeviceModel.receiveQueue
+    private func receive(pair: Int, _ active: ActiveQueues, readTap: Bool) throws -> NetReceiveOutcome {
+        let receiveQueue = NetQueueLayout.receiveQueue(ofPair: pair)
         let outcome: NetReceiveOutcome?
         do {
             outcome = try active.withQueue(receiveQueue) { queue in
-                try model.receive(queue: &queue, memory: active.memory, features: active.features, readTap: readTap)
+                try pairs[pair].receive(queue: &queue, memory: active.memory, features: active.features, readTap: readTap)
             }
         } catch {
             // Packets delivered before the failure are still the driver's to see.
@@ -125,9 +180,85 @@ final class NetVirtioDevice: VirtioDeviceModel {
         return outcome ?? .outOfBuffers
     }
 
+    // MARK: The control queue
+
+    /// Answers one control chain (§5.1.6.5): the command is copied out once and parsed, and
+    /// its ack written into the first device-writable byte. A chain with no such byte cannot
+    /// be answered and completes with length 0; anything else the device does not do gets
+    /// VIRTIO_NET_ERR.
+    private func answerControl(_ chain: DescriptorChain, memory: GuestMemory, features: UInt64) -> UInt32 {
+        guard chain.writableLength >= 1 else {
+            guestLog.note("control queue: chain at descriptor \(chain.head) has no writable ack byte (§5.1.6.5)")
+            return 0
+        }
+        let ack: UInt8
+        if chain.readableLength > UInt64(NetControlCommand.maximumLength) {
+            guestLog.note("control queue: \(chain.readableLength)-byte command refused")
+            ack = NetControlCommand.error
+        } else {
+            var bytes = [UInt8](repeating: 0, count: Int(chain.readableLength))
+            do {
+                // SAFETY: copyBytes writes exactly bytes.count bytes, inside the array's storage.
+                try bytes.withUnsafeMutableBytes { try chain.readable.copyBytes(from: 0, into: $0, memory: memory) }
+                ack = execute(NetControlCommand.parse(bytes), features: features)
+            } catch {
+                guestLog.note("control queue: command not readable: \(error)")
+                ack = NetControlCommand.error
+            }
+        }
+        do {
+            // SAFETY: one byte on the stack, read by writeBytes within the call.
+            try withUnsafeBytes(of: ack) { try chain.writable.writeBytes($0, at: 0, memory: memory) }
+        } catch {
+            guestLog.note("control queue: ack not writable: \(error)")
+            return 0
+        }
+        return 1
+    }
+
+    private func execute(_ parsed: Result<NetControlCommand, NetControlCommand.ParseError>, features: UInt64) -> UInt8 {
+        switch parsed {
+        case .failure(let error):
+            guestLog.note("control queue: \(error)")
+            return NetControlCommand.error
+        case .success(.unsupported(let commandClass, let command)):
+            guestLog.note("control queue: class \(commandClass) command \(command) is not offered")
+            return NetControlCommand.error
+        case .success(.setQueuePairs(let count)):
+            // §5.1.6.5.5: only with MQ negotiated, and between 1 and max_virtqueue_pairs.
+            guard features & VirtioNetFeature.multiqueue != 0, (1...layout.pairs).contains(count) else {
+                guestLog.note("control queue: \(count) queue pairs refused (1...\(layout.pairs), with MQ)")
+                return NetControlCommand.error
+            }
+            do {
+                try usePairs(count)
+                return NetControlCommand.ok
+            } catch {
+                guestLog.note("control queue: \(count) queue pairs: \(error)")
+                return NetControlCommand.error
+            }
+        }
+    }
+
+    /// Attaches the tap queues of the first `count` pairs and detaches the others, so the
+    /// kernel steers packets only to receive queues the driver serves.
+    private func usePairs(_ count: Int) throws {
+        for pair in pairs.indices where attached[pair] != (pair < count) {
+            let attach = pair < count
+            if !attach { stopTap(pair) }
+            try setTapQueueAttached(pair, attach)
+            attached[pair] = attach
+            if attach {
+                waitingForBuffers[pair] = false
+                resumeTap(pair)
+            }
+        }
+        pairsInUse = count
+    }
+
     private func publishCounters() {
         guard let page = counterPage else { return }
-        let counters = model.counters
+        let counters = self.counters
         page.store(NetCounter.rxPackets.slot, UInt64(counters.rxPackets))
         page.store(NetCounter.rxBytes.slot, counters.rxBytes)
         page.store(NetCounter.rxDrops.slot, UInt64(counters.rxDropped.total))
@@ -138,13 +269,32 @@ final class NetVirtioDevice: VirtioDeviceModel {
         page.store(NetCounter.txThrottled.slot, UInt64(transmitLimiter?.refusals ?? 0))
     }
 
+    /// Every pair's counters added up.
+    var counters: NetDeviceCounters {
+        var total = NetDeviceCounters()
+        for model in pairs { total.add(model.counters) }
+        return total
+    }
+
     func reset() {
         active = nil
-        model.resetQueues()
+        pairs.forEach { $0.resetQueues() }
+        do {
+            try usePairs(1)
+        } catch {
+            guestLog.note("reset: tap queues: \(error)")
+        }
     }
 
     /// No polling window: this process's one thread also serves the tap, and while it polled
     /// the transmit ring a packet from the tap waited (UDP echo round trip 31 -> 86 µs with a
     /// 50 µs window, issue 8), for packet rates within the noise.
     var pollsQueues: Bool { false }
+}
+
+/// A driver's features the device cannot run with.
+enum NetActivationError: Error, CustomStringConvertible {
+    case multiqueueWithoutControlQueue
+
+    var description: String { "VIRTIO_NET_F_MQ without VIRTIO_NET_F_CTRL_VQ (§5.1.3.1)" }
 }

@@ -1,6 +1,22 @@
 import IPC
 
 extension DeviceShape {
-    /// virtio-net: a receive and a transmit queue (no MQ, no control queue), up to 256 descriptors each.
-    public static let network = DeviceShape(type: .network, queueCount: 2, maximumQueueSize: 256)
+    /// The most queue pairs a NIC gets. Each costs the guest two rings and two MSI-X vectors
+    /// and the host a tap queue, two eventfds each way and two GSIs; past this, guest CPUs
+    /// share pairs (as block queues do past `maximumBlockQueues`).
+    public static let maximumNetQueuePairs = 16
+    /// Descriptors per receive, transmit and control queue.
+    public static let netQueueSize: UInt16 = 256
+
+    /// virtio-net with `queuePairs` receive/transmit pairs (virtio 1.2 §5.1.2: receiveq1,
+    /// transmitq1, …, receiveqN, transmitqN), and after them the control queue when there is
+    /// more than one pair (VIRTIO_NET_F_MQ needs VIRTIO_NET_F_CTRL_VQ). One pair is the
+    /// plain device of two queues. vmd gives a NIC one pair per vCPU, up to the maximum.
+    public static func network(queuePairs: Int) -> DeviceShape {
+        let pairs = netQueuePairs(vcpus: queuePairs)
+        return DeviceShape(type: .network, queueCount: UInt16(2 * pairs + (pairs > 1 ? 1 : 0)), maximumQueueSize: netQueueSize)
+    }
+
+    /// The queue pairs a NIC of a VM with `vcpus` vCPUs gets: one each, within 1...maximum.
+    public static func netQueuePairs(vcpus: Int) -> Int { min(max(vcpus, 1), maximumNetQueuePairs) }
 }

@@ -6,9 +6,13 @@ import LinuxSystem
 /// A tap interface vmd creates for one NIC (issue 4): opened from /dev/net/tun
 /// with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, a 12-byte virtio-net header, the
 /// offloads the device may use, link up, and for a `local interface` the host's
-/// address of the /31. Only the virtio-net process ever holds its fd afterwards.
+/// address of the /31. With more than one queue (IFF_MULTI_QUEUE) each descriptor is a
+/// queue of the tap, one per virtio-net queue pair, and all but the first are detached
+/// until the driver puts more pairs in use. Only the virtio-net process ever holds the
+/// descriptors afterwards.
 struct TapDevice {
-    let fd: FileDescriptor
+    /// One per queue, the first attached.
+    let queues: [FileDescriptor]
     let name: String
 
     enum TapError: Error, CustomStringConvertible {
@@ -23,27 +27,68 @@ struct TapDevice {
 
     static let vnetHeaderSize: Int32 = 12
 
-    /// Creates the tap (named `name`, or the kernel's next tapN). `offloads`, sets of
-    /// TUN_F_* flags best first, are probed (TUNSETOFFLOAD) and left off: the virtio-net
-    /// process turns on those the guest negotiates; `acceptedOffloads` is the first set the
-    /// kernel took (0 if none), what the device may offer.
-    static func create(name: String?, offloads: [UInt32]) throws -> (tap: TapDevice, acceptedOffloads: UInt32) {
+    /// Creates the tap (named `name`, or the kernel's next tapN) with `queueCount` queues.
+    /// `offloads`, sets of TUN_F_* flags best first, are probed (TUNSETOFFLOAD) and left off:
+    /// the virtio-net process turns on those the guest negotiates; `acceptedOffloads` is the
+    /// first set the kernel took (0 if none), what the device may offer.
+    /// A tap that exists already without IFF_MULTI_QUEUE (made by `ip tuntap` as a single
+    /// queue) is taken as it is, with one queue: the caller sizes the device by `queues`.
+    static func create(name: String?, offloads: [UInt32], queueCount: Int = 1) throws -> (tap: TapDevice, acceptedOffloads: UInt32) {
+        let flags = VMD_IFF_TAP | VMD_IFF_NO_PI | VMD_IFF_VNET_HDR
+        var actual: String
+        var queues: [FileDescriptor]
+        if queueCount > 1 {
+            do {
+                let (first, firstName) = try openQueue(name: name, flags: flags | VMD_IFF_MULTI_QUEUE)
+                actual = firstName
+                queues = [first]
+            } catch TapError.setup(_, let error) where error.errno == EINVAL && name != nil {
+                // tun.c refuses IFF_MULTI_QUEUE on a tap made without it (EINVAL): one queue then.
+                let (only, onlyName) = try openQueue(name: name, flags: flags)
+                return try configure(TapDevice(queues: [only], name: onlyName), offloads: offloads)
+            }
+            // The rest attach to the tap just made, by its name and with the same flags.
+            for _ in 1..<queueCount {
+                let (queue, _) = try openQueue(name: actual, flags: flags | VMD_IFF_MULTI_QUEUE)
+                queues.append(queue)
+            }
+            do {
+                for queue in queues.dropFirst() { try TapQueue.setAttached(queue, false) }
+            } catch let error as SystemError {
+                throw TapError.setup("detaching the queues not in use", error)
+            }
+        } else {
+            let (only, onlyName) = try openQueue(name: name, flags: flags)
+            (actual, queues) = (onlyName, [only])
+        }
+        return try configure(TapDevice(queues: queues, name: actual), offloads: offloads)
+    }
+
+    /// Opens /dev/net/tun and makes it a queue of the tap `name` (TUNSETIFF); returns it and
+    /// the tap's name as the kernel gave it.
+    private static func openQueue(name: String?, flags: UInt32) throws -> (FileDescriptor, String) {
         let fd: FileDescriptor
         do { fd = try FileDescriptor.open("/dev/net/tun", flags: O_RDWR | O_NONBLOCK) } catch let error as SystemError {
             throw TapError.setup("open /dev/net/tun", error)
         }
         var request = ifreq()
         if let name { setName(&request, name) }
-        request.ifr_ifru.ifru_flags = Int16(VMD_IFF_TAP | VMD_IFF_NO_PI | VMD_IFF_VNET_HDR)
+        request.ifr_ifru.ifru_flags = Int16(flags)
         try ioctl(fd, VMD_TUNSETIFF, &request, "TUNSETIFF(\(name ?? "tap%d"))")
         // SAFETY: ifrn_name is IFNAMSIZ bytes; the name is read up to its NUL, within them.
         let actual = withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return (fd, actual)
+    }
+
+    /// The header size and offloads, set once for the whole tap (tun.c keeps both per
+    /// device, not per queue), and the link up.
+    private static func configure(_ tap: TapDevice, offloads: [UInt32]) throws -> (tap: TapDevice, acceptedOffloads: UInt32) {
+        let fd = tap.queues[0]
         var headerSize = vnetHeaderSize
         try ioctl(fd, VMD_TUNSETVNETHDRSZ, &headerSize, "TUNSETVNETHDRSZ")
         // TUNSETOFFLOAD refuses the whole set when one flag is unknown: the first set it takes wins.
         let accepted = offloads.first { vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, UInt($0)) == 0 } ?? 0
         try check(vmd_ioctl_int(fd.rawValue, VMD_TUNSETOFFLOAD, 0), "TUNSETOFFLOAD(0)")
-        let tap = TapDevice(fd: fd, name: actual)
         try tap.setLinkUp()
         return (tap, accepted)
     }

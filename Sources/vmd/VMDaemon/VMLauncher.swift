@@ -137,7 +137,8 @@ struct VMLauncher {
 
             for (index, nic) in nics.enumerated() {
                 let name = "net\(index)"
-                let (vmSide, deviceSide) = try VMLauncher.wiring(for: .network)
+                let shape = DeviceShape.network(queuePairs: nic.tap.queues.count)
+                let (vmSide, deviceSide) = try VMLauncher.wiring(for: shape)
                 let child = try spawn("virtio-net", role: "virtio-net \(name)", logName: name)
                 try join(child)
                 try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
@@ -146,12 +147,13 @@ struct VMLauncher {
                 try child.channel.send(DeviceSetupCommand.network(
                     NetworkDeviceSetup(name: name, mac: nic.mac, localGuestAddress: nic.local?.guest, localHostAddress: nic.local?.host,
                                        tapOffloads: nic.offloads, rateLimit: config.interfaces[index].rateLimit),
-                    tap: nic.tap.fd, wiring: deviceSide))
-                attachments.append((VirtioAttachment(shape: .network, name: name), vmSide))
+                    taps: nic.tap.queues, wiring: deviceSide))
+                attachments.append((VirtioAttachment(shape: shape, name: name), vmSide))
                 let local = nic.local.map { " local \(LocalSubnet.format($0.host)) ↔ guest \(LocalSubnet.format($0.guest))" } ?? ""
                 let limit = config.interfaces[index].rateLimit
                 let limited = limit.isUnlimited ? "" : ", limited each way to \(limit)"
-                logger.info("\(name): \(nic.tap.name) mac \(nic.mac.map { String($0, radix: 16) }.joined(separator: ":"))\(local)\(limited) served by pid \(child.process.pid)")
+                let pairs = nic.tap.queues.count > 1 ? ", \(nic.tap.queues.count) queue pairs" : ""
+                logger.info("\(name): \(nic.tap.name)\(pairs) mac \(nic.mac.map { String($0, radix: 16) }.joined(separator: ":"))\(local)\(limited) served by pid \(child.process.pid)")
             }
 
             if config.entropy {
@@ -223,7 +225,9 @@ struct VMLauncher {
 
     /// Creates the tap of one `interface` or `local interface` line.
     private func openInterface(_ interface: InterfaceConfig, index: Int) throws -> OpenedInterface {
-        let (tap, offloads) = try TapDevice.create(name: interface.name, offloads: VMLauncher.tapOffloads)
+        // One queue pair per vCPU, as for a disk's queues (the guest's driver puts one per CPU in use).
+        let (tap, offloads) = try TapDevice.create(name: interface.name, offloads: VMLauncher.tapOffloads,
+                                                   queueCount: DeviceShape.netQueuePairs(vcpus: config.cpus))
         var local: LocalSubnet?
         if interface.local {
             guard let subnet = LocalSubnet(prefix: localPrefix, index: localInterfaceBase + index) else {

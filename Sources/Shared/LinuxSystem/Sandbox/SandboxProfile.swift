@@ -148,11 +148,12 @@ public struct SandboxProfile {
     public static let entropy = SandboxProfile(role: .entropy, rules: common,
                                                unshareFlags: SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
 
-    /// virtio-net: its tap descriptor only, and the one tap ioctl it needs.
+    /// virtio-net: its tap queues only, and the two tap ioctls it needs.
     public static let network = SandboxProfile(role: .network, rules: common + [
         .allow("readv", "receive straight into guest buffers"),
         .allow("writev", "transmit straight from guest buffers"),
         .ioctl(UInt(VMD_TUNSETOFFLOAD), "offloads for what the guest negotiated: TUNSETOFFLOAD"),
+        .ioctl(UInt(VMD_TUNSETQUEUE), "the tap queues of the queue pairs the driver uses (VQ_PAIRS_SET): TUNSETQUEUE"),
     ], unshareFlags: SandboxProfile.ownNamespaces)
 
     /// The pager of a lazy restore: the snapshot file and the userfaultfd it fills, nothing

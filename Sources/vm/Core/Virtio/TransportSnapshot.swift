@@ -7,13 +7,16 @@ import VirtioCore
 /// and where the device process stood in each queue.
 enum TransportStateTag: UInt16 {
     case configSpace = 1, msix, queues, registers, deviceQueues
+    /// What the device process keeps beyond its rings (`VirtioDeviceModel.savedState`); a
+    /// snapshot without it is of a device that kept nothing.
+    case deviceState
 }
 
 extension VirtioPCITransport {
     /// The transport and its device, for a snapshot: the VM is paused and the device
     /// quiesced, so no vCPU exit and no request races this.
     func captureState() throws -> StateFields {
-        guard case .queueState(let indices) = try client.request(.queueState) else {
+        guard case .queueState(let indices, let deviceState) = try client.request(.queueState) else {
             throw SnapshotError.malformed("\(name): the device did not say where its queues stand")
         }
         return state.withLock { state in
@@ -43,6 +46,7 @@ extension VirtioPCITransport {
                     writer.write(queue != nil); writer.write(queue?.nextAvailable ?? 0); writer.write(queue?.nextUsed ?? 0)
                 }
             }
+            if !deviceState.isEmpty { fields.append(TransportStateTag.deviceState.rawValue, deviceState) }
             return fields
         }
     }
@@ -51,6 +55,7 @@ extension VirtioPCITransport {
     struct PendingActivation {
         let features: UInt64
         let queues: [QueueActivation]
+        let deviceState: [UInt8]
     }
 
     /// Puts a saved transport back on a new one of the same shape: the BAR where the guest
@@ -84,6 +89,11 @@ extension VirtioPCITransport {
                 queue.usedRing = try reader.read(UInt64.self)
                 return queue
             }
+        }
+        // Checked by the device, which alone knows what it means; only its size here.
+        let deviceState = fields.bytes(TransportStateTag.deviceState.rawValue) ?? []
+        guard deviceState.count <= TransportRequest.maximumDeviceState else {
+            throw SnapshotError.malformed("\(what): \(deviceState.count) bytes of device state")
         }
         let indices = try fields.read(TransportStateTag.deviceQueues.rawValue, "\(what) device queues") { reader in
             try (0..<reader.readCount(limit: queueCount)).map { _ in
@@ -120,14 +130,15 @@ extension VirtioPCITransport {
                     QueueActivation(index: UInt16(index), size: queue.size, descriptorTable: queue.descriptorTable,
                                     availableRing: queue.availableRing, usedRing: queue.usedRing,
                                     resumeAt: index < indices.count ? indices[index] ?? QueueIndices() : QueueIndices())
-                })
+                }, deviceState: deviceState)
             }
         }
     }
 
     func activate(_ activation: PendingActivation) throws {
         let what = "\(name) transport"
-        switch try client.request(.activate(features: activation.features, queues: activation.queues)) {
+        switch try client.request(.activate(features: activation.features, queues: activation.queues,
+                                            deviceState: activation.deviceState)) {
         case .done: break
         case .refused(let reason): throw SnapshotError.malformed("\(what): the device refused its restored queues: \(reason)")
         default: throw SnapshotError.malformed("\(what): the device answered its activation oddly")

@@ -203,7 +203,7 @@ final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
         let request: TransportRequest
         switch action {
         case .reset: request = .reset
-        case .activate(let features, let queues): request = .activate(features: features, queues: queues)
+        case .activate(let features, let queues): request = .activate(features: features, queues: queues, deviceState: [])
         }
         let reply: TransportReply
         do {
