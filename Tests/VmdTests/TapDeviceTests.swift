@@ -38,4 +38,58 @@ final class TapDeviceTests: XCTestCase {
         }
         XCTAssertNotEqual(accepted & VMD_TUN_F_TSO4, 0)
     }
+
+    /// The transmit queues the kernel has for the tap: one per attached queue (tun.c sets
+    /// the real number of queues to the attached ones; sysfs lists them).
+    private func attachedQueues(_ name: String) throws -> Int {
+        try FileManager.default.contentsOfDirectory(atPath: "/sys/class/net/\(name)/queues").filter { $0.hasPrefix("tx-") }.count
+    }
+
+    /// A NIC of four queue pairs: four descriptors on one IFF_MULTI_QUEUE tap, all but the
+    /// first detached before the device gets them, and each attached and detached again as
+    /// virtio-net does for VQ_PAIRS_SET.
+    func testAMultiQueueTapStartsWithItsFirstQueueAlone() throws {
+        try requireTapCreation()
+        let (tap, _) = try TapDevice.create(name: nil, offloads: VMLauncher.tapOffloads, queueCount: 4)
+        XCTAssertEqual(tap.queues.count, 4)
+        XCTAssertEqual(try attachedQueues(tap.name), 1, "only the first queue is attached")
+        try TapQueue.setAttached(tap.queues[1], true)
+        try TapQueue.setAttached(tap.queues[3], true)
+        XCTAssertEqual(try attachedQueues(tap.name), 3)
+        try TapQueue.setAttached(tap.queues[3], false)
+        XCTAssertEqual(try attachedQueues(tap.name), 2)
+        // Nothing is queued to a detached queue: it reads as empty.
+        var byte: UInt8 = 0
+        XCTAssertEqual(read(tap.queues[3].rawValue, &byte, 1), -1)
+        XCTAssertEqual(errno, EAGAIN)
+        XCTAssertThrowsError(try TapQueue.setAttached(tap.queues[3], false), "detached twice")
+    }
+
+    /// A tap made beforehand without IFF_MULTI_QUEUE (`ip tuntap add`) is used as it is, with
+    /// one queue, instead of refusing the VM.
+    func testANamedSingleQueueTapIsTakenWithOneQueue() throws {
+        try requireTapCreation()
+        let name = "vmdsq\(getpid() % 10000)"
+        guard VmdTestCommand.run(["/usr/sbin/ip", "tuntap", "add", "name", name, "mode", "tap", "vnet_hdr"]) == 0 else {
+            throw XCTSkip("ip tuntap add failed")
+        }
+        defer { _ = VmdTestCommand.run(["/usr/sbin/ip", "tuntap", "del", "name", name, "mode", "tap"]) }
+        let (tap, _) = try TapDevice.create(name: name, offloads: VMLauncher.tapOffloads, queueCount: 4)
+        XCTAssertEqual(tap.name, name)
+        XCTAssertEqual(tap.queues.count, 1)
+    }
+}
+
+/// Runs a command and returns its exit status.
+enum VmdTestCommand {
+    static func run(_ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
 }

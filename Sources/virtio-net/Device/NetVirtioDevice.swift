@@ -22,7 +22,7 @@ final class NetVirtioDevice: VirtioDeviceModel {
     private let guestLog: RateLimitedLog
     /// Watch the pair's tap queue again (buffers came back, or the pair came into use).
     private let resumeTap: (_ pair: Int) -> Void
-    /// Stop watching the pair's tap queue: it is about to be detached.
+    /// Stop watching the pair's tap queue: it is about to be detached, and nothing will come.
     var stopTap: (_ pair: Int) -> Void = { _ in }
     /// TUNSETOFFLOAD on the tap (all its queues).
     var setTapOffloads: (UInt32) throws -> Void = { _ in }

@@ -5,8 +5,7 @@ import Glibc
 /// a queue, which the kernel steers packets to only while it is attached. vmd detaches all
 /// but the first before a guest runs; virtio-net attaches as many as the driver puts in use
 /// (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET). The kernel needs no privilege for this (tun.c,
-/// tun_set_queue), and a detached queue reads and writes EBADFD and polls as an error, so
-/// nobody may watch it meanwhile.
+/// tun_set_queue); it queues nothing to a detached queue and drops what was queued there.
 public enum TapQueue {
     /// TUNSETQUEUE with IFF_ATTACH_QUEUE or IFF_DETACH_QUEUE.
     public static func setAttached(_ tap: FileDescriptor, _ attached: Bool) throws {
