@@ -130,6 +130,7 @@ int test_migrate(const char *name); /* test=migrate: survives a snapshot/restore
 int bench_blk(const char *name);
 /* nettest.c */
 int test_net(const char *name);
+int test_net_mq(const char *name);   /* netmq.c: test=net-mq */
 int bench_net(const char *name);
 /* hostile.c */
 int test_hostile(const char *name);

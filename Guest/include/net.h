@@ -16,6 +16,8 @@
 #define NET_F_MAC       5
 #define NET_F_MRG_RXBUF 15
 #define NET_F_STATUS    16
+#define NET_F_CTRL_VQ   17
+#define NET_F_MQ        22
 #define NET_F_HOST_USO  56
 
 /* virtio_net_hdr flags and gso_type (§5.1.6) */
@@ -73,6 +75,15 @@ struct netdev {
  * features, MAC, queues 0 (receive) and 1 (transmit) with MSI-X entry 0,
  * receive queue filled. 0 or -1 with n->error set. */
 int netdev_init(struct netdev *n);
+/* test=net-mq: the first virtio-net function with MQ and CTRL_VQ
+ * negotiated. pairs (NET_MQ_MAX of them) gets one struct netdev per queue
+ * pair the device has (max_virtqueue_pairs, *count), each set up as
+ * netdev_init sets up its only pair; ctrl is the control queue (queue
+ * 2 * count), interrupts off. The driver uses the first pair alone until it
+ * sends VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (§5.1.6.5.5). 0, or -1 with
+ * pairs[0].error ("no-mq" when the device does not offer both). */
+#define NET_MQ_MAX 8
+int netdev_init_mq(struct netdev *pairs, unsigned int *count, struct virtq *ctrl);
 /* A transmit buffer for one frame (the frame area after the virtio-net
  * header, ETH_FRAME_MAX bytes), or NULL if the queue stays full for
  * n->timeout (n->error = "tx-timeout", n->ok = 0); with n->nowait, NULL
@@ -135,6 +146,13 @@ unsigned int netif_poll(struct netif *nif, unsigned int budget);
 /* The MAC for ip (direct or through the gateway): ARP requests every
  * 200 ms until an answer or timeout_s. 0, or -1. */
 int arp_resolve(struct netif *nif, uint32_t ip, uint8_t mac[6], uint64_t timeout_s);
+/* The pieces of arp_resolve for a caller that polls several interfaces
+ * (test=net-mq, whose replies may come on any queue pair): send one
+ * request (queued, not flushed; 0 or -1), look up the cache (0 if known),
+ * and add an entry. */
+int arp_request(struct netif *nif, uint32_t ip);
+int arp_lookup(struct netif *nif, uint32_t ip, uint8_t mac[6]);
+void arp_add(struct netif *nif, uint32_t ip, const uint8_t mac[6]);
 /* One UDP datagram (fragmented if len > ETH_MTU - 28), queued but not
  * flushed. dst_mac NULL: look it up in the ARP cache (fails if absent).
  * Computes the UDP checksum. 0 or -1 (queue stuck or no MAC). */

@@ -1,6 +1,7 @@
 /* net.c - virtio-net driver (virtio 1.2 §5.1), ring 3, on the transport
- * of virtio.c. Queue 0 receives, queue 1 transmits (no control queue, no
- * multiqueue, no offloads). Every buffer is one NET_BUF_LEN (2048-byte)
+ * of virtio.c. Queue 0 receives, queue 1 transmits; with netdev_init_mq,
+ * each queue pair k (queues 2k, 2k+1) is a struct netdev of its own over
+ * one device, and the control queue is the caller's. Every buffer is one NET_BUF_LEN (2048-byte)
  * descriptor holding the 12-byte virtio_net_hdr and then the frame:
  * descriptor i of a queue always points at buffer i of that queue, so a
  * used id names its buffer directly. Both queues use MSI-X table entry 0;
@@ -53,23 +54,20 @@ static void rx_give(struct netdev *n, uint16_t id)
 	vq_add(&n->rxq, id);
 }
 
-int netdev_init(struct netdev *n)
+/* The first virtio-net function (1af4:1041), or NULL. */
+static struct pci_func *net_find(void)
 {
 	struct pci_func *f;
-	int nf = pci_scan(&f), found = -1;
-	memset(n, 0, sizeof(*n));
-	n->tsc_hz = kit_tsc_hz();
-	if (!n->tsc_hz)
-		n->tsc_hz = 4000000000ull; /* no timer: assume the fastest TSC for timeouts */
-	n->timeout = TIMEOUT_S * n->tsc_hz;
+	int nf = pci_scan(&f);
 	for (int i = 0; i < nf; i++)
-		if (f[i].vendor == VIRTIO_PCI_VENDOR && f[i].device == VIRTIO_NET_PCI_DEVICE) {
-			found = i;
-			break;
-		}
-	if (found < 0)
-		return fail(n, "no-virtio-net");
+		if (f[i].vendor == VIRTIO_PCI_VENDOR && f[i].device == VIRTIO_NET_PCI_DEVICE)
+			return &f[i];
+	return NULL;
+}
 
+/* The features the command line asks for (besides MQ). */
+static uint64_t net_wanted(void)
+{
 	uint64_t want = 1ull << NET_F_MAC | 1ull << NET_F_STATUS;
 	if (flag_on("mrg_rxbuf"))
 		want |= 1ull << NET_F_MRG_RXBUF;
@@ -77,9 +75,24 @@ int netdev_init(struct netdev *n)
 		want |= 1ull << VIRTIO_F_EVENT_IDX;
 	if (cmdline_get_u64("uso", 0))
 		want |= 1ull << NET_F_CSUM | 1ull << NET_F_HOST_USO;
+	return want;
+}
+
+static void net_clocks(struct netdev *n)
+{
+	n->tsc_hz = kit_tsc_hz();
+	if (!n->tsc_hz)
+		n->tsc_hz = 4000000000ull; /* no timer: assume the fastest TSC for timeouts */
+	n->timeout = TIMEOUT_S * n->tsc_hz;
+}
+
+/* Queue pair `pair` of n->vd (negotiated, before DRIVER_OK): its receive and
+ * transmit queues (2 pair, 2 pair + 1, §5.1.2), their buffers and descriptors. */
+static int pair_setup(struct netdev *n, uint16_t pair)
+{
 	uint16_t qmax = (uint16_t)cmdline_get_u64("qsize", MAX_QSIZE);
-	if (virtio_init(&n->vd, &f[found], want) < 0 || virtio_setup_queue(&n->vd, &n->rxq, 0, qmax) < 0 ||
-	    virtio_setup_queue(&n->vd, &n->txq, 1, qmax) < 0)
+	if (virtio_setup_queue(&n->vd, &n->rxq, (uint16_t)(2 * pair), qmax) < 0 ||
+	    virtio_setup_queue(&n->vd, &n->txq, (uint16_t)(2 * pair + 1), qmax) < 0)
 		return fail(n, n->vd.error);
 	n->mrg_rxbuf = virtio_has(&n->vd, NET_F_MRG_RXBUF);
 	n->event_idx = virtio_has(&n->vd, VIRTIO_F_EVENT_IDX);
@@ -112,13 +125,72 @@ int netdev_init(struct netdev *n)
 	}
 	n->tx_nfree = ts;
 	vq_set_poll(&n->txq, 1);
-	if (virtio_driver_ok(&n->vd) < 0)
-		return fail(n, n->vd.error);
-	/* Fill the receive queue (notifications only after DRIVER_OK, §3.1.1). */
-	for (uint16_t i = 0; i < rs; i++)
+	return 0;
+}
+
+/* After DRIVER_OK: fill the receive queue (notifications only after
+ * DRIVER_OK, §3.1.1). */
+static void pair_start(struct netdev *n)
+{
+	for (uint16_t i = 0; i < n->rxq.size; i++)
 		rx_give(n, i);
 	vq_kick(&n->rxq);
 	n->ok = 1;
+}
+
+int netdev_init(struct netdev *n)
+{
+	memset(n, 0, sizeof(*n));
+	net_clocks(n);
+	struct pci_func *f = net_find();
+	if (!f)
+		return fail(n, "no-virtio-net");
+	if (virtio_init(&n->vd, f, net_wanted()) < 0 || pair_setup(n, 0) < 0)
+		return fail(n, n->vd.error ? n->vd.error : n->error);
+	if (virtio_driver_ok(&n->vd) < 0)
+		return fail(n, n->vd.error);
+	pair_start(n);
+	return 0;
+}
+
+int netdev_init_mq(struct netdev *pairs, unsigned int *count, struct virtq *ctrl)
+{
+	struct netdev *first = &pairs[0];
+	memset(pairs, 0, sizeof(*pairs) * NET_MQ_MAX);
+	*count = 0;
+	net_clocks(first);
+	struct pci_func *f = net_find();
+	if (!f)
+		return fail(first, "no-virtio-net");
+	if (virtio_init(&first->vd, f, net_wanted() | 1ull << NET_F_CTRL_VQ | 1ull << NET_F_MQ) < 0)
+		return fail(first, first->vd.error);
+	if (!virtio_has(&first->vd, NET_F_CTRL_VQ) || !virtio_has(&first->vd, NET_F_MQ)) {
+		virtio_fail(&first->vd);
+		return fail(first, "no-mq");
+	}
+	/* §5.1.4: max_virtqueue_pairs at 8, 1...0x8000. */
+	uint16_t max = virtio_cfg16(&first->vd, 8);
+	if (max < 1 || max > NET_MQ_MAX) {
+		virtio_fail(&first->vd);
+		return fail(first, max < 1 ? "bad-max-pairs" : "too-many-pairs");
+	}
+	for (uint16_t k = 0; k < max; k++) {
+		if (k) {
+			pairs[k].vd = first->vd;
+			net_clocks(&pairs[k]);
+		}
+		if (pair_setup(&pairs[k], k) < 0)
+			return fail(first, pairs[k].error);
+	}
+	/* §5.1.2: the control queue follows the max_virtqueue_pairs pairs. */
+	if (virtio_setup_queue(&first->vd, ctrl, (uint16_t)(2 * max), 16) < 0)
+		return fail(first, first->vd.error);
+	vq_set_poll(ctrl, 1);
+	if (virtio_driver_ok(&first->vd) < 0)
+		return fail(first, first->vd.error);
+	for (uint16_t k = 0; k < max; k++)
+		pair_start(&pairs[k]);
+	*count = max;
 	return 0;
 }
 

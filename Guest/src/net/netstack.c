@@ -224,6 +224,26 @@ int arp_resolve(struct netif *nif, uint32_t ip, uint8_t mac[6], uint64_t timeout
 	}
 }
 
+int arp_request(struct netif *nif, uint32_t ip)
+{
+	static const uint8_t zero[6];
+	return arp_send(nif, 1, bcast_mac, zero, next_hop(nif, ip));
+}
+
+int arp_lookup(struct netif *nif, uint32_t ip, uint8_t mac[6])
+{
+	struct arp_entry *e = arp_find(nif, next_hop(nif, ip));
+	if (!e)
+		return -1;
+	memcpy(mac, e->mac, 6);
+	return 0;
+}
+
+void arp_add(struct netif *nif, uint32_t ip, const uint8_t mac[6])
+{
+	arp_learn(nif, ip, mac, 1);
+}
+
 /* ---- ICMP ---- */
 
 static void icmp_input(struct netif *nif, const uint8_t *eth_src, uint32_t src, const uint8_t *p, uint32_t len)

@@ -121,6 +121,7 @@ static const struct {
 	{ "migrate", test_migrate },
 	{ "net", test_net },
 	{ "bench-net", bench_net }, /* bench=net */
+	{ "net-mq", test_net_mq },
 	{ "hostile", test_hostile },
 	{ "hostile-blk", test_hostile },
 	{ "hostile-net", test_hostile },
