@@ -119,6 +119,7 @@ final class NestedRigTests: XCTestCase {
             XCTAssertEqual(results["linux-init"]?["nproc"], "2", "L1 \(kernel): every vCPU is up")
             XCTAssertEqual(results["linux-blk"]?["queues"], "2", "L1 \(kernel): Linux drives a request queue per vCPU")
             XCTAssertEqual(results["linux-net"]?["address"], "100.64.0.1", "L1 \(kernel): the lease of the device's DHCP")
+            XCTAssertEqual(results["linux-net"]?["queues"], "2", "L1 \(kernel): virtio_net puts a queue pair per vCPU in use (MQ)")
         }
     }
 
