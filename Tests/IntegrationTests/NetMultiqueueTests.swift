@@ -51,6 +51,55 @@ final class NetMultiqueueIntegrationTests: XCTestCase {
         try runGuest(cpus: 4)
     }
 
+    /// The pairs in use are the device's own state: saved with `vmctl send` and put back by
+    /// `vmctl receive`, on the new tap too. The kit holds between its exchanges while the VM
+    /// is saved and restored, then its flows must come back on their own pairs again, with
+    /// both of the new tap's queues attached.
+    func testThePairsInUseSurviveSendAndReceive() throws {
+        try VmdHarness.requireKVMAndRoot()
+        try NetworkNamespace.requireTun()
+        let namespace = try NetworkNamespace("vmdmqsnap")
+        let peer = Process()
+        peer.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        peer.arguments = ["netns", "exec", namespace.name, "python3",
+                          VmdHarness.packageRoot.appendingPathComponent("Guest/tools/mq-peer.py").path, "9300", "--seconds", "120"]
+        peer.standardOutput = FileHandle.nullDevice
+        try peer.run()
+        defer { if peer.isRunning { peer.terminate() } }
+        Thread.sleep(forTimeInterval: 0.5)
+
+        let daemon = try DaemonHarness("mqsnap", namespace: namespace)
+        let config = try daemon.writeGuestConfig("mqsnap", cmdline: "test=net-mq ip=100.64.0.1 peer=100.64.0.0:9300 count=16 qsize=64 hold=1",
+                                                 extra: "    cpus 2\n    local interface")
+        XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
+        let before = daemon.directory.appendingPathComponent("before.out").path
+        let console = daemon.start(["console", "mqsnap"], stdout: before)
+        try console.run()
+        let text = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        XCTAssertTrue(daemon.eventually(30) { text(before).contains("info net-mq holding") }, "\(text(before))\n\(daemon.log)")
+        XCTAssertTrue(text(before).contains("info net-mq holding pairs=2 own_queue=32 tap_queues=2"), text(before))
+
+        let snapshot = daemon.directory.appendingPathComponent("mqsnap.snap").path
+        let sent = try SnapshotTests.send(daemon, "mqsnap", to: snapshot)
+        XCTAssertEqual(sent.status, 0, sent.stderr + daemon.log)
+        let received = try SnapshotTests.receive(daemon, "mqsnap", from: snapshot)
+        XCTAssertEqual(received.status, 0, received.stderr + daemon.log)
+        let after = daemon.directory.appendingPathComponent("after.out").path
+        let console2 = daemon.start(["console", "mqsnap"], stdout: after)
+        try console2.run()
+        let go = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'GO', ('100.64.0.1', 20000))"
+        XCTAssertTrue(daemon.eventually(30) {
+            _ = namespace.exec(["python3", "-c", go])
+            return text(after).contains("go=1")
+        }, "the restored guest hears GO: \(text(after))\n\(daemon.log)")
+        XCTAssertTrue(daemon.eventually(30) { !console2.isRunning }, "the restored guest finishes: \(text(after))")
+        let result = try XCTUnwrap(VmdHarness.result("net-mq", in: text(after)), text(after))
+        print("net-mq across send/receive: \(result)")
+        XCTAssertEqual(result["status"], "pass", "\(result)")
+        XCTAssertEqual(result["own_after_hold"], "32", "each flow back on its own pair after the restore")
+        XCTAssertEqual(result["tap_queues_after_hold"], "2", "the restored device attached both queues of its new tap")
+    }
+
     /// A VM of one vCPU has the plain device: no MQ offered, and the kit's MQ driver says so.
     func testOneVCPUHasNoMultiqueue() throws {
         try VmdHarness.requireKVMAndRoot()

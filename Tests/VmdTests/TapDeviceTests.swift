@@ -65,6 +65,15 @@ final class TapDeviceTests: XCTestCase {
         XCTAssertThrowsError(try TapQueue.setAttached(tap.queues[3], false), "detached twice")
     }
 
+    /// The host end of a `local interface` takes the address vmd gives it.
+    func testATapTakesTheAddressItIsGiven() throws {
+        try requireTapCreation()
+        let (tap, _) = try TapDevice.create(name: nil, offloads: [], queueCount: 2)
+        try tap.setHardwareAddress([0xFA, 0xE1, 0xBA, 0x01, 0x02, 0x03])
+        let address = try String(contentsOfFile: "/sys/class/net/\(tap.name)/address", encoding: .utf8)
+        XCTAssertEqual(address.trimmingCharacters(in: .whitespacesAndNewlines), "fa:e1:ba:01:02:03")
+    }
+
     /// A tap made beforehand without IFF_MULTI_QUEUE (`ip tuntap add`) is used as it is, with
     /// one queue, instead of refusing the VM.
     func testANamedSingleQueueTapIsTakenWithOneQueue() throws {

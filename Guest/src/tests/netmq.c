@@ -14,7 +14,10 @@
  *    pair, and every echo must come back on it (the device must not use
  *    the other receive queues, and detached their tap queues).
  * The peer's QUEUES answers after 2 and 3 are reported as tap_queues_wide
- * and tap_queues_narrow. ip=A.B.C.D (the guest's), peer=IP:PORT. */
+ * and tap_queues_narrow. ip=A.B.C.D (the guest's), peer=IP:PORT.
+ * hold=1: between 2 and 3, wait for a "GO" datagram to port 20000 (the
+ * host saves and restores the VM meanwhile), then exchange as in 2 again
+ * (own_after_hold, other_after_hold, tap_queues_after_hold). */
 #include "kit.h"
 #include "net.h"
 
@@ -32,6 +35,7 @@ static uint64_t tsc_hz;
 /* Echoes seen: got[on which pair][for which pair's port]. */
 static uint64_t got[NET_MQ_MAX][NET_MQ_MAX];
 static int queues_answer = -1;
+static int go; /* hold=1: "GO" arrived on port 20000 */
 
 static void mq_rx(struct netif *nif, uint32_t src_ip, uint16_t src_port, uint16_t dst_port, const uint8_t *src_mac,
 		  const uint8_t *p, uint32_t len)
@@ -43,6 +47,10 @@ static void mq_rx(struct netif *nif, uint32_t src_ip, uint16_t src_port, uint16_
 		char text[8] = { 0 };
 		memcpy(text, p + 7, len - 7 < 7 ? len - 7 : 7);
 		queues_answer = parse_u64(text, &v) == 0 ? (int)v : -2;
+		return;
+	}
+	if (len == 2 && memcmp(p, "GO", 2) == 0 && dst_port == MQ_SPORT) {
+		go = 1;
 		return;
 	}
 	if (dst_port >= MQ_SPORT && dst_port < MQ_SPORT + npairs && on < npairs)
@@ -210,6 +218,25 @@ int test_net_mq(const char *name)
 			*(a == k ? &own : &other) += got[a][k];
 	int wide = tap_queues(mac, peer, pport);
 
+	/* hold=1: wait (up to 120 s) for a "GO" to port 20000 while the host
+	 * snapshots and restores the VM, then the same exchange again: the
+	 * restored device must have put the same pairs back in use. */
+	uint64_t own_after = own, other_after = other;
+	int wide_after = wide;
+	if (cmdline_get_u64("hold", 0)) {
+		kit_printf("info net-mq holding pairs=%u own_queue=%lu tap_queues=%d\n", npairs, own, wide);
+		uint64_t t0 = rdtsc();
+		while (!go && rdtsc() - t0 < 120 * tsc_hz)
+			poll_all();
+		kit_printf("info net-mq go=%d\n", go);
+		exchange(mac, peer, pport, count, 1);
+		own_after = other_after = 0;
+		for (unsigned int a = 0; a < npairs; a++)
+			for (unsigned int k = 0; k < npairs; k++)
+				*(a == k ? &own_after : &other_after) += got[a][k];
+		wide_after = tap_queues(mac, peer, pport);
+	}
+
 	/* 3. Back to the first pair alone. */
 	int narrow_set = set_pairs(1);
 	exchange(mac, peer, pport, count, 0);
@@ -221,12 +248,12 @@ int test_net_mq(const char *name)
 
 	uint64_t want = count * npairs;
 	int ok = ctrl_ok && own == want && other == 0 && narrow_set == CTRL_OK && first == want && elsewhere == 0 &&
-		 wide == (int)npairs && narrow == 1;
+		 wide == (int)npairs && narrow == 1 && own_after == want && other_after == 0 && wide_after == (int)npairs;
 	for (unsigned int k = 0; k < npairs; k++)
 		ok = ok && pairs[k].ok;
 	RESULT(name, ok ? "pass" : "fail",
 	       " pairs=%u sent=%lu own_queue=%lu other_queue=%lu narrow_set=%d narrow_first=%lu narrow_elsewhere=%lu "
-	       "tap_queues_wide=%d tap_queues_narrow=%d",
-	       npairs, want, own, other, narrow_set, first, elsewhere, wide, narrow);
+	       "tap_queues_wide=%d tap_queues_narrow=%d own_after_hold=%lu other_after_hold=%lu tap_queues_after_hold=%d",
+	       npairs, want, own, other, narrow_set, first, elsewhere, wide, narrow, own_after, other_after, wide_after);
 	return ok ? 0 : EXIT_FAIL;
 }

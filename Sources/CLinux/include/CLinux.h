@@ -98,7 +98,10 @@ int vmd_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 #include <linux/sockios.h>
 static const unsigned long VMD_SIOCGIFFLAGS = SIOCGIFFLAGS, VMD_SIOCSIFFLAGS = SIOCSIFFLAGS;
 static const unsigned long VMD_SIOCSIFADDR = SIOCSIFADDR, VMD_SIOCSIFNETMASK = SIOCSIFNETMASK;
-static const unsigned long VMD_SIOCGIFINDEX = SIOCGIFINDEX, VMD_SIOCBRADDIF = SIOCBRADDIF;
+static const unsigned long VMD_SIOCGIFINDEX = SIOCGIFINDEX, VMD_SIOCBRADDIF = SIOCBRADDIF, VMD_SIOCSIFHWADDR = SIOCSIFHWADDR;
+// A MAC in ifr_hwaddr (SIOCSIFHWADDR) is of this family; Glibc's Swift module leaves out net/if_arp.h.
+#include <net/if_arp.h>
+static const unsigned short VMD_ARPHRD_ETHER = ARPHRD_ETHER;
 
 // Sandbox calls: Landlock has no glibc wrappers; unshare and setresuid need _GNU_SOURCE.
 // struct landlock_ruleset_attr as of Linux 6.12 (ABI 6): Debian 12's headers (6.1) stop

@@ -104,6 +104,18 @@ struct TapDevice {
         }
     }
 
+    /// Sets the tap's own MAC (SIOCSIFHWADDR; a tap takes it while up).
+    func setHardwareAddress(_ mac: [UInt8]) throws {
+        try withControlSocket { socket in
+            var request = ifreq()
+            TapDevice.setName(&request, name)
+            request.ifr_ifru.ifru_hwaddr.sa_family = sa_family_t(VMD_ARPHRD_ETHER)
+            // SAFETY: sa_data is 14 bytes; the MAC's 6 go at its start.
+            withUnsafeMutableBytes(of: &request.ifr_ifru.ifru_hwaddr.sa_data) { $0.copyBytes(from: mac.prefix(6)) }
+            try TapDevice.ioctl(socket, VMD_SIOCSIFHWADDR, &request, "SIOCSIFHWADDR")
+        }
+    }
+
     /// Gives the host side an IPv4 address and netmask (a `local interface`).
     func setAddress(_ address: UInt32, prefixLength: Int) throws {
         try withControlSocket { socket in

@@ -228,21 +228,19 @@ struct VMLauncher {
         // One queue pair per vCPU, as for a disk's queues (the guest's driver puts one per CPU in use).
         let (tap, offloads) = try TapDevice.create(name: interface.name, offloads: VMLauncher.tapOffloads,
                                                    queueCount: DeviceShape.netQueuePairs(vcpus: config.cpus))
+        let mac = interface.lladdr ?? InterfaceMAC.guest(vmName: config.name, index: index)
         var local: LocalSubnet?
         if interface.local {
             guard let subnet = LocalSubnet(prefix: localPrefix, index: localInterfaceBase + index) else {
                 throw VMLaunchError.localPrefixExhausted(localPrefix.description)
             }
+            // The guest's gateway: the same address on every start, as the guest's own.
+            try tap.setHardwareAddress(InterfaceMAC.tap(forGuest: mac))
             try tap.setAddress(subnet.host, prefixLength: LocalSubnet.prefixLength)
             local = subnet
         }
         if let bridge = interface.switchName { try tap.addToBridge(bridge) }
-        return OpenedInterface(tap: tap, mac: interface.lladdr ?? VMLauncher.randomMAC(), local: local, offloads: offloads)
-    }
-
-    /// A random locally administered unicast MAC (fe:e1:ba:xx:xx:xx, as vmd's).
-    static func randomMAC() -> [UInt8] {
-        [0xFE, 0xE1, 0xBA] + (0..<3).map { _ in UInt8.random(in: 0...255) }
+        return OpenedInterface(tap: tap, mac: mac, local: local, offloads: offloads)
     }
 
     enum VMLaunchError: Error, CustomStringConvertible {
