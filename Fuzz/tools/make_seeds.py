@@ -107,6 +107,11 @@ put("FuzzNet", "rx", u8(3) + u16(0x8000) + u8(0) + u8(1) + u8(3) + u8(2)
     + u8(1) + u16(len(discover)) + discover
     + u16(len(rx_packet)) + rx_packet)
 
+# Control queue (mode bit 6): 4 pairs, MQ and CTRL_VQ, queue size 4; VQ_PAIRS_SET 3, then class 99.
+put("FuzzNet", "control", u8(0x40) + u8(2) + u8(1) + u8(0) + u8(2) + u8(2)
+    + u8(1) + u32(0x1000) + u8(0) + u8(4) + bytes([4, 0, 3, 0]) + u32(0x1100) + u8(1) + u8(1)
+    + u8(1) + u32(0x1200) + u8(0) + u8(3) + bytes([99, 1, 0]) + u32(0x1300) + u8(1) + u8(1))
+
 # --- FuzzIPC ----------------------------------------------------------------------
 def frame(tag, payload, fds=0):
     return u32(0x3144_4D56) + u16(tag) + u16(fds) + u32(len(payload)) + payload

@@ -7,7 +7,9 @@
 //   2  the transmit path, NetDeviceModel.transmit, on a chain over guest memory
 //      (fake tap backend, DHCP responder on), which also reaches the responder;
 //   3  the receive path, NetDeviceModel.receive, with receive chains from the input
-//      in a real queue and packets from the fake tap.
+//      in a real queue and packets from the fake tap;
+//   bit 6 set: the control queue of a NetVirtioDevice of 2 to 4 queue pairs, with
+//      chains from the input (VQ_PAIRS_SET and whatever else), the tap queues fake.
 // In modes 1 and 2, bit 7 of the mode byte fixes up the IPv4 header checksum of
 // the frame, so the fuzzer gets past it to the UDP and BOOTP parsing.
 import FuzzKit
@@ -62,6 +64,10 @@ private let responders: [DHCPResponder] = [
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     var input = FuzzInput(data, size)
     let mode = input.byte()
+    if mode & 0x40 != 0 {
+        fuzzControl(&input)
+        return 0
+    }
     switch mode & 3 {
     case 0: fuzzHeader(&input)
     case 1: fuzzDHCP(&input, fixChecksum: mode & 0x80 != 0)
@@ -230,5 +236,69 @@ private func fuzzReceive(_ input: inout FuzzInput) {
     // (then the packet data lands in the used ring, the guest's own doing).
     while !buffersOverlapRings, let element = try? driver.popUsed() {
         fuzzCheck(element.id < UInt32(size), "used id \(element.id) out of range")
+    }
+}
+
+// MARK: Control queue (bit 6)
+
+private func fuzzControl(_ input: inout FuzzInput) {
+    FuzzGuest.wipe()
+    let memory = FuzzGuest.memory
+    let pairs = 2 + Int(input.byte() % 3)
+    var negotiated = VirtioFeature.version1 | (input.bool() ? VirtioFeature.eventIndex : 0)
+    switch input.byte() % 4 {
+    case 0: negotiated |= VirtioNetFeature.controlQueue | VirtioNetFeature.multiqueue
+    case 1: negotiated |= VirtioNetFeature.controlQueue
+    case 2: negotiated |= VirtioNetFeature.multiqueue  // refused at activation
+    default: break
+    }
+    let size: UInt16 = 1 << (input.byte() % 5)   // 1...16
+    guard let models = try? (0..<pairs).map({ _ in try NetDeviceModel(mac: clientMAC, backend: FuzzBackend()) }) else { return }
+    let device = NetVirtioDevice(pairs: models, guestLog: RateLimitedLog(logger: .init(label: "fuzz")), resumeTap: { _ in })
+    var attachedByTap = [true] + Array(repeating: false, count: pairs - 1)
+    device.setTapQueueAttached = { pair, attached in
+        fuzzCheck(attachedByTap[pair] != attached, "tap queue \(pair) set to what it was")
+        attachedByTap[pair] = attached
+    }
+    let layout = NetQueueLayout(pairs: pairs)
+    let controlIndex = negotiated & VirtioNetFeature.multiqueue != 0 ? 2 * pairs : 2
+    guard var driver = try? VirtqueueDriver(memory: memory, base: GuestAddress(0x2_0000), size: size),
+          let configuration = try? driver.configuration() else { return }
+    var queues = [SplitVirtqueue?](repeating: nil, count: layout.queueCount)
+    queues[controlIndex] = SplitVirtqueue(configuration: configuration, memory: memory, features: negotiated)
+    guard let calls = try? (0..<layout.queueCount).map({ _ in try FileDescriptor.eventFD() }) else { return }
+    let active = ActiveQueues(memory: memory, features: negotiated, queues: queues, calls: calls, polling: false)
+    do {
+        try device.activate(features: negotiated, queues: active)
+    } catch {
+        fuzzCheck(negotiated & VirtioNetFeature.controlQueue == 0, "activation refused with CTRL_VQ: \(error)")
+        return
+    }
+    // Control chains: a command's bytes (written where its readable buffers are) and buffers anywhere.
+    let rings = 0x2_0000..<(0x2_0000 + VirtqueueDriver.footprint(size: size))
+    var buffersOverlapRings = false
+    for _ in 0..<Int(input.byte() % (UInt8(size) + 1)) {
+        var buffers: [VirtqueueDriver.Buffer] = []
+        for _ in 0..<Int(input.byte() % 3) + 1 {
+            let address = FuzzGuest.address(input.integer())
+            let writable = input.byte() & 1 != 0
+            let content = writable ? [] : input.bytes(Int(input.byte() % 8))
+            let length = writable ? UInt32(input.byte() % 4) : UInt32(content.count)
+            if address < rings.upperBound && address &+ UInt64(length) > rings.lowerBound { buffersOverlapRings = true }
+            FuzzGuest.poke(content, at: address)
+            buffers.append(.init(address: GuestAddress(address), length: length, writable: writable))
+        }
+        guard let head = try? driver.add(buffers) else { break }
+        try? driver.makeAvailable(head: head)
+    }
+    try? driver.publish()
+    try? device.queueNotified(controlIndex)
+    fuzzCheck((1...pairs).contains(device.pairsInUse), "\(device.pairsInUse) pairs in use of \(pairs)")
+    fuzzCheck(device.attached == (0..<pairs).map { $0 < device.pairsInUse }, "tap queues \(device.attached) for \(device.pairsInUse) pairs")
+    fuzzCheck(attachedByTap == device.attached, "the device's view of its tap queues is not the tap's")
+    if negotiated & VirtioNetFeature.multiqueue == 0 { fuzzCheck(device.pairsInUse == 1, "pairs in use without MQ") }
+    while !buffersOverlapRings, let element = try? driver.popUsed() {
+        fuzzCheck(element.id < UInt32(size), "used id \(element.id) out of range")
+        fuzzCheck(element.length <= 1, "a control chain used with \(element.length) bytes")
     }
 }
