@@ -17,6 +17,7 @@
 #define NET_F_MRG_RXBUF 15
 #define NET_F_STATUS    16
 #define NET_F_CTRL_VQ   17
+#define NET_F_GUEST_ANNOUNCE 21
 #define NET_F_MQ        22
 #define NET_F_HOST_USO  56
 

@@ -98,6 +98,10 @@ final class NetMultiqueueIntegrationTests: XCTestCase {
         XCTAssertEqual(result["status"], "pass", "\(result)")
         XCTAssertEqual(result["own_after_hold"], "32", "each flow back on its own pair after the restore")
         XCTAssertEqual(result["tap_queues_after_hold"], "2", "the restored device attached both queues of its new tap")
+        XCTAssertEqual(result["announce_seen"], "1", "the restored device asks the guest to announce itself")
+        XCTAssertEqual(result["announce_ack"], "0", "and takes its ack")
+        XCTAssertEqual(result["announce_cleared"], "1")
+        XCTAssertNotEqual(result["config_irqs"], "0", "with a config interrupt")
     }
 
     /// A VM of one vCPU has the plain device: no MQ offered, and the kit's MQ driver says so.

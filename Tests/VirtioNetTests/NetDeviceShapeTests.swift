@@ -10,6 +10,6 @@ final class NetDeviceShapeTests: XCTestCase {
     func testTheDescriptionAgreesWithTheDeclaredShape() throws {
         let rig = try NetRig()
         XCTAssertTrue(DeviceShape.network(queuePairs: 1).matches(rig.device.description), "\(rig.device.description)")
-        XCTAssertEqual(DeviceShape.network(queuePairs: 1).queueCount, 2)
+        XCTAssertEqual(DeviceShape.network(queuePairs: 1).queueCount, 3, "a pair and the control queue")
     }
 }

@@ -121,13 +121,15 @@ final class NetMultiqueueTests: XCTestCase {
         XCTAssertEqual(description.features & mq, mq)
         XCTAssertEqual(rig.device.readConfig(offset: 8, size: 2), [4, 0], "le16 max_virtqueue_pairs")
         let single = try MultiqueueRig(pairs: 1, features: 0, activate: false)
-        XCTAssertEqual(single.device.description.queueCount, 2)
-        XCTAssertEqual(single.device.description.features & mq, 0, "one pair: no MQ, no control queue")
+        XCTAssertEqual(single.device.description.queueCount, 3)
+        XCTAssertEqual(single.device.description.features & mq, VirtioNetFeature.controlQueue,
+                       "one pair: the control queue (for announcements), no MQ")
+        XCTAssertNotEqual(single.device.description.features & VirtioNetFeature.guestAnnounce, 0)
     }
 
-    /// One pair per vCPU, within 1...16, and the control queue only with more than one.
+    /// One pair per vCPU, within 1...16, and the control queue after them.
     func testTheShapeFollowsTheVCPUs() {
-        XCTAssertEqual(DeviceShape.network(queuePairs: 1).queueCount, 2)
+        XCTAssertEqual(DeviceShape.network(queuePairs: 1).queueCount, 3)
         XCTAssertEqual(DeviceShape.network(queuePairs: 2).queueCount, 5)
         XCTAssertEqual(DeviceShape.network(queuePairs: 64).queueCount, UInt16(2 * DeviceShape.maximumNetQueuePairs + 1))
         XCTAssertEqual(DeviceShape.netQueuePairs(vcpus: 0), 1)
@@ -146,6 +148,8 @@ final class NetMultiqueueTests: XCTestCase {
         XCTAssertEqual(layout.role(ofQueue: 2, features: 0), .none)
         XCTAssertEqual(layout.role(ofQueue: 9, features: mq), .none)
         XCTAssertEqual(layout.role(ofQueue: -1, features: mq), .none)
+        XCTAssertEqual(NetQueueLayout(pairs: 1).role(ofQueue: 2, features: VirtioNetFeature.controlQueue), .control)
+        XCTAssertEqual(NetQueueLayout(pairs: 1).role(ofQueue: 2, features: 0), .none, "a driver without CTRL_VQ")
     }
 
     /// VQ_PAIRS_SET attaches the tap queues of the pairs put in use and detaches the rest,
@@ -187,10 +191,13 @@ final class NetMultiqueueTests: XCTestCase {
         XCTAssertEqual(try rig.control(MultiqueueRig.setPairs(2)).ack, NetControlCommand.ok)
     }
 
-    /// MQ is refused without CTRL_VQ (§5.1.3.1), and VQ_PAIRS_SET without MQ gets ERR.
+    /// MQ and GUEST_ANNOUNCE are refused without CTRL_VQ (§5.1.3.1), and VQ_PAIRS_SET
+    /// without MQ gets ERR.
     func testMultiqueueNeedsTheControlQueue() throws {
         let rig = try MultiqueueRig(pairs: 2, features: VirtioNetFeature.multiqueue, activate: false)
         XCTAssertThrowsError(try rig.activate())
+        let announceAlone = try MultiqueueRig(pairs: 2, features: VirtioNetFeature.guestAnnounce, activate: false)
+        XCTAssertThrowsError(try announceAlone.activate(), "GUEST_ANNOUNCE needs CTRL_VQ too")
         let noMQ = try MultiqueueRig(pairs: 2, features: VirtioNetFeature.controlQueue, activate: false)
         try noMQ.activate()
         // Without MQ the control queue is queue 2 (§5.1.2).
@@ -243,7 +250,7 @@ final class NetMultiqueueTests: XCTestCase {
     /// refused.
     func testThePairsInUseSurviveASnapshot() throws {
         let rig = try MultiqueueRig(pairs: 4)
-        XCTAssertEqual(rig.device.savedState, [], "the first pair alone is the default, nothing to keep")
+        XCTAssertEqual(rig.device.savedState, [1, 0], "never empty: a restored device always hears of it")
         XCTAssertEqual(try rig.control(MultiqueueRig.setPairs(3)).ack, NetControlCommand.ok)
         let saved = rig.device.savedState
         XCTAssertEqual(saved, [3, 0])
@@ -257,6 +264,39 @@ final class NetMultiqueueTests: XCTestCase {
         }
         let noMQ = try MultiqueueRig(pairs: 4, features: 0)
         XCTAssertThrowsError(try noMQ.device.restore(savedState: [2, 0]), "pairs without MQ negotiated")
+        XCTAssertNoThrow(try noMQ.device.restore(savedState: [1, 0]))
+    }
+
+    /// A restored device whose driver took GUEST_ANNOUNCE raises VIRTIO_NET_S_ANNOUNCE with a
+    /// config interrupt, and clears it on the driver's ANNOUNCE_ACK (§5.1.6.5.4).
+    func testARestoredDeviceAsksTheDriverToAnnounceItself() throws {
+        let announce = mq | VirtioNetFeature.guestAnnounce
+        let rig = try MultiqueueRig(pairs: 2, features: announce)
+        var configChanges = 0
+        rig.device.configChanged = { configChanges += 1 }
+        XCTAssertEqual(rig.device.readConfig(offset: 6, size: 2), [1, 0], "link up, nothing to announce")
+        try rig.device.restore(savedState: [2, 0])
+        XCTAssertEqual(configChanges, 1)
+        XCTAssertEqual(rig.device.readConfig(offset: 6, size: 2), [3, 0], "LINK_UP | ANNOUNCE")
+        XCTAssertEqual(try rig.control([3, 0, 1]).ack, NetControlCommand.error, "ANNOUNCE_ACK has no data")
+        XCTAssertTrue(rig.device.announcing)
+        XCTAssertEqual(try rig.control([3, 0]).ack, NetControlCommand.ok)
+        XCTAssertEqual(rig.device.readConfig(offset: 6, size: 2), [1, 0])
+        // A reset forgets a pending announcement.
+        try rig.device.restore(savedState: [1, 0])
+        rig.device.reset()
+        XCTAssertFalse(rig.device.announcing)
+    }
+
+    /// Without GUEST_ANNOUNCE a restore asks nothing of the driver, and an ack is an error.
+    func testNoAnnouncementWithoutGuestAnnounce() throws {
+        let rig = try MultiqueueRig(pairs: 2)
+        var configChanges = 0
+        rig.device.configChanged = { configChanges += 1 }
+        try rig.device.restore(savedState: [2, 0])
+        XCTAssertEqual(configChanges, 0)
+        XCTAssertEqual(rig.device.readConfig(offset: 6, size: 2), [1, 0])
+        XCTAssertEqual(try rig.control([3, 0]).ack, NetControlCommand.error)
     }
 
     /// A tap queue that cannot be attached is an ERR for the driver, not a crash.
@@ -275,5 +315,7 @@ final class NetMultiqueueTests: XCTestCase {
         XCTAssertEqual(try NetControlCommand.parse([0, 1, 1]).get(), .unsupported(class: 0, command: 1))
         XCTAssertEqual(NetControlCommand.parse([4]), .failure(.shorterThanHeader(1)))
         XCTAssertEqual(NetControlCommand.parse([4, 0, 1]), .failure(.badLength(command: "VQ_PAIRS_SET", length: 1)))
+        XCTAssertEqual(try NetControlCommand.parse([3, 0]).get(), .acknowledgeAnnounce)
+        XCTAssertEqual(try NetControlCommand.parse([3, 1]).get(), .unsupported(class: 3, command: 1))
     }
 }

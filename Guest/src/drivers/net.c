@@ -162,7 +162,8 @@ int netdev_init_mq(struct netdev *pairs, unsigned int *count, struct virtq *ctrl
 	struct pci_func *f = net_find();
 	if (!f)
 		return fail(first, "no-virtio-net");
-	if (virtio_init(&first->vd, f, net_wanted() | 1ull << NET_F_CTRL_VQ | 1ull << NET_F_MQ) < 0)
+	if (virtio_init(&first->vd, f,
+			net_wanted() | 1ull << NET_F_CTRL_VQ | 1ull << NET_F_MQ | 1ull << NET_F_GUEST_ANNOUNCE) < 0)
 		return fail(first, first->vd.error);
 	if (!virtio_has(&first->vd, NET_F_CTRL_VQ) || !virtio_has(&first->vd, NET_F_MQ)) {
 		virtio_fail(&first->vd);

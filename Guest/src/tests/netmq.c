@@ -17,7 +17,10 @@
  * and tap_queues_narrow. ip=A.B.C.D (the guest's), peer=IP:PORT.
  * hold=1: between 2 and 3, wait for a "GO" datagram to port 20000 (the
  * host saves and restores the VM meanwhile), then exchange as in 2 again
- * (own_after_hold, other_after_hold, tap_queues_after_hold). */
+ * (own_after_hold, other_after_hold, tap_queues_after_hold); the restored
+ * device must have asked for announcements (VIRTIO_NET_S_ANNOUNCE and a
+ * config interrupt), which the kit answers with a gratuitous ARP and
+ * ANNOUNCE_ACK, after which the bit must be clear. */
 #include "kit.h"
 #include "net.h"
 
@@ -221,14 +224,27 @@ int test_net_mq(const char *name)
 	/* hold=1: wait (up to 120 s) for a "GO" to port 20000 while the host
 	 * snapshots and restores the VM, then the same exchange again: the
 	 * restored device must have put the same pairs back in use. */
-	uint64_t own_after = own, other_after = other;
-	int wide_after = wide;
-	if (cmdline_get_u64("hold", 0)) {
+	uint64_t own_after = own, other_after = other, config_irqs = 0;
+	int wide_after = wide, hold = (int)cmdline_get_u64("hold", 0);
+	int announce_seen = 0, announce_ack = -1, announce_cleared = 0;
+	if (hold) {
 		kit_printf("info net-mq holding pairs=%u own_queue=%lu tap_queues=%d\n", npairs, own, wide);
-		uint64_t t0 = rdtsc();
+		uint64_t t0 = rdtsc(), irqs0 = kit_virtio_config_irqs;
 		while (!go && rdtsc() - t0 < 120 * tsc_hz)
 			poll_all();
 		kit_printf("info net-mq go=%d\n", go);
+		/* A restored device asks for announcements (GUEST_ANNOUNCE,
+		 * §5.1.6.5.4): VIRTIO_NET_S_ANNOUNCE with a config interrupt.
+		 * The driver sends a gratuitous ARP, then acks. */
+		config_irqs = kit_virtio_config_irqs - irqs0;
+		announce_seen = (virtio_cfg16(&pairs[0].vd, 6) & 2) != 0;
+		if (announce_seen) {
+			arp_request(&nifs[0], nifs[0].ip);
+			netdev_tx_flush(&pairs[0]);
+			static const uint8_t ack[2] = { 3, 0 }; /* VIRTIO_NET_CTRL_ANNOUNCE, ANNOUNCE_ACK */
+			announce_ack = ctrl_cmd(ack, sizeof(ack), 0, &used);
+			announce_cleared = (virtio_cfg16(&pairs[0].vd, 6) & 2) == 0;
+		}
 		exchange(mac, peer, pport, count, 1);
 		own_after = other_after = 0;
 		for (unsigned int a = 0; a < npairs; a++)
@@ -248,12 +264,15 @@ int test_net_mq(const char *name)
 
 	uint64_t want = count * npairs;
 	int ok = ctrl_ok && own == want && other == 0 && narrow_set == CTRL_OK && first == want && elsewhere == 0 &&
-		 wide == (int)npairs && narrow == 1 && own_after == want && other_after == 0 && wide_after == (int)npairs;
+		 wide == (int)npairs && narrow == 1 && own_after == want && other_after == 0 && wide_after == (int)npairs &&
+		 (!hold || (announce_seen && announce_ack == CTRL_OK && announce_cleared && config_irqs >= 1));
 	for (unsigned int k = 0; k < npairs; k++)
 		ok = ok && pairs[k].ok;
 	RESULT(name, ok ? "pass" : "fail",
 	       " pairs=%u sent=%lu own_queue=%lu other_queue=%lu narrow_set=%d narrow_first=%lu narrow_elsewhere=%lu "
-	       "tap_queues_wide=%d tap_queues_narrow=%d own_after_hold=%lu other_after_hold=%lu tap_queues_after_hold=%d",
-	       npairs, want, own, other, narrow_set, first, elsewhere, wide, narrow, own_after, other_after, wide_after);
+	       "tap_queues_wide=%d tap_queues_narrow=%d own_after_hold=%lu other_after_hold=%lu tap_queues_after_hold=%d "
+	       "announce_seen=%d announce_ack=%d announce_cleared=%d config_irqs=%lu",
+	       npairs, want, own, other, narrow_set, first, elsewhere, wide, narrow, own_after, other_after, wide_after,
+	       announce_seen, announce_ack, announce_cleared, config_irqs);
 	return ok ? 0 : EXIT_FAIL;
 }

@@ -79,6 +79,16 @@ public final class VirtioDeviceRunner {
         }
     }
 
+    /// Tells the vm process that the device's configuration changed: the transport bumps
+    /// the configuration generation and raises the config interrupt (§4.1.4.3).
+    public func notifyConfigChanged() {
+        do {
+            try events.send(DeviceEvent.configChanged)
+        } catch {
+            logger.error("telling vm of a configuration change: \(error)")
+        }
+    }
+
     /// A device-side fault of a ring found outside a kick (virtio-net receiving from its tap).
     public func reportBrokenRing(_ error: Error) {
         guard !broken else { return }

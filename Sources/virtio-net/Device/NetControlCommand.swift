@@ -4,10 +4,15 @@
 enum NetControlCommand: Equatable, Sendable {
     /// VIRTIO_NET_CTRL_MQ / VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (§5.1.6.5.5): use this many pairs.
     case setQueuePairs(Int)
+    /// VIRTIO_NET_CTRL_ANNOUNCE / VIRTIO_NET_CTRL_ANNOUNCE_ACK (§5.1.6.5.4): the driver sent
+    /// its announcements; the device clears VIRTIO_NET_S_ANNOUNCE.
+    case acknowledgeAnnounce
     /// A class or command the device does not offer (RX mode, MAC table, VLAN, announce,
     /// RSS, offloads, coalescing): answered VIRTIO_NET_ERR.
     case unsupported(class: UInt8, command: UInt8)
 
+    static let classAnnounce: UInt8 = 3
+    static let commandAnnounceAck: UInt8 = 0
     static let classMultiqueue: UInt8 = 4
     static let commandSetQueuePairs: UInt8 = 0
     /// The ack values (§5.1.6.5).
@@ -35,6 +40,11 @@ enum NetControlCommand: Equatable, Sendable {
         guard bytes.count >= 2 else { return .failure(.shorterThanHeader(bytes.count)) }
         let (commandClass, command) = (bytes[0], bytes[1])
         let data = bytes.dropFirst(2)
+        if commandClass == classAnnounce && command == commandAnnounceAck {
+            // No command-specific data.
+            guard data.isEmpty else { return .failure(.badLength(command: "ANNOUNCE_ACK", length: data.count)) }
+            return .success(.acknowledgeAnnounce)
+        }
         guard commandClass == classMultiqueue && command == commandSetQueuePairs else {
             return .success(.unsupported(class: commandClass, command: command))
         }

@@ -37,8 +37,9 @@ final class NetDeviceModel {
     /// Frames the device made itself (DHCP replies) waiting for receive buffers.
     static let maximumLocalFrames = 16
 
-    /// VIRTIO_NET_S_LINK_UP (§5.1.4).
+    /// VIRTIO_NET_S_LINK_UP and VIRTIO_NET_S_ANNOUNCE (§5.1.4).
     static let statusLinkUp: UInt16 = 1
+    static let statusAnnounce: UInt16 = 2
 
     let mac: MACAddress
     let offloads: NetOffloads
@@ -82,11 +83,11 @@ final class NetDeviceModel {
     /// `struct virtio_net_config` (§5.1.4) up to `mtu`, little-endian.
     static let configSpaceSize = 12
 
-    static func makeConfigSpace(mac: MACAddress, queuePairs: Int) -> [UInt8] {
+    static func makeConfigSpace(mac: MACAddress, queuePairs: Int, status: UInt16 = statusLinkUp) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: configSpaceSize)
         bytes.replaceSubrange(0..<6, with: mac.bytes)        // u8 mac[6]
-        bytes[6] = UInt8(statusLinkUp & 0xFF)                // le16 status
-        bytes[7] = UInt8(statusLinkUp >> 8)
+        bytes[6] = UInt8(status & 0xFF)                      // le16 status
+        bytes[7] = UInt8(status >> 8)
         bytes[8] = UInt8(truncatingIfNeeded: queuePairs)     // le16 max_virtqueue_pairs (read with MQ)
         bytes[9] = UInt8(truncatingIfNeeded: queuePairs >> 8)
         // 10: le16 mtu, zero: VIRTIO_NET_F_MTU not offered

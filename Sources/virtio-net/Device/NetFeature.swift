@@ -12,6 +12,7 @@ enum VirtioNetFeature {
     static let mergeableReceiveBuffers: UInt64 = 1 << 15
     static let status: UInt64 = 1 << 16
     static let controlQueue: UInt64 = 1 << 17
+    static let guestAnnounce: UInt64 = 1 << 21
     static let multiqueue: UInt64 = 1 << 22
     static let guestUSO4: UInt64 = 1 << 54
     static let guestUSO6: UInt64 = 1 << 55

@@ -44,6 +44,7 @@ package enum NetProcessMain {
                 try retryingInterrupts("TUNSETOFFLOAD") { vmd_ioctl_int(taps[0].rawValue, VMD_TUNSETOFFLOAD, UInt(flags)) }
             }
             let runner = try VirtioDeviceRunner(model: device, memory: memory, wiring: wiring, control: control, logger: logger)
+            device.configChanged = { [unowned runner] in runner.notifyConfigChanged() }
             // Each direction has buckets of its own, of the sizes the interface's block gives,
             // which every queue pair shares.
             if let transmit = RateLimiter(setup.rateLimit), let receive = RateLimiter(setup.rateLimit) {

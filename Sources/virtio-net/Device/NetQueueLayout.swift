@@ -16,9 +16,11 @@ struct NetQueueLayout: Equatable, Sendable {
 
     var shape: DeviceShape { .network(queuePairs: pairs) }
     var queueCount: Int { Int(shape.queueCount) }
-    /// A device of more than one pair offers MQ, and CTRL_VQ, which MQ needs (§5.1.3.1).
-    var multiqueue: Bool { pairs > 1 }
-    var features: UInt64 { multiqueue ? VirtioNetFeature.controlQueue | VirtioNetFeature.multiqueue : 0 }
+    /// Every device has the control queue and offers GUEST_ANNOUNCE (which needs it,
+    /// §5.1.3.1); one of more than one pair offers MQ too.
+    var features: UInt64 {
+        VirtioNetFeature.controlQueue | VirtioNetFeature.guestAnnounce | (pairs > 1 ? VirtioNetFeature.multiqueue : 0)
+    }
 
     static func receiveQueue(ofPair pair: Int) -> Int { 2 * pair }
     static func transmitQueue(ofPair pair: Int) -> Int { 2 * pair + 1 }
@@ -35,7 +37,7 @@ struct NetQueueLayout: Equatable, Sendable {
     func role(ofQueue index: Int, features: UInt64) -> Role {
         let visiblePairs = features & VirtioNetFeature.multiqueue != 0 ? pairs : 1
         if index >= 0 && index < 2 * visiblePairs { return index % 2 == 0 ? .receive(pair: index / 2) : .transmit(pair: index / 2) }
-        if index == 2 * visiblePairs && features & VirtioNetFeature.controlQueue != 0 && multiqueue { return .control }
+        if index == 2 * visiblePairs && features & VirtioNetFeature.controlQueue != 0 { return .control }
         return .none
     }
 }

@@ -4,8 +4,9 @@ import LinuxSystem
 import VirtioCore
 
 /// The virtio-net device as the generic device runner drives it: one `NetDeviceModel` per
-/// queue pair, each over its own queue of the tap, and with more than one pair the control
-/// queue that says how many pairs the driver uses (VIRTIO_NET_F_MQ, virtio 1.2 §5.1.6.5.5).
+/// queue pair, each over its own queue of the tap, and the control queue, which says how
+/// many pairs the driver uses (VIRTIO_NET_F_MQ, virtio 1.2 §5.1.6.5.5) and takes its acks
+/// of the announcements a restored device asks for (GUEST_ANNOUNCE, §5.1.6.5.4).
 ///
 /// The process's event loop watches each pair's tap queue and calls `tapReadable(pair:)`.
 /// When that returns `.outOfBuffers` the loop stops watching that queue (back-pressure: the
@@ -18,7 +19,6 @@ import VirtioCore
 final class NetVirtioDevice: VirtioDeviceModel {
     let pairs: [NetDeviceModel]
     let layout: NetQueueLayout
-    private let configSpace: [UInt8]
     private let guestLog: RateLimitedLog
     /// Watch the pair's tap queue again (buffers came back, or the pair came into use).
     private let resumeTap: (_ pair: Int) -> Void
@@ -42,6 +42,12 @@ final class NetVirtioDevice: VirtioDeviceModel {
     var transmitLimiter: RateLimiter?
     /// Serves a queue the limiter held back again after so many seconds (the runner's timer).
     var serveAgain: (_ queue: Int, _ seconds: Double) -> Void = { _, _ in }
+    /// Tells the driver the configuration changed (the runner's `notifyConfigChanged`: a
+    /// config interrupt).
+    var configChanged: () -> Void = {}
+    /// VIRTIO_NET_S_ANNOUNCE is up: the device was restored (a receive or a migration), and
+    /// the driver has not yet acked the announcements that tell the network where it is now.
+    private(set) var announcing = false
 
     /// The first pair's model: the only one of a device without MQ.
     var model: NetDeviceModel { pairs[0] }
@@ -50,7 +56,6 @@ final class NetVirtioDevice: VirtioDeviceModel {
         precondition(!pairs.isEmpty, "a network device has a queue pair")
         self.pairs = pairs
         layout = NetQueueLayout(pairs: pairs.count)
-        configSpace = NetDeviceModel.makeConfigSpace(mac: pairs[0].mac, queuePairs: pairs.count)
         self.guestLog = guestLog
         self.resumeTap = resumeTap
         attached = pairs.indices.map { $0 == 0 }
@@ -60,11 +65,13 @@ final class NetVirtioDevice: VirtioDeviceModel {
 
     var description: DeviceDescription {
         DeviceDescription(type: .network, features: model.deviceFeatures | layout.features, queueCount: UInt16(layout.queueCount),
-                          maximumQueueSize: NetDeviceModel.maximumQueueSize, configSize: UInt32(configSpace.count))
+                          maximumQueueSize: NetDeviceModel.maximumQueueSize, configSize: UInt32(NetDeviceModel.configSpaceSize))
     }
 
     func readConfig(offset: Int, size: Int) -> [UInt8] {
-        readConfigBytes(configSpace, offset: offset, size: size)
+        let status = NetDeviceModel.statusLinkUp | (announcing ? NetDeviceModel.statusAnnounce : 0)
+        return readConfigBytes(NetDeviceModel.makeConfigSpace(mac: model.mac, queuePairs: pairs.count, status: status),
+                               offset: offset, size: size)
     }
 
     func writeConfig(offset: Int, bytes: [UInt8]) {
@@ -72,14 +79,17 @@ final class NetVirtioDevice: VirtioDeviceModel {
     }
 
     func activate(features: UInt64, queues: ActiveQueues) throws {
-        // §5.1.3.1: MQ needs CTRL_VQ (the driver could never leave the first pair without it).
-        guard features & VirtioNetFeature.multiqueue == 0 || features & VirtioNetFeature.controlQueue != 0 else {
-            throw NetActivationError.multiqueueWithoutControlQueue
+        // §5.1.3.1: MQ and GUEST_ANNOUNCE need CTRL_VQ (without it the driver could neither
+        // leave the first pair nor ack an announcement).
+        for (feature, name) in [(VirtioNetFeature.multiqueue, "MQ"), (VirtioNetFeature.guestAnnounce, "GUEST_ANNOUNCE")]
+        where features & feature != 0 && features & VirtioNetFeature.controlQueue == 0 {
+            throw NetActivationError.withoutControlQueue(name)
         }
         pairs.forEach { $0.resetQueues() }
         // The tap may hand us only what the guest can take (partial checksums, TSO).
         try setTapOffloads(NetOffloads.tunFlags(forGuestFeatures: features))
         try usePairs(1)
+        announcing = false
         active = queues
     }
 
@@ -88,18 +98,28 @@ final class NetVirtioDevice: VirtioDeviceModel {
         index % 2 == 0 && index / 2 < pairs.count ? pairs[index / 2].heldReceiveBuffers.count : 0
     }
 
-    /// The pairs in use, when more than the first (le16); a restored device puts them back.
+    /// The pairs in use (le16); a restored device puts them back. Never empty, so that a
+    /// restored device always hears of it (`restore(savedState:)`) and announces itself.
     var savedState: [UInt8] {
-        pairsInUse == 1 ? [] : [UInt8(truncatingIfNeeded: pairsInUse), UInt8(truncatingIfNeeded: pairsInUse >> 8)]
+        [UInt8(truncatingIfNeeded: pairsInUse), UInt8(truncatingIfNeeded: pairsInUse >> 8)]
     }
 
+    /// A device restored from a snapshot or a migration: the pairs in use as they were, and,
+    /// where the driver took GUEST_ANNOUNCE, VIRTIO_NET_S_ANNOUNCE and a config interrupt,
+    /// so that it tells the network (gratuitous ARP, unsolicited neighbour advertisements)
+    /// where the guest is now, as QEMU asks after a migration (§5.1.6.5.4).
     func restore(savedState: [UInt8]) throws {
         guard savedState.count == 2 else { throw DeviceStateError.malformed("\(savedState.count) bytes, not a le16 of queue pairs") }
         let count = Int(savedState[0]) | Int(savedState[1]) << 8
-        guard let features = active?.features, features & VirtioNetFeature.multiqueue != 0, (1...layout.pairs).contains(count) else {
-            throw DeviceStateError.malformed("\(count) queue pairs in use, of \(layout.pairs) (MQ negotiated: \((active?.features ?? 0) & VirtioNetFeature.multiqueue != 0))")
+        let features = active?.features ?? 0
+        guard active != nil, (1...layout.pairs).contains(count), count == 1 || features & VirtioNetFeature.multiqueue != 0 else {
+            throw DeviceStateError.malformed("\(count) queue pairs in use, of \(layout.pairs) (MQ negotiated: \(features & VirtioNetFeature.multiqueue != 0))")
         }
         try usePairs(count)
+        if features & VirtioNetFeature.guestAnnounce != 0 {
+            announcing = true
+            configChanged()
+        }
     }
 
     func queueNotified(_ index: Int) throws {
@@ -224,6 +244,14 @@ final class NetVirtioDevice: VirtioDeviceModel {
         case .success(.unsupported(let commandClass, let command)):
             guestLog.note("control queue: class \(commandClass) command \(command) is not offered")
             return NetControlCommand.error
+        case .success(.acknowledgeAnnounce):
+            guard features & VirtioNetFeature.guestAnnounce != 0 else {
+                guestLog.note("control queue: ANNOUNCE_ACK without GUEST_ANNOUNCE")
+                return NetControlCommand.error
+            }
+            // §5.1.6.5.4: the device clears VIRTIO_NET_S_ANNOUNCE on the ack.
+            announcing = false
+            return NetControlCommand.ok
         case .success(.setQueuePairs(let count)):
             // §5.1.6.5.5: only with MQ negotiated, and between 1 and max_virtqueue_pairs.
             guard features & VirtioNetFeature.multiqueue != 0, (1...layout.pairs).contains(count) else {
@@ -278,6 +306,7 @@ final class NetVirtioDevice: VirtioDeviceModel {
 
     func reset() {
         active = nil
+        announcing = false
         pairs.forEach { $0.resetQueues() }
         do {
             try usePairs(1)
@@ -294,7 +323,11 @@ final class NetVirtioDevice: VirtioDeviceModel {
 
 /// A driver's features the device cannot run with.
 enum NetActivationError: Error, CustomStringConvertible {
-    case multiqueueWithoutControlQueue
+    case withoutControlQueue(String)
 
-    var description: String { "VIRTIO_NET_F_MQ without VIRTIO_NET_F_CTRL_VQ (§5.1.3.1)" }
+    var description: String {
+        switch self {
+        case .withoutControlQueue(let feature): "VIRTIO_NET_F_\(feature) without VIRTIO_NET_F_CTRL_VQ (§5.1.3.1)"
+        }
+    }
 }

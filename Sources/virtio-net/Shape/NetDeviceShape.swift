@@ -9,12 +9,11 @@ extension DeviceShape {
     public static let netQueueSize: UInt16 = 256
 
     /// virtio-net with `queuePairs` receive/transmit pairs (virtio 1.2 §5.1.2: receiveq1,
-    /// transmitq1, …, receiveqN, transmitqN), and after them the control queue when there is
-    /// more than one pair (VIRTIO_NET_F_MQ needs VIRTIO_NET_F_CTRL_VQ). One pair is the
-    /// plain device of two queues. vmd gives a NIC one pair per vCPU, up to the maximum.
+    /// transmitq1, …, receiveqN, transmitqN) and after them the control queue, which carries
+    /// VQ_PAIRS_SET (VIRTIO_NET_F_MQ) and the guest's announcement acks (GUEST_ANNOUNCE).
+    /// vmd gives a NIC one pair per vCPU, up to the maximum.
     public static func network(queuePairs: Int) -> DeviceShape {
-        let pairs = netQueuePairs(vcpus: queuePairs)
-        return DeviceShape(type: .network, queueCount: UInt16(2 * pairs + (pairs > 1 ? 1 : 0)), maximumQueueSize: netQueueSize)
+        DeviceShape(type: .network, queueCount: UInt16(2 * netQueuePairs(vcpus: queuePairs) + 1), maximumQueueSize: netQueueSize)
     }
 
     /// The queue pairs a NIC of a VM with `vcpus` vCPUs gets: one each, within 1...maximum.
