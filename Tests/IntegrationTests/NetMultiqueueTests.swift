@@ -13,15 +13,8 @@ final class NetMultiqueueIntegrationTests: XCTestCase {
         try VmdHarness.requireKVMAndRoot()
         try NetworkNamespace.requireTun()
         let namespace = try NetworkNamespace("vmdmq")
-        let peer = Process()
-        peer.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        peer.arguments = ["netns", "exec", namespace.name, "python3",
-                          VmdHarness.packageRoot.appendingPathComponent("Guest/tools/mq-peer.py").path, "9300", "--seconds", "60"]
-        let output = Pipe()
-        peer.standardOutput = output
-        try peer.run()
+        let peer = try namespace.startTool("mq-peer.py", ["9300", "--seconds", "60"])
         defer { if peer.isRunning { peer.terminate() } }
-        Thread.sleep(forTimeInterval: 0.5)  // bound before the guest sends
 
         let vm = try VmdHarness("mq\(cpus)")
         // The first local interface of a fresh vmd: the tap is 100.64.0.0/31, the guest .1.
@@ -59,14 +52,8 @@ final class NetMultiqueueIntegrationTests: XCTestCase {
         try VmdHarness.requireKVMAndRoot()
         try NetworkNamespace.requireTun()
         let namespace = try NetworkNamespace("vmdmqsnap")
-        let peer = Process()
-        peer.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        peer.arguments = ["netns", "exec", namespace.name, "python3",
-                          VmdHarness.packageRoot.appendingPathComponent("Guest/tools/mq-peer.py").path, "9300", "--seconds", "120"]
-        peer.standardOutput = FileHandle.nullDevice
-        try peer.run()
+        let peer = try namespace.startTool("mq-peer.py", ["9300", "--seconds", "120"])
         defer { if peer.isRunning { peer.terminate() } }
-        Thread.sleep(forTimeInterval: 0.5)
 
         let daemon = try DaemonHarness("mqsnap", namespace: namespace)
         let config = try daemon.writeGuestConfig("mqsnap", cmdline: "test=net-mq ip=100.64.0.1 peer=100.64.0.0:9300 count=16 qsize=64 hold=1",

@@ -17,16 +17,10 @@ final class NetOffloadTests: XCTestCase {
         try NetworkNamespace.requireTun()
         try Self.requireTapUSO()
         let namespace = try NetworkNamespace("vmduso")
-        let receiver = Process()
-        receiver.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        receiver.arguments = ["netns", "exec", namespace.name, "python3",
-                              VmdHarness.packageRoot.appendingPathComponent("Guest/tools/udp-bench.py").path,
-                              "recv", "9000", "--check", "\(size):\(segment)", "--max-seconds", "90"]
         let output = Pipe()
-        receiver.standardOutput = output
-        try receiver.run()
+        let receiver = try namespace.startTool("udp-bench.py", ["recv", "9000", "--check", "\(size):\(segment)", "--max-seconds", "90"],
+                                               stdout: output)
         defer { if receiver.isRunning { receiver.terminate() } }
-        Thread.sleep(forTimeInterval: 0.5)  // bound before the guest sends
 
         let vm = try VmdHarness("uso")
         let config = try vm.writeConfig(cmdline: "bench=net dir=tx size=\(size) seg=\(segment) uso=1 n=\(sends) "

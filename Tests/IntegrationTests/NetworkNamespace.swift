@@ -41,6 +41,20 @@ final class NetworkNamespace {
         return VmdHarness.Run(process: process, stdoutPath: stdoutPath, stderrPath: stderrPath)
     }
 
+    /// Starts one of the guest kit's host tools (Guest/tools/NAME) with python3 inside the
+    /// namespace, its output to `stdout`, and gives it half a second to bind its socket.
+    /// The caller terminates it if it is still running when the test ends.
+    func startTool(_ name: String, _ arguments: [String], stdout: Pipe? = nil) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", self.name, "python3",
+                             VmdHarness.packageRoot.appendingPathComponent("Guest/tools/\(name)").path] + arguments
+        process.standardOutput = stdout ?? FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 0.5)  // bound before the guest sends
+        return process
+    }
+
     static func run(_ arguments: [String]) -> (status: Int32, output: String) {
         VmdHarness.runCommand(arguments)
     }
