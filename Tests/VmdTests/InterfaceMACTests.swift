@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import VMDaemon
 
@@ -31,6 +32,16 @@ final class InterfaceMACTests: XCTestCase {
             XCTAssertTrue(isLocalUnicast(tap), String(first, radix: 16))
             XCTAssertEqual(Array(tap.dropFirst()), Array(guest.dropFirst()))
             XCTAssertEqual(tap, InterfaceMAC.tap(forGuest: guest), "stable")
+        }
+    }
+
+    /// The host is told by its machine id where it has one (Debian does), else by its name.
+    func testTheHostIsToldByItsMachineID() throws {
+        let id = (try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let id, !id.isEmpty {
+            XCTAssertEqual(InterfaceMAC.hostIdentity, id)
+        } else {
+            XCTAssertEqual(InterfaceMAC.hostIdentity, ProcessInfo.processInfo.hostName)
         }
     }
 

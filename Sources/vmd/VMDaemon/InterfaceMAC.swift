@@ -1,4 +1,5 @@
-import Foundation
+import Glibc
+import LinuxSystem
 
 /// The MAC addresses of a NIC when the configuration gives none: the same each time the VM
 /// starts on this host (a reboot, `vmctl receive`, a migration between two vmds here), so a
@@ -25,13 +26,16 @@ enum InterfaceMAC {
         return tap
     }
 
-    /// What tells this host from another: systemd's machine id, else the host name.
+    /// What tells this host from another: systemd's machine id, else the host name. (Not
+    /// Foundation: the release vmd links the Swift runtime statically, without it.)
     static let hostIdentity: String = {
-        if let id = try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8),
-           !id.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            return id.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let file = try? FileDescriptor.open("/etc/machine-id", flags: O_RDONLY), let bytes = try? file.read(upTo: 64) {
+            let id = String(decoding: bytes.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+            if !id.isEmpty { return id }
         }
-        return ProcessInfo.processInfo.hostName
+        var name = [CChar](repeating: 0, count: 256)
+        guard gethostname(&name, name.count - 1) == 0 else { return "" }
+        return String(cString: name)
     }()
 
     /// FNV-1a, 64 bits: stable across processes and builds (Swift's Hasher is seeded per process).
