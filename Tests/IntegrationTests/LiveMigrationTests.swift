@@ -24,7 +24,7 @@ final class LiveMigrationTests: XCTestCase {
 
     /// Two namespaces joined by a veth pair (10.77.0.1 and 10.77.0.2), a daemon in each;
     /// the receiver's configuration defines `mover` (disabled: it does not start by itself).
-    private func pair(_ test: String, cmdline: String) throws -> Pair {
+    private func pair(_ test: String, cmdline: String, extra: String = "") throws -> Pair {
         let a = try NetworkNamespace("vmdma"), b = try NetworkNamespace("vmdmb")
         let link = "vmdm\(getpid() % 100000)"
         XCTAssertEqual(NetworkNamespace.run(["/usr/sbin/ip", "link", "add", link + "a", "netns", a.name, "type", "veth",
@@ -46,7 +46,7 @@ final class LiveMigrationTests: XCTestCase {
                 boot "\(VmdHarness.guestKit)"
                 cmdline "\(cmdline)"
                 disk "\(disk)"
-                local interface
+                local interface\(extra)
             """
         let receiver = try DaemonHarness(test + "rx", globalConfig: vm + "\n    disable\n}\n", namespace: b,
                                          arguments: ["-m", Pair.receiverAddress])
@@ -87,6 +87,42 @@ final class LiveMigrationTests: XCTestCase {
         XCTAssertTrue(receiver.log.contains("migration complete: disks locked"), receiver.log)
         XCTAssertTrue(sender.log.contains("mover/vm: vm[") && sender.log.contains("rounds in"), sender.log)
         XCTAssertFalse(sender.log.contains("Bad system call") || receiver.log.contains("Bad system call"))
+    }
+
+    /// A NIC of two queue pairs moves with its pairs in use, onto the receiver's own tap, and
+    /// asks the guest to announce itself there (GUEST_ANNOUNCE): the guest kit's `test=net-mq
+    /// hold=1` holds between its exchanges while it moves, then checks both.
+    func testAMigratedNICKeepsItsQueuePairsAndAnnouncesItself() throws {
+        let pair = try pair("migratemq", cmdline: "test=net-mq ip=100.64.0.1 peer=100.64.0.0:9300 count=16 qsize=64 hold=1",
+                            extra: "\n    cpus 2")
+        let (sender, receiver) = (pair.sender, pair.receiver)
+        let peers = try pair.namespaces.map { try $0.startTool("mq-peer.py", ["9300", "--seconds", "120"]) }
+        defer { peers.forEach { if $0.isRunning { $0.terminate() } } }
+        XCTAssertEqual(sender.vmctl("start", pair.config).status, 0, sender.log)
+        let before = sender.directory.appendingPathComponent("before.out").path
+        let console = sender.start(["console", "mover"], stdout: before)
+        try console.run()
+        XCTAssertTrue(sender.eventually(30) { self.text(before).contains("info net-mq holding pairs=2 own_queue=32 tap_queues=2") },
+                      "\(text(before))\n\(sender.log)")
+
+        let migrated = sender.vmctl("migrate", "mover", Pair.receiverAddress)
+        XCTAssertEqual(migrated.status, 0, migrated.stderr + sender.log + receiver.log)
+        let after = receiver.directory.appendingPathComponent("after.out").path
+        let console2 = receiver.start(["console", "mover"], stdout: after)
+        try console2.run()
+        let go = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'GO', ('100.64.0.1', 20000))"
+        XCTAssertTrue(receiver.eventually(30) {
+            _ = pair.namespaces[1].exec(["python3", "-c", go])
+            return self.text(after).contains("go=1")
+        }, "the migrated guest hears GO: \(text(after))\n\(receiver.log)")
+        XCTAssertTrue(receiver.eventually(30) { !console2.isRunning }, "the guest finishes on the receiver: \(text(after))")
+        let result = try XCTUnwrap(VmdHarness.result("net-mq", in: text(after)), text(after))
+        print("net-mq across a migration: \(result)")
+        XCTAssertEqual(result["status"], "pass", "\(result)")
+        XCTAssertEqual(result["own_after_hold"], "32", "each flow on its own pair on the receiver")
+        XCTAssertEqual(result["tap_queues_after_hold"], "2", "the receiver's tap has both queues attached")
+        XCTAssertEqual(result["announce_seen"], "1", "the migrated NIC asks the guest to announce itself")
+        XCTAssertEqual(result["announce_cleared"], "1")
     }
 
     /// A receiver that does not define the VM refuses it, and the VM goes on where it was.
