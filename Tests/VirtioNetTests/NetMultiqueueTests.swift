@@ -25,6 +25,8 @@ final class MultiqueueRig {
     final class TapLog {
         var entries: [String] = []
         var failAttach = false
+        /// Only this pair's attach fails (nil: every pair's, when `failAttach`).
+        var failingPair: Int?
     }
     private let tapLogBox: TapLog
     var tapLog: [String] {
@@ -34,6 +36,10 @@ final class MultiqueueRig {
     var failAttach: Bool {
         get { tapLogBox.failAttach }
         set { tapLogBox.failAttach = newValue }
+    }
+    var failingPair: Int? {
+        get { tapLogBox.failingPair }
+        set { tapLogBox.failingPair = newValue }
     }
     private var nextData: UInt64 = 0x10_0000
 
@@ -54,7 +60,7 @@ final class MultiqueueRig {
         calls = try (0..<queueCount).map { _ in try FileDescriptor.eventFD() }
         device.stopTap = { log.entries.append("stop \($0)") }
         device.setTapQueueAttached = { pair, attached in
-            if log.failAttach && attached { throw SystemError("TUNSETQUEUE(attach)", errno: EINVAL) }
+            if log.failAttach && attached && (log.failingPair ?? pair) == pair { throw SystemError("TUNSETQUEUE(attach)", errno: EINVAL) }
             log.entries.append("\(attached ? "attach" : "detach") \(pair)")
         }
         if activate { try self.activate() }
@@ -306,6 +312,15 @@ final class NetMultiqueueTests: XCTestCase {
         XCTAssertEqual(try rig.control(MultiqueueRig.setPairs(2)).ack, NetControlCommand.error)
         XCTAssertEqual(rig.device.attached, [true, false])
         XCTAssertEqual(rig.device.pairsInUse, 1)
+
+        // A refusal halfway: the queues attached before it are detached again.
+        let four = try MultiqueueRig(pairs: 4)
+        four.failAttach = true
+        four.failingPair = 2
+        XCTAssertEqual(try four.control(MultiqueueRig.setPairs(4)).ack, NetControlCommand.error)
+        XCTAssertEqual(four.device.attached, [true, false, false, false])
+        XCTAssertEqual(four.device.pairsInUse, 1)
+        XCTAssertEqual(four.tapLog, ["attach 1", "resume 1", "stop 1", "detach 1"])
     }
 
     /// The parser, on its own.

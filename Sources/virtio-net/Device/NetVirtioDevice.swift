@@ -270,7 +270,20 @@ final class NetVirtioDevice: VirtioDeviceModel {
 
     /// Attaches the tap queues of the first `count` pairs and detaches the others, so the
     /// kernel steers packets only to receive queues the driver serves.
+    /// When the tap refuses a queue, what was changed is put back (as far as the tap lets
+    /// it), so the tap's queues stay those of the pairs still in use.
     private func usePairs(_ count: Int) throws {
+        let before = pairsInUse
+        do {
+            try setAttached(pairs: count)
+            pairsInUse = count
+        } catch {
+            try? setAttached(pairs: before)
+            throw error
+        }
+    }
+
+    private func setAttached(pairs count: Int) throws {
         for pair in pairs.indices where attached[pair] != (pair < count) {
             let attach = pair < count
             if !attach { stopTap(pair) }
@@ -281,7 +294,6 @@ final class NetVirtioDevice: VirtioDeviceModel {
                 resumeTap(pair)
             }
         }
-        pairsInUse = count
     }
 
     private func publishCounters() {
