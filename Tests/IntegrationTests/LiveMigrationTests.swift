@@ -110,19 +110,8 @@ final class LiveMigrationTests: XCTestCase {
         let after = receiver.directory.appendingPathComponent("after.out").path
         let console2 = receiver.start(["console", "mover"], stdout: after)
         try console2.run()
-        let go = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'GO', ('100.64.0.1', 20000))"
-        XCTAssertTrue(receiver.eventually(30) {
-            _ = pair.namespaces[1].exec(["python3", "-c", go])
-            return self.text(after).contains("go=1")
-        }, "the migrated guest hears GO: \(text(after))\n\(receiver.log)")
-        XCTAssertTrue(receiver.eventually(30) { !console2.isRunning }, "the guest finishes on the receiver: \(text(after))")
-        let result = try XCTUnwrap(VmdHarness.result("net-mq", in: text(after)), text(after))
-        print("net-mq across a migration: \(result)")
-        XCTAssertEqual(result["status"], "pass", "\(result)")
-        XCTAssertEqual(result["own_after_hold"], "32", "each flow on its own pair on the receiver")
-        XCTAssertEqual(result["tap_queues_after_hold"], "2", "the receiver's tap has both queues attached")
-        XCTAssertEqual(result["announce_seen"], "1", "the migrated NIC asks the guest to announce itself")
-        XCTAssertEqual(result["announce_cleared"], "1")
+        try NetMultiqueueIntegrationTests.releaseMovedGuest(receiver, console: console2, output: after,
+                                                            namespace: pair.namespaces[1], move: "a migration")
     }
 
     /// A receiver that does not define the VM refuses it, and the VM goes on where it was.

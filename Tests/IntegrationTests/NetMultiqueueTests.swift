@@ -74,21 +74,31 @@ final class NetMultiqueueIntegrationTests: XCTestCase {
         let after = daemon.directory.appendingPathComponent("after.out").path
         let console2 = daemon.start(["console", "mqsnap"], stdout: after)
         try console2.run()
+        try Self.releaseMovedGuest(daemon, console: console2, output: after, namespace: namespace, move: "send/receive")
+    }
+
+    /// A guest that `test=net-mq hold=1` holds, moved meanwhile (restored or migrated): sends
+    /// it GO from `namespace` (where its tap now is) until it hears it, lets it finish, and
+    /// checks what it found after the move: its pairs in use on the new tap, each flow on its
+    /// own pair, and the announcement asked for with a config interrupt, acked and cleared.
+    static func releaseMovedGuest(_ daemon: DaemonHarness, console: Process, output: String, namespace: NetworkNamespace,
+                                  move: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let text = { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
         let go = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'GO', ('100.64.0.1', 20000))"
         XCTAssertTrue(daemon.eventually(30) {
             _ = namespace.exec(["python3", "-c", go])
-            return text(after).contains("go=1")
-        }, "the restored guest hears GO: \(text(after))\n\(daemon.log)")
-        XCTAssertTrue(daemon.eventually(30) { !console2.isRunning }, "the restored guest finishes: \(text(after))")
-        let result = try XCTUnwrap(VmdHarness.result("net-mq", in: text(after)), text(after))
-        print("net-mq across send/receive: \(result)")
-        XCTAssertEqual(result["status"], "pass", "\(result)")
-        XCTAssertEqual(result["own_after_hold"], "32", "each flow back on its own pair after the restore")
-        XCTAssertEqual(result["tap_queues_after_hold"], "2", "the restored device attached both queues of its new tap")
-        XCTAssertEqual(result["announce_seen"], "1", "the restored device asks the guest to announce itself")
-        XCTAssertEqual(result["announce_ack"], "0", "and takes its ack")
-        XCTAssertEqual(result["announce_cleared"], "1")
-        XCTAssertNotEqual(result["config_irqs"], "0", "with a config interrupt")
+            return text().contains("go=1")
+        }, "the moved guest hears GO: \(text())\n\(daemon.log)", file: file, line: line)
+        XCTAssertTrue(daemon.eventually(30) { !console.isRunning }, "the moved guest finishes: \(text())", file: file, line: line)
+        let result = try XCTUnwrap(VmdHarness.result("net-mq", in: text()), text(), file: file, line: line)
+        print("net-mq across \(move): \(result)")
+        XCTAssertEqual(result["status"], "pass", "\(result)", file: file, line: line)
+        XCTAssertEqual(result["own_after_hold"], "32", "each flow on its own pair after the move", file: file, line: line)
+        XCTAssertEqual(result["tap_queues_after_hold"], "2", "the new tap has both queues attached", file: file, line: line)
+        XCTAssertEqual(result["announce_seen"], "1", "the moved device asks the guest to announce itself", file: file, line: line)
+        XCTAssertEqual(result["announce_ack"], "0", "and takes its ack", file: file, line: line)
+        XCTAssertEqual(result["announce_cleared"], "1", file: file, line: line)
+        XCTAssertNotEqual(result["config_irqs"], "0", "with a config interrupt", file: file, line: line)
     }
 
     /// A VM of one vCPU has the plain device: no MQ offered, and the kit's MQ driver says so.
