@@ -7,8 +7,8 @@ enum NetControlCommand: Equatable, Sendable {
     /// VIRTIO_NET_CTRL_ANNOUNCE / VIRTIO_NET_CTRL_ANNOUNCE_ACK (§5.1.6.5.4): the driver sent
     /// its announcements; the device clears VIRTIO_NET_S_ANNOUNCE.
     case acknowledgeAnnounce
-    /// A class or command the device does not offer (RX mode, MAC table, VLAN, announce,
-    /// RSS, offloads, coalescing): answered VIRTIO_NET_ERR.
+    /// A class or command the device does not offer (RX mode, MAC table, VLAN, RSS,
+    /// offloads, coalescing): answered VIRTIO_NET_ERR.
     case unsupported(class: UInt8, command: UInt8)
 
     static let classAnnounce: UInt8 = 3
@@ -24,7 +24,8 @@ enum NetControlCommand: Equatable, Sendable {
 
     enum ParseError: Error, Equatable, CustomStringConvertible {
         case shorterThanHeader(Int)
-        /// VQ_PAIRS_SET with other than its 2-byte `virtqueue_pairs`.
+        /// A command with data of another length than its own (VQ_PAIRS_SET's 2-byte
+        /// `virtqueue_pairs`, ANNOUNCE_ACK's none).
         case badLength(command: String, length: Int)
 
         var description: String {

@@ -8,9 +8,10 @@ import LinuxSystem
 /// old tap's address: its traffic to the host was lost until the entry expired (forever for
 /// a guest that keeps its ARP cache, as the guest kit does).
 enum InterfaceMAC {
-    /// fe:e1:ba (as vmd's random ones) and three bytes of a hash of the host's identity
-    /// (/etc/machine-id, else its name), the VM's name and the interface's index. Another
-    /// host, or another VM, gets another address.
+    /// fe:e1:ba (vmd's prefix, as when these were random) and three bytes of a hash of the
+    /// host's identity (/etc/machine-id, else its name), the VM's name and the interface's
+    /// index. Another host, VM or interface almost surely gets another address: 24 bits, as
+    /// many as the random ones had.
     static func guest(vmName: String, index: Int, host: String = hostIdentity) -> [UInt8] {
         let hash = fnv1a(Array("\(host)\u{0}\(vmName)\u{0}\(index)".utf8))
         return [0xFE, 0xE1, 0xBA, UInt8(truncatingIfNeeded: hash >> 16), UInt8(truncatingIfNeeded: hash >> 8),
