@@ -23,7 +23,6 @@ struct NetQueueLayout: Equatable, Sendable {
     }
 
     static func receiveQueue(ofPair pair: Int) -> Int { 2 * pair }
-    static func transmitQueue(ofPair pair: Int) -> Int { 2 * pair + 1 }
 
     /// What queue `index` is for a driver that negotiated `features`.
     enum Role: Equatable {

@@ -29,10 +29,11 @@ final class NetVirtioDevice: VirtioDeviceModel {
     /// TUNSETQUEUE on the pair's tap queue (`TapQueue`).
     var setTapQueueAttached: (_ pair: Int, _ attached: Bool) throws -> Void = { _, _ in }
     private var active: ActiveQueues?
-    /// Pairs the driver uses (§5.1.6.5.5): the first alone until VQ_PAIRS_SET, and after a reset.
-    private(set) var pairsInUse = 1
-    /// Per pair, whether its tap queue is attached. vmd hands the tap over with the first alone.
+    /// Per pair, whether its tap queue is attached: the first `pairsInUse`. vmd hands the tap
+    /// over with the first alone.
     private(set) var attached: [Bool]
+    /// Pairs the driver uses (§5.1.6.5.5): the first alone until VQ_PAIRS_SET, and after a reset.
+    var pairsInUse: Int { attached.prefix { $0 }.count }
     /// Per pair: `tapReadable` said `.outOfBuffers` and `resumeTap` has not been called since.
     private(set) var waitingForBuffers: [Bool]
     /// Where the counters are published for vmd (vmctl stats), after every pass.
@@ -276,7 +277,6 @@ final class NetVirtioDevice: VirtioDeviceModel {
         let before = pairsInUse
         do {
             try setAttached(pairs: count)
-            pairsInUse = count
         } catch {
             try? setAttached(pairs: before)
             throw error
