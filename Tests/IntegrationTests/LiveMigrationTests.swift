@@ -56,6 +56,12 @@ final class LiveMigrationTests: XCTestCase {
         return Pair(sender: sender, receiver: receiver, namespaces: [a, b], disk: disk, config: config)
     }
 
+    /// The milliseconds of vmctl migrate's "down for N ms", nil without one.
+    static func downtime(in output: String) -> Double? {
+        guard let range = output.range(of: "down for ") else { return nil }
+        return Double(output[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+    }
+
     func testAMigratedGuestGoesOnCountingOnTheReceiverWithItsPatternAndItsDiskIntact() throws {
         // VM 1's `local interface` on both sides: the guest is 100.64.0.1, each tap 100.64.0.0 in its namespace.
         let pair = try pair("migrate", cmdline: "test=migrate ticks=80 seed=11 net=1 dhcp=1")
@@ -69,9 +75,18 @@ final class LiveMigrationTests: XCTestCase {
         XCTAssertTrue(sender.eventually(30) { SnapshotTests.migrateTicks(self.text(before)).count >= 10 }, sender.log)
         XCTAssertEqual(pair.namespaces[0].exec(["ping", "-c", "2", "-W", "1", "100.64.0.1"]).status, 0, "the guest answers on the sender's side")
 
+        let started = Date()
         let migrated = sender.vmctl("migrate", "mover", Pair.receiverAddress)
+        let took = Date().timeIntervalSince(started) * 1000
         XCTAssertEqual(migrated.status, 0, migrated.stderr + sender.log + receiver.log)
         XCTAssertTrue(migrated.stdout.hasPrefix("vmctl: vm mover migrated to 10.77.0.2:7777: "), migrated.stdout)
+        // How long the guest was down: from its pause to the receiver's word that it runs,
+        // some of the command's time but not all of it (the pre-copy ran with the guest up).
+        let downtime = Self.downtime(in: migrated.stdout)
+        XCTAssertNotNil(downtime, migrated.stdout)
+        XCTAssertGreaterThan(downtime ?? 0, 0, migrated.stdout)
+        XCTAssertLessThan(downtime ?? .infinity, took, migrated.stdout)
+        XCTAssertTrue(sender.log.contains("(the guest was down for "), sender.log)
         XCTAssertTrue(sender.eventually { sender.status()["mover"]?.line.contains("(migrated to 10.77.0.2:7777)") == true },
                       sender.status()["mover"]?.line ?? "")
         XCTAssertEqual(receiver.status()["mover"]?.state, "running", receiver.log)

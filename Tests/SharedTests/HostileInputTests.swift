@@ -87,7 +87,7 @@ final class HostileInputTests: XCTestCase {
         let huge = ControlRequest.startConfig(text: String(repeating: "x", count: IPCFrame.maximumSize), path: "p", directory: "d")
         XCTAssertThrowsError(try a.send(huge)) { XCTAssertEqual($0 as? IPCError, .oversized(IPCFrame.maximumSize + 12 + 4 + 5 + 5)) }
         let boot = VMCommand.boot(BootRequest(name: "g", vcpus: 1, cmdline: String(repeating: "y", count: 1 << 20)),
-                                  kvm: try FileDescriptor.eventFD(), kernel: try FileDescriptor.eventFD(), initrd: nil,
+                                  kernel: try FileDescriptor.eventFD(), initrd: nil,
                                   console: try FileDescriptor.eventFD())
         XCTAssertThrowsError(try a.send(boot)) { guard case .oversized = $0 as? IPCError else { return XCTFail("\($0)") } }
         // Nothing was sent; the channel still works.

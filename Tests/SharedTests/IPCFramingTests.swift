@@ -20,6 +20,16 @@ final class IPCFramingTests: XCTestCase {
         XCTAssertEqual(try a.receive(VMEvent.self), .ended(.failed("reason ✓")))
     }
 
+    func testKVMTravelsAloneRightAfterTheRAM() throws {
+        // vm makes the KVM VM as soon as it has RAM and /dev/kvm, before the boot request.
+        let (a, b) = try Channel.pair()
+        let device = try MemorySlot(SlotDescriptor(guestBase: GuestAddress(0), size: 0x3000), name: "ipc-kvm").memfd
+        try a.send(VMCommand.kvm(device))
+        guard case .kvm(let got) = try b.receive(VMCommand.self) else { return XCTFail("wrong message") }
+        XCTAssertNotEqual(got.rawValue, device.rawValue, "a new descriptor for the same file")
+        XCTAssertEqual(try got.fileSize(), 0x3000)
+    }
+
     func testGarbageIsRejected() throws {
         let (a, b) = try Channel.pair()
         try a.sendRaw(Array("hello, this is not a frame".utf8))

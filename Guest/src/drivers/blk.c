@@ -1400,8 +1400,17 @@ int test_migrate(const char *name)
 	 * (not on a fixed grid), so a burst of ticks yields one line, not many.
 	 * With net=1 every pass also polls the NIC (without waiting). */
 	uint64_t line_at = kit_ticks, line_tsc = rdtsc(), hz = kit_tsc_hz(), max_gap_us = 0;
+	/* The longest time between two passes of this loop (a pass takes tens of
+	 * microseconds): how long the guest did not run, a pause or a migration's
+	 * downtime, without the tick interval that max_gap_us carries. Counted from
+	 * the second line on; the time a line takes to print is not a stall. */
+	uint64_t pass_tsc = line_tsc, max_stall = 0;
 	m->seen_ticks = kit_ticks;
 	while (m->tick < ticks) {
+		uint64_t pass = rdtsc();
+		if (m->tick > 1 && pass - pass_tsc > max_stall)
+			max_stall = pass - pass_tsc;
+		pass_tsc = pass;
 		if (d) {
 			mig_submit(m);
 			vq_kick(m->e.q);
@@ -1430,9 +1439,11 @@ int test_migrate(const char *name)
 				kit_printf("info migrate gap tick=%lu ms=%lu\n", m->tick, gap_ms);
 			line_tsc = now;
 			kit_poll_shutdown();
+			pass_tsc = rdtsc();
 		}
 		cpu_relax();
 	}
+	uint64_t max_stall_us = max_stall / (hz / 1000000 ? hz / 1000000 : 1);
 
 	/* The end: no I/O in flight, then every block and the whole pattern. */
 	int64_t unwritten = 0;
@@ -1489,8 +1500,8 @@ int test_migrate(const char *name)
 		return EXIT_FAIL;
 	}
 	RESULT(name, "pass", " ticks=%lu ios=%lu writes=%lu reads=%lu laps=%lu mismatches=0 blocks=%lu unwritten=%ld"
-	       " qd=%u pattern_mib=%lu touch_mib=%lu seed=%lu disk=%s max_gap_us=%lu net_rx=%lu net_echo=%lu", m->tick,
-	       m->ios, m->writes, m->reads, m->laps, m->nblocks, unwritten, d ? m->e.nslots : 0, mib, tmib, seed, dname,
-	       max_gap_us, net_rx, net_echo);
+	       " qd=%u pattern_mib=%lu touch_mib=%lu seed=%lu disk=%s max_gap_us=%lu max_stall_us=%lu net_rx=%lu"
+	       " net_echo=%lu", m->tick, m->ios, m->writes, m->reads, m->laps, m->nblocks, unwritten, d ? m->e.nslots : 0, mib,
+	       tmib, seed, dname, max_gap_us, max_stall_us, net_rx, net_echo);
 	return (int)(cmdline_get_u64("exit", 0) & 0xff);
 }

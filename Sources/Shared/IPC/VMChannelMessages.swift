@@ -28,10 +28,13 @@ public struct BootRequest: Equatable, Sendable {
 public enum VMCommand: ChannelMessage {
     /// The SHAREMEM handoff (design §2): the slot table and one memfd per slot.
     case shareMemory(slots: [SlotDescriptor], memfds: [FileDescriptor])
-    /// Build the VM and run it: /dev/kvm, the boot image, the initrd if any, and the console,
-    /// opened by vmd. With `snapshot` (`vmctl receive`), the VM's state comes from it instead
-    /// of a boot: the same shape is built, then brought to the saved state before it runs.
-    case boot(BootRequest, kvm: FileDescriptor, kernel: FileDescriptor, initrd: FileDescriptor?, console: FileDescriptor,
+    /// /dev/kvm, opened by vmd, sent right after `shareMemory`: vm makes the KVM VM and gives
+    /// it RAM (which waits for a grace period in the kernel) while vmd spawns the devices.
+    case kvm(FileDescriptor)
+    /// Build the VM and run it: the boot image, the initrd if any, and the console, opened
+    /// by vmd. With `snapshot` (`vmctl receive`), the VM's state comes from it instead of a
+    /// boot: the same shape is built, then brought to the saved state before it runs.
+    case boot(BootRequest, kernel: FileDescriptor, initrd: FileDescriptor?, console: FileDescriptor,
               snapshot: FileDescriptor? = nil)
     /// Stop the guest now (vmd's deadline or a forced stop).
     case stop
@@ -70,6 +73,7 @@ public enum VMCommand: ChannelMessage {
         case .memoryLoaded: 10
         case .migrate: 11
         case .counters: 12
+        case .kvm: 13
         }
     }
 
@@ -77,7 +81,7 @@ public enum VMCommand: ChannelMessage {
         switch self {
         case .shareMemory(let slots, let memfds):
             writer.writeSlotTable(slots, memfds: memfds)
-        case .boot(let request, let kvm, let kernel, let initrd, let console, let snapshot):
+        case .boot(let request, let kernel, let initrd, let console, let snapshot):
             writer.write(request.name)
             writer.write(UInt32(request.vcpus))
             writer.write(request.cmdline)
@@ -86,7 +90,6 @@ public enum VMCommand: ChannelMessage {
             writer.write(request.incomingMigration)
             writer.write(initrd != nil)
             writer.write(snapshot != nil)
-            writer.write(kvm)
             writer.write(kernel)
             if let initrd { writer.write(initrd) }
             writer.write(console)
@@ -95,8 +98,8 @@ public enum VMCommand: ChannelMessage {
             break
         case .setLogLevel(let level):
             writer.write(level)
-        case .counters(let page):
-            writer.write(page)
+        case .counters(let fd), .kvm(let fd):
+            writer.write(fd)
         case .save(let fd, let ram), .migrate(let fd, let ram):
             writer.write(fd)
             writer.write(UInt32(ram.count))
@@ -124,12 +127,12 @@ public enum VMCommand: ChannelMessage {
             let incomingMigration = try reader.read(Bool.self)
             let hasInitrd = try reader.read(Bool.self)
             let hasSnapshot = try reader.read(Bool.self)
-            let kvm = try reader.readDescriptor(), kernel = try reader.readDescriptor()
+            let kernel = try reader.readDescriptor()
             let initrd = hasInitrd ? try reader.readDescriptor() : nil
             let console = try reader.readDescriptor()
             return .boot(BootRequest(name: name, vcpus: vcpus, cmdline: cmdline, firmware: firmware, lazyRestore: lazyRestore,
                                      incomingMigration: incomingMigration),
-                         kvm: kvm, kernel: kernel, initrd: initrd, console: console, snapshot: hasSnapshot ? try reader.readDescriptor() : nil)
+                         kernel: kernel, initrd: initrd, console: console, snapshot: hasSnapshot ? try reader.readDescriptor() : nil)
         case 3:
             return .stop
         case 4:
@@ -149,6 +152,7 @@ public enum VMCommand: ChannelMessage {
         case 10: return .memoryLoaded
         case 11: return .migrate(try reader.readDescriptor(), ram: try reader.readDescriptors(limit: 8))
         case 12: return .counters(try reader.readDescriptor())
+        case 13: return .kvm(try reader.readDescriptor())
         default:
             throw IPCError.unknownTag(tag)
         }
@@ -202,6 +206,10 @@ public enum VMEvent: ChannelMessage, Equatable {
     /// pager to fill them from the snapshot (vmd hands it on). `shape` is the snapshot's
     /// shape as encoded in it; `hostAddresses` where each RAM slot is mapped in vm.
     case deferredMemory(uffd: FileDescriptor, shape: [UInt8], hostAddresses: [UInt64])
+    /// A live migration's stream is sent (answer to `migrate`): this many bytes. The VM has
+    /// been paused since `pausedAt` (MonotonicClock nanoseconds of this host), so vmd can
+    /// tell how long the guest was down once the receiver confirms that it runs.
+    case migrated(bytes: UInt64, pausedAt: UInt64)
 
     public var tag: UInt16 {
         switch self {
@@ -212,6 +220,7 @@ public enum VMEvent: ChannelMessage, Equatable {
         case .saved: 5
         case .saveFailed: 6
         case .deferredMemory: 7
+        case .migrated: 8
         }
     }
 
@@ -223,6 +232,9 @@ public enum VMEvent: ChannelMessage, Equatable {
             writer.write(bytes)
         case .saveFailed(let reason):
             writer.write(reason)
+        case .migrated(let bytes, let pausedAt):
+            writer.write(bytes)
+            writer.write(pausedAt)
         case .deferredMemory(let uffd, let shape, let hostAddresses):
             writer.write(uffd)
             writer.write(shape)
@@ -265,6 +277,8 @@ public enum VMEvent: ChannelMessage, Equatable {
         case 7:
             return .deferredMemory(uffd: try reader.readDescriptor(), shape: try reader.readBytes(limit: 64 * 1024),
                                    hostAddresses: try (0..<reader.readCount(limit: 8)).map { _ in try reader.read(UInt64.self) })
+        case 8:
+            return .migrated(bytes: try reader.read(UInt64.self), pausedAt: try reader.read(UInt64.self))
         default:
             throw IPCError.unknownTag(tag)
         }

@@ -13,7 +13,8 @@ struct VMProcess {
     struct Setup {
         var memory: GuestMemory
         var request: BootRequest
-        var kvm: FileDescriptor
+        /// The KVM VM with RAM registered, made before the rest of the setup arrived.
+        var kvm: PreparedKVM
         var kernel: FileDescriptor
         var initrd: FileDescriptor?
         var console: FileDescriptor
@@ -24,12 +25,20 @@ struct VMProcess {
         var counters: CounterPage?
     }
 
-    /// Receives the SHAREMEM handoff, then any devices, then the boot request.
-    func receiveSetup() throws -> Setup {
+    /// Receives the SHAREMEM handoff and /dev/kvm, makes the KVM VM with its RAM (inside
+    /// the sandbox's namespaces), then receives any devices and the boot request.
+    func receiveSetup(sandbox: SandboxProfile) throws -> Setup {
         guard case .shareMemory(let slots, let memfds) = try channel.receive(VMCommand.self) else {
             throw IPCError.malformed("expected shareMemory first")
         }
         let memory = try GuestMemory.mapShared(slots: slots, memfds: memfds)
+        guard case .kvm(let kvmDevice) = try channel.receive(VMCommand.self) else {
+            throw IPCError.malformed("expected kvm after shareMemory")
+        }
+        // Namespaces and the empty root now, while this process has one thread: building
+        // the VM starts others, and unshare(CLONE_NEWNS) refuses a process with threads.
+        try Sandbox.isolate(sandbox)
+        let kvm = try PreparedKVM(kvmDevice: kvmDevice, memory: memory)
         var devices: [(VirtioAttachment, DeviceWiring)] = []
         var counters: CounterPage?
         while true {
@@ -39,7 +48,7 @@ struct VMProcess {
             case .counters(let page):
                 counters = try CounterPage.adopt(page)
                 page.close()
-            case .boot(let request, let kvm, let kernel, let initrd, let console, let snapshot):
+            case .boot(let request, let kernel, let initrd, let console, let snapshot):
                 return Setup(memory: memory, request: request, kvm: kvm, kernel: kernel, initrd: initrd, console: console,
                              devices: devices, snapshot: snapshot, counters: counters)
             default:
@@ -49,18 +58,15 @@ struct VMProcess {
     }
 
     func run() throws -> GuestEnd {
-        let setup = try receiveSetup()
+        let sandbox = SandboxProfile.vm
+        let setup = try receiveSetup(sandbox: sandbox)
         let console = setup.console
         // A lazy restore: guest RAM faults go to a userfaultfd from the start (before anything
         // could touch RAM), which the pager serves once vmd has handed it over.
         let deferredMemory = try setup.snapshot != nil && setup.request.lazyRestore ? Self.registerFaults(setup.memory) : nil
-        let sandbox = SandboxProfile.vm
-        // Namespaces and the empty root now, while this process has one thread: building
-        // the VM starts others, and unshare(CLONE_NEWNS) refuses a process with threads.
-        try Sandbox.isolate(sandbox)
         var logger = self.logger
         logger[metadataKey: "vm"] = "\(setup.request.name)"
-        let machine = try VirtualMachine(request: setup.request, memory: setup.memory, kvmDevice: setup.kvm,
+        let machine = try VirtualMachine(request: setup.request, memory: setup.memory, prepared: setup.kvm,
                                          kernel: setup.kernel, initrd: setup.initrd, console: console, devices: setup.devices,
                                          restoring: setup.snapshot != nil, counters: setup.counters, logger: logger)
         setup.kernel.close()
@@ -139,7 +145,7 @@ struct VMProcess {
                 case .setLogLevel(let name):
                     if let level = Logger.Level(rawValue: name) { VmdLog.setLevel(level) }
                     logger.debug("log level now \(name)")
-                case .shareMemory, .boot, .attachDevice, .counters:
+                case .shareMemory, .kvm, .boot, .attachDevice, .counters:
                     logger.error("ignoring a setup message after boot")
                 }
             } catch {
@@ -186,8 +192,8 @@ struct VMProcess {
         let started = MonotonicClock.seconds()
         do {
             let report = try machine.migrate(to: fd, ramFiles: ramFiles)
-            logger.info("migrated: \(report.bytes) bytes, \(report.pages) pages in \(report.rounds) rounds in \(Self.milliseconds(since: started)) ms; \(report.finalPages) pages sent paused, paused for \(Self.milliseconds(since: report.pausedAt)) ms so far")
-            return .saved(bytes: report.bytes)
+            logger.info("migrated: \(report.bytes) bytes, \(report.pages) pages in \(report.rounds) rounds in \(Self.milliseconds(since: started)) ms; \(report.finalPages) pages sent paused, paused for \(Self.milliseconds(since: Double(report.pausedAt) / 1e9)) ms so far")
+            return .migrated(bytes: report.bytes, pausedAt: report.pausedAt)
         } catch {
             logger.error("migration failed: \(error)")
             return .saveFailed("\(error)")

@@ -47,17 +47,16 @@ final class VirtualMachine {
 
     /// `restoring`: the VM's state comes from a snapshot (`restore(from:)`) before `start()`,
     /// so no kernel is loaded and no vCPU set up for boot.
-    init(request: BootRequest, memory: GuestMemory, kvmDevice: FileDescriptor,
+    init(request: BootRequest, memory: GuestMemory, prepared: PreparedKVM,
          kernel: FileDescriptor, initrd: FileDescriptor?, console: FileDescriptor, devices: [(VirtioAttachment, DeviceWiring)],
          restoring: Bool = false, counters: CounterPage? = nil, logger: Logger) throws {
         self.request = request
         self.memory = memory
         self.logger = logger
-        let system = try KVMSystem(fd: kvmDevice)
-        vcpuStateSupport = try VcpuStateSupport(system: system)
-        dirtyPages = try DirtyPageTracker(memory: memory)
-        kvm = try KVMVirtualMachine(system: system)
-        try kvm.register(memory)
+        let system = prepared.system
+        vcpuStateSupport = prepared.vcpuStateSupport
+        dirtyPages = prepared.dirtyPages
+        kvm = prepared.vm
 
         let kvmForIRQ = kvm
         serial = Serial16550(

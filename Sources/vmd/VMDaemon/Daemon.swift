@@ -309,7 +309,7 @@ final class Daemon {
                 let (record, instance) = try running(target, for: peer)
                 instance.send(to: output) { result in
                     switch result {
-                    case .success(let bytes): reply(.done("vm \(record.config.name) sent: \(bytes) bytes"))
+                    case .success(let sent): reply(.done("vm \(record.config.name) sent: \(sent.bytes) bytes"))
                     case .failure(let failure): reply(.failed("vm \(record.config.name) not sent: \(failure)"))
                     }
                 }
@@ -333,7 +333,9 @@ final class Daemon {
                 try connection.writeAll(MigrationEndpoint.hello(vm: record.config.name))
                 instance.migrate(over: connection, to: endpoint.description) { result in
                     switch result {
-                    case .success(let bytes): reply(.done("vm \(record.config.name) migrated to \(endpoint): \(bytes) bytes"))
+                    case .success(let sent):
+                        let downtime = sent.downtimeMilliseconds.map { ", down for \(VMInstance.format(milliseconds: $0)) ms" } ?? ""
+                        reply(.done("vm \(record.config.name) migrated to \(endpoint): \(sent.bytes) bytes\(downtime)"))
                     case .failure(let failure): reply(.failed("vm \(record.config.name) not migrated: \(failure)"))
                     }
                 }

@@ -46,8 +46,8 @@ final class VMInstance {
     /// `vmctl receive` waits for the vm process to run (nil) or to fail (why).
     private var runWaiters: [(String?) -> Void] = []
     private var ranOnce = false
-    /// `vmctl send`: answered with the snapshot's size once the VM has stopped, or with why not.
-    private var saveWaiter: ((Result<UInt64, SaveFailure>) -> Void)?
+    /// `vmctl send` and `vmctl migrate`: answered once the VM has stopped, or with why not.
+    private var saveWaiter: ((Result<SentVM, SaveFailure>) -> Void)?
     /// `vmctl migrate`: the connection to the receiving vmd, which confirms once its VM runs.
     private var outgoing: (connection: FileDescriptor, destination: String)?
     private var ackWatch: EventWatch?
@@ -57,6 +57,19 @@ final class VMInstance {
 
     struct SaveFailure: Error, CustomStringConvertible {
         let description: String
+    }
+
+    /// A VM sent away: the bytes of its snapshot or migration stream, and for a migration how
+    /// long the guest was down, from its pause to the receiver's word that it runs there.
+    struct SentVM {
+        let bytes: UInt64
+        var downtimeMilliseconds: Double? = nil
+    }
+
+    /// Milliseconds to a tenth, as vmctl and the log print them (no Foundation here).
+    static func format(milliseconds: Double) -> String {
+        let tenths = Int((max(0, milliseconds) * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
     }
     /// One per child, in `launched.children` order, with the watch on its log pipe.
     private var logRelays: [ChildLogRelay] = []
@@ -173,16 +186,18 @@ final class VMInstance {
             case .resumed:
                 if state != .stopping { state = .running }  // a graceful stop resumes a paused guest first
                 finishPauseWaiters()
-            case .saved(let bytes) where outgoing != nil:
+            case .migrated(let bytes, let pausedAt) where outgoing != nil:
                 logger.info("migration: \(bytes) bytes sent; waiting for the receiver")
-                awaitMigrationAck(bytes: bytes)
+                awaitMigrationAck(bytes: bytes, pausedAt: pausedAt)
+            case .migrated:
+                logger.error("vm reported a migration nobody asked for")
             case .saved(let bytes):
                 // The snapshot is out: the VM ends here (OpenBSD's vmctl send does the same).
                 let waiter = saveWaiter
                 saveWaiter = nil
                 logger.info("snapshot of \(bytes) bytes sent; stopping")
                 stop(force: true, reason: .sent(bytes: bytes))
-                whenStopped { _ in waiter?(.success(bytes)) }
+                whenStopped { _ in waiter?(.success(SentVM(bytes: bytes))) }
             case .deferredMemory(let uffd, let shape, let hostAddresses):
                 // vm restored the state and registered RAM: the pager gets the faults and the file.
                 guard let pager = launched?.pager, let snapshot = launched?.pagerSnapshot else {
@@ -328,7 +343,7 @@ final class VMInstance {
     }
 
     /// Writes the VM's snapshot to `output` and stops it (`vmctl send`).
-    func send(to output: FileDescriptor, _ done: @escaping (Result<UInt64, SaveFailure>) -> Void) {
+    func send(to output: FileDescriptor, _ done: @escaping (Result<SentVM, SaveFailure>) -> Void) {
         let launched: LaunchedVM
         switch sendable() {
         case .success(let vm): launched = vm
@@ -346,7 +361,7 @@ final class VMInstance {
     /// Sends the running VM down `connection` to another vmd (`vmctl migrate`), which said
     /// hello already: pre-copy in vm, then the receiver's confirmation; the VM stops here only
     /// once the receiver's runs, and goes on here if anything fails.
-    func migrate(over connection: FileDescriptor, to destination: String, _ done: @escaping (Result<UInt64, SaveFailure>) -> Void) {
+    func migrate(over connection: FileDescriptor, to destination: String, _ done: @escaping (Result<SentVM, SaveFailure>) -> Void) {
         let launched: LaunchedVM
         switch sendable() {
         case .success(let vm): launched = vm
@@ -361,8 +376,8 @@ final class VMInstance {
         outgoing = (connection, destination)
     }
 
-    /// Everything is sent and the VM paused: the receiver says `OK` once its VM runs.
-    private func awaitMigrationAck(bytes: UInt64) {
+    /// Everything is sent and the VM paused (since `pausedAt`): the receiver says `OK` once its VM runs.
+    private func awaitMigrationAck(bytes: UInt64, pausedAt: UInt64) {
         guard let (connection, destination) = outgoing else { return }
         var answer = MigrationLine(limit: 1024)
         let finish = { [weak self] (accepted: Bool, why: String) in
@@ -375,13 +390,14 @@ final class VMInstance {
             let waiter = self.saveWaiter
             self.saveWaiter = nil
             if accepted {
-                self.logger.info("migrated to \(destination); stopping")
+                let downtime = Double(MonotonicClock.nanoseconds() &- pausedAt) / 1e6
+                self.logger.info("migrated to \(destination) (the guest was down for \(VMInstance.format(milliseconds: downtime)) ms); stopping")
                 self.stop(force: true, reason: .migrated(to: destination))
                 self.whenStopped { _ in
                     // Every process is gone, so are its disk locks: the receiver may take them now.
                     _ = try? connection.writeAll(Array("DONE\n".utf8))
                     connection.close()
-                    waiter?(.success(bytes))
+                    waiter?(.success(SentVM(bytes: bytes, downtimeMilliseconds: downtime)))
                 }
             } else {
                 self.logger.warning("migration to \(destination) failed: \(why); the VM goes on here")

@@ -114,6 +114,7 @@ struct VMLauncher {
             let vm = try spawn("vm", role: "vm", logName: "vm")
             try join(vm)
             try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+            try vm.channel.send(VMCommand.kvm(kvm))
             var attachments: [(VirtioAttachment, DeviceWiring)] = []
             for (index, disk) in disks.enumerated() {
                 let name = "disk\(index)"
@@ -188,7 +189,7 @@ struct VMLauncher {
             counters.exits = exits
             let request = BootRequest(name: config.name, vcpus: config.cpus, cmdline: config.cmdline, firmware: config.bootDevice != nil,
                                       lazyRestore: snapshot != nil && lazy, incomingMigration: snapshot != nil && incomingMigration)
-            try vm.channel.send(VMCommand.boot(request, kvm: kvm, kernel: image, initrd: initrd, console: console.device,
+            try vm.channel.send(VMCommand.boot(request, kernel: image, initrd: initrd, console: console.device,
                                                snapshot: snapshot))
             logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
             // vmd never maps guest RAM and keeps none of the children's descriptors but the

@@ -12,9 +12,9 @@ extension VirtualMachine {
         var rounds = 0
         var pages: UInt64 = 0
         var bytes: UInt64 = 0
-        /// Pages sent while paused, and when the pause began (MonotonicClock).
+        /// Pages sent while paused, and when the pause began (MonotonicClock nanoseconds).
         var finalPages: UInt64 = 0
-        var pausedAt: Double = 0
+        var pausedAt: UInt64 = 0
     }
 
     /// A round this small (4 MiB) is sent with the guest paused: its copy takes about a millisecond.
@@ -44,8 +44,8 @@ extension VirtualMachine {
             dirty = try dirtyPages.take(kvm: kvm)
         }
 
+        report.pausedAt = MonotonicClock.nanoseconds()  // the guest stops at the kick that follows
         try pauseQuiesced()
-        report.pausedAt = MonotonicClock.seconds()
         do {
             // What the last round left, then what was written since (devices finished their requests).
             let rest = try dirtyPages.take(kvm: kvm)

@@ -1,0 +1,24 @@
+import GuestRAM
+import LinuxSystem
+
+/// The KVM VM with guest RAM already given to it, made as soon as vmd has handed over RAM
+/// and /dev/kvm and before the rest of the setup arrives. Giving KVM a memory slot waits
+/// for an SRCU grace period (6–7 ms on these hosts, whatever the slot's size); made here,
+/// that wait overlaps vmd spawning the device processes instead of following it.
+struct PreparedKVM {
+    let system: KVMSystem
+    let vm: KVMVirtualMachine
+    /// What of a vCPU's state this host's KVM can save (asked before the sandbox).
+    let vcpuStateSupport: VcpuStateSupport
+    /// A live migration's log of written pages (its shared bitmap is made before the sandbox).
+    let dirtyPages: DirtyPageTracker
+
+    /// Touches no guest RAM: a lazy restore registers its userfaultfd after this.
+    init(kvmDevice: FileDescriptor, memory: GuestMemory) throws {
+        system = try KVMSystem(fd: kvmDevice)
+        vcpuStateSupport = try VcpuStateSupport(system: system)
+        dirtyPages = try DirtyPageTracker(memory: memory)
+        vm = try KVMVirtualMachine(system: system)
+        try vm.register(memory)
+    }
+}
