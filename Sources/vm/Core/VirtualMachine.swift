@@ -25,6 +25,9 @@ final class VirtualMachine {
     private(set) var pausedTimers: KVMVirtualMachine.TimerState?
     /// Whether `pause()` stopped the guest and `resume()` has not let it go on.
     private(set) var isPaused = false
+    /// Each vCPU's LAPIC timer count when `pause()` parked it (nil where it could not be
+    /// read), so that a snapshot keeps a timer expiry that falls in the pause.
+    private(set) var timerCountsAtPark: [UInt32?] = []
     let control = VMMControlPort()
     /// What of a vCPU's state this host's KVM can save (asked before the sandbox).
     let vcpuStateSupport: VcpuStateSupport
@@ -173,6 +176,9 @@ final class VirtualMachine {
     func pause() -> [String] {
         gate.pause(threads: vcpuThreads.count) { vcpuThreads.forEach { $0.kick() } }
         isPaused = true
+        // Before the devices quiesce: their last interrupts reach the LAPIC's IRR while they
+        // do, and the capture sees those, but a timer expiring meanwhile it would not.
+        timerCountsAtPark = vcpuThreads.map { try? $0.vcpu.lapicTimerCount() }
         let unconfirmed = virtioDevices.filter { !$0.transport.setQuiesced(true) }.map(\.transport.name)
         do {
             pausedTimers = try kvm.timerState()
@@ -192,6 +198,7 @@ final class VirtualMachine {
             logger.warning("resume: \(device.transport.name) did not confirm")
         }
         isPaused = false
+        timerCountsAtPark = []
         gate.resume()
     }
 

@@ -60,8 +60,10 @@ extension VirtualMachine {
     /// everything, so they may come after RAM.
     func writeState<Sink>(with writer: inout SnapshotWriter<Sink>) throws {
         try writer.writeState(.machine, index: 0, machineState())
-        for thread in vcpuThreads {
-            try writer.writeState(.vcpu, index: thread.vcpu.index, thread.vcpu.captureState(vcpuStateSupport))
+        for (position, thread) in vcpuThreads.enumerated() {
+            let countAtPark = position < timerCountsAtPark.count ? timerCountsAtPark[position] : nil
+            try writer.writeState(.vcpu, index: thread.vcpu.index,
+                                  thread.vcpu.captureState(vcpuStateSupport, timerCountAtPark: countAtPark))
         }
         for (index, device) in virtioDevices.enumerated() {
             try writer.writeState(.device, index: index, device.transport.captureState())

@@ -28,7 +28,9 @@ enum VcpuStateTag: UInt16 {
 
 extension Vcpu {
     /// Everything KVM holds of this vCPU. The vCPU must be out of KVM_RUN (paused).
-    func captureState(_ support: VcpuStateSupport) throws -> StateFields {
+    /// `timerCountAtPark`: its LAPIC timer's count when it was parked, so that an expiry
+    /// since then is not lost to the snapshot (`LAPICTimerCatchUp`).
+    func captureState(_ support: VcpuStateSupport, timerCountAtPark: UInt32? = nil) throws -> StateFields {
         var fields = StateFields()
         fields.append(VcpuStateTag.registers.rawValue, raw: try registers())
         fields.append(VcpuStateTag.specialRegisters.rawValue, raw: try specialRegisters())
@@ -45,13 +47,23 @@ extension Vcpu {
             writer.write(UInt32(msrs.count))
             for (index, value) in msrs { writer.write(index); writer.write(value) }
         }
-        fields.append(VcpuStateTag.lapic.rawValue, raw: try get(kvm_lapic_state(), VMD_KVM_IOCTL_GET_LAPIC, "KVM_GET_LAPIC"))
+        var lapic = try get(kvm_lapic_state(), VMD_KVM_IOCTL_GET_LAPIC, "KVM_GET_LAPIC")
+        if let timerCountAtPark {
+            withUnsafeMutableBytes(of: &lapic.regs) { _ = LAPICTimerCatchUp.catchUp($0, countAtPark: timerCountAtPark) }
+        }
+        fields.append(VcpuStateTag.lapic.rawValue, raw: lapic)
         fields.append(VcpuStateTag.events.rawValue, raw: try get(kvm_vcpu_events(), VMD_KVM_IOCTL_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS"))
         if support.debugRegisters {
             fields.append(VcpuStateTag.debugRegisters.rawValue, raw: try get(kvm_debugregs(), VMD_KVM_IOCTL_GET_DEBUGREGS, "KVM_GET_DEBUGREGS"))
         }
         fields.append(VcpuStateTag.mpState.rawValue, raw: try get(kvm_mp_state(), VMD_KVM_IOCTL_GET_MP_STATE, "KVM_GET_MP_STATE"))
         return fields
+    }
+
+    /// The LAPIC timer's current count (read when the vCPU is parked, for `captureState`).
+    func lapicTimerCount() throws -> UInt32? {
+        var lapic = try get(kvm_lapic_state(), VMD_KVM_IOCTL_GET_LAPIC, "KVM_GET_LAPIC")
+        return withUnsafeBytes(of: &lapic.regs) { LAPICTimerCatchUp.currentCount(of: $0) }
     }
 
     /// One KVM_GET_* of a structure, as the kernel fills it.
