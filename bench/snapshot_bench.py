@@ -254,7 +254,13 @@ def snapshot_rows(D, row):
 # runs (vmctl migrate returns; QEMU: `info migrate` says completed). Downtime three ways:
 #   gap       the guest's: the longest time its TSC saw between two MIGRATE lines 10 ms
 #             apart (max_gap_us), so the interval is in it, and a timer tick lost across
-#             the move adds another 10 ms
+#             the move adds another 10 ms. Over the whole run: on this host, freeing the
+#             sender's 1 GiB of huge-page RAM makes a running guest's ticks late by 20-40 ms
+#             in bursts 2-10 s later (reproduced without any migration: another process
+#             freeing 900 MiB of huge-page shmem does it), so the longest gap of the 1 GiB
+#             guest is mostly that
+#   switch    the guest's: the gap its TSC saw before the receiver's first line (it prints
+#             each gap over gap_report_us), the interval included; only the switchover
 #   stall     the guest's: the longest time its TSC saw between two passes of its loop
 #             (max_stall_us, tens of µs each), without the interval; it includes the host
 #             preempting the vCPU, which on two cores is a few ms without any migration
@@ -264,6 +270,25 @@ def snapshot_rows(D, row):
 #             destination's start not included)
 # The guest's figures are read from its RESULT on the receiver.
 MIGRATION_TICKS = 900
+GAP_REPORT_US = 10500  # the guest prints every gap between lines longer than this
+
+
+def switchover_gap_ms(sender_lines, receiver_lines):
+    """The gap the guest reported for the line that first ran on the receiver, in ms; the
+    reporting threshold if it reported none (the gap was shorter); None if the two consoles
+    do not meet (a line lost between them). That line is the sender's last complete one
+    plus one; when the switch came while a line was being printed, the sender's console
+    holds its start (complete or not), the receiver's its end, and the guest reports the
+    gap with that line's tick: either way one of the sender's last tick and the next."""
+    ticks = lambda lines: [int(m.group(1)) for _, l in lines for m in [re.match(r"MIGRATE tick=(\d+) ", l)] if m]
+    sent, received = ticks(sender_lines), ticks(receiver_lines)
+    if not sent or not received or received[0] not in (sent[-1] + 1, sent[-1] + 2):
+        return None
+    for _, line in receiver_lines[:8]:
+        m = re.match(r"info migrate gap tick=(\d+) .*us=(\d+)", line)
+        if m and int(m.group(1)) in (sent[-1], sent[-1] + 1):
+            return int(m.group(2)) / 1000
+    return GAP_REPORT_US / 1000
 
 
 def bench_migration(b, runs, quick, Guest, log, QEMU, VMD, KIT):
@@ -273,7 +298,8 @@ def bench_migration(b, runs, quick, Guest, log, QEMU, VMD, KIT):
     defs = []
     for label, memory, touch in SIZES[:1] if quick else SIZES:
         name = "mig%d" % len(defs)
-        cmdline = "test=migrate ticks=%d tick_ms=10 qd=4 seed=5 touch_mib=%d" % (MIGRATION_TICKS, touch)
+        cmdline = "test=migrate ticks=%d tick_ms=10 qd=4 seed=5 touch_mib=%d gap_report_us=%d" % (MIGRATION_TICKS, touch,
+                                                                                                  GAP_REPORT_US)
         defs.append((label, name, memory, cmdline,
                      'vm "%s" {\n    memory %s\n    boot "%s"\n    cmdline "%s"\n    disk "%s"\n' % (name, memory, KIT, cmdline, disk)))
     rx_conf, tx_conf = os.path.join(b.work, "mig-rx.conf"), os.path.join(b.work, "mig-tx.conf")
@@ -320,8 +346,10 @@ def guest_downtimes(guest, timeout):
     return int(gap.group(1)) / 1000, int(stall.group(1)) / 1000
 
 
-def add_downtimes(b, label, who, guest_seen, reported):
+def add_downtimes(b, label, who, guest_seen, reported, switch):
     b.add("mig.%s.downtime" % label, who, guest_seen[0])
+    if switch is not None:
+        b.add("mig.%s.switch" % label, who, switch)
     b.add("mig.%s.stall" % label, who, guest_seen[1])
     if reported is not None:
         b.add("mig.%s.reported" % label, who, reported)
@@ -346,11 +374,12 @@ def vmd_migration(b, env, vmctl, Guest, label, name, conf, endpoint):
     after = Guest(["env", "VMD_SOCKET=" + env["rx"]["VMD_SOCKET"], vmctl, "console", name], b.logpath("mig-console-rx"))
     seen = guest_downtimes(after, MIGRATION_TICKS / 100 + 60)
     after.stop()
+    switch = switchover_gap_ms(console.lines, after.lines)
     subprocess.run([vmctl, "stop", "-f", "-w", name], env=env["rx"], capture_output=True)
     if seen is None:
         return b.fail("migration %s: swift-vmd guest did not finish on the receiver (%s)" % (label, after.logf.name))
     reported = re.search(r"down for ([0-9.]+) ms", moved.stdout.decode())
-    add_downtimes(b, label, "vmd", seen, float(reported.group(1)) if reported else None)
+    add_downtimes(b, label, "vmd", seen, float(reported.group(1)) if reported else None, switch)
 
 
 def qemu_migration(b, Guest, label, memory, cmdline, disk, QEMU, KIT):
@@ -378,7 +407,8 @@ def qemu_migration(b, Guest, label, memory, cmdline, disk, QEMU, KIT):
         seen = guest_downtimes(rx, MIGRATION_TICKS / 100 + 60)
         if seen is None:
             return b.fail("migration %s: QEMU guest did not finish on the receiver (%s)" % (label, rx.logf.name))
-        add_downtimes(b, label, "qemu", seen, float(reported.group(1)) if reported else None)
+        add_downtimes(b, label, "qemu", seen, float(reported.group(1)) if reported else None,
+                      switchover_gap_ms(tx.lines, rx.lines))
     finally:
         tx.stop()
         rx.stop()
@@ -390,6 +420,9 @@ def migration_rows(D, row):
             row("live migration %s: total, ms ↓" % label, "mig.%s.total" % label, 1)
             row("live migration %s: downtime as the guest saw it (longest gap between 10 ms lines), ms ↓" % label,
                 "mig.%s.downtime" % label, 1)
+            if "mig.%s.switch" % label in D:
+                row("live migration %s: downtime as the guest saw it (the gap at the switchover, the 10 ms interval included), ms ↓"
+                    % label, "mig.%s.switch" % label, 1)
             row("live migration %s: downtime as the guest saw it (longest stall between passes of its loop), ms ↓" % label,
                 "mig.%s.stall" % label, 1)
             if "mig.%s.reported" % label in D:

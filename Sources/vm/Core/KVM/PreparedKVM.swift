@@ -8,9 +8,8 @@ import LinuxSystem
 struct PreparedKVM {
     let system: KVMSystem
     let vm: KVMVirtualMachine
-    /// What of a vCPU's state this host's KVM can save (asked before the sandbox).
+    // Both made here because they need what the sandbox takes away (KVMSystem, memfd_create).
     let vcpuStateSupport: VcpuStateSupport
-    /// A live migration's log of written pages (its shared bitmap is made before the sandbox).
     let dirtyPages: DirtyPageTracker
 
     /// Touches no guest RAM: a lazy restore registers its userfaultfd after this.
