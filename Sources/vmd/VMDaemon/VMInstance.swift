@@ -66,6 +66,12 @@ final class VMInstance {
         var downtimeMilliseconds: Double? = nil
     }
 
+    /// Milliseconds from vm's pause to the receiver's confirmation; nil for a pause vm says
+    /// came later (vm is the process a guest could take over: its word is not trusted).
+    static func downtime(pausedAt: UInt64, confirmedAt: UInt64) -> Double? {
+        pausedAt <= confirmedAt ? Double(confirmedAt - pausedAt) / 1e6 : nil
+    }
+
     /// Milliseconds to a tenth, as vmctl and the log print them (no Foundation here).
     static func format(milliseconds: Double) -> String {
         let tenths = Int((max(0, milliseconds) * 10).rounded())
@@ -390,8 +396,9 @@ final class VMInstance {
             let waiter = self.saveWaiter
             self.saveWaiter = nil
             if accepted {
-                let downtime = Double(MonotonicClock.nanoseconds() &- pausedAt) / 1e6
-                self.logger.info("migrated to \(destination) (the guest was down for \(VMInstance.format(milliseconds: downtime)) ms); stopping")
+                let downtime = VMInstance.downtime(pausedAt: pausedAt, confirmedAt: MonotonicClock.nanoseconds())
+                let down = downtime.map { " (the guest was down for \(VMInstance.format(milliseconds: $0)) ms)" } ?? ""
+                self.logger.info("migrated to \(destination)\(down); stopping")
                 self.stop(force: true, reason: .migrated(to: destination))
                 self.whenStopped { _ in
                     // Every process is gone, so are its disk locks: the receiver may take them now.
