@@ -58,16 +58,20 @@ extension VirtualMachine {
     /// The state sections of the paused VM: the machine, each vCPU, each device (where its
     /// process stands in its queues is asked now). A restore applies them once it has read
     /// everything, so they may come after RAM.
+    ///
+    /// The vCPUs are captured last, after the devices' round trips: a LAPIC timer counts on
+    /// while the VM is paused, and the later its count is read, the less of the pause the
+    /// restored guest's next tick is late by.
     func writeState<Sink>(with writer: inout SnapshotWriter<Sink>) throws {
-        try writer.writeState(.machine, index: 0, machineState())
-        for (position, thread) in vcpuThreads.enumerated() {
+        let machine = try machineState()
+        let devices = try virtioDevices.map { try $0.transport.captureState() }
+        let vcpus = try vcpuThreads.enumerated().map { position, thread in
             let countAtPark = position < timerCountsAtPark.count ? timerCountsAtPark[position] : nil
-            try writer.writeState(.vcpu, index: thread.vcpu.index,
-                                  thread.vcpu.captureState(vcpuStateSupport, timerCountAtPark: countAtPark))
+            return (thread.vcpu.index, try thread.vcpu.captureState(vcpuStateSupport, timerCountAtPark: countAtPark))
         }
-        for (index, device) in virtioDevices.enumerated() {
-            try writer.writeState(.device, index: index, device.transport.captureState())
-        }
+        try writer.writeState(.machine, index: 0, machine)
+        for (index, fields) in vcpus { try writer.writeState(.vcpu, index: index, fields) }
+        for (index, fields) in devices.enumerated() { try writer.writeState(.device, index: index, fields) }
     }
 
     /// Pauses the guest with every device quiesced, or leaves it running and says which did not.
