@@ -251,7 +251,7 @@ def snapshot_rows(D, row):
 
 # ---- live migration: two vmd daemons on this host (a unix socket between them) against
 # two QEMUs (-incoming unix:...). total: command → the sender's VM is gone and the receiver's
-# runs (vmctl migrate returns; QEMU: `info migrate` says completed). Downtime three ways:
+# runs (vmctl migrate returns; QEMU: `info migrate` says completed). Downtime four ways:
 #   gap       the guest's: the longest time its TSC saw between two MIGRATE lines 10 ms
 #             apart (max_gap_us), so the interval is in it, and a timer tick lost across
 #             the move adds another 10 ms. Over the whole run: on this host, freeing the
