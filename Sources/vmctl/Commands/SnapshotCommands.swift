@@ -59,7 +59,7 @@ struct Migrate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
         abstract: "Move a running VM to the vmd listening at DEST (vmd -m), without stopping it (root only).",
-        discussion: "DEST is HOST:PORT, [IPv6]:PORT or a unix socket path. The VM's RAM is copied while it runs, then again what it wrote, until little is left; then it is paused, the rest and its state are sent, and it stops here once the receiver runs it. The receiver takes it only for a VM its own configuration defines (the same shape), with that VM's disks and NICs. If anything fails the VM goes on here.")
+        discussion: "DEST is HOST:PORT, [IPv6]:PORT or a unix socket path. The VM's RAM is copied while it runs, then again what it wrote, until little is left; then it is paused, the rest and its state are sent, and it stops here once the receiver runs it. The receiver takes it only for a VM its own configuration defines (the same shape), with that VM's disks and NICs. If anything fails the VM goes on here. Once done it prints the bytes sent and how long the guest was down, from its pause here until the receiver said that it runs.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The VM's id or name.") var target: String
     @Argument(help: "Where the receiving vmd listens.") var destination: String
