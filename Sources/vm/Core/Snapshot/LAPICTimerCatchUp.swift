@@ -4,7 +4,9 @@
 /// So the current count is read at park, and a capture whose timer has expired since (a
 /// periodic count that started a new period, a one-shot count that reached zero) gets the
 /// timer's vector set in its IRR: the interrupt KVM would have injected, now pending on
-/// the receiving side. Several expiries in that window make one interrupt, as KVM would.
+/// the receiving side. Several expiries in that window make one interrupt, as KVM would;
+/// a periodic timer paused for longer than its period (`vmctl pause`, then `send`) may
+/// show a count below the one at park although it expired, and then gets none.
 /// TSC-deadline mode needs none of this: its deadline is an MSR, and KVM fires a restored
 /// deadline that has passed.
 ///
