@@ -14,13 +14,4 @@ final class MigrationDowntimeTests: XCTestCase {
         XCTAssertNil(VMInstance.downtime(pausedAt: 9_000_000_000, confirmedAt: 5_000_000_000))
         XCTAssertNil(VMInstance.downtime(pausedAt: .max, confirmedAt: 0))
     }
-
-    func testMillisecondsArePrintedToATenth() {
-        XCTAssertEqual(VMInstance.format(milliseconds: 2.449), "2.4")
-        XCTAssertEqual(VMInstance.format(milliseconds: 2.45), "2.5")
-        XCTAssertEqual(VMInstance.format(milliseconds: 0.04), "0.0")
-        XCTAssertEqual(VMInstance.format(milliseconds: 1234.56), "1234.6")
-        XCTAssertEqual(VMInstance.format(milliseconds: -3), "0.0")
-        XCTAssertEqual(VMInstance.format(milliseconds: 18_446_744_073_709.6), "18446744073709.6", "the largest a UInt64 of ns gives")
-    }
 }

@@ -181,8 +181,7 @@ struct VMProcess {
 
     /// Milliseconds since `start`, to a hundredth.
     static func milliseconds(since start: Double) -> String {
-        let hundredths = Int(((MonotonicClock.seconds() - start) * 100_000).rounded())
-        return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
+        MillisecondsText.format((MonotonicClock.seconds() - start) * 1000, decimals: 2)
     }
 
     /// `vmctl migrate`: pre-copy down `fd`; the guest is paused at the end, or runs on after a failure.

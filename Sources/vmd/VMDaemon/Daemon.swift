@@ -334,7 +334,7 @@ final class Daemon {
                 instance.migrate(over: connection, to: endpoint.description) { result in
                     switch result {
                     case .success(let sent):
-                        let downtime = sent.downtimeMilliseconds.map { ", down for \(VMInstance.format(milliseconds: $0)) ms" } ?? ""
+                        let downtime = sent.downtimeMilliseconds.map { ", down for \(MillisecondsText.format($0, decimals: 1)) ms" } ?? ""
                         reply(.done("vm \(record.config.name) migrated to \(endpoint): \(sent.bytes) bytes\(downtime)"))
                     case .failure(let failure): reply(.failed("vm \(record.config.name) not migrated: \(failure)"))
                     }

@@ -71,12 +71,6 @@ final class VMInstance {
     static func downtime(pausedAt: UInt64, confirmedAt: UInt64) -> Double? {
         pausedAt <= confirmedAt ? Double(confirmedAt - pausedAt) / 1e6 : nil
     }
-
-    /// Milliseconds to a tenth, as vmctl and the log print them (no Foundation here).
-    static func format(milliseconds: Double) -> String {
-        let tenths = Int((max(0, milliseconds) * 10).rounded())
-        return "\(tenths / 10).\(tenths % 10)"
-    }
     /// One per child, in `launched.children` order, with the watch on its log pipe.
     private var logRelays: [ChildLogRelay] = []
     private var logWatches: [EventWatch?] = []
@@ -397,7 +391,7 @@ final class VMInstance {
             self.saveWaiter = nil
             if accepted {
                 let downtime = VMInstance.downtime(pausedAt: pausedAt, confirmedAt: MonotonicClock.nanoseconds())
-                let down = downtime.map { " (the guest was down for \(VMInstance.format(milliseconds: $0)) ms)" } ?? ""
+                let down = downtime.map { " (the guest was down for \(MillisecondsText.format($0, decimals: 1)) ms)" } ?? ""
                 self.logger.info("migrated to \(destination)\(down); stopping")
                 self.stop(force: true, reason: .migrated(to: destination))
                 self.whenStopped { _ in
