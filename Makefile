@@ -10,7 +10,7 @@ setup:
 	@scripts/setup
 
 build:
-	$(SWIFT) build
+	scripts/build
 
 guest:
 	@$(MAKE) -C Guest --no-print-directory -s
@@ -46,7 +46,7 @@ fuzz:
 # swift-vmd against QEMU on this host (bench/run; root, /dev/kvm). Not a test: it asserts nothing.
 # BENCH_ARGS="--quick" for a smoke run, "--runs 9", "--only blk,net", "--readme" to update README.md.
 bench:
-	@SWIFT_BUILD_FLAGS="-c release" scripts/setup
+	@VMD_BUILD_CONFIG=release scripts/setup
 	bench/run --no-build $(BENCH_ARGS)
 
 # Install (after `make setup`): vmctl and vmd in SBINDIR (vmd a link to LIBEXECDIR/vmd, which
@@ -63,7 +63,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 PROGRAMS = vmd vm virtio-blk virtio-net virtio-rng
 install:
-	@[ -n "$(NO_BUILD)" ] || $(SWIFT) build -c $(CONFIG)
+	@[ -n "$(NO_BUILD)" ] || scripts/build $(CONFIG)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR)
 	for program in $(PROGRAMS); do install -m 0755 .build/$(CONFIG)/$$program $(DESTDIR)$(LIBEXECDIR)/$$program || exit 1; done
 	install -m 0755 .build/$(CONFIG)/vmctl $(DESTDIR)$(SBINDIR)/vmctl
