@@ -74,10 +74,6 @@ struct VMProcess {
         let loop = try EventLoop()
         try? console.setNonBlocking(true)
         ProcessRole.current = "vm"
-        // The RAM slots were registered beside the setup above. That thread must be gone before
-        // the sandbox, which binds this thread and those it starts later, not others; and a
-        // restore sets vCPU state that points into RAM.
-        try setup.kvm.ramRegistered()
         try Sandbox.enter(sandbox, logger: logger)
         var waitingDevices: [VirtualMachine.PendingDevice] = []
         var pagesIn = false
