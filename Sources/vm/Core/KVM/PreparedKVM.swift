@@ -2,9 +2,8 @@ import GuestRAM
 import LinuxSystem
 
 /// The KVM VM with guest RAM already given to it, made as soon as vmd has handed over RAM
-/// and /dev/kvm and before the rest of the setup arrives. A VM's first memory slot waits
-/// for an SRCU grace period (5–7 ms on these hosts, whatever its size; later slots take
-/// 0.1 ms); made here, that wait overlaps vmd spawning the device processes.
+/// and /dev/kvm and before the rest of the setup arrives, while vmd spawns the device
+/// processes.
 struct PreparedKVM {
     let system: KVMSystem
     let vm: KVMVirtualMachine
@@ -17,7 +16,6 @@ struct PreparedKVM {
         system = try KVMSystem(fd: kvmDevice)
         vcpuStateSupport = try VcpuStateSupport(system: system)
         dirtyPages = try DirtyPageTracker(memory: memory)
-        vm = try KVMVirtualMachine(system: system)
-        try vm.register(memory)
+        vm = try KVMVirtualMachine(system: system, memory: memory)
     }
 }
