@@ -101,6 +101,38 @@ final class ChildProcessTests: XCTestCase {
         }
     }
 
+    /// Started without waiting for its execve (as vmd starts a VM's processes side by side):
+    /// the same failure, told by `confirmExec`, and no child left behind.
+    func testAChildStartedWithoutWaitingTellsItsExecFailureWhenConfirmed() throws {
+        try withTestCgroup("exec-later") { path, _, directory in
+            let (_, childEnd) = try FileDescriptor.socketPair()
+            let log = FileDescriptor(adopting: fileno(tmpfile()))
+            let child = try ChildProcess(executable: "/nonexistent/program", arguments: [], channel: childEnd, log: log,
+                                         cgroup: directory, waitForExec: false)
+            XCTAssertTrue(child.startedInCgroup)
+            XCTAssertThrowsError(try child.confirmExec()) { error in
+                XCTAssertEqual((error as? SystemError)?.errno, ENOENT, "\(error)")
+            }
+            XCTAssertTrue(child.hasBeenReaped, "confirmExec reaped the child that never ran")
+            XCTAssertEqual(CgroupTestFiles.read(path + "/cgroup.procs"), "", "no process left in the cgroup")
+        }
+    }
+
+    func testAChildStartedWithoutWaitingRunsOnceConfirmed() throws {
+        try withTestCgroup("exec-ok") { _, _, directory in
+            let (_, childEnd) = try FileDescriptor.socketPair()
+            let log = FileDescriptor(adopting: fileno(tmpfile()))
+            let child = try ChildProcess(executable: "/bin/sleep", arguments: ["30"], channel: childEnd, log: log,
+                                         cgroup: directory, waitForExec: false)
+            defer { child.terminate() }
+            try child.confirmExec()
+            try child.confirmExec()  // once is enough; again does nothing
+            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(child.pid)/exe")
+            XCTAssertTrue(exe.hasSuffix("/sleep"), "the child runs its program: \(exe)")
+            XCTAssertNil(try child.poll(), "and is still running")
+        }
+    }
+
     /// A cgroup of the test's own at the top of the cgroup v2 hierarchy: its path, name and directory.
     private func withTestCgroup(_ suffix: String, _ body: (String, String, FileDescriptor) throws -> Void) throws {
         guard getuid() == 0, let mount = Self.cgroup2Mount() else {

@@ -49,8 +49,11 @@ extern const short VMD_POSIX_SPAWN_SETSID;
 // posix_spawn's work, but with the child started inside the cgroup v2 directory `cgroup`
 // (clone3, CLONE_INTO_CGROUP): spawn_into_cgroup.c says why it is C. Returns the pid, or
 // -errno: -ENOSYS, -EINVAL or -E2BIG where the kernel has no clone3 or CLONE_INTO_CGROUP.
+// It does not wait for the child's execve: `*exec_report` is a descriptor for
+// vmd_spawn_exec_result, which does (0 once the program runs; -errno, the child reaped, if not).
 int vmd_spawn_into_cgroup(const char *path, char *const argv[], char *const envp[], int cgroup, int stdin_fd, int channel,
-                          int log);
+                          int log, int *exec_report);
+int vmd_spawn_exec_result(int exec_report, int pid);
 int vmd_mseal(void *address, size_t length);
 int vmd_ioctl_ptr(int fd, unsigned long request, void *argument);
 int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument);

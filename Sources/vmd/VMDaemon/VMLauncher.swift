@@ -191,6 +191,8 @@ struct VMLauncher {
                                       lazyRestore: snapshot != nil && lazy, incomingMigration: snapshot != nil && incomingMigration)
             try vm.channel.send(VMCommand.boot(request, kernel: image, initrd: initrd, console: console.device,
                                                snapshot: snapshot))
+            // Each was started without waiting for its exec, so that they exec side by side.
+            for child in started { try child.process.confirmExec() }
             logger.info("vm \"\(config.name)\" started as pid \(vm.process.pid), console \(console.devicePath)")
             // vmd never maps guest RAM and keeps none of the children's descriptors but the
             // RAM memfds (lent to vm for a send) and, for an incoming migration, the disks
@@ -281,13 +283,15 @@ struct VMLauncher {
     }
 
     /// `cgroup`: the VM's cgroup directory, which the child starts in where the kernel can.
+    /// Returns before the child has exec'd its program: the caller confirms that
+    /// (`ChildProcess.confirmExec`) once it has started the VM's other processes.
     static func spawn(_ executable: String, role: String, logName: String, vmName: String,
                       extraArguments: [String] = [], cgroup: FileDescriptor? = nil) throws -> VMChild {
         let (parentEnd, childEnd) = try Channel.pair()
         let log = try FileDescriptor.pipe()
         try log.read.setNonBlocking(true)
         let process = try ChildProcess(executable: try siblingExecutable(executable), arguments: [vmName] + extraArguments,
-                                       channel: childEnd.socket, log: log.write, cgroup: cgroup)
+                                       channel: childEnd.socket, log: log.write, cgroup: cgroup, waitForExec: false)
         childEnd.socket.close()
         log.write.close()
         return VMChild(role: role, name: logName, logTag: "\(vmName)/\(logName)", process: process, channel: parentEnd, log: log.read)

@@ -14,6 +14,8 @@ public final class ChildProcess {
     /// Started inside the cgroup it was given (else the caller must move it there).
     public let startedInCgroup: Bool
     private var reaped = false
+    /// Until `confirmExec`, of a child started without waiting for its execve.
+    private var execReport: Int32?
 
     /// The first descriptor closed in the child: 0-2 and the channel stay.
     static let firstClosedDescriptor = channelDescriptor + 1
@@ -22,8 +24,10 @@ public final class ChildProcess {
     /// directory) the child starts inside it (`startedInCgroup`), where the kernel can
     /// (clone3 with CLONE_INTO_CGROUP, Linux 5.7+): moving it there afterwards through
     /// cgroup.procs waits for an RCU grace period, 6-13 ms per VM start here.
+    /// `waitForExec` false: started in the cgroup, it returns before the child has called
+    /// execve, and `confirmExec` says whether it did (a VM's processes exec side by side).
     public init(executable: String, arguments: [String], channel: FileDescriptor, log: FileDescriptor,
-                cgroup: FileDescriptor? = nil) throws {
+                cgroup: FileDescriptor? = nil, waitForExec: Bool = true) throws {
         self.executable = executable
         // dup2 onto the same number would keep FD_CLOEXEC, so first move the channel above 3.
         let lifted = try retryingInterrupts("fcntl(F_DUPFD_CLOEXEC)") {
@@ -32,9 +36,12 @@ public final class ChildProcess {
         defer { Glibc.close(lifted) }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        if let cgroup, let pid = try ChildProcess.spawnIntoCgroup(executable, argv: argv, cgroup: cgroup, channel: lifted, log: log) {
+        if let cgroup, let (pid, report) = try ChildProcess.spawnIntoCgroup(executable, argv: argv, cgroup: cgroup,
+                                                                             channel: lifted, log: log) {
             self.pid = pid
             startedInCgroup = true
+            execReport = report
+            if waitForExec { try confirmExec() }
             return
         }
         startedInCgroup = false
@@ -73,10 +80,27 @@ public final class ChildProcess {
         self.pid = pid
     }
 
-    /// The child, started inside `cgroup`; nil where the kernel cannot (no clone3 or no
-    /// CLONE_INTO_CGROUP), for posix_spawn to start it instead.
+    /// Returns once the child runs its program, or throws why it could not (the child then
+    /// reaped). Nothing to wait for where `init` waited, or after the first call.
+    public func confirmExec() throws {
+        guard let report = execReport else { return }
+        execReport = nil
+        let result = vmd_spawn_exec_result(report, pid)
+        if result < 0 {
+            reaped = true
+            throw SystemError("execve(\(executable))", errno: -result)
+        }
+    }
+
+    deinit {
+        if let execReport { Glibc.close(execReport) }
+    }
+
+    /// The child, started inside `cgroup`, and the descriptor that tells whether its execve
+    /// worked (`confirmExec`); nil where the kernel cannot (no clone3 or no CLONE_INTO_CGROUP),
+    /// for posix_spawn to start it instead.
     private static func spawnIntoCgroup(_ executable: String, argv: [UnsafeMutablePointer<CChar>?], cgroup: FileDescriptor,
-                                        channel: Int32, log: FileDescriptor) throws -> pid_t? {
+                                        channel: Int32, log: FileDescriptor) throws -> (pid_t, Int32)? {
         // Every source descriptor above the child's fixed numbers 0-4 (vmd_spawn_into_cgroup).
         let stdin = try FileDescriptor.open("/dev/null", flags: O_RDONLY)
         let lifted = try [stdin.rawValue, log.rawValue].map { fd in
@@ -84,8 +108,9 @@ public final class ChildProcess {
         }
         stdin.close()
         defer { lifted.forEach { Glibc.close($0) } }
-        let result = vmd_spawn_into_cgroup(executable, argv, vmd_environ(), cgroup.rawValue, lifted[0], channel, lifted[1])
-        if result >= 0 { return result }
+        var report: Int32 = -1
+        let result = vmd_spawn_into_cgroup(executable, argv, vmd_environ(), cgroup.rawValue, lifted[0], channel, lifted[1], &report)
+        if result >= 0 { return (result, report) }
         if [ENOSYS, EINVAL, E2BIG].contains(-result) { return nil }
         throw SystemError("clone3(\(executable), CLONE_INTO_CGROUP)", errno: -result)
     }
