@@ -23,6 +23,7 @@ static const unsigned long VMD_KVM_IOCTL_IRQ_LINE = KVM_IRQ_LINE;
 static const unsigned long VMD_KVM_IOCTL_CREATE_PIT2 = KVM_CREATE_PIT2;
 static const unsigned long VMD_KVM_IOCTL_GET_PIT2 = KVM_GET_PIT2;
 static const unsigned long VMD_KVM_IOCTL_SET_PIT2 = KVM_SET_PIT2;
+static const unsigned long VMD_KVM_IOCTL_REINJECT_CONTROL = KVM_REINJECT_CONTROL;
 static const unsigned long VMD_KVM_IOCTL_GET_CLOCK = KVM_GET_CLOCK;
 static const unsigned long VMD_KVM_IOCTL_SET_CLOCK = KVM_SET_CLOCK;
 static const unsigned long VMD_KVM_IOCTL_SET_GSI_ROUTING = KVM_SET_GSI_ROUTING;

@@ -124,7 +124,11 @@ struct VMProcess {
                 case .save(let fd, let ram):
                     try channel.send(save(machine, to: fd, ramFiles: ram))
                 case .migrate(let fd, let ram):
-                    try channel.send(migrate(machine, to: fd, ramFiles: ram))
+                    let answer = migrate(machine, to: fd, ramFiles: ram)
+                    try channel.send(answer)
+                    // Paused, it ends once the receiver confirms. After the answer: the
+                    // downtime vmd reports runs until it reads that confirmation.
+                    if case .migrated = answer { machine.prepareToEnd() }
                 case .memoryLoaded:
                     guard let deferredMemory, !pagesIn else { break }
                     pagesIn = true
@@ -219,6 +223,7 @@ struct VMProcess {
         do {
             let bytes = try machine.writeSnapshot(to: fd, ramFiles: ramFiles)
             logger.info("snapshot written: \(bytes) bytes in \(Self.milliseconds(since: started)) ms")
+            machine.prepareToEnd()  // vmd stops the VM once it has the answer
             return .saved(bytes: bytes)
         } catch {
             if !wasPaused { machine.resume() }

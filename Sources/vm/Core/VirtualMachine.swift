@@ -25,6 +25,8 @@ final class VirtualMachine {
     private(set) var pausedTimers: KVMVirtualMachine.TimerState?
     /// Whether `pause()` stopped the guest and `resume()` has not let it go on.
     private(set) var isPaused = false
+    /// `prepareToEnd` turned the PIT's tick reinjection off; `resume` turns it back on.
+    private var pitReinjectionOff = false
     /// Each vCPU's LAPIC timer count when `pause()` parked it (nil where it could not be
     /// read), so that a snapshot keeps a timer expiry that falls in the pause.
     private(set) var timerCountsAtPark: [UInt32?] = []
@@ -188,8 +190,27 @@ final class VirtualMachine {
         return unconfirmed
     }
 
+    /// A paused VM whose end is near (its snapshot written, its state migrated): drops the
+    /// PIT's tick reinjection while the VM is settled, so that its teardown after vmd's
+    /// SIGKILL does not wait out an SRCU grace period (`setPITReinjection`). The guest loses
+    /// nothing if it runs on after all: `resume` turns it back on before it sets the PIT,
+    /// which drops the ticks counted while paused in any case.
+    func prepareToEnd() {
+        guard isPaused, !pitReinjectionOff else { return }
+        do {
+            try kvm.setPITReinjection(false)
+            pitReinjectionOff = true
+        } catch {
+            logger.debug("PIT reinjection left on: \(error)")
+        }
+    }
+
     /// The reverse of `pause()`: timers, devices, then the vCPUs.
     func resume() {
+        if pitReinjectionOff {
+            do { try kvm.setPITReinjection(true) } catch { logger.warning("resume: PIT reinjection not turned back on: \(error)") }
+            pitReinjectionOff = false
+        }
         if let timers = pausedTimers {
             do { try kvm.restore(timers) } catch { logger.warning("resume: platform timers not restored: \(error)") }
             pausedTimers = nil

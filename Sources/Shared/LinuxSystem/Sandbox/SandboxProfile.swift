@@ -79,6 +79,7 @@ public struct SandboxProfile {
         (VMD_KVM_IOCTL_GET_SREGS, "a failed vCPU reports its cs and cr3: KVM_GET_SREGS (VcpuThread)"),
         (VMD_KVM_IOCTL_GET_PIT2, "pause freezes the PIT: KVM_GET_PIT2"),
         (VMD_KVM_IOCTL_SET_PIT2, "resume restores the PIT: KVM_SET_PIT2"),
+        (VMD_KVM_IOCTL_REINJECT_CONTROL, "a VM about to end drops the PIT's tick reinjection: KVM_REINJECT_CONTROL (VirtualMachine.prepareToEnd)"),
         (VMD_KVM_IOCTL_GET_CLOCK, "pause saves the KVM clock: KVM_GET_CLOCK"),
         (VMD_KVM_IOCTL_SET_CLOCK, "resume restores the KVM clock: KVM_SET_CLOCK"),
         // vmctl send: the whole VM is read while paused (its own vCPUs and irqchip only).
