@@ -97,6 +97,29 @@ final class BootTests: XCTestCase {
         XCTAssertEqual(vm.vmProcesses(), [])
     }
 
+    /// vmd starts a VM's processes without waiting for each exec: a program that cannot run
+    /// still fails the start with its own error (not a send to a process that is gone), and
+    /// nothing is left running.
+    func testADeviceProgramThatCannotRunFailsTheStartWithItsOwnError() throws {
+        try VmdHarness.requireKVMAndRoot()
+        let vm = try VmdHarness("noblkprogram")
+        // vmd and vm beside each other, and no virtio-blk.
+        let bin = vm.directory.appendingPathComponent("bin").path
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        for program in ["vmd", "vm"] {
+            try FileManager.default.copyItem(atPath: VmdHarness.productsDirectory + "/" + program, toPath: bin + "/" + program)
+        }
+        let disk = vm.directory.appendingPathComponent("disk.img").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: disk, contents: Data(count: 1 << 20)))
+        let config = try vm.writeConfig(cmdline: "test=boot", extra: "    disk \"\(disk)\"\n")
+        let run = VmdHarness.runCommand([bin + "/vmd", "boot", config, "--deadline", "30"])
+        XCTAssertNotEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("\(bin)/virtio-blk"), run.output)
+        XCTAssertTrue(run.output.contains("No such file or directory"), run.output)
+        XCTAssertFalse(run.output.contains("Broken pipe"), run.output)
+        XCTAssertEqual(vm.vmProcesses(), [])
+    }
+
     func testNotAnELFIsRefusedWithAReason() throws {
         let vm = try VmdHarness("notelf")
         let bogus = vm.directory.appendingPathComponent("kernel.txt").path

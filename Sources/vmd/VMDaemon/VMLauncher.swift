@@ -201,9 +201,14 @@ struct VMLauncher {
                               pagerSnapshot: pagerSnapshot, unlockedDisks: unlockedDisks,
                               cgroup: cgroup, ramFiles: try slots.map { try $0.memfd.duplicate() }, counters: counters)
         } catch {
+            // A child that could not run its program says more than a failed send to it.
+            var cause = error
+            for child in started {
+                do { try child.process.confirmExec() } catch let execFailure { cause = execFailure; break }
+            }
             started.forEach { $0.process.terminate() }
             cgroup?.remove()
-            throw error
+            throw cause
         }
     }
 
