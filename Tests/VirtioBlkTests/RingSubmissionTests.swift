@@ -81,9 +81,17 @@ final class RingSubmissionTests: XCTestCase {
         let merged = RingSubmission.merged([piece(.read, at: 0, length: 4096, slot: 0),
                                             piece(.read, at: 4096, length: 4096, slot: 1),
                                             piece(.read, at: 8192, length: 4096, slot: 2)])[0]
-        XCTAssertEqual(merged.memberResults(12288), [4096, 4096, 4096])
-        XCTAssertEqual(merged.memberResults(5000), [4096, 904, 0], "short: the first whole, one short, the rest none")
-        XCTAssertEqual(merged.memberResults(0), [0, 0, 0])
-        XCTAssertEqual(merged.memberResults(-EIO), [-EIO, -EIO, -EIO], "an error is every member's")
+        func shares(_ result: Int32) -> [Int32] {
+            var shares: [Int32] = []
+            merged.forEachMemberResult(result) { member, share in
+                XCTAssertEqual(member, merged.members[shares.count], "members in order")
+                shares.append(share)
+            }
+            return shares
+        }
+        XCTAssertEqual(shares(12288), [4096, 4096, 4096])
+        XCTAssertEqual(shares(5000), [4096, 904, 0], "short: the first whole, one short, the rest none")
+        XCTAssertEqual(shares(0), [0, 0, 0])
+        XCTAssertEqual(shares(-EIO), [-EIO, -EIO, -EIO], "an error is every member's")
     }
 }

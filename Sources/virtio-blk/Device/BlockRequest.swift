@@ -169,7 +169,7 @@ struct BlockRequest: Equatable, Sendable {
     static func parse(
         _ chain: DescriptorChain, memory: GuestMemory, limits: BlockRequestLimits
     ) throws(BlockRequestError) -> BlockRequest {
-        for buffer in chain.readable + chain.writable where buffer.address.adding(UInt64(buffer.length)) == nil {
+        for buffer in chain.buffers where buffer.address.adding(UInt64(buffer.length)) == nil {
             throw .bufferOverflow(buffer.address, length: buffer.length)
         }
         let readable = chain.readableLength
@@ -178,9 +178,7 @@ struct BlockRequest: Equatable, Sendable {
         guard let status = statusAddress(of: chain) else { throw .missingStatus }
         // §5.2.6: le32 type, le32 reserved, le64 sector, device-readable, possibly split over buffers.
         guard readable >= VirtioBlock.headerSize else { throw .headerTooShort(readable: readable) }
-        let header = try readStream(chain.readable, from: 0, count: Int(VirtioBlock.headerSize), memory: memory)
-        let type = littleEndian(UInt32.self, header, at: 0)
-        let sector = littleEndian(UInt64.self, header, at: 8)
+        let (type, sector) = try readHeader(chain.readable, memory: memory)
 
         let payload = readable - VirtioBlock.headerSize   // device-readable bytes after the header
         let writableData = writable - 1                  // device-writable bytes before the status
@@ -291,6 +289,24 @@ struct BlockRequest: Equatable, Sendable {
     }
 
     // MARK: Byte streams over buffers
+
+    /// The 16-byte header at the start of the readable stream, copied out once, into the
+    /// stack (each request reads one: an array for it was a heap allocation per request).
+    private static func readHeader(
+        _ buffers: ArraySlice<DescriptorBuffer>, memory: GuestMemory
+    ) throws(BlockRequestError) -> (type: UInt32, sector: UInt64) {
+        var words: (typeAndReserved: UInt64, sector: UInt64) = (0, 0)
+        var failure: GuestMemoryError?
+        withUnsafeMutableBytes(of: &words) { destination in
+            // SAFETY: copyBytes writes exactly destination.count (16) bytes; the caller checked
+            // that the readable buffers hold at least that many.
+            do throws(GuestMemoryError) { try buffers.copyBytes(from: 0, into: destination, memory: memory) } catch {
+                failure = error
+            }
+        }
+        if let failure { throw .guestMemory(failure) }
+        return (UInt32(truncatingIfNeeded: UInt64(littleEndian: words.typeAndReserved)), UInt64(littleEndian: words.sector))
+    }
 
     /// Copies bytes `[start, start + count)` of the readable stream out of guest memory, once.
     private static func readStream(

@@ -23,9 +23,11 @@ final class BlockRingServer {
     /// Requests in flight, by slot, with the queue each came from.
     private var requests: [(queue: Int, request: BlockRingRequest)?]
     private var freeSlots: [Int]
-    /// Submissions in flight, by tag (the ring's user_data): the pieces they carry, and
-    /// the iovec array the kernel was given.
-    private var submissions: [(submission: RingSubmission, vectors: UnsafeMutablePointer<iovec>)?]
+    /// Submissions in flight, by tag (the ring's user_data): the pieces they carry.
+    private var submissions: [RingSubmission?]
+    /// The iovec array each tag gives the kernel, kept for the tag's next submission (one
+    /// allocated per submission was a malloc and a free per request); grown when too small.
+    private var vectorArrays: [UnsafeMutableBufferPointer<iovec>]
     private var freeTags: [Int]
     /// This pass's pieces, merged and prepared at `submit` (each has a tag waiting for it).
     private var pendingPieces: [RingSubmission] = []
@@ -56,7 +58,13 @@ final class BlockRingServer {
         requests = Array(repeating: nil, count: capacity)
         freeSlots = Array((0..<capacity).reversed())
         submissions = Array(repeating: nil, count: tags)
+        vectorArrays = Array(repeating: UnsafeMutableBufferPointer(start: nil, count: 0), count: tags)
         freeTags = Array((0..<tags).reversed())
+    }
+
+    deinit {
+        // SAFETY: the kernel read each array during its submit; nothing refers to them now.
+        for array in vectorArrays { array.deallocate() }
     }
 
     /// Takes a chain of queue `queue`: nil if it went to the ring, else its used length
@@ -158,7 +166,7 @@ final class BlockRingServer {
     private func takeCompleted(memory: GuestMemory) -> [Completion] {
         var done = completedMeanwhile
         completedMeanwhile = []
-        ring.drainCompletions { tag, result in done += complete(tag: Int(tag), result: result, memory: memory) }
+        ring.drainCompletions { tag, result in complete(tag: Int(tag), result: result, memory: memory, into: &done) }
         return done
     }
 
@@ -170,12 +178,16 @@ final class BlockRingServer {
         for submission in merged {
             let tag = freeTags.removeLast()
             // SAFETY: the kernel reads the iovec array during `submit`, after this returns:
-            // it gets its own allocation, freed at the completion. The guest memory it
-            // names stays mapped for the life of the process.
+            // the tag's own array, not touched again until the tag is free and taken anew.
+            // The guest memory it names stays mapped for the life of the process.
             let count = submission.vectors.count
-            let vectors = UnsafeMutablePointer<iovec>.allocate(capacity: max(count, 1))
-            vectors.initialize(from: submission.vectors, count: count)
-            submissions[tag] = (submission, vectors)
+            if vectorArrays[tag].count < max(count, 1) {
+                vectorArrays[tag].deallocate()
+                vectorArrays[tag] = .allocate(capacity: max(count, 4))
+            }
+            _ = UnsafeMutableBufferPointer(rebasing: vectorArrays[tag][..<count]).initialize(from: submission.vectors)
+            let vectors = vectorArrays[tag].baseAddress!
+            submissions[tag] = submission
             submissionCount += 1
             let prepared = switch submission.operation {
             case .read: ring.prepareRead(vectors, count: count, offset: submission.host, tag: UInt64(tag))
@@ -184,30 +196,35 @@ final class BlockRingServer {
             }
             // The ring has an entry for every tag, so this cannot fail; if it did, the
             // submission fails its requests rather than waiting forever.
-            if !prepared { completedMeanwhile += complete(tag: tag, result: -EAGAIN, memory: memory) }
+            if !prepared { complete(tag: tag, result: -EAGAIN, memory: memory, into: &completedMeanwhile) }
         }
     }
 
-    /// Records one submission's result; returns the completions of the requests it finished.
-    private func complete(tag: Int, result: Int32, memory: GuestMemory) -> [Completion] {
-        guard tag < submissions.count, let (submission, vectors) = submissions[tag] else { return [] }
+    /// Records one submission's result; appends the completions of the requests it finished
+    /// to `done`.
+    private func complete(tag: Int, result: Int32, memory: GuestMemory, into done: inout [Completion]) {
+        guard tag < submissions.count, let submission = submissions[tag] else { return }
         submissions[tag] = nil
         freeTags.append(tag)
-        vectors.deallocate()
-        var done: [Completion] = []
-        for (member, share) in zip(submission.members, submission.memberResults(result)) {
-            guard var entry = requests[member.slot] else { continue }
-            entry.request.pieces[member.piece].result = share
-            entry.request.pending -= 1
-            guard entry.request.pending == 0 else {
-                requests[member.slot] = entry
-                continue
-            }
-            requests[member.slot] = nil
+        submission.forEachMemberResult(result) { member, share in
+            guard var entry = Self.record(share, ofPiece: member.piece, in: &requests[member.slot]) else { return }
             freeSlots.append(member.slot)
             let length = model.finish(&entry.request, backend: backend, memory: memory)
             done.append((entry.queue, entry.request.head, length))
         }
-        return done
+    }
+
+    /// Records a piece's result in the request of `slot`; when it was the request's last
+    /// piece, takes the request out of the slot and returns it. One access to the slot, in
+    /// place: a copy of the request would copy its pieces.
+    private static func record(
+        _ result: Int32, ofPiece piece: Int, in slot: inout (queue: Int, request: BlockRingRequest)?
+    ) -> (queue: Int, request: BlockRingRequest)? {
+        guard slot != nil else { return nil }
+        slot!.request.pieces[piece].result = result
+        slot!.request.pending -= 1
+        guard slot!.request.pending == 0 else { return nil }
+        defer { slot = nil }
+        return slot
     }
 }

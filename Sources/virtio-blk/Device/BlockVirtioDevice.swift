@@ -108,6 +108,7 @@ final class BlockVirtioDevice: VirtioDeviceModel {
                 try queue.pushUsed(contentsOf: here)
             })
             publish(elsewhere, active: active)
+            model.publishCounters()
         case .workers(let pool):
             heldBack = try active.serve(index, noting: guestLog, queueName: queueName, admit: admit) { chain in
                 charge(chain)
@@ -143,6 +144,7 @@ final class BlockVirtioDevice: VirtioDeviceModel {
             return
         }
         publish(takeFinished(memory: active.memory), active: active)
+        if case .ring = serving { model.publishCounters() }  // the ring's model counts, the loop publishes
     }
 
     private func takeFinished(memory: GuestMemory) -> [(queue: Int, head: UInt16, length: UInt32)] {
@@ -184,6 +186,7 @@ final class BlockVirtioDevice: VirtioDeviceModel {
     func quiesce() {
         let done = waitIdle()
         if let active { publish(done, active: active) }
+        if case .ring = serving { model.publishCounters() }
     }
 
     func reset() {

@@ -57,16 +57,19 @@ struct RingSubmission {
             && vectors.count + next.vectors.count <= Self.maximumVectors
     }
 
-    /// Each member's share of `result` (bytes moved, or -errno for all of them): bytes in
-    /// order, so after a short transfer the first members are whole, one may be short and
-    /// the rest have none.
-    func memberResults(_ result: Int32) -> [Int32] {
-        guard result >= 0 else { return members.map { _ in result } }
-        var left = Int(result)
-        return members.map { member in
+    /// Calls `body` with each member and its share of `result` (bytes moved, or -errno for
+    /// all of them): bytes in order, so after a short transfer the first members are whole,
+    /// one may be short and the rest have none.
+    func forEachMemberResult(_ result: Int32, _ body: (Member, Int32) -> Void) {
+        var left = Int(max(result, 0))
+        for member in members {
+            guard result >= 0 else {
+                body(member, result)
+                continue
+            }
             let share = min(left, member.length)
             left -= share
-            return Int32(share)
+            body(member, Int32(share))
         }
     }
 }
