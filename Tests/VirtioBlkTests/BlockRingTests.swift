@@ -172,6 +172,31 @@ final class BlockRingTests: XCTestCase {
         XCTAssertTrue(server.idle)
     }
 
+    /// Each tag keeps its iovec array for the next submission: a read of many buffers (more
+    /// than the array a tag keeps), then reads of fewer on the same tags, all read right.
+    func testReadsOfManyBuffersThenFewReuseTheTagsArrays() throws {
+        let data = pattern(100 * 512, seed: 11)
+        try image.pwriteAll(data, at: 0)
+        let server = try makeServer()
+        for (round, buffers) in [1, 100, 3, 70, 2].enumerated() {
+            var read = ChainBuilder(memory: memory)
+            read.next = 0x2_0000
+            try read.readable(requestHeader(type: 0, sector: 0))
+            for _ in 0..<buffers { try read.writable(512) }
+            try read.writable(1)
+            read.head = UInt16(round)
+            XCTAssertNil(server.start(read.chain, queue: 0, memory: memory), "round \(round)")
+            let done = try server.submit(memory: memory) + server.waitIdle(memory: memory)
+            XCTAssertEqual(done.map(\.head), [UInt16(round)], "round \(round)")
+            XCTAssertEqual(done.first?.length, UInt32(buffers * 512 + 1), "round \(round)")
+            let bytes = try read.writableBytes()
+            XCTAssertEqual(Array(bytes[0..<(buffers * 512)]), Array(data[0..<(buffers * 512)]), "round \(round)")
+            XCTAssertEqual(try read.status(), BlockStatus.ok.rawValue, "round \(round)")
+        }
+        XCTAssertEqual(model.counters.reads, 5)
+        XCTAssertTrue(server.idle)
+    }
+
     /// Adjacent writes of one pass merge too, and land where each asked.
     func testAdjacentWritesOfOnePassMergeAndLand() throws {
         let server = try makeDirectServer()

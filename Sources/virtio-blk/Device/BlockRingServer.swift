@@ -26,8 +26,11 @@ final class BlockRingServer {
     /// Submissions in flight, by tag (the ring's user_data): the pieces they carry.
     private var submissions: [RingSubmission?]
     /// The iovec array each tag gives the kernel, kept for the tag's next submission (one
-    /// allocated per submission was a malloc and a free per request); grown when too small.
+    /// allocated per submission was a malloc and a free per request); grown when too small,
+    /// and let go at the completion when larger than `keptVectors`, so that what the guest's
+    /// largest requests once needed is not held by every tag for good.
     private var vectorArrays: [UnsafeMutableBufferPointer<iovec>]
+    private static let keptVectors = 64
     private var freeTags: [Int]
     /// This pass's pieces, merged and prepared at `submit` (each has a tag waiting for it).
     private var pendingPieces: [RingSubmission] = []
@@ -206,6 +209,10 @@ final class BlockRingServer {
         guard tag < submissions.count, let submission = submissions[tag] else { return }
         submissions[tag] = nil
         freeTags.append(tag)
+        if vectorArrays[tag].count > Self.keptVectors {
+            vectorArrays[tag].deallocate()
+            vectorArrays[tag] = UnsafeMutableBufferPointer(start: nil, count: 0)
+        }
         submission.forEachMemberResult(result) { member, share in
             guard var entry = Self.record(share, ofPiece: member.piece, in: &requests[member.slot]) else { return }
             freeSlots.append(member.slot)
