@@ -68,6 +68,23 @@ final class Qcow2BackendTests: XCTestCase {
         }
     }
 
+    /// A read remembers the L2 table it went through; a write that allocates a cluster of
+    /// that table must not leave the next read on the table as it was (it read zeros).
+    func testAReadAfterAnAllocatingWriteInTheSameL2TableSeesTheWrite() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("recent-l2")
+        let image = directory.appendingPathComponent("fresh.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-o", "cluster_size=65536", image, "8M"]).status, 0)
+        let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+        let first = patternBytes(count: 4096, seed: 21), second = patternBytes(count: 4096, seed: 22)
+        try backend.writeBytes(first, at: 0)  // allocates the L2 table and cluster 0
+        XCTAssertEqual(try backend.readBytes(at: 65536, count: 4096), [UInt8](repeating: 0, count: 4096), "cluster 1, unallocated")
+        try backend.writeBytes(second, at: 65536)  // allocates cluster 1 in the same table
+        XCTAssertEqual(try backend.readBytes(at: 65536, count: 4096), second, "cluster 1 after its write")
+        XCTAssertEqual(try backend.readBytes(at: 0, count: 4096), first)
+        try QemuImg.assertCheckClean(image)
+    }
+
     func testOverwritingCompressedClustersKeepsTheImageConsistent() throws {
         _ = try QemuImg.require()
         let directory = try makeImageDirectory("compressed")
