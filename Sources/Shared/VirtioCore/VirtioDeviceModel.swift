@@ -147,7 +147,7 @@ public final class ActiveQueues {
             try queues[index]!.disableNotifications()
             var served = 0
             repeat {
-                while try queues[index]!.hasAvailable() {
+                while try hasAvailable(index) {
                     guard admit() else {
                         heldBack = true
                         break
@@ -167,10 +167,21 @@ public final class ActiveQueues {
                 if heldBack { return true }
                 // A driver that was busy is likely to add more at once: wait a moment for it
                 // with notifications still off, since each notify costs the guest an exit.
-            } while try served > 0 && pollingWindows[index].poll { try queues[index]!.hasAvailable() }
+            } while try served > 0 && pollingWindows[index].poll { try hasAvailable(index) }
         } while try queues[index]!.enableNotifications()
         if polling { pollingWindows[index].sleeping(at: PollingWindow.now()) }
         return false
+    }
+
+    /// Whether queue `index` (enabled) has a chain waiting. Through an in-place access: a
+    /// method that does not mutate, called on `queues[index]!`, copied the queue each time
+    /// (3-4 % of virtio-blk's own time at 4 KiB requests).
+    private func hasAvailable(_ index: Int) throws(VirtqueueError) -> Bool {
+        try Self.hasAvailable(in: &queues[index]!)
+    }
+
+    private static func hasAvailable(in queue: inout SplitVirtqueue) throws(VirtqueueError) -> Bool {
+        try queue.hasAvailable()
     }
 }
 
