@@ -71,6 +71,24 @@ int vmd_landlock_restrict_self(int ruleset, unsigned int flags) {
     return (int)syscall(446 /* __NR_landlock_restrict_self */, ruleset, flags);
 }
 int vmd_unshare(int flags) { return unshare(flags); }
+int vmd_setns(int fd, int type) { return setns(fd, type); }
+
+#include <pthread.h>
+// A thread's unshare(CLONE_NEWNET) moves that thread only, so the namespace is made on a
+// thread of its own, which opens it and ends: the caller's threads stay where they are.
+static void *make_network_namespace(void *result) {
+    int fd = unshare(CLONE_NEWNET) == 0 ? open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) : -1;
+    *(int *)result = fd >= 0 ? fd : -errno;
+    return NULL;
+}
+int vmd_make_network_namespace(void) {
+    int result = -EIO;
+    pthread_t thread;
+    int error = pthread_create(&thread, NULL, make_network_namespace, &result);
+    if (error) return -error;
+    pthread_join(thread, NULL);
+    return result;
+}
 int vmd_setresuid(uid_t uid) { return setresuid(uid, uid, uid); }
 int vmd_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }
 const int VMD_CLONE_NEWNS = CLONE_NEWNS, VMD_CLONE_NEWNET = CLONE_NEWNET, VMD_CLONE_NEWIPC = CLONE_NEWIPC,

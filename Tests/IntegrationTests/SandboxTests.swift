@@ -43,19 +43,23 @@ final class SandboxTests: XCTestCase {
             XCTAssertFalse(uids.contains("0"), "\(name) is not root: Uid \(uids)")
             XCTAssertEqual(status["CapEff"], "0000000000000000", "\(name) holds no capability")
         }
-        // virtio-blk left the network namespace: its net ns differs from vm's.
-        let blk = try XCTUnwrap(vm.processes(named: "virtio-blk").first)
-        let vmPid = try XCTUnwrap(vm.processes(named: "vm").first)
-        let blkNet = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(blk)/ns/net")
-        let vmNet = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(vmPid)/ns/net")
-        XCTAssertNotNil(blkNet)
-        XCTAssertNotEqual(blkNet, vmNet, "virtio-blk has a network namespace of its own")
+        // virtio-blk left the host's network: its net ns differs from virtio-net's, which
+        // keeps the host's for its tap; vm and virtio-rng share blk's, the one vmd made.
+        let networkOf = { (name: String) -> String? in
+            guard let pid = vm.processes(named: name).first else { return nil }
+            return try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")
+        }
+        let blkNet = try XCTUnwrap(networkOf("virtio-blk"))
+        XCTAssertNotEqual(blkNet, networkOf("virtio-net"), "virtio-blk is not in the host's network namespace")
+        XCTAssertEqual(networkOf("vm"), blkNet, "vm is in the children's shared network namespace")
+        XCTAssertEqual(networkOf("virtio-rng"), blkNet, "virtio-rng is in the children's shared network namespace")
         kill(process.processIdentifier, SIGTERM)
         run.wait(seconds: 20)
     }
 
-    /// Each child leaves the host's mount, IPC and UTS namespaces (vm and virtio-blk its
-    /// network too) and sees an empty read-only root: no file of the host at all.
+    /// Each child leaves the host's mount, IPC and UTS namespaces (vm, virtio-blk and
+    /// virtio-rng its network too, for the one vmd made for them) and sees an empty
+    /// read-only root: no file of the host at all.
     func testEveryChildHasNamespacesOfItsOwnAndAnEmptyReadOnlyRoot() throws {
         let vm = try VmdHarness("sandbox-ns")
         let namespace = try NetworkNamespace("vmdns")

@@ -1,4 +1,5 @@
 import Foundation
+import CLinux
 import Glibc
 import XCTest
 @testable import LinuxSystem
@@ -8,14 +9,15 @@ import XCTest
 /// inside a cgroup (clone3 with CLONE_INTO_CGROUP) or is started by posix_spawn.
 final class ChildProcessTests: XCTestCase {
     /// A child that waits (sleep), looked at from outside through /proc while it runs.
-    private func run(cgroup: FileDescriptor?) throws -> (child: ChildProcess, proc: ProcView) {
+    private func run(cgroup: FileDescriptor?, network: FileDescriptor? = nil) throws -> (child: ChildProcess, proc: ProcView) {
         let (channel, childEnd) = try FileDescriptor.socketPair()
         let log = FileDescriptor(adopting: fileno(tmpfile()))
         // An ignored signal would stay ignored across execve if the child did not reset it.
         let previous = signal(SIGUSR1, SIG_IGN)
         defer { signal(SIGUSR1, previous) }
         let stray = try FileDescriptor.open("/dev/null", flags: O_RDONLY)  // close-on-exec, and above 3
-        let child = try ChildProcess(executable: "/bin/sleep", arguments: ["30"], channel: childEnd, log: log, cgroup: cgroup)
+        let child = try ChildProcess(executable: "/bin/sleep", arguments: ["30"], channel: childEnd, log: log, cgroup: cgroup,
+                                     networkNamespace: network)
         defer { child.terminate() }
         childEnd.close()
         stray.close()
@@ -59,9 +61,13 @@ final class ChildProcessTests: XCTestCase {
         }
     }
 
-    private func assertAlone(_ view: ProcView, pid: pid_t, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(view.descriptors.keys.sorted(), [0, 1, 2, 3], "stdin, stdout, stderr and the channel only: \(view.descriptors)",
+    private func assertAlone(_ view: ProcView, pid: pid_t, network: String? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(view.descriptors.keys.sorted(), network == nil ? [0, 1, 2, 3] : [0, 1, 2, 3, 5],
+                       "stdin, stdout, stderr, the channel and the network namespace given, only: \(view.descriptors)",
                        file: file, line: line)
+        if let network {
+            XCTAssertEqual(view.descriptors[5], network, "fd 5 is the network namespace given", file: file, line: line)
+        }
         XCTAssertEqual(view.descriptors[0], "/dev/null", file: file, line: line)
         XCTAssertTrue(view.descriptors[3]?.hasPrefix("socket:") ?? false, "\(view.descriptors)", file: file, line: line)
         XCTAssertEqual(view.descriptors[1], view.descriptors[2], "stdout and stderr are the log", file: file, line: line)
@@ -76,6 +82,31 @@ final class ChildProcessTests: XCTestCase {
         let (child, view) = try run(cgroup: nil)
         XCTAssertFalse(child.startedInCgroup)
         assertAlone(view, pid: child.pid)
+    }
+
+    /// Given a network namespace (as vmd gives the one its children share), either way of
+    /// starting puts it at fd 5 and nothing else besides.
+    func testAChildGetsTheNetworkNamespaceItIsGivenAtFiveEitherWay() throws {
+        guard getuid() == 0 else {
+            print("SKIP: making a network namespace needs root")
+            throw XCTSkip("making a network namespace needs root")
+        }
+        let made = vmd_make_network_namespace()
+        XCTAssertGreaterThanOrEqual(made, 0, "vmd_make_network_namespace: \(-made)")
+        let namespace = FileDescriptor(adopting: made)
+        defer { namespace.close() }
+        let name = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(namespace.rawValue)")
+        XCTAssertTrue(name.hasPrefix("net:["), name)
+        XCTAssertNotEqual(name, try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net"),
+                          "a new namespace, not this process's")
+        let (spawned, spawnedView) = try run(cgroup: nil, network: namespace)
+        XCTAssertFalse(spawned.startedInCgroup)
+        assertAlone(spawnedView, pid: spawned.pid, network: name)
+        try withTestCgroup("spawn-netns") { _, _, directory in
+            let (cloned, clonedView) = try run(cgroup: directory, network: namespace)
+            XCTAssertTrue(cloned.startedInCgroup)
+            assertAlone(clonedView, pid: cloned.pid, network: name)
+        }
     }
 
     /// Started inside a cgroup of the test's own: the same as posix_spawn's child, and in it.

@@ -103,6 +103,43 @@ final class HardeningTests: XCTestCase {
         XCTAssertTrue(rootEntered, "a mount namespace of its own gets the empty root")
     }
 
+    /// Given the namespace vmd made for its children, a child joins it rather than making
+    /// its own network namespace, and lets go of the descriptor either way.
+    func testAChildJoinsTheNetworkNamespaceItWasGivenAndClosesIt() throws {
+        for joinWorks in [true, false] {
+            Hardening.reset()
+            let given = open("/dev/null", O_RDONLY)
+            XCTAssertGreaterThan(given, 2)
+            setenv("VMD_SANDBOX_NETNS", String(given), 1)
+            var unshared: [Int32] = []
+            var joined: [Int32] = []
+            KernelCalls.current.unshare = { flags in unshared.append(flags); return 0 }
+            KernelCalls.current.joinNetworkNamespace = { fd in joined.append(fd); return joinWorks ? 0 : -EINVAL }
+            KernelCalls.current.enterEmptyRoot = { 0 }
+            try Sandbox.leaveHost(SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
+            XCTAssertEqual(joined, [given])
+            XCTAssertEqual(unshared, [joinWorks ? SandboxProfile.ownNamespaces : SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET],
+                           joinWorks ? "the network namespace was joined, not made" : "it could not join: it makes its own")
+            XCTAssertEqual(Hardening.applied, ["namespaces mount ipc uts network", "empty read-only root"])
+            XCTAssertEqual(fcntl(given, F_GETFD), -1, "the descriptor is closed")
+            XCTAssertNil(getenv("VMD_SANDBOX_NETNS"))
+        }
+    }
+
+    /// A child that keeps the host's network (virtio-net) joins nothing and still lets go of it.
+    func testAChildThatKeepsTheHostNetworkClosesTheNamespaceItWasGiven() throws {
+        let given = open("/dev/null", O_RDONLY)
+        setenv("VMD_SANDBOX_NETNS", String(given), 1)
+        var joined = false
+        KernelCalls.current.unshare = { _ in 0 }
+        KernelCalls.current.joinNetworkNamespace = { _ in joined = true; return 0 }
+        KernelCalls.current.enterEmptyRoot = { 0 }
+        try Sandbox.leaveHost(SandboxProfile.ownNamespaces)
+        XCTAssertFalse(joined)
+        XCTAssertEqual(fcntl(given, F_GETFD), -1, "the descriptor is closed")
+        XCTAssertEqual(Hardening.applied, ["namespaces mount ipc uts", "empty read-only root"])
+    }
+
     func testWithoutAMountNamespaceThereIsNoEmptyRootAndAFailedPivotIsNoted() throws {
         var rootEntered = false
         KernelCalls.current.unshare = { flags in flags & VMD_CLONE_NEWNS != 0 ? -EPERM : 0 }

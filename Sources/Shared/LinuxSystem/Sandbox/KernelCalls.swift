@@ -13,6 +13,8 @@ public struct KernelCalls {
     /// Creates a ruleset handling these rights and restricts this process with it.
     public var landlockRestrict: (_ filesystem: UInt64, _ network: UInt64, _ scoped: UInt64) -> Int32
     public var unshare: (Int32) -> Int32
+    /// setns(fd, CLONE_NEWNET): joins the network namespace `fd` holds.
+    public var joinNetworkNamespace: (Int32) -> Int32
     /// Makes this process's root an empty read-only tmpfs (in its own mount namespace).
     public var enterEmptyRoot: () -> Int32
     /// seccomp_load of a built libseccomp context.
@@ -40,6 +42,7 @@ public struct KernelCalls {
             return vmd_landlock_restrict_self(ruleset, 0) == 0 ? 0 : -vmd_errno()
         },
         unshare: { flags in vmd_unshare(flags) == 0 ? 0 : -vmd_errno() },
+        joinNetworkNamespace: { fd in vmd_setns(fd, VMD_CLONE_NEWNET) == 0 ? 0 : -vmd_errno() },
         enterEmptyRoot: { EmptyRoot.enter() },
         seccompLoad: { context in seccomp_load(context) }
     )

@@ -35,9 +35,18 @@ public enum Sandbox {
         try leaveHost(profile.unshareFlags)
     }
 
-    /// `isolate`'s steps, each degrading where the kernel lacks it.
+    /// `isolate`'s steps, each degrading where the kernel lacks it. The network namespace
+    /// is the one vmd made for its children where it gave one (`SharedNetworkNamespace`).
     static func leaveHost(_ flags: Int32) throws {
-        let unshared = try step("unshare") { try unshare(flags) }
+        var flags = flags
+        var joined: Int32 = 0
+        if flags & VMD_CLONE_NEWNET != 0, let shared = SharedNetworkNamespace.inherited,
+           KernelCalls.current.joinNetworkNamespace(shared) == 0 {
+            flags &= ~VMD_CLONE_NEWNET
+            joined = VMD_CLONE_NEWNET
+        }
+        SharedNetworkNamespace.closeInherited()
+        let unshared = try step("unshare") { try unshare(flags, alongWith: joined) }
         if unshared & VMD_CLONE_NEWNS != 0 {
             let result = KernelCalls.current.enterEmptyRoot()
             if result == 0 {
@@ -53,12 +62,16 @@ public enum Sandbox {
     private nonisolated(unsafe) static var isolated = false
 
     /// Leaves the namespaces in `flags`, all at once or, where the kernel or a container
-    /// refuses that, each it allows; returns those left.
-    static func unshare(_ flags: Int32) throws -> Int32 {
-        guard flags != 0 else { return 0 }
+    /// refuses that, each it allows; returns those left. `joined`: namespaces already left
+    /// by joining another (named with these in the summary).
+    static func unshare(_ flags: Int32, alongWith joined: Int32 = 0) throws -> Int32 {
+        guard flags != 0 else {
+            noteNamespaces(joined)
+            return 0
+        }
         let all = KernelCalls.current.unshare(flags)
         if all == 0 {
-            noteNamespaces(flags)
+            noteNamespaces(flags | joined)
             return flags
         }
         guard Hardening.isMissing(-all) else { throw SystemError("unshare", errno: -all) }
@@ -73,7 +86,7 @@ public enum Sandbox {
                 throw SystemError("unshare(\(name))", errno: -result)
             }
         }
-        noteNamespaces(left)
+        noteNamespaces(left | joined)
         return left
     }
 
