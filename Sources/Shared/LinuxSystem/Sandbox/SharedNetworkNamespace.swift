@@ -3,7 +3,7 @@ import Glibc
 
 /// One network namespace with nothing in it, which vmd makes once and every child that
 /// leaves the host's network (vm, the pager, virtio-blk, virtio-rng) joins, instead of each
-/// making one of its own: unshare(CLONE_NEWNET) took 0.8-1.0 ms per process here, on every
+/// making one of its own: unshare(CLONE_NEWNET) took 0.8-1.1 ms per process here, on every
 /// start, restore and migration, against 0.2 ms for the other namespaces together, and the
 /// kernel tore each namespace down again when its process ended.
 ///
@@ -30,9 +30,10 @@ public enum SharedNetworkNamespace {
     }
 
     /// A child: the descriptor of the namespace it was given, if its environment names one
-    /// (`childDescriptor` from vmd; tests name others).
+    /// (`childDescriptor` from vmd; tests name others), never stdio or the channel.
     static var inherited: Int32? {
-        guard let value = getenv(variable).flatMap({ Int32(String(cString: $0)) }), value > 2 else { return nil }
+        guard let value = getenv(variable).flatMap({ Int32(String(cString: $0)) }),
+              value > ChildProcess.channelDescriptor else { return nil }
         return value
     }
 
