@@ -108,7 +108,7 @@ final class BlockVirtioDevice: VirtioDeviceModel {
                 try queue.pushUsed(contentsOf: here)
             })
             publish(elsewhere, active: active)
-            model.publishCounters()
+            publishRingCounters()
         case .workers(let pool):
             heldBack = try active.serve(index, noting: guestLog, queueName: queueName, admit: admit) { chain in
                 charge(chain)
@@ -144,7 +144,7 @@ final class BlockVirtioDevice: VirtioDeviceModel {
             return
         }
         publish(takeFinished(memory: active.memory), active: active)
-        if case .ring = serving { model.publishCounters() }  // the ring's model counts, the loop publishes
+        publishRingCounters()
     }
 
     private func takeFinished(memory: GuestMemory) -> [(queue: Int, head: UInt16, length: UInt32)] {
@@ -170,6 +170,12 @@ final class BlockVirtioDevice: VirtioDeviceModel {
         }
     }
 
+    /// Through the ring the model counts each request but publishes nothing: the loop
+    /// publishes once per pass (`BlockDeviceModel.start`). Loop and workers publish their own.
+    private func publishRingCounters() {
+        if case .ring = serving { model.publishCounters() }
+    }
+
     /// Waits until nothing is in flight; returns what finished meanwhile.
     private func waitIdle() -> [(queue: Int, head: UInt16, length: UInt32)] {
         switch serving {
@@ -186,7 +192,7 @@ final class BlockVirtioDevice: VirtioDeviceModel {
     func quiesce() {
         let done = waitIdle()
         if let active { publish(done, active: active) }
-        if case .ring = serving { model.publishCounters() }
+        publishRingCounters()
     }
 
     func reset() {
