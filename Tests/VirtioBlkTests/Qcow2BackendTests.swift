@@ -200,7 +200,7 @@ final class Qcow2BackendTests: XCTestCase {
             (mutated(72, [0x80, 0, 0, 0, 0, 0, 0, 0]), "incompatible features"),
             (mutated(72, [0, 0, 0, 0, 0, 0, 0, 2]), "marked corrupt"),
             (mutated(16, [0, 0, 0x10, 0]), "a backing file name of"),
-            (mutated(96, [0, 0, 0, 5]), "32-bit refcounts"),
+            (mutated(96, [0, 0, 0, 7]), "refcount order 7"),
             (Array(good.prefix(60)), "truncated"),
         ]
         for (index, (bytes, reason)) in cases.enumerated() {
@@ -272,5 +272,45 @@ final class Qcow2BackendTests: XCTestCase {
         XCTAssertGreaterThan(after.refcountTableOffset, UInt64(4) << 30, "and moved to the end of the file")
         try QemuImg.assertCheckClean(image)
         XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected)
+    }
+
+    /// qemu-img's `refcount_bits` 1 to 64: a backend writes through each width (allocating
+    /// refcount blocks, then growing and moving the refcount table past what qemu-img's
+    /// one-cluster table covers), `qemu-img check` finds nothing wrong, and the image
+    /// converts back to what was written. Before, every width but 16 was refused.
+    func testEveryRefcountWidthIsWrittenAsQemuImgReadsIt() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("refcount-width")
+        for bits in [1, 2, 4, 8, 16, 32, 64] {
+            let image = directory.appendingPathComponent("w\(bits).qcow2").path
+            unlink(image)
+            let made = try QemuImg.run(["create", "-f", "qcow2", "-o", "cluster_size=4096,refcount_bits=\(bits)", image, "4M"])
+            XCTAssertEqual(made.status, 0, made.output)
+            let header = try Qcow2Header(bytes: try openImage(image).pread(count: 4096, offset: 0), fileSize: 1 << 40)
+            XCTAssertEqual(1 << Int(header.refcountOrder), bits)
+            // Clusters of 4 KiB: one table cluster lists 512 blocks of 32768 / bits refcounts.
+            let coveredBytes = 512 * (32768 / bits) * 4096
+            let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+            var expected = [UInt8](repeating: 0, count: 4 << 20)
+            func write(_ offset: Int, _ length: Int) throws {
+                let bytes = patternBytes(count: length, seed: UInt64(offset + bits))
+                try backend.writeBytes(bytes, at: UInt64(offset))
+                expected.replaceSubrange(offset..<(offset + length), with: bytes)
+            }
+            try write(0, 4096)
+            try write(1 << 20, 3 * 4096 + 512)
+            // The rest goes past the table's reach (the file is sparse in between).
+            XCTAssertEqual(truncate(image, off_t(coveredBytes + 8192)), 0)
+            let grown = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+            let bytes = patternBytes(count: 65536, seed: 99)
+            try grown.writeBytes(bytes, at: 3 << 20)
+            expected.replaceSubrange((3 << 20)..<((3 << 20) + 65536), with: bytes)
+            try grown.flush()
+            XCTAssertTrue(try grown.readBytes(at: 0, count: expected.count) == expected, "\(bits)-bit refcounts")
+            let after = try Qcow2Header(bytes: try openImage(image).pread(count: 4096, offset: 0), fileSize: 1 << 40)
+            XCTAssertGreaterThan(after.refcountTableOffset, UInt64(coveredBytes), "\(bits)-bit: the table moved past its old reach")
+            try QemuImg.assertCheckClean(image)
+            XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "\(bits)-bit refcounts: qemu-img reads what was written")
+        }
     }
 }

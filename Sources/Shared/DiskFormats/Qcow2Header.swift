@@ -4,8 +4,8 @@
 /// that a disk of `size` bytes needs. Pure: it reads only the bytes it is given, so it
 /// runs in vmd (to find the backing file) and in the fuzzer alike.
 ///
-/// What this implementation takes: cluster sizes from 4 KiB to 2 MiB, 16-bit refcounts,
-/// deflate compression, backing files. What it refuses, with the reason: encryption,
+/// What this implementation takes: cluster sizes from 4 KiB to 2 MiB, refcounts of any
+/// width (1 to 64 bits), deflate compression, backing files. What it refuses, with the reason: encryption,
 /// external data files, extended L2 entries, zstd compression, the corrupt bit, and any
 /// incompatible feature it does not know.
 public struct Qcow2Header: Equatable, Sendable {
@@ -43,7 +43,7 @@ public struct Qcow2Header: Equatable, Sendable {
     public var incompatibleFeatures: UInt64
     public var compatibleFeatures: UInt64
     public var autoclearFeatures: UInt64
-    /// Refcounts are 1 << refcountOrder bits wide; only 4 (16 bits) is taken.
+    /// Refcounts are 1 << refcountOrder bits wide (0-6: 1 to 64 bits; qemu-img's default 4 is 16).
     public var refcountOrder: UInt32
     public var headerLength: UInt32
     /// The backing file as written in the image (a path, often relative to the image).
@@ -54,8 +54,8 @@ public struct Qcow2Header: Equatable, Sendable {
     public var clusterSize: UInt64 { 1 << UInt64(clusterBits) }
     /// 8-byte entries per L2 table (one cluster).
     public var l2Entries: UInt64 { clusterSize / 8 }
-    /// 16-bit refcounts per refcount block (one cluster).
-    public var refcountBlockEntries: UInt64 { clusterSize / 2 }
+    /// Refcounts per refcount block (one cluster).
+    public var refcountBlockEntries: UInt64 { (clusterSize * 8) >> UInt64(refcountOrder) }
     /// The image needs its refcounts rebuilt before it may be written (lazy refcounts).
     public var isDirty: Bool { incompatibleFeatures & IncompatibleFeature.dirty != 0 }
 
@@ -121,7 +121,7 @@ public struct Qcow2Header: Equatable, Sendable {
             let type = headerLength > 104 ? bytes[104] : 0
             guard type == 0 else { throw .unsupported("compression type \(type == 1 ? "zstd" : String(type)) (deflate is)") }
         }
-        guard refcountOrder == 4 else { throw .unsupported("\(1 << min(refcountOrder, 31))-bit refcounts (16-bit are)") }
+        guard refcountOrder <= 6 else { throw .corrupt("refcount order \(refcountOrder) (0 to 6 are valid)") }
 
         // The tables: aligned, inside the file, and as large as the disk needs.
         let clustersNeeded = (size + clusterSize - 1) / clusterSize

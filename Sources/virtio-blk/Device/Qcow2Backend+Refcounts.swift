@@ -3,8 +3,8 @@ import Glibc
 import LinuxSystem
 
 /// The qcow2 backend's host-cluster bookkeeping: allocation at the end of the file,
-/// 16-bit refcounts in refcount blocks listed by the refcount table, and the table's
-/// growth when the file outgrows it.
+/// refcounts (of the image's width, `Qcow2RefcountWidth`) in refcount blocks listed by the
+/// refcount table, and the table's growth when the file outgrows it.
 extension Qcow2Backend {
     /// A new host cluster at the end of the file, its refcount already 1.
     func allocateCluster() throws -> UInt64 {
@@ -14,12 +14,12 @@ extension Qcow2Backend {
         return cluster
     }
 
-    func refcount(ofHostCluster host: UInt64) throws -> UInt16 {
+    func refcount(ofHostCluster host: UInt64) throws -> UInt64 {
         let (tableIndex, index) = refcountPosition(host)
         guard tableIndex < refcountTable.count else { return 0 }
         let blockOffset = refcountTable[tableIndex] & ~UInt64(511)
         guard blockOffset != 0 else { return 0 }
-        return try refcountBlock(at: blockOffset)[index]
+        return refcountWidth.value(at: index, in: try refcountBlock(at: blockOffset))
     }
 
     private func refcountPosition(_ host: UInt64) -> (table: Int, index: Int) {
@@ -27,14 +27,22 @@ extension Qcow2Backend {
         return (Int(cluster / header.refcountBlockEntries), Int(cluster % header.refcountBlockEntries))
     }
 
-    private func refcountBlock(at offset: UInt64) throws -> [UInt16] {
+    /// The block's bytes as on disk (`refcountWidth` reads and changes its entries).
+    private func refcountBlock(at offset: UInt64) throws -> [UInt8] {
         if let block = refcountBlocks[offset] { return block }
         try checkMetadataCluster(offset, "a refcount block")
-        let bytes = try readMetadata(count: Int(header.clusterSize), offset: offset)
-        guard bytes.count == Int(header.clusterSize) else { throw Qcow2Error.truncated("the refcount block at \(offset)") }
-        let block = stride(from: 0, to: bytes.count, by: 2).map { UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]) }
+        let block = try readMetadata(count: Int(header.clusterSize), offset: offset)
+        guard block.count == Int(header.clusterSize) else { throw Qcow2Error.truncated("the refcount block at \(offset)") }
         remember(block, at: offset, in: &refcountBlocks)
         return block
+    }
+
+    /// Sets entry `index` of the block at `offset` in the cache and on disk (only the bytes that hold it).
+    private func storeRefcount(_ value: UInt64, at index: Int, in block: inout [UInt8], blockOffset: UInt64) throws {
+        refcountWidth.set(value, at: index, in: &block)
+        refcountBlocks[blockOffset] = block
+        let bytes = refcountWidth.byteRange(of: index)
+        try writeMetadata(Array(block[bytes]), offset: blockOffset + UInt64(bytes.lowerBound))
     }
 
     func adjustRefcount(ofHostCluster host: UInt64, by delta: Int) throws {
@@ -44,27 +52,28 @@ extension Qcow2Backend {
             try growRefcountTable(toCover: tableIndex)
         }
         var blockOffset = refcountTable[tableIndex] & ~UInt64(511)
-        var block: [UInt16]
+        var block: [UInt8]
         if blockOffset == 0 {
             guard delta > 0 else { throw Qcow2Error.corrupt("freeing cluster \(host), which has no refcount block") }
             // A new refcount block, allocated here; when it covers itself it counts itself.
             blockOffset = fileEnd
             fileEnd += header.clusterSize
-            block = [UInt16](repeating: 0, count: Int(header.refcountBlockEntries))
+            block = [UInt8](repeating: 0, count: Int(header.clusterSize))
             let (selfTable, selfIndex) = refcountPosition(blockOffset)
-            if selfTable == tableIndex { block[selfIndex] = 1 }
-            try writeMetadata(Qcow2Backend.encode16(block), offset: blockOffset)
+            if selfTable == tableIndex { refcountWidth.set(1, at: selfIndex, in: &block) }
+            try writeMetadata(block, offset: blockOffset)
             refcountTable[tableIndex] = blockOffset
             try writeMetadata(Qcow2Backend.encode64(blockOffset), offset: refcountTableOffset + UInt64(tableIndex) * 8)
             if selfTable != tableIndex { try adjustRefcount(ofHostCluster: blockOffset, by: 1) }
         } else {
             block = try refcountBlock(at: blockOffset)
         }
-        let value = Int(block[index]) + delta
-        guard (0...Int(UInt16.max)).contains(value) else { throw Qcow2Error.corrupt("refcount of cluster \(host) would be \(value)") }
-        block[index] = UInt16(value)
-        refcountBlocks[blockOffset] = block
-        try writeMetadata([UInt8(value >> 8), UInt8(value & 0xFF)], offset: blockOffset + UInt64(index) * 2)
+        let current = refcountWidth.value(at: index, in: block)
+        let magnitude = UInt64(delta.magnitude)
+        guard delta >= 0 ? refcountWidth.maximum - current >= magnitude : current >= magnitude else {
+            throw Qcow2Error.corrupt("refcount \(current) of cluster \(host) cannot change by \(delta) (\(refcountWidth.bits)-bit refcounts)")
+        }
+        try storeRefcount(delta >= 0 ? current + magnitude : current - magnitude, at: index, in: &block, blockOffset: blockOffset)
     }
 
     /// Moves the refcount table to a larger one at the end of the file, so that it has an
@@ -99,27 +108,25 @@ extension Qcow2Backend {
             throw SystemError("qcow2: the refcount table would pass 8 MiB", errno: ENOSPC)
         }
         var table = refcountTable + [UInt64](repeating: 0, count: tableClusters * entriesPerCluster - refcountTable.count)
-        var blocks: [Int: [UInt16]] = [:]
+        var blocks: [Int: [UInt8]] = [:]
         for (position, index) in newBlocks.enumerated() {
             table[index] = start + UInt64(tableClusters + position) * cluster
-            blocks[index] = [UInt16](repeating: 0, count: Int(header.refcountBlockEntries))
+            blocks[index] = [UInt8](repeating: 0, count: Int(cluster))
         }
         // Count the new clusters: in the new blocks, or in a block that already exists.
         for number in 0..<(tableClusters + newBlocks.count) {
             let (index, slot) = refcountPosition(start + UInt64(number) * cluster)
             if blocks[index] != nil {
-                blocks[index]![slot] = 1
+                refcountWidth.set(1, at: slot, in: &blocks[index]!)
             } else {
                 let offset = refcountTable[index] & ~UInt64(511)
                 var block = try refcountBlock(at: offset)
-                block[slot] = 1
-                refcountBlocks[offset] = block
-                try writeMetadata([0, 1], offset: offset + UInt64(slot) * 2)
+                try storeRefcount(1, at: slot, in: &block, blockOffset: offset)
             }
         }
         fileEnd = start + UInt64(tableClusters + newBlocks.count) * cluster
         for (index, block) in blocks {
-            try writeMetadata(Qcow2Backend.encode16(block), offset: table[index])
+            try writeMetadata(block, offset: table[index])
             remember(block, at: table[index], in: &refcountBlocks)
         }
         try writeMetadata(table.flatMap(Qcow2Backend.encode64), offset: start)

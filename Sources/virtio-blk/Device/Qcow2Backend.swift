@@ -48,7 +48,9 @@ package final class Qcow2Backend: BlockBackend {
     /// `l2Tables` for every request was 7 % of the device's own time at 4 KiB QD32.
     /// Shares its storage with `l2Tables`; `setL2Entry` lets go of it before changing a table.
     private var recentL2: (offset: UInt64, table: [UInt64])?
-    var refcountBlocks: [UInt64: [UInt16]] = [:]
+    /// Refcount blocks as their on-disk bytes, read through `refcountWidth`.
+    var refcountBlocks: [UInt64: [UInt8]] = [:]
+    let refcountWidth: Qcow2RefcountWidth
     /// The end of the file, cluster-aligned: where the next cluster is allocated.
     var fileEnd: UInt64
     /// The last cluster inflated, by its descriptor.
@@ -77,6 +79,7 @@ package final class Qcow2Backend: BlockBackend {
                                                                     offset: header.refcountTableOffset))
         refcountTableOffset = header.refcountTableOffset
         refcountBlockOffsets = Set(refcountTable)
+        refcountWidth = Qcow2RefcountWidth(order: header.refcountOrder)
         guard l1.count == Int(header.l1Entries) else { throw Qcow2Error.truncated("the L1 table") }
     }
 
@@ -396,8 +399,6 @@ package final class Qcow2Backend: BlockBackend {
     }
 
     static func encode64(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) } }
-
-    static func encode16(_ values: [UInt16]) -> [UInt8] { values.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } }
 
     static func encode32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32($0))) } }
 }
