@@ -68,6 +68,7 @@ let package = Package(
         .systemLibrary(name: "CEvent", pkgConfig: "libevent_core", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
 
@@ -110,7 +111,7 @@ let package = Package(
                           linkerSettings: leanReleaseWithArgumentParser),
         // A device's shape (type, queues, their maximum size), declared once: vmd wires from it.
         .target(name: "BlockDeviceShape", dependencies: ["IPC"], path: "Sources/virtio-blk/Shape"),
-        .target(name: "BlockDevice", dependencies: ["BlockDeviceShape", "VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", "DiskFormats", "CZlib", "CURing", logging],
+        .target(name: "BlockDevice", dependencies: ["BlockDeviceShape", "VirtioCore", "GuestRAM", "IPC", "LinuxSystem", "CLinux", "DiskFormats", "CZlib", "CZstd", "CURing", logging],
                 path: "Sources/virtio-blk/Device"),
         .executableTarget(name: "virtio-blk", dependencies: ["BlockDevice"],
                           path: "Sources/virtio-blk", exclude: ["Device", "Shape"], linkerSettings: staticRelease),
@@ -140,7 +141,7 @@ let package = Package(
         .testTarget(name: "VmctlTests", dependencies: ["VmctlCommands", "IPC"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LinuxSystem", "IPC", "CLinux", "MemorySlots"]),
         .testTarget(name: "VirtioRngTests", dependencies: ["EntropyDevice", "EntropyDeviceShape", "IPC", "VirtioCore", "GuestRAM", "MemorySlots", "LinuxSystem", logging]),
-        .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "DiskFormats", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", "CURing"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["BlockDevice", "BlockDeviceShape", "DiskFormats", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", "CURing", "CZstd"]),
         .testTarget(
             name: "VirtioNetTests",
             dependencies: ["NetDevice", "NetDeviceShape", "IPC", "VirtioCore", "VirtioTestSupport", "GuestRAM", "MemorySlots", "LinuxSystem", "CLinux", logging]

@@ -27,7 +27,9 @@ final class Qcow2BackendTests: XCTestCase {
         let source = sourceDisk(3 << 20)
         try writeFile(source, raw)
         for (options, compress) in [("cluster_size=4096", false), ("cluster_size=65536", false), ("cluster_size=2097152", false),
-                                    ("cluster_size=65536,compat=0.10", false), ("cluster_size=65536", true), ("cluster_size=4096", true)] {
+                                    ("cluster_size=65536,compat=0.10", false), ("cluster_size=65536", true), ("cluster_size=4096", true),
+                                    ("cluster_size=65536,compression_type=zstd", true), ("cluster_size=4096,compression_type=zstd", true),
+                                    ("cluster_size=2097152,compression_type=zstd", true)] {
             let image = directory.appendingPathComponent("image.qcow2").path
             unlink(image)
             let made = try QemuImg.run(["convert", "-O", "qcow2", "-o", options] + (compress ? ["-c"] : []) + [raw, image])
@@ -35,6 +37,7 @@ final class Qcow2BackendTests: XCTestCase {
             let backend = try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil)
             XCTAssertEqual(backend.capacityBytes, UInt64(source.count), options)
             XCTAssertEqual(backend.header.version, options.contains("compat=0.10") ? 2 : 3)
+            XCTAssertEqual(backend.header.compressionType, options.contains("zstd") ? .zstd : .deflate)
             XCTAssertTrue(try backend.readBytes(at: 0, count: source.count) == source, "\(options) compressed=\(compress)")
             // An odd range across clusters.
             XCTAssertTrue(try backend.readBytes(at: 4096 * 3 + 512, count: 70_000) == Array(source[(4096 * 3 + 512)..<(4096 * 3 + 512 + 70_000)]), options)
@@ -89,19 +92,23 @@ final class Qcow2BackendTests: XCTestCase {
         _ = try QemuImg.require()
         let directory = try makeImageDirectory("compressed")
         let raw = directory.appendingPathComponent("source.raw").path
-        var expected = sourceDisk(1 << 20)
-        try writeFile(expected, raw)
-        let image = directory.appendingPathComponent("compressed.qcow2").path
-        XCTAssertEqual(try QemuImg.run(["convert", "-c", "-O", "qcow2", "-o", "cluster_size=4096", raw, image]).status, 0)
-        let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
-        for (offset, length) in [(100, 300), (8192, 4096), (40_000, 10_000)] {
-            let bytes = patternBytes(count: length, seed: UInt64(offset))
-            try backend.writeBytes(bytes, at: UInt64(offset))
-            expected.replaceSubrange(offset..<(offset + length), with: bytes)
+        let source = sourceDisk(1 << 20)
+        try writeFile(source, raw)
+        for type in ["zlib", "zstd"] {
+            var expected = source
+            let image = directory.appendingPathComponent("compressed-\(type).qcow2").path
+            let made = try QemuImg.run(["convert", "-c", "-O", "qcow2", "-o", "cluster_size=4096,compression_type=\(type)", raw, image])
+            XCTAssertEqual(made.status, 0, made.output)
+            let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+            for (offset, length) in [(100, 300), (8192, 4096), (40_000, 10_000)] {
+                let bytes = patternBytes(count: length, seed: UInt64(offset))
+                try backend.writeBytes(bytes, at: UInt64(offset))
+                expected.replaceSubrange(offset..<(offset + length), with: bytes)
+            }
+            try backend.flush()
+            try QemuImg.assertCheckClean(image)
+            XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, type)
         }
-        try backend.flush()
-        try QemuImg.assertCheckClean(image)
-        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected)
     }
 
     /// A zero cluster may still hold its host cluster (qemu-io's `write -z` without unmap,
@@ -201,6 +208,7 @@ final class Qcow2BackendTests: XCTestCase {
             (mutated(72, [0, 0, 0, 0, 0, 0, 0, 2]), "marked corrupt"),
             (mutated(16, [0, 0, 0x10, 0]), "a backing file name of"),
             (mutated(96, [0, 0, 0, 7]), "refcount order 7"),
+            (mutated(104, [2]).enumerated().map { $0.offset == 79 ? $0.element | 8 : $0.element }, "compression type 2"),
             (Array(good.prefix(60)), "truncated"),
         ]
         for (index, (bytes, reason)) in cases.enumerated() {

@@ -2,8 +2,8 @@
 // Qcow2Backend.swift). The input is the image file itself, put in a memfd: the header
 // parser must refuse or accept it without trapping, and an accepted image is read
 // across its whole disk and then written in a few places (on a copy), every failure an
-// error for that request. Seeds are small images made by qemu-img (v2, v3, compressed,
-// with a backing name).
+// error for that request. Seeds are small images made by qemu-img (v2, v3, compressed
+// with deflate and with zstd, 1- and 64-bit refcounts, with a backing name).
 import CLinux
 import FuzzKit
 import Glibc

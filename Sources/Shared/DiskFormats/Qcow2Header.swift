@@ -5,9 +5,9 @@
 /// runs in vmd (to find the backing file) and in the fuzzer alike.
 ///
 /// What this implementation takes: cluster sizes from 4 KiB to 2 MiB, refcounts of any
-/// width (1 to 64 bits), deflate compression, backing files. What it refuses, with the reason: encryption,
-/// external data files, extended L2 entries, zstd compression, the corrupt bit, and any
-/// incompatible feature it does not know.
+/// width (1 to 64 bits), deflate and zstd compression, backing files. What it refuses,
+/// with the reason: encryption, external data files, extended L2 entries, the corrupt
+/// bit, and any incompatible feature or compression type it does not know.
 public struct Qcow2Header: Equatable, Sendable {
     public static let magic: [UInt8] = [0x51, 0x46, 0x49, 0xFB]
     public static let clusterBitsRange: ClosedRange<UInt32> = 12...21
@@ -24,6 +24,14 @@ public struct Qcow2Header: Equatable, Sendable {
         public static let externalData: UInt64 = 1 << 2
         public static let compressionType: UInt64 = 1 << 3
         public static let extendedL2: UInt64 = 1 << 4
+    }
+
+    /// How compressed clusters are compressed (header byte 104, with the compression type feature).
+    public enum CompressionType: UInt8, Sendable {
+        /// Raw deflate (RFC 1951), the only kind before QEMU 5.1 and still qemu-img's default.
+        case deflate = 0
+        /// One zstd frame per cluster (`qemu-img convert -c -o compression_type=zstd`).
+        case zstd = 1
     }
 
     public enum ExtensionType {
@@ -56,6 +64,7 @@ public struct Qcow2Header: Equatable, Sendable {
     public var l2Entries: UInt64 { clusterSize / 8 }
     /// Refcounts per refcount block (one cluster).
     public var refcountBlockEntries: UInt64 { (clusterSize * 8) >> UInt64(refcountOrder) }
+    public var compressionType: CompressionType
     /// The image needs its refcounts rebuilt before it may be written (lazy refcounts).
     public var isDirty: Bool { incompatibleFeatures & IncompatibleFeature.dirty != 0 }
 
@@ -117,10 +126,9 @@ public struct Qcow2Header: Equatable, Sendable {
         if incompatibleFeatures & IncompatibleFeature.corrupt != 0 { throw .corrupt("the image is marked corrupt (qemu-img check -r all repairs it)") }
         if incompatibleFeatures & IncompatibleFeature.externalData != 0 { throw .unsupported("an external data file") }
         if incompatibleFeatures & IncompatibleFeature.extendedL2 != 0 { throw .unsupported("extended L2 entries (subclusters)") }
-        if incompatibleFeatures & IncompatibleFeature.compressionType != 0 {
-            let type = headerLength > 104 ? bytes[104] : 0
-            guard type == 0 else { throw .unsupported("compression type \(type == 1 ? "zstd" : String(type)) (deflate is)") }
-        }
+        let type = incompatibleFeatures & IncompatibleFeature.compressionType != 0 && headerLength > 104 ? bytes[104] : 0
+        guard let compression = CompressionType(rawValue: type) else { throw .unsupported("compression type \(type) (deflate and zstd are)") }
+        compressionType = compression
         guard refcountOrder <= 6 else { throw .corrupt("refcount order \(refcountOrder) (0 to 6 are valid)") }
 
         // The tables: aligned, inside the file, and as large as the disk needs.

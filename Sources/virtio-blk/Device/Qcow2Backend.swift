@@ -1,4 +1,3 @@
-import CZlib
 import DiskFormats
 import Glibc
 import LinuxSystem
@@ -55,6 +54,7 @@ package final class Qcow2Backend: BlockBackend {
     var fileEnd: UInt64
     /// The last cluster inflated, by its descriptor.
     private var inflated: (entry: UInt64, bytes: [UInt8])?
+    private let decompressor: Qcow2Decompressor
 
     static let offsetMask: UInt64 = 0x00FF_FFFF_FFFF_FE00
     static let copiedFlag: UInt64 = 1 << 63
@@ -80,6 +80,7 @@ package final class Qcow2Backend: BlockBackend {
         refcountTableOffset = header.refcountTableOffset
         refcountBlockOffsets = Set(refcountTable)
         refcountWidth = Qcow2RefcountWidth(order: header.refcountOrder)
+        decompressor = Qcow2Decompressor(type: header.compressionType)
         guard l1.count == Int(header.l1Entries) else { throw Qcow2Error.truncated("the L1 table") }
     }
 
@@ -182,33 +183,12 @@ package final class Qcow2Backend: BlockBackend {
         return (host, end)
     }
 
-    /// A compressed cluster's data: raw deflate from its host offset over its sectors.
+    /// A compressed cluster's data, decompressed from its host offset over its sectors.
     private func inflate(_ entry: UInt64) throws -> [UInt8] {
         if let inflated, inflated.entry == entry { return inflated.bytes }
         let (host, end) = try compressedExtent(entry)
         let input = try readMetadata(count: Int(end - host), offset: host)
-        var output = [UInt8](repeating: 0, count: Int(header.clusterSize))
-        var stream = z_stream()
-        guard inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw Qcow2Error.corrupt("zlib could not start")
-        }
-        defer { inflateEnd(&stream) }
-        var input2 = input
-        let status: Int32 = input2.withUnsafeMutableBufferPointer { source in
-            output.withUnsafeMutableBufferPointer { target in
-                // SAFETY: both buffers outlive the inflate call; zlib writes at most avail_out bytes.
-                stream.next_in = source.baseAddress
-                stream.avail_in = UInt32(source.count)
-                stream.next_out = target.baseAddress
-                stream.avail_out = UInt32(target.count)
-                return CZlib.inflate(&stream, Z_FINISH)
-            }
-        }
-        // Decompression stops once a whole cluster is produced; the sectors may hold more.
-        guard status == Z_STREAM_END || (stream.avail_out == 0 && (status == Z_OK || status == Z_BUF_ERROR)) else {
-            throw Qcow2Error.corrupt("the compressed cluster at \(host) does not inflate (zlib \(status))")
-        }
-        guard stream.avail_out == 0 else { throw Qcow2Error.corrupt("the compressed cluster at \(host) inflates short") }
+        let output = try decompressor.decompress(input, clusterSize: Int(header.clusterSize), host: host)
         inflated = (entry, output)
         return output
     }
