@@ -8,11 +8,7 @@ import XCTest
 /// The KVM VM as vm makes it (`KVMVirtualMachine`), on this host's /dev/kvm.
 final class KVMVirtualMachineTests: XCTestCase {
     private func system() throws -> KVMSystem {
-        guard access("/dev/kvm", R_OK | W_OK) == 0 else {
-            print("SKIP: /dev/kvm is not available on this host")
-            throw XCTSkip("needs /dev/kvm")
-        }
-        return try KVMSystem(fd: FileDescriptor.open("/dev/kvm", flags: O_RDWR))
+        try KVMSystem(fd: openKVMDeviceOrSkip())
     }
 
     /// RAM is registered when the VM is made (before its irqchip): the slots exist, so KVM

@@ -11,14 +11,6 @@ import XCTest
 /// boot image must not be read. It was, whole, on every restore: a page fault per 4 KiB of
 /// bzImage on the restore's critical path.
 final class VirtualMachineRestoreTests: XCTestCase {
-    private func kvmDevice() throws -> FileDescriptor {
-        guard access("/dev/kvm", R_OK | W_OK) == 0 else {
-            print("SKIP: /dev/kvm is not available on this host")
-            throw XCTSkip("needs /dev/kvm")
-        }
-        return try FileDescriptor.open("/dev/kvm", flags: O_RDWR)
-    }
-
     /// A boot image that cannot be read (open for writing only): a restore builds its VM
     /// without it, a boot refuses it.
     func testARestoreDoesNotReadTheBootImage() throws {
@@ -31,7 +23,7 @@ final class VirtualMachineRestoreTests: XCTestCase {
 
         for restoring in [true, false] {
             let memory = try GuestMemory.anonymous(GuestPhysicalLayout.ramSlots(ramBytes: 16 << 20))
-            let prepared = try PreparedKVM(kvmDevice: try kvmDevice(), memory: memory)
+            let prepared = try PreparedKVM(kvmDevice: try openKVMDeviceOrSkip(), memory: memory)
             let build = {
                 try VirtualMachine(request: request, memory: memory, prepared: prepared, kernel: unreadable, initrd: nil,
                                    console: console, devices: [], restoring: restoring, logger: Logger(label: "test"))
