@@ -45,6 +45,21 @@ final class Qcow2DiskTests: XCTestCase {
         try runBlockTest(vm, top: image, seed: 11)
     }
 
+    /// An image with extended L2 entries (subclusters) over a zstd-compressed base: the
+    /// kit's writes land in the top, the base is unchanged, both as qemu-img sees them.
+    func testGuestKitBlockTestOnSubclustersOverAZstdBase() throws {
+        let vm = try VmdHarness("qcow2-ext")
+        let raw = vm.directory.appendingPathComponent("base.raw").path
+        FileManager.default.createFile(atPath: raw, contents: Data((0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 / 512) }))
+        let base = vm.directory.appendingPathComponent("base.qcow2").path
+        XCTAssertEqual(qemuImg(["convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", raw, base]).status, 0)
+        let baseHash = sha256(base)
+        let top = vm.directory.appendingPathComponent("top.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-o", "extended_l2=on", "-b", "base.qcow2", "-F", "qcow2", top]).status, 0)
+        try runBlockTest(vm, top: top, seed: 14)
+        XCTAssertEqual(sha256(base), baseHash, "the base is read-only to the guest")
+    }
+
     func testAnOverlayLeavesItsBaseUnchangedAndAChainOfThreeWorks() throws {
         let vm = try VmdHarness("qcow2-chain")
         let base = vm.directory.appendingPathComponent("base.raw").path

@@ -321,4 +321,80 @@ final class Qcow2BackendTests: XCTestCase {
             XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "\(bits)-bit refcounts: qemu-img reads what was written")
         }
     }
+
+    /// Extended L2 entries (qemu-img's `extended_l2=on`): in one cluster, subclusters that
+    /// qemu-io wrote, made zero, or left to the base image. They read as qemu-img reads
+    /// them; writes over each kind, write-zeroes and a discard keep `qemu-img check` clean
+    /// and convert back to what was written. Before, such images were refused.
+    func testExtendedL2SubclustersReadAndWriteAsQemuImgHasThem() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("extended-l2")
+        let base = directory.appendingPathComponent("base.raw").path
+        try writeFile(patternBytes(count: 1 << 20, seed: 21), base)
+        let image = directory.appendingPathComponent("top.qcow2").path
+        let made = try QemuImg.run(["create", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=65536", "-b", "base.raw", "-F", "raw", image])
+        XCTAssertEqual(made.status, 0, made.output)
+        // Subclusters are 2 KiB. Cluster 0: two written; 1: one zero; 2: all written; 3: all
+        // zero; 4: all written, then two zeroed; 5: one written, then one zeroed.
+        let io = try QemuImg.run(["-f", "qcow2", "-c", "write -P 0xab 4096 4096", "-c", "write -z 65536 2048", "-c", "write -P 0xcd 131072 65536",
+                                  "-c", "write -z 196608 65536", "-c", "write -P 0x11 262144 65536", "-c", "write -z 266240 4096",
+                                  "-c", "write -P 0x22 327680 2048", "-c", "write -z 331776 2048", image], tool: "qemu-io")
+        XCTAssertEqual(io.status, 0, io.output)
+        var expected = try QemuImg.rawContents(of: image, in: directory)
+        XCTAssertEqual(expected[4096], 0xAB)
+        XCTAssertEqual(expected[65536], 0)
+
+        let baseBackend = try RawFileBackend(file: try openImage(base), readOnly: true)
+        let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: baseBackend)
+        XCTAssertTrue(backend.header.extendedL2)
+        XCTAssertEqual(backend.header.l2Entries, 65536 / 16)
+        XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "every kind of subcluster reads as qemu-img reads it")
+        // Odd ranges across subcluster and cluster boundaries.
+        for (offset, count) in [(3000, 10_000), (63_000, 5000), (264_000, 70_000)] {
+            XCTAssertTrue(try backend.readBytes(at: UInt64(offset), count: count) == Array(expected[offset..<(offset + count)]), "\(offset)")
+        }
+        func write(_ offset: Int, _ length: Int) throws {
+            let bytes = patternBytes(count: length, seed: UInt64(offset))
+            try backend.writeBytes(bytes, at: UInt64(offset))
+            expected.replaceSubrange(offset..<(offset + length), with: bytes)
+        }
+        try write(6000, 3000)        // into cluster 0, partly over its written subclusters
+        try write(66_000, 1000)      // into cluster 1's zero subcluster
+        try write(140_000, 4096)     // in place, cluster 2 is wholly allocated
+        try write(200_000, 512)      // into the zero cluster 3
+        try write(393_216, 65536)    // cluster 6, never written: a whole cluster
+        try write(460_000, 100)      // cluster 7, never written: the rest from the base
+        try backend.writeZeroes(offset: 327_680, length: 65536, unmap: true)  // cluster 5 whole
+        expected.replaceSubrange(327_680..<393_216, with: repeatElement(0, count: 65536))
+        try backend.writeZeroes(offset: 270_000, length: 3000, unmap: false)  // part of cluster 4
+        expected.replaceSubrange(270_000..<273_000, with: repeatElement(0, count: 3000))
+        try backend.discard(offset: 524_288, length: 65536)  // cluster 8, the base's: now zeros
+        expected.replaceSubrange(524_288..<589_824, with: repeatElement(0, count: 65536))
+        try backend.flush()
+        XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "our writes read back")
+        try QemuImg.assertCheckClean(image)
+        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "qemu-img reads our writes")
+    }
+
+    /// An extended L2 entry that says a subcluster is both allocated and zero, or allocated
+    /// without a host cluster, fails the reads of that cluster only.
+    func testContradictorySubclusterBitmapsFailTheirClusterOnly() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("extended-l2-hostile")
+        let image = directory.appendingPathComponent("hostile.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=65536", image, "1M"]).status, 0)
+        XCTAssertEqual(try QemuImg.run(["-f", "qcow2", "-c", "write -P 0x33 0 131072", image], tool: "qemu-io").status, 0)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: image)))
+        let header = try Qcow2Header(bytes: bytes, fileSize: UInt64(bytes.count))
+        func u64(_ offset: Int) -> UInt64 { bytes[offset..<(offset + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+        let l2 = Int(u64(Int(header.l1TableOffset)) & Qcow2Backend.offsetMask)
+        XCTAssertEqual(u64(l2 + 8), Qcow2Backend.allSubclustersAllocated, "qemu-io allocated cluster 0 whole")
+        for (bitmap, entry, reason) in [(UInt64(0x1_0000_0001), u64(l2), "both allocated and zero"), (UInt64(1), UInt64(0), "allocated subclusters")] {
+            bytes.replaceSubrange(l2..<(l2 + 16), with: Qcow2Backend.encode64(entry) + Qcow2Backend.encode64(bitmap))
+            try writeFile(bytes, image)
+            let backend = try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil)
+            XCTAssertThrowsError(try backend.readBytes(at: 0, count: 4096)) { XCTAssertTrue("\($0)".contains(reason), "\($0)") }
+            XCTAssertEqual(try backend.readBytes(at: 65536, count: 4096), [UInt8](repeating: 0x33, count: 4096), "the next cluster still reads")
+        }
+    }
 }

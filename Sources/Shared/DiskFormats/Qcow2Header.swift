@@ -5,9 +5,9 @@
 /// runs in vmd (to find the backing file) and in the fuzzer alike.
 ///
 /// What this implementation takes: cluster sizes from 4 KiB to 2 MiB, refcounts of any
-/// width (1 to 64 bits), deflate and zstd compression, backing files. What it refuses,
-/// with the reason: encryption, external data files, extended L2 entries, the corrupt
-/// bit, and any incompatible feature or compression type it does not know.
+/// width (1 to 64 bits), deflate and zstd compression, extended L2 entries (subclusters),
+/// backing files. What it refuses, with the reason: encryption, external data files, the
+/// corrupt bit, and any incompatible feature or compression type it does not know.
 public struct Qcow2Header: Equatable, Sendable {
     public static let magic: [UInt8] = [0x51, 0x46, 0x49, 0xFB]
     public static let clusterBitsRange: ClosedRange<UInt32> = 12...21
@@ -60,8 +60,13 @@ public struct Qcow2Header: Equatable, Sendable {
     public var backingFormat: String?
 
     public var clusterSize: UInt64 { 1 << UInt64(clusterBits) }
-    /// 8-byte entries per L2 table (one cluster).
-    public var l2Entries: UInt64 { clusterSize / 8 }
+    /// L2 entries per L2 table (one cluster): 8 bytes each, or 16 with extended L2 entries.
+    public var l2Entries: UInt64 { clusterSize / UInt64(8 * l2EntryWords) }
+    /// Extended L2 entries (incompatible feature bit 4): each cluster is 32 subclusters, and
+    /// its L2 entry has a second word, which subclusters are allocated and which read as zeros.
+    public var extendedL2: Bool { incompatibleFeatures & IncompatibleFeature.extendedL2 != 0 }
+    /// 64-bit words per L2 entry.
+    public var l2EntryWords: Int { extendedL2 ? 2 : 1 }
     /// Refcounts per refcount block (one cluster).
     public var refcountBlockEntries: UInt64 { (clusterSize * 8) >> UInt64(refcountOrder) }
     public var compressionType: CompressionType
@@ -125,7 +130,6 @@ public struct Qcow2Header: Equatable, Sendable {
         if incompatibleFeatures & ~known != 0 { throw .unsupported("incompatible features 0x\(String(incompatibleFeatures & ~known, radix: 16))") }
         if incompatibleFeatures & IncompatibleFeature.corrupt != 0 { throw .corrupt("the image is marked corrupt (qemu-img check -r all repairs it)") }
         if incompatibleFeatures & IncompatibleFeature.externalData != 0 { throw .unsupported("an external data file") }
-        if incompatibleFeatures & IncompatibleFeature.extendedL2 != 0 { throw .unsupported("extended L2 entries (subclusters)") }
         let type = incompatibleFeatures & IncompatibleFeature.compressionType != 0 && headerLength > 104 ? bytes[104] : 0
         guard let compression = CompressionType(rawValue: type) else { throw .unsupported("compression type \(type) (deflate and zstd are)") }
         compressionType = compression
@@ -133,7 +137,7 @@ public struct Qcow2Header: Equatable, Sendable {
 
         // The tables: aligned, inside the file, and as large as the disk needs.
         let clustersNeeded = (size + clusterSize - 1) / clusterSize
-        let l1Needed = (clustersNeeded + clusterSize / 8 - 1) / (clusterSize / 8)
+        let l1Needed = (clustersNeeded + l2Entries - 1) / l2Entries
         let l1Bytes = UInt64(l1Entries) * 8
         guard UInt64(l1Entries) >= l1Needed else { throw .corrupt("an L1 table of \(l1Entries) entries for a disk that needs \(l1Needed)") }
         guard l1Bytes <= Qcow2Header.maximumL1Bytes else { throw .unsupported("an L1 table of \(l1Bytes) bytes (at most 32 MiB)") }

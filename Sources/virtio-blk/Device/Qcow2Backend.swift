@@ -5,7 +5,10 @@ import LinuxSystem
 /// A qcow2 image (QEMU's docs/interop/qcow2.rst) as a virtio-blk backend: guest offsets
 /// go through the L1 and L2 tables to host clusters; an unallocated cluster reads from
 /// the backing image (another backend, read-only) or as zeros; zero clusters read as
-/// zeros; compressed clusters are inflated.
+/// zeros; compressed clusters are inflated. With extended L2 entries each cluster is 32
+/// subclusters, each allocated, zero or unallocated on its own; a write into a cluster
+/// that is not wholly allocated gives it a whole new cluster (QEMU would allocate only the
+/// subclusters written: the image stays as valid, it just holds more data).
 ///
 /// Writes allocate on write, at the end of the file, in an order that keeps the image
 /// consistent at every step: the new cluster's refcount, then its data (merged with
@@ -93,16 +96,25 @@ package final class Qcow2Backend: BlockBackend {
         case zero(preallocated: UInt64?)
         case data(host: UInt64, copied: Bool)
         case compressed(entry: UInt64)
+        /// Extended L2 entries, a cluster partly allocated: `allocated` and `zeroes` say which
+        /// subclusters (bit x for subcluster x) read from `host` and which as zeros; the
+        /// rest read from the backing image. `host` may be 0 where none is allocated.
+        case subclusters(host: UInt64, allocated: UInt32, zeroes: UInt32)
     }
+
+    /// An extended L2 entry's second word for a wholly allocated cluster, and for one that reads as zeros.
+    static let allSubclustersAllocated: UInt64 = 0xFFFF_FFFF
+    static let allSubclustersZero: UInt64 = 0xFFFF_FFFF << 32
 
     func mapping(ofGuestCluster cluster: UInt64) throws -> Mapping {
         let l1Index = Int(cluster / header.l2Entries)
         guard l1Index < l1.count else { throw Qcow2Error.corrupt("guest cluster \(cluster) beyond the L1 table") }
         let l2Offset = l1[l1Index] & Qcow2Backend.offsetMask
         guard l2Offset != 0 else { return .unallocated }
-        let entry = try l2Entry(Int(cluster % header.l2Entries), ofTableAt: l2Offset)
+        let (entry, bitmap) = try l2Entry(Int(cluster % header.l2Entries), ofTableAt: l2Offset)
         if entry & Qcow2Backend.compressedFlag != 0 { return .compressed(entry: entry) }
         let host = entry & Qcow2Backend.offsetMask
+        if header.extendedL2 { return try subclusterMapping(host: host, copied: entry & Qcow2Backend.copiedFlag != 0, bitmap: bitmap) }
         if header.version >= 3, entry & Qcow2Backend.zeroFlag != 0 {
             guard host % header.clusterSize == 0 else { throw Qcow2Error.corrupt("a zero cluster's host cluster at \(host) is not aligned") }
             return .zero(preallocated: host == 0 ? nil : host)
@@ -112,18 +124,38 @@ package final class Qcow2Backend: BlockBackend {
         return .data(host: host, copied: entry & Qcow2Backend.copiedFlag != 0)
     }
 
-    private func l2Entry(_ index: Int, ofTableAt offset: UInt64) throws -> UInt64 {
-        if let recent = recentL2, recent.offset == offset { return recent.table[index] }
+    /// A cluster's mapping from its extended L2 entry: wholly allocated or wholly zero as
+    /// without subclusters, anything in between as `subclusters`.
+    private func subclusterMapping(host: UInt64, copied: Bool, bitmap: UInt64) throws -> Mapping {
+        let allocated = UInt32(truncatingIfNeeded: bitmap), zeroes = UInt32(truncatingIfNeeded: bitmap >> 32)
+        guard allocated & zeroes == 0 else { throw Qcow2Error.corrupt("subclusters both allocated and zero (bitmap 0x\(String(bitmap, radix: 16)))") }
+        guard host % header.clusterSize == 0, allocated == 0 || host != 0 else {
+            throw Qcow2Error.corrupt("allocated subclusters in a cluster at \(host)")
+        }
+        switch (allocated, zeroes) {
+        case (.max, 0): return .data(host: host, copied: copied)
+        case (0, .max): return .zero(preallocated: host == 0 ? nil : host)
+        case (0, 0) where host == 0: return .unallocated
+        default: return .subclusters(host: host, allocated: allocated, zeroes: zeroes)
+        }
+    }
+
+    /// Entry `index` of the L2 table at `offset`, and its subcluster bitmap (0 without extended L2 entries).
+    private func l2Entry(_ index: Int, ofTableAt offset: UInt64) throws -> (entry: UInt64, bitmap: UInt64) {
+        let words = header.l2EntryWords
+        if let recent = recentL2, recent.offset == offset {
+            return (recent.table[index * words], words == 2 ? recent.table[index * 2 + 1] : 0)
+        }
         let table = try l2Table(at: offset)
         recentL2 = (offset, table)
-        return table[index]
+        return (table[index * words], words == 2 ? table[index * 2 + 1] : 0)
     }
 
     private func l2Table(at offset: UInt64) throws -> [UInt64] {
         if let table = l2Tables[offset] { return table }
         try checkMetadataCluster(offset, "an L2 table")
         let table = Qcow2Backend.decode64(try readMetadata(count: Int(header.clusterSize), offset: offset))
-        guard table.count == Int(header.l2Entries) else { throw Qcow2Error.truncated("the L2 table at \(offset)") }
+        guard table.count == Int(header.l2Entries) * header.l2EntryWords else { throw Qcow2Error.truncated("the L2 table at \(offset)") }
         remember(table, at: offset, in: &l2Tables)
         return table
     }
@@ -155,6 +187,28 @@ package final class Qcow2Backend: BlockBackend {
             try PositionalIO.read(file, into: &vectors, at: host + UInt64(within.lowerBound), direct: direct, zeroPastEnd: true)
         case .compressed(let entry):
             IOVectors.copy(try inflate(entry)[within], into: piece)
+        case .subclusters(let host, let allocated, let zeroes):
+            try readSubclusters(piece, cluster: cluster, within: within, host: host, allocated: allocated, zeroes: zeroes)
+        }
+    }
+
+    /// Reads a partly allocated cluster run by run of subclusters in the same state.
+    private func readSubclusters(_ piece: [iovec], cluster: UInt64, within: Range<Int>, host: UInt64, allocated: UInt32, zeroes: UInt32) throws {
+        let subcluster = Int(header.clusterSize / 32)
+        func state(_ position: Int) -> Int { allocated >> (position / subcluster) & 1 != 0 ? 1 : zeroes >> (position / subcluster) & 1 != 0 ? 2 : 0 }
+        var rest = piece
+        var position = within.lowerBound
+        while position < within.upperBound {
+            let kind = state(position)
+            var end = min((position / subcluster + 1) * subcluster, within.upperBound)
+            while end < within.upperBound, state(end) == kind { end = min(end + subcluster, within.upperBound) }
+            var part = IOVectors.takePrefix(&rest, length: end - position)
+            switch kind {
+            case 1: try PositionalIO.read(file, into: &part, at: host + UInt64(position), direct: direct, zeroPastEnd: true)
+            case 2: IOVectors.fillZero(part)
+            default: try readBacking(part, at: cluster * header.clusterSize + UInt64(position))
+            }
+            position = end
         }
     }
 
@@ -217,7 +271,7 @@ package final class Qcow2Backend: BlockBackend {
             merged.replaceSubrange(within, with: IOVectors.gather(piece))
             try writeMetadata(merged, offset: fresh)
         }
-        try setL2Entry(cluster, fresh | Qcow2Backend.copiedFlag)
+        try setL2Entry(cluster, fresh | Qcow2Backend.copiedFlag, bitmap: Qcow2Backend.allSubclustersAllocated)
         try release(current)
     }
 
@@ -227,7 +281,7 @@ package final class Qcow2Backend: BlockBackend {
         switch mapping {
         case .zero: break
         case .compressed(let entry): bytes = try inflate(entry)
-        case .unallocated, .data:
+        case .unallocated, .data, .subclusters:
             try bytes.withUnsafeMutableBytes { raw in
                 // SAFETY: the iovec names this array's storage for the duration of the read.
                 try readPiece([iovec(iov_base: raw.baseAddress, iov_len: raw.count)], cluster: cluster, within: 0..<raw.count)
@@ -249,27 +303,33 @@ package final class Qcow2Backend: BlockBackend {
             }
         case .zero(let preallocated?):
             try adjustRefcount(ofHostCluster: preallocated, by: -1)
-        case .zero(nil), .unallocated:
+        case .subclusters(let host, _, _) where host != 0:
+            try adjustRefcount(ofHostCluster: host, by: -1)
+        case .zero(nil), .unallocated, .subclusters:
             break
         }
     }
 
     /// Points guest cluster `cluster` at `entry`, allocating its L2 table first if it has none.
-    private func setL2Entry(_ cluster: UInt64, _ entry: UInt64) throws {
+    /// `bitmap`: the subcluster bitmap, written only where entries are extended.
+    private func setL2Entry(_ cluster: UInt64, _ entry: UInt64, bitmap: UInt64) throws {
+        let words = header.l2EntryWords
         let l1Index = Int(cluster / header.l2Entries)
         var l2Offset = l1[l1Index] & Qcow2Backend.offsetMask
         if l2Offset == 0 {
             l2Offset = try allocateCluster()
             try writeMetadata([UInt8](repeating: 0, count: Int(header.clusterSize)), offset: l2Offset)
-            remember([UInt64](repeating: 0, count: Int(header.l2Entries)), at: l2Offset, in: &l2Tables)
+            remember([UInt64](repeating: 0, count: Int(header.l2Entries) * words), at: l2Offset, in: &l2Tables)
             l1[l1Index] = l2Offset | Qcow2Backend.copiedFlag
             try writeMetadata(Qcow2Backend.encode64(l1[l1Index]), offset: header.l1TableOffset + UInt64(l1Index) * 8)
         }
         _ = try l2Table(at: l2Offset)  // loaded into l2Tables if it was not
         let index = Int(cluster % header.l2Entries)
         recentL2 = nil  // so that the table below is changed in place, not copied
-        l2Tables[l2Offset]![index] = entry
-        try writeMetadata(Qcow2Backend.encode64(entry), offset: l2Offset + UInt64(index) * 8)
+        l2Tables[l2Offset]![index * words] = entry
+        if words == 2 { l2Tables[l2Offset]![index * 2 + 1] = bitmap }
+        try writeMetadata(Qcow2Backend.encode64(entry) + (words == 2 ? Qcow2Backend.encode64(bitmap) : []),
+                          offset: l2Offset + UInt64(index * words) * 8)
     }
 
     /// Refuses a write in place over the image's own structures.
@@ -320,7 +380,11 @@ package final class Qcow2Backend: BlockBackend {
         let current = try mapping(ofGuestCluster: cluster)
         if case .unallocated = current, backing == nil { return }
         if case .zero(nil) = current { return }
-        try setL2Entry(cluster, header.version >= 3 ? Qcow2Backend.zeroFlag : 0)
+        if header.extendedL2 {
+            try setL2Entry(cluster, 0, bitmap: Qcow2Backend.allSubclustersZero)
+        } else {
+            try setL2Entry(cluster, header.version >= 3 ? Qcow2Backend.zeroFlag : 0, bitmap: 0)
+        }
         try release(current)
     }
 
