@@ -19,13 +19,18 @@ SWIFT=${SWIFT:-$(command -v swift || echo /opt/swift/usr/bin/swift)}
 EXTRA_ARGS=${FUZZ_ARGS:-}
 
 echo "building fuzz targets..."
-if ! "$SWIFT" build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing -Xswiftc -use-ld=lld \
-        2>&1 | grep -v "Cannot export local symbol" | grep -E "error|warning: |Compiling|Build complete|Linking" ; then
-    :
+# SwiftPM keeps its build plan for the main package (a path dependency) and does not see a
+# source file added there since: without this the build failed, and the fuzzers that ran
+# were the ones left from an earlier build.
+mkdir -p .build && rm -f .build/debug.yaml
+"$SWIFT" build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing -Xswiftc -use-ld=lld \
+    > .build/fuzz-build.log 2>&1
+status=$?
+grep -v "Cannot export local symbol" .build/fuzz-build.log | grep -E "error|warning: |Build complete" | head -40
+if [ $status -ne 0 ]; then
+    echo "build failed (status $status): see Fuzz/.build/fuzz-build.log; no fuzzer was run"
+    exit 2
 fi
-for target in "${TARGETS[@]}"; do
-    [ -x ".build/debug/$target" ] || { echo "build failed: .build/debug/$target missing"; exit 2; }
-done
 
 mkdir -p .work/logs crashes
 run_one() {
