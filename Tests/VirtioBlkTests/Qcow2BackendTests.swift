@@ -219,14 +219,75 @@ final class Qcow2BackendTests: XCTestCase {
         XCTAssertThrowsError(try Qcow2Header(bytes: good, fileSize: 65536), "tables past the end of a truncated file")
     }
 
-    func testAWritableImageMayNotBeDirtyOrHaveSnapshots() throws {
+    /// Internal snapshots (`qemu-img snapshot -c`): writes copy what a snapshot shares (its
+    /// data clusters and the L2 table), so each snapshot reads as it was taken, the active
+    /// image as written, and `qemu-img check` stays clean. Before, such images were refused
+    /// for writing.
+    func testWritesLeaveInternalSnapshotsAsTheyWere() throws {
         _ = try QemuImg.require()
         let directory = try makeImageDirectory("snapshots")
         let image = directory.appendingPathComponent("snap.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", image, "2M"]).status, 0)
+        XCTAssertEqual(try QemuImg.run(["-f", "qcow2", "-c", "write -P 0x61 0 1048576", image], tool: "qemu-io").status, 0)
+        XCTAssertEqual(try QemuImg.run(["snapshot", "-c", "one", image]).status, 0)
+        func snapshot(_ name: String) throws -> [UInt8] {
+            let out = directory.appendingPathComponent("\(name).raw").path
+            let converted = try QemuImg.run(["convert", "-O", "raw", "-l", "snapshot.name=\(name)", image, out])
+            XCTAssertEqual(converted.status, 0, converted.output)
+            defer { unlink(out) }
+            return [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
+        }
+        let one = try snapshot("one")
+        var expected = one
+        func write(_ backend: Qcow2Backend, _ offset: Int, _ length: Int) throws {
+            let bytes = patternBytes(count: length, seed: UInt64(offset + length))
+            try backend.writeBytes(bytes, at: UInt64(offset))
+            expected.replaceSubrange(offset..<(offset + length), with: bytes)
+        }
+        var backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+        try write(backend, 100, 300)               // part of a shared cluster
+        try write(backend, 3 * 65536, 65536)       // a whole shared cluster
+        try write(backend, 3 * 65536 + 10, 20)     // the copy, now the active image's own
+        try write(backend, 1_500_000, 5000)        // never written before the snapshot
+        try backend.writeZeroes(offset: 5 * 65536, length: 65536, unmap: true)
+        expected.replaceSubrange((5 * 65536)..<(6 * 65536), with: repeatElement(0, count: 65536))
+        try backend.discard(offset: 6 * 65536, length: 65536)
+        expected.replaceSubrange((6 * 65536)..<(7 * 65536), with: repeatElement(0, count: 65536))
+        try backend.flush()
+        XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected)
+        try QemuImg.assertCheckClean(image)
+        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "the active image as written")
+        XCTAssertTrue(try snapshot("one") == one, "snapshot one as it was taken")
+
+        // A second snapshot over the first, then more writes: both stay as they were.
+        XCTAssertEqual(try QemuImg.run(["snapshot", "-c", "two", image]).status, 0)
+        let two = expected
+        backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+        try write(backend, 0, 200_000)
+        try write(backend, 1_500_100, 100)
+        try backend.flush()
+        try QemuImg.assertCheckClean(image)
+        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected)
+        XCTAssertTrue(try snapshot("one") == one)
+        XCTAssertTrue(try snapshot("two") == two)
+    }
+
+    /// A snapshot table that lies (its L1 table past the end of the file) keeps the image
+    /// from being opened for writing, with the reason; reading it needs no snapshot.
+    func testAHostileSnapshotTableIsRefusedForWriting() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("snapshot-lie")
+        let image = directory.appendingPathComponent("lie.qcow2").path
         XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", image, "1M"]).status, 0)
         XCTAssertEqual(try QemuImg.run(["snapshot", "-c", "one", image]).status, 0)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: image)))
+        let header = try Qcow2Header(bytes: bytes, fileSize: UInt64(bytes.count))
+        XCTAssertEqual(header.snapshotCount, 1)
+        let entry = Int(header.snapshotsOffset)
+        bytes.replaceSubrange(entry..<(entry + 8), with: Qcow2Backend.encode64(1 << 40))  // the L1 table, a terabyte out
+        try writeFile(bytes, image)
         XCTAssertThrowsError(try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)) {
-            XCTAssertTrue("\($0)".contains("internal snapshots"), "\($0)")
+            XCTAssertTrue("\($0)".contains("snapshot 0's L1 table"), "\($0)")
         }
         XCTAssertNoThrow(try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil), "read-only is fine")
     }

@@ -3,7 +3,8 @@
 // parser must refuse or accept it without trapping, and an accepted image is read
 // across its whole disk and then written in a few places (on a copy), every failure an
 // error for that request. Seeds are small images made by qemu-img (v2, v3, compressed
-// with deflate and with zstd, 1- and 64-bit refcounts, subclusters, with a backing name).
+// with deflate and with zstd, 1- and 64-bit refcounts, subclusters, an internal snapshot,
+// with a backing name).
 import CLinux
 import FuzzKit
 import Glibc

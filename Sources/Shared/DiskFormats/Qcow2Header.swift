@@ -48,6 +48,8 @@ public struct Qcow2Header: Equatable, Sendable {
     public var refcountTableOffset: UInt64
     public var refcountTableClusters: UInt32
     public var snapshotCount: UInt32
+    /// Where the snapshot table is (`snapshotCount` entries).
+    public var snapshotsOffset: UInt64
     public var incompatibleFeatures: UInt64
     public var compatibleFeatures: UInt64
     public var autoclearFeatures: UInt64
@@ -83,7 +85,6 @@ public struct Qcow2Header: Equatable, Sendable {
     /// Why this image may be read but not written here, if it may not.
     public var writableProblem: String? {
         if isDirty { return "the image is dirty (lazy refcounts): `qemu-img check -r all` repairs it" }
-        if snapshotCount > 0 { return "writing an image with \(snapshotCount) internal snapshots" }
         return nil
     }
 
@@ -109,6 +110,7 @@ public struct Qcow2Header: Equatable, Sendable {
         refcountTableOffset = u64(48)
         refcountTableClusters = u32(56)
         snapshotCount = u32(60)
+        snapshotsOffset = u64(64)
 
         if version == 3 {
             guard bytes.count >= 104 else { throw .truncated("a version 3 header of \(bytes.count) bytes") }

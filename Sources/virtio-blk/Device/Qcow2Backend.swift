@@ -24,8 +24,10 @@ import LinuxSystem
 /// When the file outgrows what the refcount table covers, the table moves to a larger
 /// one at the end of the file (`growRefcountTable`).
 ///
-/// Not done here: internal snapshots are read (the active L1 table) but an image with
-/// them is refused for writing, as is a dirty one (lazy refcounts).
+/// Internal snapshots: the active L1 table is read and written; a data cluster or an L2
+/// table the snapshots share (refcount above 1) is copied before it changes, as QEMU does,
+/// so `qemu-img snapshot -a` finds each snapshot as it was. A dirty image (lazy
+/// refcounts) is refused for writing.
 package final class Qcow2Backend: BlockBackend {
     package let capacityBytes: UInt64
     package let readOnly: Bool
@@ -58,6 +60,8 @@ package final class Qcow2Backend: BlockBackend {
     /// The last cluster inflated, by its descriptor.
     private var inflated: (entry: UInt64, bytes: [UInt8])?
     private let decompressor: Qcow2Decompressor
+    /// The snapshot table and the snapshots' L1 tables, which no write in place may touch.
+    private let snapshotExtents: Qcow2SnapshotExtents
 
     static let offsetMask: UInt64 = 0x00FF_FFFF_FFFF_FE00
     static let copiedFlag: UInt64 = 1 << 63
@@ -85,6 +89,10 @@ package final class Qcow2Backend: BlockBackend {
         refcountWidth = Qcow2RefcountWidth(order: header.refcountOrder)
         decompressor = Qcow2Decompressor(type: header.compressionType)
         guard l1.count == Int(header.l1Entries) else { throw Qcow2Error.truncated("the L1 table") }
+        let header = header
+        snapshotExtents = readOnly ? Qcow2SnapshotExtents.none : try Qcow2SnapshotExtents(header: header, fileSize: size) { count, offset in
+            try Qcow2Backend.read(file, direct: AlignedBuffer.isDirect(file), count: count, offset: offset)
+        }
     }
 
     // MARK: Mapping
@@ -316,6 +324,9 @@ package final class Qcow2Backend: BlockBackend {
         let words = header.l2EntryWords
         let l1Index = Int(cluster / header.l2Entries)
         var l2Offset = l1[l1Index] & Qcow2Backend.offsetMask
+        if l2Offset != 0, l1[l1Index] & Qcow2Backend.copiedFlag == 0, try refcount(ofHostCluster: l2Offset) > 1 {
+            l2Offset = try copySharedL2Table(l1Index: l1Index, from: l2Offset)
+        }
         if l2Offset == 0 {
             l2Offset = try allocateCluster()
             try writeMetadata([UInt8](repeating: 0, count: Int(header.clusterSize)), offset: l2Offset)
@@ -332,13 +343,27 @@ package final class Qcow2Backend: BlockBackend {
                           offset: l2Offset + UInt64(index * words) * 8)
     }
 
+    /// Gives the active L1 table a copy of an L2 table it shares with snapshots, before an
+    /// entry in it changes. The copy is written whole before the L1 entry points at it, and
+    /// the shared table's refcount drops after: a crash leaves a leak at worst. The data
+    /// clusters keep their refcounts, which count the snapshot's table and the copy.
+    private func copySharedL2Table(l1Index: Int, from shared: UInt64) throws -> UInt64 {
+        let copy = try allocateCluster()
+        try writeMetadata(try readMetadata(count: Int(header.clusterSize), offset: shared), offset: copy)
+        l1[l1Index] = copy | Qcow2Backend.copiedFlag
+        try writeMetadata(Qcow2Backend.encode64(l1[l1Index]), offset: header.l1TableOffset + UInt64(l1Index) * 8)
+        try adjustRefcount(ofHostCluster: shared, by: -1)
+        return copy
+    }
+
     /// Refuses a write in place over the image's own structures.
     func checkNotMetadata(_ host: UInt64) throws {
         let size = header.clusterSize
         func overlaps(_ start: UInt64, _ length: UInt64) -> Bool { host < start + length && start < host + size }
         if host < size || overlaps(header.l1TableOffset, UInt64(header.l1Entries) * 8)
             || overlaps(refcountTableOffset, UInt64(refcountTable.count) * 8)
-            || l2Tables[host] != nil || refcountBlocks[host] != nil || refcountBlockOffsets.contains(host) {
+            || l2Tables[host] != nil || refcountBlocks[host] != nil || refcountBlockOffsets.contains(host)
+            || snapshotExtents.ranges.contains(where: { overlaps($0.lowerBound, UInt64($0.count)) }) {
             throw Qcow2Error.corrupt("a data cluster at \(host) overlaps the image's metadata")
         }
     }
