@@ -284,12 +284,20 @@ final class Qcow2BackendTests: XCTestCase {
         let header = try Qcow2Header(bytes: bytes, fileSize: UInt64(bytes.count))
         XCTAssertEqual(header.snapshotCount, 1)
         let entry = Int(header.snapshotsOffset)
-        bytes.replaceSubrange(entry..<(entry + 8), with: Qcow2Backend.encode64(1 << 40))  // the L1 table, a terabyte out
-        try writeFile(bytes, image)
-        XCTAssertThrowsError(try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)) {
-            XCTAssertTrue("\($0)".contains("snapshot 0's L1 table"), "\($0)")
+        let good = bytes
+        // Its L1 table a terabyte out; near 2^64, where adding its size would overflow; the
+        // table itself there.
+        for (offset, value, reason) in [(entry, UInt64(1) << 40, "snapshot 0's L1 table"), (entry, UInt64.max & ~0xFFFF, "snapshot 0's L1 table"),
+                                        (64, UInt64.max & ~0xFFFF, "the snapshot table at")] {
+            bytes = good
+            bytes.replaceSubrange((entry + 8)..<(entry + 12), with: Qcow2Backend.encode32(1 << 16))  // 512 KiB of L1 table
+            bytes.replaceSubrange(offset..<(offset + 8), with: Qcow2Backend.encode64(value))
+            try writeFile(bytes, image)
+            XCTAssertThrowsError(try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)) {
+                XCTAssertTrue("\($0)".contains(reason), "\($0)")
+            }
+            XCTAssertNoThrow(try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil), "read-only is fine")
         }
-        XCTAssertNoThrow(try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil), "read-only is fine")
     }
 
     func testACompressedClusterOutsideTheFileFailsItsReadOnly() throws {

@@ -29,8 +29,8 @@ struct Qcow2SnapshotExtents {
         guard header.snapshotCount <= Self.maximumSnapshots else {
             throw Qcow2Error.unsupported("\(header.snapshotCount) snapshots (at most \(Self.maximumSnapshots))")
         }
-        guard header.snapshotsOffset % header.clusterSize == 0, header.snapshotsOffset != 0 else {
-            throw Qcow2Error.corrupt("the snapshot table at \(header.snapshotsOffset) is not cluster-aligned")
+        guard header.snapshotsOffset % header.clusterSize == 0, header.snapshotsOffset != 0, header.snapshotsOffset < fileSize else {
+            throw Qcow2Error.corrupt("the snapshot table at \(header.snapshotsOffset) is not a cluster inside the file")
         }
         var found: [Range<UInt64>] = []
         var position = header.snapshotsOffset
@@ -41,7 +41,9 @@ struct Qcow2SnapshotExtents {
             func u32(_ at: Int) -> UInt64 { bytes[at..<(at + 4)].reduce(0) { $0 << 8 | UInt64($1) } }
             func u16(_ at: Int) -> UInt64 { bytes[at..<(at + 2)].reduce(0) { $0 << 8 | UInt64($1) } }
             let (l1Offset, l1Bytes) = (u64(0), u32(8) * 8)
-            guard l1Offset % header.clusterSize == 0, l1Bytes <= Qcow2Header.maximumL1Bytes, l1Offset + l1Bytes <= fileSize else {
+            // Compared without adding: the offset is the file's word, and may be near 2^64.
+            guard l1Offset % header.clusterSize == 0, l1Bytes <= Qcow2Header.maximumL1Bytes, l1Offset <= fileSize,
+                  l1Bytes <= fileSize - l1Offset else {
                 throw Qcow2Error.corrupt("snapshot \(index)'s L1 table (\(l1Bytes) bytes at \(l1Offset))")
             }
             if l1Bytes > 0 { found.append(l1Offset..<(l1Offset + l1Bytes)) }
