@@ -60,6 +60,18 @@ final class Qcow2DiskTests: XCTestCase {
         XCTAssertEqual(sha256(base), baseHash, "the base is read-only to the guest")
     }
 
+    /// A qcow2 image whose data is in an external raw data file: vmd opens the file the
+    /// header names and hands it to the device with the image; the kit's writes go there,
+    /// its FLUSHes reach both files, and the data file is itself the disk afterwards.
+    func testGuestKitBlockTestOnAnImageWithAnExternalDataFile() throws {
+        let vm = try VmdHarness("qcow2-data")
+        let image = vm.directory.appendingPathComponent("disk.qcow2").path
+        let data = vm.directory.appendingPathComponent("disk.data").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-o", "data_file=\(data),data_file_raw=on", image, "2M"]).status, 0)
+        try runBlockTest(vm, top: image, seed: 15)
+        XCTAssertEqual(try BlockDeviceTests.checkPattern(image: data, seed: 15, skipping: 8..<24), 0, "the raw data file holds the guest's pattern")
+    }
+
     func testAnOverlayLeavesItsBaseUnchangedAndAChainOfThreeWorks() throws {
         let vm = try VmdHarness("qcow2-chain")
         let base = vm.directory.appendingPathComponent("base.raw").path
@@ -109,6 +121,16 @@ final class Qcow2DiskTests: XCTestCase {
         XCTAssertEqual(chmod(secret, 0o644), 0)
         XCTAssertEqual(VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", usersConfig]).status, 0,
                        "a file everyone may read may be named")
+        // Nor as its external data file.
+        let secretData = vm.directory.appendingPathComponent("secret.data").path
+        let usersData = vm.directory.appendingPathComponent("users-data.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-o", "data_file=\(secretData)", usersData, "2M"]).status, 0)
+        XCTAssertEqual(chmod(secretData, 0o600), 0)
+        XCTAssertEqual(chown(usersData, 65534, 65534), 0)
+        let dataConfig = try vm.writeConfig(cmdline: "test=blk", extra: "    disk \"\(usersData)\" format qcow2")
+        let refusedData = VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", dataConfig])
+        XCTAssertNotEqual(refusedData.status, 0, refusedData.output)
+        XCTAssertTrue(refusedData.output.contains("names \(secretData) as its external data file, which that user may not read"), refusedData.output)
 
         // A raw disk is raw whatever it starts with; vmd -n says so.
         let disguised = vm.directory.appendingPathComponent("disguised.raw").path

@@ -466,4 +466,57 @@ final class Qcow2BackendTests: XCTestCase {
             XCTAssertEqual(try backend.readBytes(at: 65536, count: 4096), [UInt8](repeating: 0x33, count: 4096), "the next cluster still reads")
         }
     }
+
+    /// An external data file (`qemu-img create -o data_file=`), plain and `data_file_raw`:
+    /// clusters qemu-io wrote read as qemu-img reads them; our writes (cluster 0, whose
+    /// offset in the data file is 0, a partial and a whole new cluster, one in place),
+    /// write-zeroes and discard keep `qemu-img check` clean and convert back; a raw data
+    /// file is itself the disk. Without its data file the image is refused with the reason.
+    func testAnExternalDataFileHoldsTheDataAsQemuImgHasIt() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("data-file")
+        for raw in [false, true] {
+            let image = directory.appendingPathComponent("image-\(raw).qcow2").path
+            let dataPath = directory.appendingPathComponent("data-\(raw).bin").path
+            unlink(image)
+            unlink(dataPath)
+            let options = "cluster_size=65536,data_file=\(dataPath)" + (raw ? ",data_file_raw=on" : "")
+            let made = try QemuImg.run(["create", "-f", "qcow2", "-o", options, image, "1M"])
+            XCTAssertEqual(made.status, 0, made.output)
+            let io = try QemuImg.run(["-f", "qcow2", "-c", "write -P 0x44 65536 131072", "-c", "write -P 0x55 262144 65536", image], tool: "qemu-io")
+            XCTAssertEqual(io.status, 0, io.output)
+            var expected = try QemuImg.rawContents(of: image, in: directory)
+            XCTAssertEqual(expected[65536], 0x44)
+            XCTAssertThrowsError(try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil)) {
+                XCTAssertTrue("\($0)".contains("external data file"), "\($0)")
+            }
+            let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil,
+                                           dataFile: try openImage(dataPath, writable: true))
+            XCTAssertEqual(backend.header.externalDataFile, dataPath)
+            XCTAssertEqual(backend.header.externalDataIsRaw, raw)
+            XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "raw \(raw): reads as qemu-img reads")
+            func write(_ offset: Int, _ length: Int) throws {
+                let bytes = patternBytes(count: length, seed: UInt64(offset + length))
+                try backend.writeBytes(bytes, at: UInt64(offset))
+                expected.replaceSubrange(offset..<(offset + length), with: bytes)
+            }
+            try write(100, 3000)            // cluster 0: at offset 0 of the data file
+            try write(70_000, 1000)         // in place, cluster 1
+            try write(400_000, 5000)        // cluster 6, new, partly
+            try write(8 * 65536, 65536)     // cluster 8, new, whole
+            try backend.writeZeroes(offset: 2 * 65536, length: 65536, unmap: true)
+            expected.replaceSubrange((2 * 65536)..<(3 * 65536), with: repeatElement(0, count: 65536))
+            try backend.discard(offset: 4 * 65536, length: 65536)
+            expected.replaceSubrange((4 * 65536)..<(5 * 65536), with: repeatElement(0, count: 65536))
+            try backend.flush()
+            XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "raw \(raw): our writes read back")
+            try QemuImg.assertCheckClean(image)
+            XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "raw \(raw): qemu-img reads our writes")
+            if raw {
+                var file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dataPath)))
+                file += [UInt8](repeating: 0, count: max(0, expected.count - file.count))
+                XCTAssertTrue(Array(file.prefix(expected.count)) == expected, "the raw data file is the disk")
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@
 // across its whole disk and then written in a few places (on a copy), every failure an
 // error for that request. Seeds are small images made by qemu-img (v2, v3, compressed
 // with deflate and with zstd, 1- and 64-bit refcounts, subclusters, an internal snapshot,
-// with a backing name).
+// an external data file, with a backing name).
 import CLinux
 import FuzzKit
 import Glibc
@@ -31,7 +31,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard let header = try? Qcow2Header(bytes: Array(bytes.prefix(Qcow2Header.bytesNeeded)), fileSize: UInt64(size)) else { return 0 }
     fuzzCheck(header.clusterSize >= 4096 && header.clusterSize <= 2 << 20, "cluster size \(header.clusterSize) accepted")
     for writable in [false, true] {
-        guard let file = imageFile(bytes), let backend = try? Qcow2Backend(file: file, readOnly: !writable, backing: nil) else { continue }
+        // An image that names an external data file gets an empty one (memfd).
+        let dataFile = header.externalDataFile == nil ? nil : imageFile([])
+        guard let file = imageFile(bytes),
+              let backend = try? Qcow2Backend(file: file, readOnly: !writable, backing: nil, dataFile: dataFile) else { continue }
         // At most 64 reads of up to 128 KiB spread over the disk, then a few writes.
         let capacity = backend.capacityBytes
         var buffer = [UInt8](repeating: 0, count: 128 << 10)

@@ -6,7 +6,7 @@
 ///
 /// What this implementation takes: cluster sizes from 4 KiB to 2 MiB, refcounts of any
 /// width (1 to 64 bits), deflate and zstd compression, extended L2 entries (subclusters),
-/// backing files. What it refuses, with the reason: encryption, external data files, the
+/// backing files, external data files. What it refuses, with the reason: encryption, the
 /// corrupt bit, and any incompatible feature or compression type it does not know.
 public struct Qcow2Header: Equatable, Sendable {
     public static let magic: [UInt8] = [0x51, 0x46, 0x49, 0xFB]
@@ -37,6 +37,12 @@ public struct Qcow2Header: Equatable, Sendable {
     public enum ExtensionType {
         public static let end: UInt32 = 0
         public static let backingFormat: UInt32 = 0xE279_2ACA
+        public static let externalDataFile: UInt32 = 0x4441_5441
+    }
+
+    public enum AutoclearFeature {
+        /// The external data file is a raw image of the disk, kept so (zeros written, not only flagged).
+        public static let rawExternalData: UInt64 = 1 << 1
     }
 
     public var version: UInt32
@@ -60,6 +66,11 @@ public struct Qcow2Header: Equatable, Sendable {
     public var backingFile: String?
     /// The backing file's format from the header extension ("raw", "qcow2"), if given.
     public var backingFormat: String?
+    /// Where the guest's data is when it is not in this file (incompatible feature bit 2):
+    /// the external data file's name, as written (often relative to the image).
+    public var externalDataFile: String?
+    /// The external data file is itself a raw image of the disk (autoclear bit 1).
+    public var externalDataIsRaw: Bool { externalDataFile != nil && autoclearFeatures & AutoclearFeature.rawExternalData != 0 }
 
     public var clusterSize: UInt64 { 1 << UInt64(clusterBits) }
     /// L2 entries per L2 table (one cluster): 8 bytes each, or 16 with extended L2 entries.
@@ -131,7 +142,6 @@ public struct Qcow2Header: Equatable, Sendable {
             | IncompatibleFeature.compressionType | IncompatibleFeature.extendedL2
         if incompatibleFeatures & ~known != 0 { throw .unsupported("incompatible features 0x\(String(incompatibleFeatures & ~known, radix: 16))") }
         if incompatibleFeatures & IncompatibleFeature.corrupt != 0 { throw .corrupt("the image is marked corrupt (qemu-img check -r all repairs it)") }
-        if incompatibleFeatures & IncompatibleFeature.externalData != 0 { throw .unsupported("an external data file") }
         let type = incompatibleFeatures & IncompatibleFeature.compressionType != 0 && headerLength > 104 ? bytes[104] : 0
         guard let compression = CompressionType(rawValue: type) else { throw .unsupported("compression type \(type) (deflate and zstd are)") }
         compressionType = compression
@@ -166,6 +176,7 @@ public struct Qcow2Header: Equatable, Sendable {
 
         // Header extensions, from the end of the header to the end marker.
         backingFormat = nil
+        externalDataFile = nil
         var offset = Int(headerLength)
         let limit = min(bytes.count, Int(clusterSize))
         while offset + 8 <= limit {
@@ -177,8 +188,18 @@ public struct Qcow2Header: Equatable, Sendable {
                 guard let format = String(validating: bytes[(offset + 8)..<end], as: UTF8.self) else { throw .corrupt("the backing format is not text") }
                 backingFormat = format
             }
+            if type == ExtensionType.externalDataFile, incompatibleFeatures & IncompatibleFeature.externalData != 0 {
+                let name = Array(bytes[(offset + 8)..<end])
+                guard !name.isEmpty, name.count <= Qcow2Header.maximumBackingNameBytes, !name.contains(0),
+                      let text = String(validating: name, as: UTF8.self) else { throw .corrupt("the external data file's name is not a name") }
+                externalDataFile = text
+            }
             offset = (end + 7) & ~7
         }
+        if incompatibleFeatures & IncompatibleFeature.externalData != 0, externalDataFile == nil {
+            throw .unsupported("an external data file that the image does not name")
+        }
+        if externalDataFile != nil, snapshotCount > 0 { throw .corrupt("internal snapshots with an external data file") }
     }
 
     private static func checkTable(_ name: String, offset: UInt64, bytes: UInt64, clusterSize: UInt64, fileSize: UInt64) throws(Qcow2Error) {

@@ -293,6 +293,9 @@ public struct DeviceWiring {
 public enum DiskImageFormat: UInt8, Equatable, Sendable {
     case raw = 0
     case qcow2 = 1
+    /// The external data file of the qcow2 image just above it in the chain (it holds that
+    /// image's data clusters; it is no image of its own).
+    case externalData = 2
 }
 
 /// What vmd gives a virtio-blk process besides its wiring.

@@ -30,7 +30,7 @@ package enum BlockProcessMain {
                                                capacity: queues * Int(DeviceShape.blockQueueSize))
                 } catch {
                     // io_uring off (kernel.io_uring_disabled) or without restrictions (before 5.10).
-                    mode = raw && ringBackend.direct ? .workers : .loop
+                    mode = raw && ringBackend.ringDirect ? .workers : .loop
                     logger.warning("io_uring unavailable (\(error)): requests served \(mode) instead")
                 }
             }
@@ -71,16 +71,22 @@ package enum BlockProcessMain {
 
     /// The disk's backend: its images from the bottom of the chain up, each reading
     /// through to the one below; only the top may be written.
+    /// An external data file comes right after its qcow2 image, and is no layer of its own.
     static func backend(_ setup: BlockDeviceSetup, images: [FileDescriptor]) throws -> BlockBackend {
         var below: BlockBackend?
+        var dataFile: FileDescriptor?
         for (depth, (format, file)) in zip(setup.formats, images).enumerated().reversed() {
             let readOnly = depth > 0 || setup.readOnly
+            guard dataFile == nil || format == .qcow2 else { throw IPCError.malformed("an external data file below a \(format) image") }
             switch format {
             case .raw: below = try RawFileBackend(file: file, readOnly: readOnly)
-            case .qcow2: below = try Qcow2Backend(file: file, readOnly: readOnly, backing: below)
+            case .qcow2:
+                below = try Qcow2Backend(file: file, readOnly: readOnly, backing: below, dataFile: dataFile)
+                dataFile = nil
+            case .externalData: dataFile = file
             }
         }
-        guard let top = below else { throw IPCError.malformed("a disk without images") }
+        guard dataFile == nil, let top = below else { throw IPCError.malformed("a disk without images, or a data file without its image") }
         return top
     }
 }

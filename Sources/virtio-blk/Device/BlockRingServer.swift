@@ -55,7 +55,7 @@ final class BlockRingServer {
     /// `maximumPieces` submissions while tags are left.
     init(model: BlockDeviceModel, backend: RingBackend, capacity: Int) throws {
         let tags = capacity * 2
-        ring = try RestrictedIOUring(file: backend.file, entries: UInt32(tags))
+        ring = try RestrictedIOUring(file: backend.ringFile, entries: UInt32(tags))
         self.model = model
         self.backend = backend
         requests = Array(repeating: nil, count: capacity)
@@ -109,7 +109,7 @@ final class BlockRingServer {
     /// waited for here (`waitForLoneCompletion`): going back to epoll_wait and waking on
     /// the eventfd cost 25 µs more per request (measured 9.2k against 12.2k IOPS at QD1).
     func submit(memory: GuestMemory) throws -> [Completion] {
-        let lone = backend.direct && startedThisPass == 1 && !flushThisPass && freeSlots.count == requests.count - 1
+        let lone = backend.ringDirect && startedThisPass == 1 && !flushThisPass && freeSlots.count == requests.count - 1
         startedThisPass = 0
         flushThisPass = false
         prepareThisPass(memory: memory)

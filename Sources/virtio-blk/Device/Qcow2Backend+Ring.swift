@@ -7,6 +7,9 @@ import LinuxSystem
 /// backing image, compressed data), is served by the backend itself, after the ring has
 /// gone quiet when it changes the layout.
 extension Qcow2Backend: RingBackend {
+    var ringFile: FileDescriptor { data }
+    var ringDirect: Bool { dataDirect }
+    var ringFlushIsEnough: Bool { !externalData }
     var layoutChangesWaitForTheRing: Bool { true }
 
     func fileExtents(at offset: UInt64, length: Int, forWriting: Bool, limit: Int) throws -> [FileExtent]? {
@@ -19,7 +22,7 @@ extension Qcow2Backend: RingBackend {
                 direct = false
                 return
             }
-            if forWriting {
+            if forWriting, !externalData {
                 guard try copied || refcount(ofHostCluster: host) == 1 else {
                     direct = false  // shared with a snapshot or another table: copied on write
                     return
@@ -42,9 +45,9 @@ extension Qcow2Backend: RingBackend {
     /// reads as zeros, as `read` has it.
     func finishShortTransfer(reading: Bool, _ vectors: inout [iovec], at host: UInt64) throws {
         if reading {
-            try PositionalIO.read(file, into: &vectors, at: host, direct: direct, zeroPastEnd: true)
+            try PositionalIO.read(data, into: &vectors, at: host, direct: dataDirect, zeroPastEnd: true)
         } else {
-            try PositionalIO.write(file, from: &vectors, at: host, direct: direct)
+            try PositionalIO.write(data, from: &vectors, at: host, direct: dataDirect)
         }
     }
 }

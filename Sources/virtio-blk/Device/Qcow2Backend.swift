@@ -24,6 +24,10 @@ import LinuxSystem
 /// When the file outgrows what the refcount table covers, the table moves to a larger
 /// one at the end of the file (`growRefcountTable`).
 ///
+/// An external data file (`qemu-img create -o data_file=`): data clusters are there, each at
+/// its guest offset and counted by no refcount, the tables here; with `data_file_raw`, zeros
+/// are written to it as well, so that it stays a raw image of the disk.
+///
 /// Internal snapshots: the active L1 table is read and written; a data cluster or an L2
 /// table the snapshots share (refcount above 1) is copied before it changes, as QEMU does,
 /// so `qemu-img snapshot -a` finds each snapshot as it was. A dirty image (lazy
@@ -35,6 +39,11 @@ package final class Qcow2Backend: BlockBackend {
     let file: FileDescriptor
     /// Open O_DIRECT (`cache none`): metadata moves through aligned buffers, read-modify-write.
     let direct: Bool
+    /// Where data clusters are: `file`, or the external data file.
+    let data: FileDescriptor
+    let dataDirect: Bool
+    /// Data clusters are in an external data file (`data` is not `file`).
+    var externalData: Bool { header.externalDataFile != nil }
     private let backing: BlockBackend?
     private var l1: [UInt64]
     var refcountTable: [UInt64] {
@@ -71,12 +80,21 @@ package final class Qcow2Backend: BlockBackend {
     /// blocks (512 tables at 64 KiB clusters, 16 at 2 MiB).
     static let cacheBytes: UInt64 = 32 << 20
 
-    package init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?) throws {
+    /// `dataFile`: the image's external data file, which vmd opened (needed where the header names one).
+    package init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?, dataFile: FileDescriptor? = nil) throws {
         let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
         direct = AlignedBuffer.isDirect(file)
         header = try Qcow2Header(bytes: try Qcow2Backend.read(file, direct: direct, count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
         if !readOnly, let problem = header.writableProblem { throw Qcow2Error.unsupported(problem) }
         self.file = file
+        if let name = header.externalDataFile {
+            guard let dataFile else { throw Qcow2Error.unsupported("its external data file \(name) was not opened") }
+            data = dataFile
+        } else {
+            guard dataFile == nil else { throw Qcow2Error.corrupt("an external data file for an image that names none") }
+            data = file
+        }
+        dataDirect = AlignedBuffer.isDirect(data)
         self.readOnly = readOnly
         self.backing = backing
         capacityBytes = header.size & ~(VirtioBlock.sectorSize - 1)
@@ -120,24 +138,35 @@ package final class Qcow2Backend: BlockBackend {
         let l2Offset = l1[l1Index] & Qcow2Backend.offsetMask
         guard l2Offset != 0 else { return .unallocated }
         let (entry, bitmap) = try l2Entry(Int(cluster % header.l2Entries), ofTableAt: l2Offset)
-        if entry & Qcow2Backend.compressedFlag != 0 { return .compressed(entry: entry) }
+        if entry & Qcow2Backend.compressedFlag != 0 {
+            guard !externalData else { throw Qcow2Error.corrupt("a compressed cluster with an external data file") }
+            return .compressed(entry: entry)
+        }
         let host = entry & Qcow2Backend.offsetMask
-        if header.extendedL2 { return try subclusterMapping(host: host, copied: entry & Qcow2Backend.copiedFlag != 0, bitmap: bitmap) }
+        // An external data file holds each cluster at its guest offset; 0 is a real offset
+        // there, allocated when the COPIED bit says so.
+        if externalData, host != 0 || entry & Qcow2Backend.copiedFlag != 0, host != cluster * header.clusterSize {
+            throw Qcow2Error.corrupt("guest cluster \(cluster) at \(host) in the external data file, not at its guest offset")
+        }
+        if header.extendedL2 {
+            return try subclusterMapping(host: host, copied: entry & Qcow2Backend.copiedFlag != 0, bitmap: bitmap, cluster: cluster)
+        }
         if header.version >= 3, entry & Qcow2Backend.zeroFlag != 0 {
             guard host % header.clusterSize == 0 else { throw Qcow2Error.corrupt("a zero cluster's host cluster at \(host) is not aligned") }
             return .zero(preallocated: host == 0 ? nil : host)
         }
-        guard host != 0 else { return .unallocated }
+        guard host != 0 || (externalData && entry & Qcow2Backend.copiedFlag != 0) else { return .unallocated }
         guard host % header.clusterSize == 0 else { throw Qcow2Error.corrupt("a data cluster at \(host) is not aligned") }
         return .data(host: host, copied: entry & Qcow2Backend.copiedFlag != 0)
     }
 
     /// A cluster's mapping from its extended L2 entry: wholly allocated or wholly zero as
     /// without subclusters, anything in between as `subclusters`.
-    private func subclusterMapping(host: UInt64, copied: Bool, bitmap: UInt64) throws -> Mapping {
+    private func subclusterMapping(host: UInt64, copied: Bool, bitmap: UInt64, cluster: UInt64) throws -> Mapping {
         let allocated = UInt32(truncatingIfNeeded: bitmap), zeroes = UInt32(truncatingIfNeeded: bitmap >> 32)
         guard allocated & zeroes == 0 else { throw Qcow2Error.corrupt("subclusters both allocated and zero (bitmap 0x\(String(bitmap, radix: 16)))") }
-        guard host % header.clusterSize == 0, allocated == 0 || host != 0 else {
+        let host = externalData && allocated != 0 ? cluster * header.clusterSize : host
+        guard host % header.clusterSize == 0, allocated == 0 || host != 0 || externalData else {
             throw Qcow2Error.corrupt("allocated subclusters in a cluster at \(host)")
         }
         switch (allocated, zeroes) {
@@ -192,7 +221,7 @@ package final class Qcow2Backend: BlockBackend {
             try readBacking(piece, at: cluster * header.clusterSize + UInt64(within.lowerBound))
         case .data(let host, _):
             var vectors = piece
-            try PositionalIO.read(file, into: &vectors, at: host + UInt64(within.lowerBound), direct: direct, zeroPastEnd: true)
+            try PositionalIO.read(data, into: &vectors, at: host + UInt64(within.lowerBound), direct: dataDirect, zeroPastEnd: true)
         case .compressed(let entry):
             IOVectors.copy(try inflate(entry)[within], into: piece)
         case .subclusters(let host, let allocated, let zeroes):
@@ -212,7 +241,7 @@ package final class Qcow2Backend: BlockBackend {
             while end < within.upperBound, state(end) == kind { end = min(end + subcluster, within.upperBound) }
             var part = IOVectors.takePrefix(&rest, length: end - position)
             switch kind {
-            case 1: try PositionalIO.read(file, into: &part, at: host + UInt64(position), direct: direct, zeroPastEnd: true)
+            case 1: try PositionalIO.read(data, into: &part, at: host + UInt64(position), direct: dataDirect, zeroPastEnd: true)
             case 2: IOVectors.fillZero(part)
             default: try readBacking(part, at: cluster * header.clusterSize + UInt64(position))
             }
@@ -267,17 +296,18 @@ package final class Qcow2Backend: BlockBackend {
 
     private func writePiece(_ piece: inout [iovec], cluster: UInt64, within: Range<Int>) throws {
         let current = try mapping(ofGuestCluster: cluster)
-        if case .data(let host, let copied) = current, try copied || refcount(ofHostCluster: host) == 1 {
-            try checkNotMetadata(host)
-            return try PositionalIO.write(file, from: &piece, at: host + UInt64(within.lowerBound), direct: direct)
+        if case .data(let host, let copied) = current, try externalData || copied || refcount(ofHostCluster: host) == 1 {
+            if !externalData { try checkNotMetadata(host) }
+            return try PositionalIO.write(data, from: &piece, at: host + UInt64(within.lowerBound), direct: dataDirect)
         }
-        let fresh = try allocateCluster()
+        // A new cluster at the end of the image, or its own place in the external data file.
+        let fresh = externalData ? cluster * header.clusterSize : try allocateCluster()
         if within.count == Int(header.clusterSize) {
-            try PositionalIO.write(file, from: &piece, at: fresh, direct: direct)
+            try PositionalIO.write(data, from: &piece, at: fresh, direct: dataDirect)
         } else {
             var merged = try contents(of: current, cluster: cluster)
             merged.replaceSubrange(within, with: IOVectors.gather(piece))
-            try writeMetadata(merged, offset: fresh)
+            try Qcow2Backend.write(merged, to: data, direct: dataDirect, offset: fresh)
         }
         try setL2Entry(cluster, fresh | Qcow2Backend.copiedFlag, bitmap: Qcow2Backend.allSubclustersAllocated)
         try release(current)
@@ -300,6 +330,7 @@ package final class Qcow2Backend: BlockBackend {
 
     /// Drops the reference the guest cluster held before it was remapped.
     private func release(_ mapping: Mapping) throws {
+        guard !externalData else { return }  // its data clusters are counted by no refcount
         switch mapping {
         case .data(let host, _):
             try adjustRefcount(ofHostCluster: host, by: -1)
@@ -371,6 +402,8 @@ package final class Qcow2Backend: BlockBackend {
     // MARK: Flush, discard, write-zeroes
 
     package func flush() throws {
+        // The data before the tables that point at it.
+        if externalData { try retryingInterrupts("fdatasync") { fdatasync(data.rawValue) } }
         try retryingInterrupts("fdatasync") { fdatasync(file.rawValue) }
     }
 
@@ -405,6 +438,12 @@ package final class Qcow2Backend: BlockBackend {
         let current = try mapping(ofGuestCluster: cluster)
         if case .unallocated = current, backing == nil { return }
         if case .zero(nil) = current { return }
+        if header.externalDataIsRaw {
+            // The data file stays a raw image of the disk: the zeros are written there too.
+            let start = cluster * header.clusterSize
+            let zeros = [UInt8](repeating: 0, count: Int(min(header.clusterSize, capacityBytes - start)))
+            try Qcow2Backend.write(zeros, to: data, direct: dataDirect, offset: start)
+        }
         if header.extendedL2 {
             try setL2Entry(cluster, 0, bitmap: Qcow2Backend.allSubclustersZero)
         } else {
@@ -431,9 +470,14 @@ package final class Qcow2Backend: BlockBackend {
         try Qcow2Backend.read(file, direct: direct, count: count, offset: offset)
     }
 
+    /// Writes `bytes` at `offset` of the image.
+    func writeMetadata(_ bytes: [UInt8], offset: UInt64) throws {
+        try Qcow2Backend.write(bytes, to: file, direct: direct, offset: offset)
+    }
+
     /// Writes `bytes` at `offset`; under O_DIRECT the covering sectors are read, patched
     /// and written back (a refcount or an L2 entry is smaller than a sector).
-    func writeMetadata(_ bytes: [UInt8], offset: UInt64) throws {
+    static func write(_ bytes: [UInt8], to file: FileDescriptor, direct: Bool, offset: UInt64) throws {
         guard direct else { return try file.pwriteAll(bytes, offset: offset) }
         let sector = UInt64(AlignedBuffer.sector)
         let start = offset & ~(sector - 1), end = (offset + UInt64(bytes.count) + sector - 1) & ~(sector - 1)

@@ -10,10 +10,13 @@ struct FileExtent: Equatable {
 /// A backend whose reads and writes can go to the io_uring: it says where a guest range
 /// lies in its one file, and finishes what the ring left short.
 protocol RingBackend: BlockBackend {
-    /// The image file the ring reads and writes.
-    var file: FileDescriptor { get }
-    /// Open O_DIRECT (`cache none`).
-    var direct: Bool { get }
+    /// The file the ring reads and writes: the image, or a qcow2 image's external data file.
+    var ringFile: FileDescriptor { get }
+    /// `ringFile` is open O_DIRECT (`cache none`).
+    var ringDirect: Bool { get }
+    /// An fsync of `ringFile` makes everything written durable (false where the image's
+    /// tables are in another file: then a flush is served by the backend, which syncs both).
+    var ringFlushIsEnough: Bool { get }
     /// A change of the image's layout (an allocating write, discard, write-zeroes) must not
     /// overlap I/O in flight: a cluster freed under an in-flight write may hold another
     /// guest offset by the time the write lands. The ring is waited out first.
@@ -28,6 +31,9 @@ protocol RingBackend: BlockBackend {
 }
 
 extension RawFileBackend: RingBackend {
+    var ringFile: FileDescriptor { file }
+    var ringDirect: Bool { direct }
+    var ringFlushIsEnough: Bool { true }
     var layoutChangesWaitForTheRing: Bool { false }
 
     func fileExtents(at offset: UInt64, length: Int, forWriting: Bool, limit: Int) throws -> [FileExtent]? {

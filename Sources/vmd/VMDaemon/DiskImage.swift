@@ -72,6 +72,15 @@ struct DiskImage {
         let virtualSize = Int64(header.size)
         var current = path
         var currentOwner = topInfo.st_uid
+        // An image's external data file comes right after it: written with it, read with it.
+        func openDataFile(of header: Qcow2Header, readOnly: Bool) throws {
+            guard let name = header.externalDataFile else { return }
+            let dataPath = name.hasPrefix("/") ? name : directory(of: current) + "/" + name
+            let (dataFD, _, dataInfo) = try openOne(config, path: dataPath, readOnly: readOnly, lock: lock, seen: &seen, backingOf: current)
+            try checkMayRead(dataPath, info: dataInfo, namedBy: current, owner: currentOwner, what: "external data file", disk: config, top: path)
+            chain.append((.externalData, dataPath, dataFD))
+        }
+        try openDataFile(of: header, readOnly: config.readOnly)
         while let name = header.backingFile {
             guard chain.count < BlockDeviceSetup.maximumChainLength else {
                 throw OpenError.refused(config, path: path, "the backing chain is deeper than \(BlockDeviceSetup.maximumChainLength) images")
@@ -79,10 +88,7 @@ struct DiskImage {
             let backingPath = name.hasPrefix("/") ? name : directory(of: current) + "/" + name
             let (backingFD, backingSize, backingInfo) = try openOne(config, path: backingPath, readOnly: true, lock: lock, seen: &seen,
                                                                     backingOf: current)
-            guard currentOwner == 0 || backingInfo.st_uid == currentOwner || backingInfo.st_mode & S_IROTH != 0 else {
-                throw OpenError.refused(config, path: path, "\(current) (owned by uid \(currentOwner)) names \(backingPath) as its backing file, "
-                                        + "which that user may not read; vmd does not open it for them")
-            }
+            try checkMayRead(backingPath, info: backingInfo, namedBy: current, owner: currentOwner, what: "backing file", disk: config, top: path)
             let head = (try? readHead(backingFD)) ?? []
             let format: DiskImageFormat
             switch header.backingFormat {
@@ -96,8 +102,21 @@ struct DiskImage {
             header = try readHeader(config, path: backingPath, fd: backingFD, size: backingSize, head: head)
             current = backingPath
             currentOwner = backingInfo.st_uid
+            try openDataFile(of: header, readOnly: true)
+        }
+        guard chain.count <= BlockDeviceSetup.maximumChainLength else {
+            throw OpenError.refused(config, path: path, "the backing chain and its data files are more than \(BlockDeviceSetup.maximumChainLength) files")
         }
         return DiskImage(config: config, path: path, fd: fd, sizeBytes: virtualSize & ~511, chain: chain)
+    }
+
+    /// vmd runs as root: it opens a file an image names only if that image's owner could read it.
+    private static func checkMayRead(_ file: String, info: stat, namedBy image: String, owner: uid_t, what: String,
+                                     disk config: DiskConfig, top: String) throws {
+        guard owner == 0 || info.st_uid == owner || info.st_mode & S_IROTH != 0 else {
+            throw OpenError.refused(config, path: top, "\(image) (owned by uid \(owner)) names \(file) as its \(what), "
+                                    + "which that user may not read; vmd does not open it for them")
+        }
     }
 
     private static func directory(of path: String) -> String {
