@@ -238,36 +238,24 @@ final class Qcow2BackendTests: XCTestCase {
             return [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
         }
         let one = try snapshot("one")
-        var expected = one
-        func write(_ backend: Qcow2Backend, _ offset: Int, _ length: Int) throws {
-            let bytes = patternBytes(count: length, seed: UInt64(offset + length))
-            try backend.writeBytes(bytes, at: UInt64(offset))
-            expected.replaceSubrange(offset..<(offset + length), with: bytes)
-        }
+        var expected = ExpectedDisk(bytes: one)
         var backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
-        try write(backend, 100, 300)               // part of a shared cluster
-        try write(backend, 3 * 65536, 65536)       // a whole shared cluster
-        try write(backend, 3 * 65536 + 10, 20)     // the copy, now the active image's own
-        try write(backend, 1_500_000, 5000)        // never written before the snapshot
-        try backend.writeZeroes(offset: 5 * 65536, length: 65536, unmap: true)
-        expected.replaceSubrange((5 * 65536)..<(6 * 65536), with: repeatElement(0, count: 65536))
-        try backend.discard(offset: 6 * 65536, length: 65536)
-        expected.replaceSubrange((6 * 65536)..<(7 * 65536), with: repeatElement(0, count: 65536))
-        try backend.flush()
-        XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected)
-        try QemuImg.assertCheckClean(image)
-        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "the active image as written")
+        try expected.write(backend, pieces: [(100, 300),            // part of a shared cluster
+                                             (3 * 65536, 65536),    // a whole shared cluster
+                                             (3 * 65536 + 10, 20),  // the copy, now the active image's own
+                                             (1_500_000, 5000)])    // never written before the snapshot
+        try expected.writeZeroes(backend, (5 * 65536)..<(6 * 65536), unmap: true)
+        try expected.discard(backend, (6 * 65536)..<(7 * 65536))
+        try expected.assertImageHoldsIt(backend, image: image, in: directory, "the active image")
         XCTAssertTrue(try snapshot("one") == one, "snapshot one as it was taken")
 
         // A second snapshot over the first, then more writes: both stay as they were.
         XCTAssertEqual(try QemuImg.run(["snapshot", "-c", "two", image]).status, 0)
-        let two = expected
+        let two = expected.bytes
         backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
-        try write(backend, 0, 200_000)
-        try write(backend, 1_500_100, 100)
-        try backend.flush()
-        try QemuImg.assertCheckClean(image)
-        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected)
+        try expected.write(backend, at: 0, count: 200_000, seed: 1)
+        try expected.write(backend, at: 1_500_100, count: 100, seed: 2)
+        try expected.assertImageHoldsIt(backend, image: image, in: directory, "the active image after snapshot two")
         XCTAssertTrue(try snapshot("one") == one)
         XCTAssertTrue(try snapshot("two") == two)
     }
@@ -368,26 +356,16 @@ final class Qcow2BackendTests: XCTestCase {
             // Clusters of 4 KiB: one table cluster lists 512 blocks of 32768 / bits refcounts.
             let coveredBytes = 512 * (32768 / bits) * 4096
             let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
-            var expected = [UInt8](repeating: 0, count: 4 << 20)
-            func write(_ offset: Int, _ length: Int) throws {
-                let bytes = patternBytes(count: length, seed: UInt64(offset + bits))
-                try backend.writeBytes(bytes, at: UInt64(offset))
-                expected.replaceSubrange(offset..<(offset + length), with: bytes)
-            }
-            try write(0, 4096)
-            try write(1 << 20, 3 * 4096 + 512)
+            var expected = ExpectedDisk(bytes: [UInt8](repeating: 0, count: 4 << 20))
+            try expected.write(backend, at: 0, count: 4096, seed: UInt64(bits))
+            try expected.write(backend, at: 1 << 20, count: 3 * 4096 + 512, seed: UInt64(bits) + 1)
             // The rest goes past the table's reach (the file is sparse in between).
             XCTAssertEqual(truncate(image, off_t(coveredBytes + 8192)), 0)
             let grown = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
-            let bytes = patternBytes(count: 65536, seed: 99)
-            try grown.writeBytes(bytes, at: 3 << 20)
-            expected.replaceSubrange((3 << 20)..<((3 << 20) + 65536), with: bytes)
-            try grown.flush()
-            XCTAssertTrue(try grown.readBytes(at: 0, count: expected.count) == expected, "\(bits)-bit refcounts")
+            try expected.write(grown, at: 3 << 20, count: 65536, seed: 99)
+            try expected.assertImageHoldsIt(grown, image: image, in: directory, "\(bits)-bit refcounts")
             let after = try Qcow2Header(bytes: try openImage(image).pread(count: 4096, offset: 0), fileSize: 1 << 40)
             XCTAssertGreaterThan(after.refcountTableOffset, UInt64(coveredBytes), "\(bits)-bit: the table moved past its old reach")
-            try QemuImg.assertCheckClean(image)
-            XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "\(bits)-bit refcounts: qemu-img reads what was written")
         }
     }
 
@@ -409,40 +387,29 @@ final class Qcow2BackendTests: XCTestCase {
                                   "-c", "write -z 196608 65536", "-c", "write -P 0x11 262144 65536", "-c", "write -z 266240 4096",
                                   "-c", "write -P 0x22 327680 2048", "-c", "write -z 331776 2048", image], tool: "qemu-io")
         XCTAssertEqual(io.status, 0, io.output)
-        var expected = try QemuImg.rawContents(of: image, in: directory)
-        XCTAssertEqual(expected[4096], 0xAB)
-        XCTAssertEqual(expected[65536], 0)
+        var expected = ExpectedDisk(bytes: try QemuImg.rawContents(of: image, in: directory))
+        XCTAssertEqual(expected.bytes[4096], 0xAB)
+        XCTAssertEqual(expected.bytes[65536], 0)
 
         let baseBackend = try RawFileBackend(file: try openImage(base), readOnly: true)
         let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: baseBackend)
         XCTAssertTrue(backend.header.extendedL2)
         XCTAssertEqual(backend.header.l2Entries, 65536 / 16)
-        XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "every kind of subcluster reads as qemu-img reads it")
+        XCTAssertTrue(try backend.readBytes(at: 0, count: expected.bytes.count) == expected.bytes, "every kind of subcluster reads as qemu-img reads it")
         // Odd ranges across subcluster and cluster boundaries.
         for (offset, count) in [(3000, 10_000), (63_000, 5000), (264_000, 70_000)] {
-            XCTAssertTrue(try backend.readBytes(at: UInt64(offset), count: count) == Array(expected[offset..<(offset + count)]), "\(offset)")
+            XCTAssertTrue(try backend.readBytes(at: UInt64(offset), count: count) == Array(expected.bytes[offset..<(offset + count)]), "\(offset)")
         }
-        func write(_ offset: Int, _ length: Int) throws {
-            let bytes = patternBytes(count: length, seed: UInt64(offset))
-            try backend.writeBytes(bytes, at: UInt64(offset))
-            expected.replaceSubrange(offset..<(offset + length), with: bytes)
-        }
-        try write(6000, 3000)        // into cluster 0, partly over its written subclusters
-        try write(66_000, 1000)      // into cluster 1's zero subcluster
-        try write(140_000, 4096)     // in place, cluster 2 is wholly allocated
-        try write(200_000, 512)      // into the zero cluster 3
-        try write(393_216, 65536)    // cluster 6, never written: a whole cluster
-        try write(460_000, 100)      // cluster 7, never written: the rest from the base
-        try backend.writeZeroes(offset: 327_680, length: 65536, unmap: true)  // cluster 5 whole
-        expected.replaceSubrange(327_680..<393_216, with: repeatElement(0, count: 65536))
-        try backend.writeZeroes(offset: 270_000, length: 3000, unmap: false)  // part of cluster 4
-        expected.replaceSubrange(270_000..<273_000, with: repeatElement(0, count: 3000))
-        try backend.discard(offset: 524_288, length: 65536)  // cluster 8, the base's: now zeros
-        expected.replaceSubrange(524_288..<589_824, with: repeatElement(0, count: 65536))
-        try backend.flush()
-        XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "our writes read back")
-        try QemuImg.assertCheckClean(image)
-        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "qemu-img reads our writes")
+        try expected.write(backend, pieces: [(6000, 3000),      // into cluster 0, partly over its written subclusters
+                                             (66_000, 1000),    // into cluster 1's zero subcluster
+                                             (140_000, 4096),   // in place, cluster 2 is wholly allocated
+                                             (200_000, 512),    // into the zero cluster 3
+                                             (393_216, 65536),  // cluster 6, never written: a whole cluster
+                                             (460_000, 100)])   // cluster 7, never written: the rest from the base
+        try expected.writeZeroes(backend, 327_680..<393_216, unmap: true)   // cluster 5 whole
+        try expected.writeZeroes(backend, 270_000..<273_000, unmap: false)  // part of cluster 4
+        try expected.discard(backend, 524_288..<589_824)                    // cluster 8, the base's: now zeros
+        try expected.assertImageHoldsIt(backend, image: image, in: directory, "subclusters")
     }
 
     /// An extended L2 entry that says a subcluster is both allocated and zero, or allocated
@@ -485,8 +452,8 @@ final class Qcow2BackendTests: XCTestCase {
             XCTAssertEqual(made.status, 0, made.output)
             let io = try QemuImg.run(["-f", "qcow2", "-c", "write -P 0x44 65536 131072", "-c", "write -P 0x55 262144 65536", image], tool: "qemu-io")
             XCTAssertEqual(io.status, 0, io.output)
-            var expected = try QemuImg.rawContents(of: image, in: directory)
-            XCTAssertEqual(expected[65536], 0x44)
+            var expected = ExpectedDisk(bytes: try QemuImg.rawContents(of: image, in: directory))
+            XCTAssertEqual(expected.bytes[65536], 0x44)
             XCTAssertThrowsError(try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil)) {
                 XCTAssertTrue("\($0)".contains("external data file"), "\($0)")
             }
@@ -494,28 +461,18 @@ final class Qcow2BackendTests: XCTestCase {
                                            dataFile: try openImage(dataPath, writable: true))
             XCTAssertEqual(backend.header.externalDataFile, dataPath)
             XCTAssertEqual(backend.header.externalDataIsRaw, raw)
-            XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "raw \(raw): reads as qemu-img reads")
-            func write(_ offset: Int, _ length: Int) throws {
-                let bytes = patternBytes(count: length, seed: UInt64(offset + length))
-                try backend.writeBytes(bytes, at: UInt64(offset))
-                expected.replaceSubrange(offset..<(offset + length), with: bytes)
-            }
-            try write(100, 3000)            // cluster 0: at offset 0 of the data file
-            try write(70_000, 1000)         // in place, cluster 1
-            try write(400_000, 5000)        // cluster 6, new, partly
-            try write(8 * 65536, 65536)     // cluster 8, new, whole
-            try backend.writeZeroes(offset: 2 * 65536, length: 65536, unmap: true)
-            expected.replaceSubrange((2 * 65536)..<(3 * 65536), with: repeatElement(0, count: 65536))
-            try backend.discard(offset: 4 * 65536, length: 65536)
-            expected.replaceSubrange((4 * 65536)..<(5 * 65536), with: repeatElement(0, count: 65536))
-            try backend.flush()
-            XCTAssertTrue(try backend.readBytes(at: 0, count: expected.count) == expected, "raw \(raw): our writes read back")
-            try QemuImg.assertCheckClean(image)
-            XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "raw \(raw): qemu-img reads our writes")
+            XCTAssertTrue(try backend.readBytes(at: 0, count: expected.bytes.count) == expected.bytes, "raw \(raw): reads as qemu-img reads")
+            try expected.write(backend, pieces: [(100, 3000),          // cluster 0: at offset 0 of the data file
+                                                 (70_000, 1000),       // in place, cluster 1
+                                                 (400_000, 5000),      // cluster 6, new, partly
+                                                 (8 * 65536, 65536)])  // cluster 8, new, whole
+            try expected.writeZeroes(backend, (2 * 65536)..<(3 * 65536), unmap: true)
+            try expected.discard(backend, (4 * 65536)..<(5 * 65536))
+            try expected.assertImageHoldsIt(backend, image: image, in: directory, "data file, raw \(raw)")
             if raw {
                 var file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dataPath)))
-                file += [UInt8](repeating: 0, count: max(0, expected.count - file.count))
-                XCTAssertTrue(Array(file.prefix(expected.count)) == expected, "the raw data file is the disk")
+                file += [UInt8](repeating: 0, count: max(0, expected.bytes.count - file.count))
+                XCTAssertTrue(Array(file.prefix(expected.bytes.count)) == expected.bytes, "the raw data file is the disk")
             }
         }
     }

@@ -92,3 +92,41 @@ extension BlockBackend {
         }
     }
 }
+
+/// What a qcow2 disk under test should read as, changed alongside the backend.
+struct ExpectedDisk {
+    var bytes: [UInt8]
+
+    /// Writes `count` pattern bytes at `offset` through `backend`, and here.
+    mutating func write(_ backend: Qcow2Backend, at offset: Int, count: Int, seed: UInt64) throws {
+        let written = patternBytes(count: count, seed: seed)
+        try backend.writeBytes(written, at: UInt64(offset))
+        bytes.replaceSubrange(offset..<(offset + count), with: written)
+    }
+
+    /// Writes each (offset, count) of pattern bytes, seeded by where it goes.
+    mutating func write(_ backend: Qcow2Backend, pieces: [(offset: Int, count: Int)]) throws {
+        for piece in pieces { try write(backend, at: piece.offset, count: piece.count, seed: UInt64(piece.offset + piece.count)) }
+    }
+
+    /// Write-zeroes through `backend` over `range`, which reads as zeros after it.
+    mutating func writeZeroes(_ backend: Qcow2Backend, _ range: Range<Int>, unmap: Bool) throws {
+        try backend.writeZeroes(offset: UInt64(range.lowerBound), length: UInt64(range.count), unmap: unmap)
+        bytes.replaceSubrange(range, with: repeatElement(0, count: range.count))
+    }
+
+    /// A discard of whole clusters of a version 3 image: they read as zeros after it.
+    mutating func discard(_ backend: Qcow2Backend, _ range: Range<Int>) throws {
+        try backend.discard(offset: UInt64(range.lowerBound), length: UInt64(range.count))
+        bytes.replaceSubrange(range, with: repeatElement(0, count: range.count))
+    }
+
+    /// After a flush: the backend reads it back, `qemu-img check` is clean, and qemu-img reads the same.
+    func assertImageHoldsIt(_ backend: Qcow2Backend, image: String, in directory: URL, _ what: String,
+                            file: StaticString = #filePath, line: UInt = #line) throws {
+        try backend.flush()
+        XCTAssertTrue(try backend.readBytes(at: 0, count: bytes.count) == bytes, "\(what): read back", file: file, line: line)
+        try QemuImg.assertCheckClean(image, file: file, line: line)
+        XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == bytes, "\(what): as qemu-img reads it", file: file, line: line)
+    }
+}
