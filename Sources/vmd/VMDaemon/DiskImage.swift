@@ -76,7 +76,8 @@ struct DiskImage {
         func openDataFile(of header: Qcow2Header, readOnly: Bool) throws {
             guard let name = header.externalDataFile else { return }
             let dataPath = name.hasPrefix("/") ? name : directory(of: current) + "/" + name
-            let (dataFD, _, dataInfo) = try openOne(config, path: dataPath, readOnly: readOnly, lock: lock, seen: &seen, backingOf: current)
+            let (dataFD, _, dataInfo) = try openOne(config, path: dataPath, readOnly: readOnly, lock: lock, seen: &seen, backingOf: current,
+                                                    role: "external data file")
             try checkMayRead(dataPath, info: dataInfo, namedBy: current, owner: currentOwner, what: "external data file", disk: config, top: path)
             chain.append((.externalData, dataPath, dataFD))
         }
@@ -145,7 +146,7 @@ struct DiskImage {
     /// is not already in the chain (`seen`: device and inode), locked (shared when
     /// read-only) and measured.
     private static func openOne(_ config: DiskConfig, path: String, readOnly: Bool, lock: Bool, seen: inout Set<[UInt64]>,
-                                backingOf parent: String? = nil) throws -> (FileDescriptor, Int64, stat) {
+                                backingOf parent: String? = nil, role: String = "backing file") throws -> (FileDescriptor, Int64, stat) {
         let fd: FileDescriptor
         let info: stat
         do {
@@ -153,7 +154,7 @@ struct DiskImage {
             (fd, info) = try RegularFile.open(path, flags: (readOnly ? O_RDONLY : O_RDWR) | direct, allowed: [S_IFREG, S_IFBLK])
         } catch {
             if let parent {
-                throw OpenError.refused(config, path: path, "backing file of \(parent): \(error)")
+                throw OpenError.refused(config, path: path, "\(role) of \(parent): \(error)")
             }
             switch error {
             case .system(let failure) where failure.errno == EINVAL && config.cache == .none:
@@ -164,7 +165,7 @@ struct DiskImage {
             }
         }
         guard seen.insert([UInt64(info.st_dev), UInt64(info.st_ino)]).inserted else {
-            throw OpenError.refused(config, path: path, "the backing chain loops: \(parent ?? path) is backed by \(path), already in the chain")
+            throw OpenError.refused(config, path: path, "the backing chain loops: \(parent ?? path) names \(path) as its \(role), already in the chain")
         }
         if lock {
             let operation = (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB
