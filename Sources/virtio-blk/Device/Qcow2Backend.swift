@@ -107,9 +107,9 @@ package final class Qcow2Backend: BlockBackend {
         refcountWidth = Qcow2RefcountWidth(order: header.refcountOrder)
         decompressor = Qcow2Decompressor(type: header.compressionType)
         guard l1.count == Int(header.l1Entries) else { throw Qcow2Error.truncated("the L1 table") }
-        let header = header
+        let (header, direct) = (header, direct)
         snapshotExtents = readOnly ? Qcow2SnapshotExtents.none : try Qcow2SnapshotExtents(header: header, fileSize: size) { count, offset in
-            try Qcow2Backend.read(file, direct: AlignedBuffer.isDirect(file), count: count, offset: offset)
+            try Qcow2Backend.read(file, direct: direct, count: count, offset: offset)
         }
     }
 
@@ -179,12 +179,14 @@ package final class Qcow2Backend: BlockBackend {
 
     /// Entry `index` of the L2 table at `offset`, and its subcluster bitmap (0 without extended L2 entries).
     private func l2Entry(_ index: Int, ofTableAt offset: UInt64) throws -> (entry: UInt64, bitmap: UInt64) {
-        let words = header.l2EntryWords
+        let table: [UInt64]
         if let recent = recentL2, recent.offset == offset {
-            return (recent.table[index * words], words == 2 ? recent.table[index * 2 + 1] : 0)
+            table = recent.table
+        } else {
+            table = try l2Table(at: offset)
+            recentL2 = (offset, table)
         }
-        let table = try l2Table(at: offset)
-        recentL2 = (offset, table)
+        let words = header.l2EntryWords
         return (table[index * words], words == 2 ? table[index * 2 + 1] : 0)
     }
 
