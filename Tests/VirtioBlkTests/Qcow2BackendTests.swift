@@ -476,4 +476,45 @@ final class Qcow2BackendTests: XCTestCase {
             }
         }
     }
+
+    /// A data file the header names badly (empty, with a NUL, or not at all), or an L2 entry
+    /// that puts a cluster anywhere but at its guest offset in the data file: each is refused
+    /// with the reason, the entry for its cluster only.
+    func testAHostileExternalDataFileIsRefusedWithTheReason() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("data-file-hostile")
+        let image = directory.appendingPathComponent("image.qcow2").path
+        let dataPath = directory.appendingPathComponent("data.bin").path
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-o", "cluster_size=65536,data_file=\(dataPath)", image, "1M"]).status, 0)
+        XCTAssertEqual(try QemuImg.run(["-f", "qcow2", "-c", "write -P 0x66 0 196608", image], tool: "qemu-io").status, 0)
+        let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: image)))
+        let header = try Qcow2Header(bytes: good, fileSize: UInt64(good.count))
+        func u32(_ bytes: [UInt8], _ at: Int) -> Int { bytes[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        // The data file extension: type, length, then the name.
+        var at = Int(header.headerLength)
+        while u32(good, at) != Int(Qcow2Header.ExtensionType.externalDataFile) { at = (at + 8 + u32(good, at + 4) + 7) & ~7 }
+        let nameAt = at + 8, nameLength = u32(good, at + 4)
+        XCTAssertEqual(String(decoding: good[nameAt..<(nameAt + nameLength)], as: UTF8.self), dataPath)
+        var withNUL = good
+        withNUL[nameAt + 3] = 0
+        var empty = good
+        empty.replaceSubrange((at + 4)..<(at + 8), with: [0, 0, 0, 0])
+        var unnamed = good
+        unnamed.replaceSubrange(at..<(at + 4), with: [0x12, 0x34, 0x56, 0x78])  // an unknown extension instead
+        for (bytes, reason) in [(withNUL, "not a name"), (empty, "not a name"), (unnamed, "does not name")] {
+            XCTAssertThrowsError(try Qcow2Header(bytes: bytes, fileSize: UInt64(bytes.count))) {
+                XCTAssertTrue("\($0)".contains(reason), "\($0) should say \(reason)")
+            }
+        }
+        // Cluster 1's entry moved to cluster 2's place in the data file.
+        var moved = good
+        func u64(_ at: Int) -> UInt64 { moved[at..<(at + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+        let l2 = Int(u64(Int(header.l1TableOffset)) & Qcow2Backend.offsetMask)
+        XCTAssertEqual(u64(l2 + 8) & Qcow2Backend.offsetMask, 65536, "cluster 1 at its guest offset")
+        moved.replaceSubrange((l2 + 8)..<(l2 + 16), with: Qcow2Backend.encode64(Qcow2Backend.copiedFlag | 131_072))
+        try writeFile(moved, image)
+        let backend = try Qcow2Backend(file: try openImage(image), readOnly: true, backing: nil, dataFile: try openImage(dataPath))
+        XCTAssertThrowsError(try backend.readBytes(at: 65536, count: 4096)) { XCTAssertTrue("\($0)".contains("not at its guest offset"), "\($0)") }
+        XCTAssertEqual(try backend.readBytes(at: 0, count: 4096), [UInt8](repeating: 0x66, count: 4096), "cluster 0 still reads")
+    }
 }
