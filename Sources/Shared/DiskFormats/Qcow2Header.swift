@@ -17,6 +17,8 @@ public struct Qcow2Header: Equatable, Sendable {
     public static let maximumBackingNameBytes: UInt32 = 1023
     /// A virtual disk of at most 64 TiB: enough, and far from any overflow.
     public static let maximumSize: UInt64 = 1 << 46
+    /// Where a version 3 header keeps its autoclear bits.
+    public static let autoclearOffset: UInt64 = 88
 
     public enum IncompatibleFeature {
         public static let dirty: UInt64 = 1 << 0
@@ -40,9 +42,16 @@ public struct Qcow2Header: Equatable, Sendable {
         public static let externalDataFile: UInt32 = 0x4441_5441
     }
 
+    /// Bits a program may set only while it keeps what they promise: one that writes an
+    /// image must first clear every bit it does not keep (qcow2.rst).
     public enum AutoclearFeature {
+        /// The persistent dirty bitmaps (`qemu-img bitmap --add`) are consistent. Not kept
+        /// here: cleared before a write, so QEMU drops them rather than trust stale ones.
+        public static let bitmaps: UInt64 = 1 << 0
         /// The external data file is a raw image of the disk, kept so (zeros written, not only flagged).
         public static let rawExternalData: UInt64 = 1 << 1
+        /// What a writer here keeps true.
+        public static let kept = rawExternalData
     }
 
     public var version: UInt32
@@ -127,7 +136,7 @@ public struct Qcow2Header: Equatable, Sendable {
             guard bytes.count >= 104 else { throw .truncated("a version 3 header of \(bytes.count) bytes") }
             incompatibleFeatures = u64(72)
             compatibleFeatures = u64(80)
-            autoclearFeatures = u64(88)
+            autoclearFeatures = u64(Int(Qcow2Header.autoclearOffset))
             refcountOrder = u32(96)
             headerLength = u32(100)
             guard headerLength >= 104, UInt64(headerLength) <= clusterSize, Int(headerLength) <= bytes.count else {

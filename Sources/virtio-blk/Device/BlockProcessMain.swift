@@ -3,6 +3,7 @@ import IPC
 import LinuxSystem
 import Logging
 import BlockDeviceShape
+import DiskFormats
 import VirtioCore
 
 /// The virtio-blk process: one per disk, started by vmd with its control channel
@@ -18,6 +19,9 @@ package enum BlockProcessMain {
             }
             logger[metadataKey: "disk"] = "\(setup.name)"
             let backend = try BlockProcessMain.backend(setup, images: images)
+            if let qcow2 = backend as? Qcow2Backend, qcow2.clearedAutoclearFeatures & Qcow2Header.AutoclearFeature.bitmaps != 0 {
+                logger.warning("the image's persistent dirty bitmaps are now marked inconsistent (swift-vmd does not keep them; QEMU drops them at its next open, and `qemu-img check -r leaks` frees their clusters)")
+            }
             // vmd chose the queue count (one per vCPU) and made a kick and a call eventfd for each.
             let queues = wiring.kicks.count
             let raw = backend is RawFileBackend

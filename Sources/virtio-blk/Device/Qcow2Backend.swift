@@ -36,6 +36,8 @@ package final class Qcow2Backend: BlockBackend {
     package let capacityBytes: UInt64
     package let readOnly: Bool
     package let header: Qcow2Header
+    /// Autoclear bits the image had and this writer cleared at open (`AutoclearFeature`).
+    package let clearedAutoclearFeatures: UInt64
     let file: FileDescriptor
     /// Open O_DIRECT (`cache none`): metadata moves through aligned buffers, read-modify-write.
     let direct: Bool
@@ -84,8 +86,11 @@ package final class Qcow2Backend: BlockBackend {
     package init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?, dataFile: FileDescriptor? = nil) throws {
         let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
         direct = AlignedBuffer.isDirect(file)
-        header = try Qcow2Header(bytes: try Qcow2Backend.read(file, direct: direct, count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
-        if !readOnly, let problem = header.writableProblem { throw Qcow2Error.unsupported(problem) }
+        var parsed = try Qcow2Header(bytes: try Qcow2Backend.read(file, direct: direct, count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
+        if !readOnly, let problem = parsed.writableProblem { throw Qcow2Error.unsupported(problem) }
+        clearedAutoclearFeatures = readOnly ? 0 : parsed.autoclearFeatures & ~Qcow2Header.AutoclearFeature.kept
+        parsed.autoclearFeatures &= ~clearedAutoclearFeatures
+        header = parsed
         self.file = file
         if let name = header.externalDataFile {
             guard let dataFile else { throw Qcow2Error.unsupported("its external data file \(name) was not opened") }
@@ -110,6 +115,13 @@ package final class Qcow2Backend: BlockBackend {
         let (header, direct) = (header, direct)
         snapshotExtents = readOnly ? Qcow2SnapshotExtents.none : try Qcow2SnapshotExtents(header: header, fileSize: size) { count, offset in
             try Qcow2Backend.read(file, direct: direct, count: count, offset: offset)
+        }
+        // Once the image is taken, before anything is written: a bit promising what this
+        // writer does not keep (the dirty bitmaps) is cleared and synced, as the spec asks,
+        // or QEMU would trust bitmaps that miss our writes.
+        if clearedAutoclearFeatures != 0 {
+            try Qcow2Backend.write(Qcow2Backend.encode64(header.autoclearFeatures), to: file, direct: direct, offset: Qcow2Header.autoclearOffset)
+            try retryingInterrupts("fdatasync") { fdatasync(file.rawValue) }
         }
     }
 
