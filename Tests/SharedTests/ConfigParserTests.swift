@@ -69,11 +69,27 @@ final class ConfigParserTests: XCTestCase {
         let cases: [(String, UInt64)] = [
             ("64M", 67_108_864), ("64m", 67_108_864), ("1G", 1_073_741_824), ("1g", 1_073_741_824),
             ("2048K", 2_097_152), ("2048k", 2_097_152), ("4194304", 4_194_304), ("64G", 68_719_476_736),
-            ("\"256M\"", 268_435_456),
+            ("\"256M\"", 268_435_456), ("1.5G", 1_610_612_736), ("0.5g", 536_870_912), ("1.25G", 1_342_177_280),
         ]
         for (written, bytes) in cases {
             let config = try ConfigParser.parse("vm g { boot k; memory \(written) }", file: file)
             XCTAssertEqual(config.vms.first?.memoryBytes, bytes, "memory \(written)")
+        }
+    }
+
+    /// scan_scaled(3), as OpenBSD's vmctl and vm.conf read sizes: fractions, and B to E.
+    func testByteSizesAsScanScaledReadsThem() {
+        let cases: [(String, UInt64?)] = [
+            ("512", 512), ("512b", 512), ("1K", 1024), ("2T", 2 << 40), ("1t", 1 << 40), ("3P", 3 << 50), ("1E", 1 << 60),
+            ("15E", 15 << 60), ("1.5K", 1536), ("1.3K", 1331), ("0.001K", 1), ("1.0000000000000000001G", 1 << 30),
+            ("2.999999999999999999999E", 0x2FFF_FFFF_FFFF_FFFE), ("00012M", 12 << 20),
+            // Not sizes at all, or too large.
+            ("", nil), ("G", nil), ("1.G", nil), (".5G", nil), ("1..5G", nil), ("1.5.5G", nil), ("-1G", nil), ("1 G", nil),
+            ("1GB", nil), ("0x10", nil), ("1.5Z", nil), ("16E", nil), ("18446744073709551616", nil), ("99999999999999999999T", nil),
+            ("15.9999999999999999999E", 0xFFFF_FFFF_FFFF_FFFE),
+        ]
+        for (text, bytes) in cases {
+            XCTAssertEqual(parseByteSize(text), bytes, "'\(text)'")
         }
     }
 

@@ -24,23 +24,34 @@ enum ConfigValues {
         return bytes
     }
 
-    /// A size: decimal digits with an optional K, M or G suffix (any case,
-    /// powers of 1024); a bare number is bytes. Returns nil if the text is not a
-    /// size at all, and `.some(nil)` if it is one but does not fit in 64 bits.
+    /// A size as scan_scaled(3) reads one, as OpenBSD's vm.conf and vmctl do: a decimal
+    /// number, perhaps with a fraction ("1.5G"), and an optional B, K, M, G, T, P or E suffix
+    /// (any case, powers of 1024); a bare number is bytes. A fraction of a byte is dropped.
+    /// Returns nil if the text is not a size at all, and `.some(nil)` if it is one but does
+    /// not fit in 64 bits.
     static func parseSize(_ text: String) -> UInt64?? {
-        var digits = Substring(text)
+        var number = Substring(text)
+        let units: [Character: UInt64] = ["b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50, "e": 1 << 60]
         var multiplier: UInt64 = 1
-        switch digits.last {
-        case "k", "K": multiplier = 1 << 10
-        case "m", "M": multiplier = 1 << 20
-        case "g", "G": multiplier = 1 << 30
-        default: break
+        if let last = number.last, let unit = units[Character(last.lowercased())] {
+            multiplier = unit
+            number = number.dropLast()
         }
-        if multiplier != 1 { digits = digits.dropLast() }
-        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
-        guard let count = UInt64(digits) else { return .some(nil) }  // more than 64 bits of digits
+        let parts = number.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        let whole = parts[0], fraction = parts.count > 1 ? parts[1] : ""
+        func isDigits(_ part: Substring) -> Bool { part.allSatisfy { $0.isASCII && $0.isNumber } }
+        guard !whole.isEmpty, isDigits(whole), isDigits(fraction), parts.count == 1 || !fraction.isEmpty else { return nil }
+        guard let count = UInt64(whole) else { return .some(nil) }  // more than 64 bits of digits
         let (bytes, overflow) = count.multipliedReportingOverflow(by: multiplier)
-        return overflow ? .some(nil) : .some(bytes)
+        guard !overflow else { return .some(nil) }
+        // The fraction's share of one unit, truncated. Digits past the 18th are dropped (a
+        // byte at most, in exbibytes), so the product stays within 128 bits.
+        let digits = fraction.prefix(18)
+        guard let numerator = UInt64(digits.isEmpty ? "0" : String(digits)) else { return nil }
+        let scale = (0..<digits.count).reduce(UInt64(1)) { product, _ in product * 10 }
+        let (part, _) = scale.dividingFullWidth(multiplier.multipliedFullWidth(by: numerator))
+        let (total, carried) = bytes.addingReportingOverflow(part)
+        return carried ? .some(nil) : .some(total)
     }
 
     /// `cpus` value: a decimal integer in `VMConfig.allowedCPUs`.
@@ -92,7 +103,7 @@ enum ConfigValues {
     }
 }
 
-/// A byte size as vm.conf writes it (`64M`, `2G`, `4096`), for command-line tools;
+/// A byte size as vm.conf writes it (`64M`, `1.5G`, `2T`, `4096`), for command-line tools;
 /// nil if it is not one or does not fit in 64 bits.
 public func parseByteSize(_ text: String) -> UInt64? {
     ConfigValues.parseSize(text) ?? nil

@@ -15,7 +15,7 @@ struct Create: ParsableCommand {
         commandName: "create",
         abstract: "Create a disk image: empty, a qcow2 overlay on a base (-b), or a copy of an image (-i).",
         discussion: "The format follows the name: .qcow2 is qcow2 (version 3, 64 KiB clusters), anything else raw (sparse).")
-    @Option(name: .customShort("s"), help: "Size, e.g. 10G or 512M (a multiple of 512); by default that of the base or the input.")
+    @Option(name: .customShort("s"), help: "Size, e.g. 10G, 1.5T or 512M (K to E suffixes; a multiple of 512); by default that of the base or the input.")
     var size: String?
     @Option(name: .customShort("b"), help: "For a qcow2 image: the base it reads through to, unchanged (stored as given).")
     var base: String?
