@@ -18,11 +18,11 @@ final class VmctlCreateTests: XCTestCase {
     }
 
     private func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-    private func vmctl(_ arguments: [String]) -> (status: Int32, output: String) {
-        VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmctl", "create"] + arguments)
+    private func vmctl(_ arguments: [String], in directory: String? = nil) -> (status: Int32, output: String) {
+        VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmctl", "create"] + arguments, directory: directory)
     }
-    private func qemuImg(_ arguments: [String]) -> (status: Int32, output: String) {
-        VmdHarness.runCommand(["/usr/bin/qemu-img"] + arguments)
+    private func qemuImg(_ arguments: [String], tool: String = "qemu-img") -> (status: Int32, output: String) {
+        VmdHarness.runCommand(["/usr/bin/" + tool] + arguments)
     }
     private func assertClean(_ image: String, file: StaticString = #filePath, line: UInt = #line) {
         let check = qemuImg(["check", image])
@@ -62,6 +62,53 @@ final class VmctlCreateTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("back.raw"))), Data(bytes))
         XCTAssertEqual(vmctl(["-i", input, "-s", "8M", path("grown.qcow2")]).status, 0, "a copy may be larger")
         XCTAssertTrue(qemuImg(["info", path("grown.qcow2")]).output.contains("virtual size: 8 MiB"))
+    }
+
+    /// An input that is the top of a chain is copied as it reads, as qemu-img convert
+    /// flattens it: through its backing files and its external data file, each named
+    /// relative to the image that names it, wherever vmctl runs.
+    func testAnInputIsCopiedThroughItsWholeChain() {
+        XCTAssertEqual(qemuImg(["create", "-f", "raw", path("base.raw"), "4M"]).status, 0)
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-b", "base.raw", "-F", "raw", path("middle.qcow2")]).status, 0)
+        let top = qemuImg(["create", "-f", "qcow2", "-o", "data_file=" + path("top.data"), "-b", "middle.qcow2", "-F", "qcow2", path("top.qcow2")])
+        XCTAssertEqual(top.status, 0, top.output)
+        for (image, format, command) in [("base.raw", "raw", "write -P 0x11 0 3M"), ("middle.qcow2", "qcow2", "write -P 0x22 1M 1M"),
+                                         ("top.qcow2", "qcow2", "write -P 0x33 1536K 1M")] {
+            let written = qemuImg(["-f", format, "-c", command, path(image)], tool: "qemu-io")
+            XCTAssertEqual(written.status, 0, written.output)
+        }
+        for copy in ["flat.raw", "flat.qcow2"] {
+            let made = vmctl(["-i", path("top.qcow2"), path(copy)])
+            XCTAssertEqual(made.status, 0, made.output)
+            XCTAssertEqual(qemuImg(["compare", path("top.qcow2"), path(copy)]).status, 0, "\(copy) reads as the chain")
+        }
+        assertClean(path("flat.qcow2"))
+        XCTAssertFalse(qemuImg(["info", path("flat.qcow2")]).output.contains("backing file"), "a copy stands alone")
+
+        // Loops are refused, and leave nothing.
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", path("loop1.qcow2"), "1M"]).status, 0)
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-b", "loop1.qcow2", "-F", "qcow2", path("loop2.qcow2")]).status, 0)
+        XCTAssertEqual(qemuImg(["rebase", "-u", "-b", "loop2.qcow2", "-F", "qcow2", path("loop1.qcow2")]).status, 0)
+        let looped = vmctl(["-i", path("loop2.qcow2"), path("never.raw")])
+        XCTAssertEqual(looped.status, 1, looped.output)
+        XCTAssertTrue(looped.output.contains("input \(path("loop2.qcow2")): backing file") && looped.output.contains("the backing chain loops"), looped.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("never.raw")))
+    }
+
+    /// A relative base is stored as given and read where the new image will find it
+    /// (relative to that image, as qemu-img create -b does), not from vmctl's directory.
+    func testARelativeBaseIsReadRelativeToTheNewImage() throws {
+        XCTAssertEqual(vmctl(["-s", "2M", path("base.qcow2")]).status, 0)
+        try FileManager.default.createDirectory(atPath: path("vms"), withIntermediateDirectories: true)
+        let made = vmctl(["-b", "../base.qcow2", "vms/overlay.qcow2"], in: directory.path)
+        XCTAssertEqual(made.status, 0, made.output)
+        let info = qemuImg(["info", path("vms/overlay.qcow2")]).output
+        XCTAssertTrue(info.contains("backing file: ../base.qcow2") && info.contains("virtual size: 2 MiB"), info)
+        assertClean(path("vms/overlay.qcow2"))
+        // Where the name means nothing next to the new image, it is refused, even if it means something here.
+        let wrong = vmctl(["-b", "base.qcow2", "vms/other.qcow2"], in: directory.path)
+        XCTAssertEqual(wrong.status, 1, wrong.output)
+        XCTAssertTrue(wrong.output.contains("base vms/base.qcow2: No such file or directory"), wrong.output)
     }
 
     func testMistakesAreRefusedWithTheReasonAndLeaveNothing() {

@@ -159,10 +159,12 @@ struct VmdHarness {
     /// Reads a /proc file to its end (its reported size is 0).
     /// Runs a command to completion, stdout and stderr together, killing it after
     /// `seconds` (its status is then -9): a test must not hang on a command that does.
-    static func runCommand(_ arguments: [String], seconds: Double = 120) -> (status: Int32, output: String) {
+    /// `directory`: where it runs, if not here.
+    static func runCommand(_ arguments: [String], seconds: Double = 120, directory: String? = nil) -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: arguments[0])
         process.arguments = Array(arguments.dropFirst())
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -73,24 +73,8 @@ package enum BlockProcessMain {
     /// for two cores.
     static let workers = 4
 
-    /// The disk's backend: its images from the bottom of the chain up, each reading
-    /// through to the one below; only the top may be written.
-    /// An external data file comes right after its qcow2 image, and is no layer of its own.
+    /// The disk's backend: its images from the bottom of the chain up (`BlockBackendChain`).
     static func backend(_ setup: BlockDeviceSetup, images: [FileDescriptor]) throws -> BlockBackend {
-        var below: BlockBackend?
-        var dataFile: FileDescriptor?
-        for (depth, (format, file)) in zip(setup.formats, images).enumerated().reversed() {
-            let readOnly = depth > 0 || setup.readOnly
-            guard dataFile == nil || format == .qcow2 else { throw IPCError.malformed("an external data file below a \(format) image") }
-            switch format {
-            case .raw: below = try RawFileBackend(file: file, readOnly: readOnly)
-            case .qcow2:
-                below = try Qcow2Backend(file: file, readOnly: readOnly, backing: below, dataFile: dataFile)
-                dataFile = nil
-            case .externalData: dataFile = file
-            }
-        }
-        guard dataFile == nil, let top = below else { throw IPCError.malformed("a disk without images, or a data file without its image") }
-        return top
+        try BlockBackendChain.open(formats: setup.formats, images: images, readOnly: setup.readOnly)
     }
 }

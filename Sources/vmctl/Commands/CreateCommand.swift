@@ -19,7 +19,7 @@ struct Create: ParsableCommand {
     var size: String?
     @Option(name: .customShort("b"), help: "For a qcow2 image: the base it reads through to, unchanged (stored as given).")
     var base: String?
-    @Option(name: .customShort("i"), help: "An image (raw or qcow2 without a base) to copy into the new one.")
+    @Option(name: .customShort("i"), help: "An image (raw, or qcow2 read through its backing chain) to copy into the new one.")
     var input: String?
     @Argument(help: "The image to create; it must not exist.") var path: String
 
@@ -29,7 +29,9 @@ struct Create: ParsableCommand {
             guard base == nil || input == nil else { throw VmctlError("-b and -i exclude each other") }
             guard base == nil || qcow2 else { throw VmctlError("-b needs a qcow2 image (a name ending in .qcow2): a raw image has no base") }
             let source = try input.map { try ImageSource(path: $0, role: "input") }
-            let backing = try base.map { try ImageSource(path: $0, role: "base") }
+            // The base is opened where the new image will find it: a relative name is stored
+            // as given and taken relative to the image (as qemu-img create -b does).
+            let backing = try base.map { try ImageSource(path: $0, role: "base", relativeTo: path) }
             let bytes: UInt64
             if let size {
                 guard let parsed = parseByteSize(size), parsed > 0, parsed % 512 == 0 else {
@@ -95,33 +97,20 @@ struct Create: ParsableCommand {
     }
 }
 
-/// An existing image `create` uses: an input (raw, or qcow2 without a base of its own,
-/// read whole) or a base (raw or qcow2, of which only the size and format are needed).
+/// An existing image `create` uses: an input (raw or qcow2, read whole through its chain)
+/// or a base (raw or qcow2, of which only the size and format are needed).
 private struct ImageSource {
     let path: String
     let format: String
     let backend: BlockBackend
 
-    init(path: String, role: String) throws {
-        let file: FileDescriptor
-        do {
-            file = try FileDescriptor.open(path, flags: O_RDONLY)
-        } catch let error as SystemError {
-            throw VmctlError("\(role) \(path): \(String(cString: strerror(error.errno)))")
-        }
+    /// `relativeTo`: an image whose directory a relative `path` is taken from.
+    init(path: String, role: String, relativeTo image: String? = nil) throws {
+        let chain = try ImageChain.open(image.map { ImageChain.resolve(path, namedBy: $0) } ?? path, role: role)
         self.path = path
+        format = chain.format == .qcow2 ? "qcow2" : "raw"
         do {
-            if Qcow2Header.hasMagic(try file.pread(count: 4, offset: 0)) {
-                let qcow2 = try Qcow2Backend(file: file, readOnly: true, backing: nil)
-                if role == "input", qcow2.header.backingFile != nil {
-                    throw VmctlError("\(role) \(path) has a base of its own; give the top of a chain only to -b")
-                }
-                (format, backend) = ("qcow2", qcow2)
-            } else {
-                (format, backend) = ("raw", try RawFileBackend(file: file, readOnly: true))
-            }
-        } catch let error as VmctlError {
-            throw error
+            backend = try chain.backend()
         } catch {
             throw VmctlError("\(role) \(path): \(error)")
         }
