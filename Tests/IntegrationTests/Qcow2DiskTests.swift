@@ -140,6 +140,17 @@ final class Qcow2DiskTests: XCTestCase {
         let checked = VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", config])
         XCTAssertEqual(checked.status, 0, checked.output)
         XCTAssertTrue(checked.output.contains("starts with the qcow2 magic but is raw here"), checked.output)
+
+        // A writable qcow2 disk with dirty bitmaps: vmd -n says they will be dropped; read-only, nothing is said.
+        let backedUp = vm.directory.appendingPathComponent("backed-up.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", backedUp, "2M"]).status, 0)
+        XCTAssertEqual(qemuImg(["bitmap", "--add", backedUp, "incremental0"]).status, 0)
+        for (options, warned) in [("", true), (" readonly", false)] {
+            let bitmapConfig = try vm.writeConfig(cmdline: "test=blk", extra: "    disk \"\(backedUp)\" format qcow2\(options)")
+            let bitmapCheck = VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", bitmapConfig])
+            XCTAssertEqual(bitmapCheck.status, 0, bitmapCheck.output)
+            XCTAssertEqual(bitmapCheck.output.contains("has persistent dirty bitmaps, which swift-vmd does not keep"), warned, bitmapCheck.output)
+        }
     }
 
     /// `cache none`: the images open O_DIRECT; the guest's test and the image checks are the same.

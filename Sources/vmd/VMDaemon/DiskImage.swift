@@ -196,6 +196,15 @@ struct DiskImage {
         }
     }
 
+    /// For `vmd -n`: a writable qcow2 disk whose image has persistent dirty bitmaps, which
+    /// its device marks inconsistent before the first write (it does not keep them).
+    static func hasDirtyBitmapsToDrop(_ config: DiskConfig, resolvedPath path: String) -> Bool {
+        guard config.format == .qcow2, !config.readOnly,
+              let (fd, info) = try? RegularFile.open(path, flags: O_RDONLY, allowed: [S_IFREG, S_IFBLK]),
+              let header = try? Qcow2Header(bytes: readHead(fd), fileSize: UInt64(max(0, info.st_size))) else { return false }
+        return header.autoclearFeatures & Qcow2Header.AutoclearFeature.bitmaps != 0
+    }
+
     /// For `vmd -n`: a raw disk whose first bytes are qcow2's magic is still given to the
     /// guest as raw; say so, as the user may have meant `format qcow2`.
     static func rawLooksLikeQcow2(_ config: DiskConfig, resolvedPath path: String) -> Bool {

@@ -223,6 +223,9 @@ struct Check: ParsableCommand {
             for disk in vm.disks where DiskImage.rawLooksLikeQcow2(disk, resolvedPath: preflight.resolve(disk.path)) {
                 FileDescriptor.standardError("vmd: \(disk.location): warning: disk \(preflight.resolve(disk.path)) starts with the qcow2 magic but is raw here (the guest sees its bytes); write format qcow2 if it is an image\n")
             }
+            for disk in vm.disks where DiskImage.hasDirtyBitmapsToDrop(disk, resolvedPath: preflight.resolve(disk.path)) {
+                FileDescriptor.standardError("vmd: \(disk.location): warning: disk \(preflight.resolve(disk.path)) has persistent dirty bitmaps, which swift-vmd does not keep: they are marked inconsistent when the VM starts (QEMU then drops them); take the next backup in full\n")
+            }
         }
         warnOfUnenforceableLimits(file.vms)
         print("\(config): configuration OK (\(file.vms.count) vm\(file.vms.count == 1 ? "" : "s"))")
