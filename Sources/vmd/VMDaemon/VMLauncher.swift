@@ -96,33 +96,37 @@ struct VMLauncher {
         let cgroup = try VMCgroup.make(vmName: config.name, limits: try VMLauncher.cgroupLimits(config, disks: disks))
 
         var started: [VMChild] = []
-        // Each process joins the VM's cgroup before it is sent anything (so before it can
-        // touch guest RAM, charged to the cgroup that first touches a page): it starts there
-        // where the kernel can, else it is moved in.
+        // Each process joins the VM's cgroup before it is sent anything that makes it touch
+        // guest RAM (charged to the cgroup that first touches a page): it starts there where
+        // the kernel can, else it is moved in. Its first messages, the RAM's descriptors and
+        // /dev/kvm, may wait in its socket before that: mapping RAM touches no page.
         func join(_ child: VMChild) throws {
             started.append(child)
             if !child.process.startedInCgroup { try cgroup?.add(child.process.pid) }
         }
-        func spawn(_ executable: String, role: String, logName: String, extraArguments: [String] = []) throws -> VMChild {
+        func spawn(_ executable: String, role: String, logName: String, extraArguments: [String] = [],
+                   firstMessages: (Channel) throws -> Void = { _ in }) throws -> VMChild {
             try VMLauncher.spawn(executable, role: role, logName: logName, vmName: config.name, extraArguments: extraArguments,
-                                 cgroup: cgroup?.directory)
+                                 cgroup: cgroup?.directory, firstMessages: firstMessages)
         }
         var counters = VMCounterPages(vcpus: config.cpus)
         do {
             // vm first: it starts up (exec, the runtime, its sandbox) while the devices are
             // spawned, and is sent its part once they are.
-            let vm = try spawn("vm", role: "vm", logName: "vm")
+            let vm = try spawn("vm", role: "vm", logName: "vm") { channel in
+                try channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                try channel.send(VMCommand.kvm(kvm))
+            }
             try join(vm)
-            try vm.channel.send(VMCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
-            try vm.channel.send(VMCommand.kvm(kvm))
             var attachments: [(VirtioAttachment, DeviceWiring)] = []
             for (index, disk) in disks.enumerated() {
                 let name = "disk\(index)"
                 let shape = DeviceShape.block(queues: config.cpus)
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: shape)
-                let child = try spawn("virtio-blk", role: "virtio-blk \(name)", logName: name)
+                let child = try spawn("virtio-blk", role: "virtio-blk \(name)", logName: name) { channel in
+                    try channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                }
                 try join(child)
-                try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 counters.disks.append(.init(name: name, backing: disk.path, page: try VMLauncher.handCounters(
                     to: child, slots: BlockCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
                 let serial = String("\(config.name)-\(name)".utf8.prefix(20))!
@@ -140,9 +144,10 @@ struct VMLauncher {
                 let name = "net\(index)"
                 let shape = DeviceShape.network(queuePairs: nic.tap.queues.count)
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: shape)
-                let child = try spawn("virtio-net", role: "virtio-net \(name)", logName: name)
+                let child = try spawn("virtio-net", role: "virtio-net \(name)", logName: name) { channel in
+                    try channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                }
                 try join(child)
-                try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 counters.interfaces.append(.init(name: name, backing: nic.tap.name, page: try VMLauncher.handCounters(
                     to: child, slots: NetCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
                 try child.channel.send(DeviceSetupCommand.network(
@@ -160,9 +165,10 @@ struct VMLauncher {
             if config.entropy {
                 let name = "rng0"
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: .entropy)
-                let child = try spawn("virtio-rng", role: "virtio-rng \(name)", logName: name)
+                let child = try spawn("virtio-rng", role: "virtio-rng \(name)", logName: name) { channel in
+                    try channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+                }
                 try join(child)
-                try child.channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
                 try child.channel.send(DeviceSetupCommand.entropy(EntropyDeviceSetup(name: name), wiring: deviceSide))
                 attachments.append((VirtioAttachment(shape: .entropy, name: name), vmSide))
                 logger.info("\(name): entropy served by pid \(child.process.pid)")
@@ -290,9 +296,14 @@ struct VMLauncher {
     /// `cgroup`: the VM's cgroup directory, which the child starts in where the kernel can.
     /// Returns before the child has exec'd its program: the caller confirms that
     /// (`ChildProcess.confirmExec`) once it has started the VM's other processes.
+    /// `firstMessages`: sent before the child exists (the socket holds them, descriptors
+    /// included), so that it finds them as soon as it reads instead of waiting for vmd to
+    /// be scheduled again after the clone, which on a busy host may be milliseconds later.
     static func spawn(_ executable: String, role: String, logName: String, vmName: String,
-                      extraArguments: [String] = [], cgroup: FileDescriptor? = nil) throws -> VMChild {
+                      extraArguments: [String] = [], cgroup: FileDescriptor? = nil,
+                      firstMessages: (Channel) throws -> Void = { _ in }) throws -> VMChild {
         let (parentEnd, childEnd) = try Channel.pair()
+        try firstMessages(parentEnd)
         let log = try FileDescriptor.pipe()
         try log.read.setNonBlocking(true)
         let process = try ChildProcess(executable: try siblingExecutable(executable), arguments: [vmName] + extraArguments,
