@@ -108,6 +108,36 @@ final class Qcow2BackendTests: XCTestCase {
         XCTAssertFalse(info.output.contains("backup0"), "QEMU dropped the stale bitmap:\n\(info.output)")
     }
 
+    /// Two processes on one image, as in a live migration: the receiver opens it while the
+    /// sender still allocates. Taken over after the sender stopped, the receiver reads what
+    /// the sender wrote and allocates past it; without `takeOver` it read zeros there and
+    /// allocated over the sender's clusters. A shape change is refused.
+    func testTakingAnImageOverSeesWhatAnotherWriterAllocated() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("take-over")
+        let image = directory.appendingPathComponent("shared.qcow2").path
+        XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-o", "cluster_size=4096", image, "16M"]).status, 0)
+        var expected = ExpectedDisk(bytes: [UInt8](repeating: 0, count: 16 << 20))
+        let sender = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+        try expected.write(sender, at: 0, count: 8192, seed: 1)
+        let receiver = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+        XCTAssertTrue(try receiver.readBytes(at: 0, count: 8192) == Array(expected.bytes[0..<8192]))
+        // The sender goes on: new clusters, a new L2 table (one maps 2 MiB here), and past the
+        // first refcount block's reach (4 KiB clusters, 16-bit refcounts: 8 MiB of file).
+        try expected.write(sender, pieces: [(4 << 20, 5000), (9 << 20, 3 << 20), (100_000, 70_000)])
+        try sender.flush()
+        try receiver.takeOver()
+        XCTAssertTrue(try receiver.readBytes(at: 0, count: expected.bytes.count) == expected.bytes, "the receiver sees every write")
+        try expected.write(receiver, pieces: [(1 << 20, 9000), (13 << 20, 1 << 20)])
+        try expected.assertImageHoldsIt(receiver, image: image, in: directory, "taken over")
+
+        let resized = try QemuImg.run(["resize", image, "32M"])
+        XCTAssertEqual(resized.status, 0, resized.output)
+        XCTAssertThrowsError(try receiver.takeOver()) { error in
+            XCTAssertTrue("\(error)".contains("changed its shape"), "\(error)")
+        }
+    }
+
     func testWritesAllocatePassQemuImgCheckAndConvertBackToWhatWasWritten() throws {
         _ = try QemuImg.require()
         let directory = try makeImageDirectory("write")

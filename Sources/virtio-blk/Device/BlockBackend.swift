@@ -21,6 +21,14 @@ package protocol BlockBackend: AnyObject {
     func discard(offset: UInt64, length: UInt64) throws
     /// Makes the range read as zeroes; with `unmap` it may deallocate it.
     func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) throws
+    /// Reads again what it keeps of the image, which another process may have written
+    /// since the open (a live migration's sender); at activation, nothing in flight.
+    func takeOver() throws
+}
+
+extension BlockBackend {
+    /// A backend that keeps nothing of the image in memory has nothing to read again.
+    package func takeOver() throws {}
 }
 
 /// A raw disk image (a regular file or a block device): byte `n` of the disk is byte `n`

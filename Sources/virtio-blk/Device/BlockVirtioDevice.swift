@@ -78,6 +78,9 @@ final class BlockVirtioDevice: VirtioDeviceModel {
     }
 
     func activate(features: UInt64, queues: ActiveQueues) throws {
+        // The image as it is now: after a live migration, the sender wrote it until it
+        // paused, long after this process opened it (a qcow2's tables moved on).
+        try model.backend.takeOver()
         active = queues
     }
 

@@ -35,9 +35,10 @@ import LinuxSystem
 package final class Qcow2Backend: BlockBackend {
     package let capacityBytes: UInt64
     package let readOnly: Bool
-    package let header: Qcow2Header
-    /// Autoclear bits the image had and this writer cleared at open (`AutoclearFeature`).
-    package let clearedAutoclearFeatures: UInt64
+    /// Read again with the tables when the image is taken over (`takeOver`).
+    package private(set) var header: Qcow2Header
+    /// Autoclear bits the image had and this writer cleared (`AutoclearFeature`).
+    package private(set) var clearedAutoclearFeatures: UInt64 = 0
     let file: FileDescriptor
     /// Open O_DIRECT (`cache none`): metadata moves through aligned buffers, read-modify-write.
     let direct: Bool
@@ -47,8 +48,8 @@ package final class Qcow2Backend: BlockBackend {
     /// Data clusters are in an external data file (`data` is not `file`).
     var externalData: Bool { header.externalDataFile != nil }
     private let backing: BlockBackend?
-    private var l1: [UInt64]
-    var refcountTable: [UInt64] {
+    private var l1: [UInt64] = []
+    var refcountTable: [UInt64] = [] {
         didSet { refcountBlockOffsets = Set(refcountTable) }
     }
     /// The refcount table's entries as a set: every guest write under `cache none` checks
@@ -56,7 +57,7 @@ package final class Qcow2Backend: BlockBackend {
     /// entries at 64 KiB clusters) was a quarter of the device's CPU at 4 KiB QD32.
     private var refcountBlockOffsets: Set<UInt64> = []
     /// Where the refcount table is now: it moves when it grows.
-    var refcountTableOffset: UInt64
+    var refcountTableOffset: UInt64 = 0
     private var l2Tables: [UInt64: [UInt64]] = [:]
     /// The L2 table the last lookup used, and where it is: one table maps 512 MiB at 64 KiB
     /// clusters, so the next request is most likely in it, and hashing its offset into
@@ -67,12 +68,12 @@ package final class Qcow2Backend: BlockBackend {
     var refcountBlocks: [UInt64: [UInt8]] = [:]
     let refcountWidth: Qcow2RefcountWidth
     /// The end of the file, cluster-aligned: where the next cluster is allocated.
-    var fileEnd: UInt64
+    var fileEnd: UInt64 = 0
     /// The last cluster inflated, by its descriptor.
     private var inflated: (entry: UInt64, bytes: [UInt8])?
     private let decompressor: Qcow2Decompressor
     /// The snapshot table and the snapshots' L1 tables, which no write in place may touch.
-    private let snapshotExtents: Qcow2SnapshotExtents
+    private var snapshotExtents = Qcow2SnapshotExtents.none
 
     static let offsetMask: UInt64 = 0x00FF_FFFF_FFFF_FE00
     static let copiedFlag: UInt64 = 1 << 63
@@ -84,13 +85,10 @@ package final class Qcow2Backend: BlockBackend {
 
     /// `dataFile`: the image's external data file, which vmd opened (needed where the header names one).
     package init(file: FileDescriptor, readOnly: Bool, backing: BlockBackend?, dataFile: FileDescriptor? = nil) throws {
-        let size = UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
+        let size = try Qcow2Backend.fileSize(file)
         direct = AlignedBuffer.isDirect(file)
-        var parsed = try Qcow2Header(bytes: try Qcow2Backend.read(file, direct: direct, count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
-        if !readOnly, let problem = parsed.writableProblem { throw Qcow2Error.unsupported(problem) }
-        clearedAutoclearFeatures = readOnly ? 0 : parsed.autoclearFeatures & ~Qcow2Header.AutoclearFeature.kept
-        parsed.autoclearFeatures &= ~clearedAutoclearFeatures
-        header = parsed
+        header = try Qcow2Header(bytes: try Qcow2Backend.read(file, direct: direct, count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
+        if !readOnly, let problem = header.writableProblem { throw Qcow2Error.unsupported(problem) }
         self.file = file
         if let name = header.externalDataFile {
             guard let dataFile else { throw Qcow2Error.unsupported("its external data file \(name) was not opened") }
@@ -103,26 +101,59 @@ package final class Qcow2Backend: BlockBackend {
         self.readOnly = readOnly
         self.backing = backing
         capacityBytes = header.size & ~(VirtioBlock.sectorSize - 1)
-        fileEnd = (size + header.clusterSize - 1) & ~(header.clusterSize - 1)
-        l1 = Qcow2Backend.decode64(try Qcow2Backend.read(file, direct: direct, count: Int(header.l1Entries) * 8, offset: header.l1TableOffset))
-        refcountTable = Qcow2Backend.decode64(try Qcow2Backend.read(file, direct: direct, count: Int(UInt64(header.refcountTableClusters) * header.clusterSize),
-                                                                    offset: header.refcountTableOffset))
-        refcountTableOffset = header.refcountTableOffset
-        refcountBlockOffsets = Set(refcountTable)
         refcountWidth = Qcow2RefcountWidth(order: header.refcountOrder)
         decompressor = Qcow2Decompressor(type: header.compressionType)
+        try loadTables(fileSize: size)
+    }
+
+    /// Takes the image over as another writer left it: a live migration's sender kept
+    /// allocating after this process opened the image, so the tables read then are stale
+    /// and the file longer. The header, the L1 and refcount tables, the snapshot extents
+    /// and the file's end are read again, and every table kept is dropped. Called at each
+    /// activation, with nothing in flight (in memory, nothing is ahead of the file). What a
+    /// VM's disk cannot change while it runs (its size, clusters, refcount width,
+    /// compression, subclusters, data file) must be as it was.
+    package func takeOver() throws {
+        guard !readOnly else { return }  // no one writes a read-only disk or a backing image
+        let size = try Qcow2Backend.fileSize(file)
+        let now = try Qcow2Header(bytes: try Qcow2Backend.read(file, direct: direct, count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
+        if let problem = now.writableProblem { throw Qcow2Error.unsupported(problem) }
+        guard now.size == header.size, now.clusterBits == header.clusterBits, now.refcountOrder == header.refcountOrder,
+              now.compressionType == header.compressionType, now.extendedL2 == header.extendedL2,
+              now.externalDataFile == header.externalDataFile, now.version == header.version else {
+            throw Qcow2Error.corrupt("the image changed its shape while this device had it open")
+        }
+        header = now
+        try loadTables(fileSize: size)
+    }
+
+    /// Reads what the header points at and forgets every table kept: from `init`, and again
+    /// when the image is taken over.
+    private func loadTables(fileSize size: UInt64) throws {
+        fileEnd = (size + header.clusterSize - 1) & ~(header.clusterSize - 1)
+        l1 = Qcow2Backend.decode64(try readMetadata(count: Int(header.l1Entries) * 8, offset: header.l1TableOffset))
         guard l1.count == Int(header.l1Entries) else { throw Qcow2Error.truncated("the L1 table") }
-        let (header, direct) = (header, direct)
-        snapshotExtents = readOnly ? Qcow2SnapshotExtents.none : try Qcow2SnapshotExtents(header: header, fileSize: size) { count, offset in
-            try Qcow2Backend.read(file, direct: direct, count: count, offset: offset)
+        refcountTable = Qcow2Backend.decode64(try readMetadata(count: Int(UInt64(header.refcountTableClusters) * header.clusterSize),
+                                                               offset: header.refcountTableOffset))
+        refcountTableOffset = header.refcountTableOffset
+        (l2Tables, recentL2, refcountBlocks, inflated) = ([:], nil, [:], nil)
+        snapshotExtents = readOnly ? .none : try Qcow2SnapshotExtents(header: header, fileSize: size) { count, offset in
+            try readMetadata(count: count, offset: offset)
         }
-        // Once the image is taken, before anything is written: a bit promising what this
-        // writer does not keep (the dirty bitmaps) is cleared and synced, as the spec asks,
-        // or QEMU would trust bitmaps that miss our writes.
-        if clearedAutoclearFeatures != 0 {
-            try Qcow2Backend.write(Qcow2Backend.encode64(header.autoclearFeatures), to: file, direct: direct, offset: Qcow2Header.autoclearOffset)
+        // Before anything is written: a bit promising what this writer does not keep (the
+        // dirty bitmaps) is cleared and synced, as the spec asks, or QEMU would trust
+        // bitmaps that miss our writes.
+        let unkept = readOnly ? 0 : header.autoclearFeatures & ~Qcow2Header.AutoclearFeature.kept
+        if unkept != 0 {
+            header.autoclearFeatures &= Qcow2Header.AutoclearFeature.kept
+            try writeMetadata(Qcow2Backend.encode64(header.autoclearFeatures), offset: Qcow2Header.autoclearOffset)
             try retryingInterrupts("fdatasync") { fdatasync(file.rawValue) }
+            clearedAutoclearFeatures |= unkept
         }
+    }
+
+    private static func fileSize(_ file: FileDescriptor) throws -> UInt64 {
+        UInt64(try retryingInterrupts("lseek(SEEK_END)") { lseek(file.rawValue, 0, SEEK_END) })
     }
 
     // MARK: Mapping
