@@ -27,6 +27,18 @@ int vmd_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long 
 int vmd_fcntl_int(int fd, int command, int argument) { return fcntl(fd, command, argument); }
 
 int vmd_fallocate(int fd, int mode, off_t offset, off_t length) { return fallocate(fd, mode, offset, length); }
+
+int vmd_ofd_read_lock_byte(int fd, off_t byte) {
+    struct flock lock = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+    return fcntl(fd, F_OFD_SETLK, &lock);
+}
+
+int vmd_ofd_byte_is_locked(int fd, off_t byte) {
+    // A write lock conflicts with any lock another open file holds there (ours do not count).
+    struct flock lock = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+    if (fcntl(fd, F_OFD_GETLK, &lock) < 0) return -1;
+    return lock.l_type != F_UNLCK;
+}
 const int VMD_SEEK_DATA = SEEK_DATA, VMD_SEEK_HOLE = SEEK_HOLE;
 
 const unsigned long VMD_TUNSETIFF = TUNSETIFF, VMD_TUNSETOFFLOAD = TUNSETOFFLOAD,

@@ -138,6 +138,7 @@ final class LiveMigrationTests: XCTestCase {
                       "the guest answers on the receiver's side: \(text(after))\n\(receiver.log)")
         XCTAssertTrue(receiver.eventually(60) { !console2.isRunning }, "the guest finishes on the receiver: \(text(after))\n\(receiver.log)")
         SnapshotTests.assertGoesOn(before: text(before), after: text(after), ticks: 80)
+        XCTAssertTrue(receiver.log.contains("migration complete: disks locked") && !receiver.log.contains("not locked for QEMU"), receiver.log)
         let check = VmdHarness.runCommand(["/usr/bin/qemu-img", "check", pair.disk])
         XCTAssertEqual(check.status, 0, check.output)
         XCTAssertTrue(check.output.contains("No errors were found"), check.output)

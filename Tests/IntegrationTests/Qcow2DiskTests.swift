@@ -153,6 +153,49 @@ final class Qcow2DiskTests: XCTestCase {
         }
     }
 
+    /// QEMU's image locks, both ways: a VM here does not start on an image QEMU (qemu-io
+    /// here) has open for writing; while a VM runs, qemu-img may neither write its disk or
+    /// the disk's backing file nor open them without -U (force share), as with a QEMU VM;
+    /// once the VM is gone it may.
+    func testQemuAndVmdSeeEachOthersImageLocks() throws {
+        let daemon = try DaemonHarness("qemu-locks")
+        let base = daemon.directory.appendingPathComponent("base.raw").path
+        let top = daemon.directory.appendingPathComponent("top.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "raw", base, "8M"]).status, 0)
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-b", base, "-F", "raw", top]).status, 0)
+        let config = try daemon.writeGuestConfig("locked", cmdline: "test=migrate ticks=600 seed=3",
+                                                 extra: "    disk \"\(top)\" format qcow2")
+
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-io")
+        holder.arguments = ["-f", "qcow2", "-c", "sleep 30000", top]
+        holder.standardOutput = FileHandle.nullDevice
+        try holder.run()
+        XCTAssertTrue(daemon.eventually(10) { (try? String(contentsOfFile: "/proc/locks", encoding: .utf8))?.contains("OFDLCK") == true })
+        let refused = daemon.vmctl("start", config)
+        holder.terminate()
+        holder.waitUntilExit()
+        XCTAssertNotEqual(refused.status, 0, refused.stdout)
+        XCTAssertTrue(refused.stderr.contains("disk \(top): in use: another program (QEMU or qemu-img) has it open and"), refused.stderr)
+
+        XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
+        XCTAssertTrue(daemon.eventually { daemon.status()["locked"]?.state == "running" }, daemon.log)
+        let write = VmdHarness.runCommand(["/usr/bin/qemu-io", "-f", "qcow2", "-c", "write 0 4k", top])
+        XCTAssertNotEqual(write.status, 0, write.output)
+        XCTAssertTrue(write.output.contains("Failed to get \"write\" lock"), write.output)
+        let snapshot = qemuImg(["snapshot", "-c", "while-running", top])
+        XCTAssertNotEqual(snapshot.status, 0, snapshot.output)
+        let baseWrite = VmdHarness.runCommand(["/usr/bin/qemu-io", "-f", "raw", "-c", "write 0 4k", base])
+        XCTAssertNotEqual(baseWrite.status, 0, "the backing file is not written under a running VM: \(baseWrite.output)")
+        XCTAssertNotEqual(qemuImg(["info", top]).status, 0, "as with QEMU, info needs -U while the VM writes")
+        XCTAssertEqual(qemuImg(["info", "-U", top]).status, 0)
+
+        XCTAssertEqual(daemon.vmctl("stop", "-f", "-w", "locked").status, 0, daemon.log)
+        let after = VmdHarness.runCommand(["/usr/bin/qemu-io", "-f", "qcow2", "-c", "write 0 4k", top])
+        XCTAssertEqual(after.status, 0, "the locks went with the VM: \(after.output)")
+        XCTAssertEqual(qemuImg(["check", top]).status, 0)
+    }
+
     /// `cache none`: the images open O_DIRECT; the guest's test and the image checks are the same.
     func testCacheNoneOnQcow2AndRaw() throws {
         let vm = try VmdHarness("cache-none")

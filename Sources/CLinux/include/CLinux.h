@@ -61,6 +61,12 @@ int vmd_ioctl_int(int fd, unsigned long request, unsigned long argument);
 int vmd_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
 int vmd_fcntl_int(int fd, int command, int argument);
 
+// QEMU's image locks (`QemuImageLocks`): open file description (OFD) read locks on single
+// bytes, which fcntl.h declares only under _GNU_SOURCE. Lock: 0 or -1 with errno. Test: 1 if
+// another open file holds a lock there, 0 if none, -1 with errno.
+int vmd_ofd_read_lock_byte(int fd, off_t byte);
+int vmd_ofd_byte_is_locked(int fd, off_t byte);
+
 // Disk images (virtio-blk discard and write-zeroes): fallocate(2) and SEEK_DATA/SEEK_HOLE are
 // declared by glibc only under _GNU_SOURCE (see the seals note above). FALLOC_FL_* come from
 // <linux/falloc.h>, included above.

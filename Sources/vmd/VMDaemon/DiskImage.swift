@@ -7,7 +7,8 @@ import LinuxSystem
 
 /// A disk image opened by vmd for one VM, locked so that no other VM opens it
 /// for writing at the same time (a writable disk takes an exclusive lock, a
-/// read-only one a shared lock, as flock(2) on the open file).
+/// read-only one a shared lock, as flock(2) on the open file), nor QEMU or qemu-img
+/// (`QemuImageLocks`, which also refuses an image one of them is using).
 ///
 /// A qcow2 disk is a chain: vmd opens every backing image itself, read-only under a
 /// shared lock, following each header's backing file name (relative to the image that
@@ -172,6 +173,11 @@ struct DiskImage {
             if flock(fd.rawValue, operation) != 0 {
                 if errno == EWOULDBLOCK { throw OpenError.locked(config, path: path) }
                 throw OpenError.cannotOpen(config, path: path, SystemError.last("flock"))
+            }
+            do {
+                try QemuImageLocks.take(fd, writable: !readOnly)
+            } catch {
+                throw OpenError.refused(config, path: path, "in use: \(error)")
             }
         }
         var size = Int64(info.st_size)

@@ -440,6 +440,11 @@ final class VMInstance {
             if flock(disk.fd.rawValue, (disk.exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
                 logger.error("migration: disk \(disk.path) could not be locked (another process holds it): \(SystemError.last("flock"))")
             }
+            do {
+                try QemuImageLocks.take(disk.fd, writable: disk.exclusive)
+            } catch {
+                logger.error("migration: disk \(disk.path) is not locked for QEMU: \(error)")
+            }
             disk.fd.close()
         }
         launched?.unlockedDisks = []
