@@ -189,11 +189,20 @@ final class Qcow2DiskTests: XCTestCase {
         XCTAssertNotEqual(baseWrite.status, 0, "the backing file is not written under a running VM: \(baseWrite.output)")
         XCTAssertNotEqual(qemuImg(["info", top]).status, 0, "as with QEMU, info needs -U while the VM writes")
         XCTAssertEqual(qemuImg(["info", "-U", top]).status, 0)
+        // vmctl create copies no image a VM writes, as qemu-img convert; an overlay of the read-only base is fine.
+        let copy = daemon.directory.appendingPathComponent("copy.raw").path
+        let copied = VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmctl", "create", "-i", top, copy])
+        XCTAssertEqual(copied.status, 1, copied.output)
+        XCTAssertTrue(copied.output.contains("input \(top): in use: another program (QEMU or qemu-img) has it open and writes it"), copied.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: copy))
+        let overlay = daemon.directory.appendingPathComponent("overlay.qcow2").path
+        XCTAssertEqual(VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmctl", "create", "-b", base, overlay]).status, 0)
 
         XCTAssertEqual(daemon.vmctl("stop", "-f", "-w", "locked").status, 0, daemon.log)
         let after = VmdHarness.runCommand(["/usr/bin/qemu-io", "-f", "qcow2", "-c", "write 0 4k", top])
         XCTAssertEqual(after.status, 0, "the locks went with the VM: \(after.output)")
         XCTAssertEqual(qemuImg(["check", top]).status, 0)
+        XCTAssertEqual(VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmctl", "create", "-i", top, copy]).status, 0)
     }
 
     /// `cache none`: the images open O_DIRECT; the guest's test and the image checks are the same.

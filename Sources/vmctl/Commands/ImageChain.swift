@@ -80,6 +80,13 @@ struct ImageChain {
         guard seen.insert([UInt64(info.st_dev), UInt64(info.st_ino)]).inserted else {
             throw VmctlError("\(role): the backing chain loops (it is already in the chain)")
         }
+        // Not while a VM (ours or QEMU's) writes it, as qemu-img convert refuses: the copy
+        // would mix states. Held until vmctl exits, so none starts writing it meanwhile.
+        do {
+            try QemuImageLocks.take(file, writable: false)
+        } catch {
+            throw VmctlError("\(role): in use: \(error)")
+        }
         do {
             return (file, try file.pread(count: Qcow2Header.bytesNeeded, offset: 0))
         } catch {
