@@ -62,6 +62,23 @@ final class LiveMigrationTests: XCTestCase {
         return Pair(sender: sender, receiver: receiver, namespaces: [a, b], disk: disk, config: config)
     }
 
+    /// After the move: the guest answers ping through the receiver's own tap, finishes
+    /// there, counting on from `before` with no gap, and the receiver locked its disks.
+    private func followToTheEndOnTheReceiver(_ pair: Pair, before: String, ticks: Int,
+                                             file: StaticString = #filePath, line: UInt = #line) throws {
+        let receiver = pair.receiver
+        let after = receiver.directory.appendingPathComponent("after.out").path
+        let console = receiver.start(["console", "mover"], stdout: after)
+        try console.run()
+        XCTAssertTrue(receiver.eventually(20) { pair.namespaces[1].exec(["ping", "-c", "1", "-W", "1", "100.64.0.1"]).status == 0 },
+                      "the guest answers on the receiver's side, through its own tap: \(text(after))\n\(receiver.log)", file: file, line: line)
+        XCTAssertTrue(receiver.eventually(60) { !console.isRunning }, "the guest finishes on the receiver: \(text(after))\n\(receiver.log)",
+                      file: file, line: line)
+        SnapshotTests.assertGoesOn(before: text(before), after: text(after), ticks: ticks, file: file, line: line)
+        XCTAssertTrue(receiver.log.contains("migration complete: disks locked") && !receiver.log.contains("not locked for QEMU"), receiver.log,
+                      file: file, line: line)
+    }
+
     /// The milliseconds of vmctl migrate's "down for N ms", nil without one.
     static func downtime(in output: String) -> Double? {
         guard let range = output.range(of: "down for ") else { return nil }
@@ -98,14 +115,7 @@ final class LiveMigrationTests: XCTestCase {
         XCTAssertEqual(receiver.status()["mover"]?.state, "running", receiver.log)
         XCTAssertTrue(sender.eventually { !console.isRunning })
 
-        let after = receiver.directory.appendingPathComponent("after.out").path
-        let console2 = receiver.start(["console", "mover"], stdout: after)
-        try console2.run()
-        XCTAssertTrue(receiver.eventually(20) { pair.namespaces[1].exec(["ping", "-c", "1", "-W", "1", "100.64.0.1"]).status == 0 },
-                      "and on the receiver's, through its own tap: \(text(after))\n\(receiver.log)")
-        XCTAssertTrue(receiver.eventually(60) { !console2.isRunning }, "the guest finishes on the receiver: \(text(after))\n\(receiver.log)")
-        SnapshotTests.assertGoesOn(before: text(before), after: text(after), ticks: 80)
-        XCTAssertTrue(receiver.log.contains("migration complete: disks locked"), receiver.log)
+        try followToTheEndOnTheReceiver(pair, before: before, ticks: 80)
         XCTAssertTrue(sender.log.contains("mover/vm: vm[") && sender.log.contains("rounds in"), sender.log)
         XCTAssertFalse(sender.log.contains("Bad system call") || receiver.log.contains("Bad system call"))
     }
@@ -131,14 +141,7 @@ final class LiveMigrationTests: XCTestCase {
         let migrated = sender.vmctl("migrate", "mover", Pair.receiverAddress)
         XCTAssertEqual(migrated.status, 0, migrated.stderr + sender.log + receiver.log)
         XCTAssertTrue(sender.eventually { !console.isRunning })
-        let after = receiver.directory.appendingPathComponent("after.out").path
-        let console2 = receiver.start(["console", "mover"], stdout: after)
-        try console2.run()
-        XCTAssertTrue(receiver.eventually(20) { pair.namespaces[1].exec(["ping", "-c", "1", "-W", "1", "100.64.0.1"]).status == 0 },
-                      "the guest answers on the receiver's side: \(text(after))\n\(receiver.log)")
-        XCTAssertTrue(receiver.eventually(60) { !console2.isRunning }, "the guest finishes on the receiver: \(text(after))\n\(receiver.log)")
-        SnapshotTests.assertGoesOn(before: text(before), after: text(after), ticks: 80)
-        XCTAssertTrue(receiver.log.contains("migration complete: disks locked") && !receiver.log.contains("not locked for QEMU"), receiver.log)
+        try followToTheEndOnTheReceiver(pair, before: before, ticks: 80)
         let check = VmdHarness.runCommand(["/usr/bin/qemu-img", "check", pair.disk])
         XCTAssertEqual(check.status, 0, check.output)
         XCTAssertTrue(check.output.contains("No errors were found"), check.output)
