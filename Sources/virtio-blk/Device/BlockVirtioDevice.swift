@@ -196,15 +196,6 @@ final class BlockVirtioDevice: VirtioDeviceModel {
         let done = waitIdle()
         if let active { publish(done, active: active) }
         publishRingCounters()
-        // Paused, the image is on stable storage as the guest left it, as QEMU's stop
-        // flushes: a migration's receiver on another host, or a copy taken while the VM is
-        // paused, must not miss writes still in this host's page cache.
-        guard !model.backend.readOnly else { return }
-        do {
-            try model.backend.flush()
-        } catch {
-            guestLog.note("flush at pause: \(error)")
-        }
     }
 
     func reset() {
