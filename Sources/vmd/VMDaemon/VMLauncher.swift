@@ -110,6 +110,10 @@ struct VMLauncher {
                                  cgroup: cgroup?.directory, firstMessages: firstMessages)
         }
         var counters = VMCounterPages(vcpus: config.cpus)
+        // A device's first message (SHAREMEM), queued before it starts.
+        let shareRAM = { (channel: Channel) in
+            try channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
+        }
         do {
             // vm first: it starts up (exec, the runtime, its sandbox) while the devices are
             // spawned, and is sent its part once they are.
@@ -123,9 +127,7 @@ struct VMLauncher {
                 let name = "disk\(index)"
                 let shape = DeviceShape.block(queues: config.cpus)
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: shape)
-                let child = try spawn("virtio-blk", role: "virtio-blk \(name)", logName: name) { channel in
-                    try channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
-                }
+                let child = try spawn("virtio-blk", role: "virtio-blk \(name)", logName: name, firstMessages: shareRAM)
                 try join(child)
                 counters.disks.append(.init(name: name, backing: disk.path, page: try VMLauncher.handCounters(
                     to: child, slots: BlockCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
@@ -144,9 +146,7 @@ struct VMLauncher {
                 let name = "net\(index)"
                 let shape = DeviceShape.network(queuePairs: nic.tap.queues.count)
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: shape)
-                let child = try spawn("virtio-net", role: "virtio-net \(name)", logName: name) { channel in
-                    try channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
-                }
+                let child = try spawn("virtio-net", role: "virtio-net \(name)", logName: name, firstMessages: shareRAM)
                 try join(child)
                 counters.interfaces.append(.init(name: name, backing: nic.tap.name, page: try VMLauncher.handCounters(
                     to: child, slots: NetCounter.pageSlots, name: "vmd-\(config.name)-\(name)-counters")))
@@ -165,9 +165,7 @@ struct VMLauncher {
             if config.entropy {
                 let name = "rng0"
                 let (vmSide, deviceSide) = try VMLauncher.wiring(for: .entropy)
-                let child = try spawn("virtio-rng", role: "virtio-rng \(name)", logName: name) { channel in
-                    try channel.send(DeviceSetupCommand.shareMemory(slots: slots.map(\.descriptor), memfds: slots.map(\.memfd)))
-                }
+                let child = try spawn("virtio-rng", role: "virtio-rng \(name)", logName: name, firstMessages: shareRAM)
                 try join(child)
                 try child.channel.send(DeviceSetupCommand.entropy(EntropyDeviceSetup(name: name), wiring: deviceSide))
                 attachments.append((VirtioAttachment(shape: .entropy, name: name), vmSide))
