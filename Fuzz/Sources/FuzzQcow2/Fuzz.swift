@@ -57,6 +57,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             }
             _ = try? backend.writeZeroes(offset: 0, length: 8192, unmap: true)
             _ = try? backend.discard(offset: 0, length: 4096)
+            // Taken over as it now is (a migration's receiver does this at activation), then read again.
+            if (try? backend.takeOver()) != nil {
+                buffer.withUnsafeMutableBytes { raw in
+                    var vectors = [iovec(iov_base: raw.baseAddress, iov_len: 8192)]
+                    _ = try? backend.read(into: &vectors, at: 0)
+                }
+            }
         }
     }
     return 0
