@@ -108,6 +108,15 @@ public struct Qcow2Header: Equatable, Sendable {
         return nil
     }
 
+    /// Where a file an image names (its backing file, its external data file) is: the name
+    /// itself if absolute, else relative to the directory of the image that names it, as
+    /// QEMU takes a backing file's name. vmd and vmctl both open a chain by it.
+    public static func path(of name: String, namedBy image: String) -> String {
+        guard !name.hasPrefix("/") else { return name }
+        guard let slash = image.lastIndex(of: "/") else { return "./" + name }
+        return String(image[...slash]) + name
+    }
+
     /// `bytes` is the image's start (up to `bytesNeeded`), `fileSize` its length.
     public init(bytes: [UInt8], fileSize: UInt64) throws(Qcow2Error) {
         guard Qcow2Header.hasMagic(bytes) else { throw .notQcow2 }

@@ -106,7 +106,7 @@ private struct ImageSource {
 
     /// `relativeTo`: an image whose directory a relative `path` is taken from.
     init(path: String, role: String, relativeTo image: String? = nil) throws {
-        let chain = try ImageChain.open(image.map { ImageChain.resolve(path, namedBy: $0) } ?? path, role: role)
+        let chain = try ImageChain.open(image.map { Qcow2Header.path(of: path, namedBy: $0) } ?? path, role: role)
         self.path = path
         format = chain.format == .qcow2 ? "qcow2" : "raw"
         do {

@@ -42,7 +42,7 @@ struct ImageChain {
                 throw VmctlError("\(role) \(path): \(current): \(error)")
             }
             if let name = header.externalDataFile {
-                let dataPath = resolve(name, namedBy: current)
+                let dataPath = Qcow2Header.path(of: name, namedBy: current)
                 let (dataFile, _) = try openOne(dataPath, role: "\(role) \(path): external data file \(dataPath) of \(current)", seen: &seen)
                 formats.append(.externalData)
                 files.append(dataFile)
@@ -55,18 +55,12 @@ struct ImageChain {
             case let other?: throw VmctlError("\(role) \(path): \(current) names a backing file of format \(other) (raw and qcow2 are supported)")
             }
             namedBy = current
-            current = resolve(backing, namedBy: current)
+            current = Qcow2Header.path(of: backing, namedBy: current)
         }
         guard files.count <= BlockDeviceSetup.maximumChainLength else {
             throw VmctlError("\(role) \(path): the backing chain and its data files are more than \(BlockDeviceSetup.maximumChainLength) files")
         }
         return ImageChain(formats: formats, files: files)
-    }
-
-    /// A name an image gives: absolute, or relative to that image's directory.
-    static func resolve(_ name: String, namedBy image: String) -> String {
-        guard !name.hasPrefix("/"), let slash = image.lastIndex(of: "/") else { return name }
-        return String(image[...slash]) + name
     }
 
     /// One file of the chain, read-only, with its first bytes; not one seen already.

@@ -76,7 +76,7 @@ struct DiskImage {
         // An image's external data file comes right after it: written with it, read with it.
         func openDataFile(of header: Qcow2Header, readOnly: Bool) throws {
             guard let name = header.externalDataFile else { return }
-            let dataPath = name.hasPrefix("/") ? name : directory(of: current) + "/" + name
+            let dataPath = Qcow2Header.path(of: name, namedBy: current)
             let (dataFD, _, dataInfo) = try openOne(config, path: dataPath, readOnly: readOnly, lock: lock, seen: &seen, backingOf: current,
                                                     role: "external data file")
             try checkMayRead(dataPath, info: dataInfo, namedBy: current, owner: currentOwner, what: "external data file", disk: config, top: path)
@@ -87,7 +87,7 @@ struct DiskImage {
             guard chain.count < BlockDeviceSetup.maximumChainLength else {
                 throw OpenError.refused(config, path: path, "the backing chain is deeper than \(BlockDeviceSetup.maximumChainLength) images")
             }
-            let backingPath = name.hasPrefix("/") ? name : directory(of: current) + "/" + name
+            let backingPath = Qcow2Header.path(of: name, namedBy: current)
             let (backingFD, backingSize, backingInfo) = try openOne(config, path: backingPath, readOnly: true, lock: lock, seen: &seen,
                                                                     backingOf: current)
             try checkMayRead(backingPath, info: backingInfo, namedBy: current, owner: currentOwner, what: "backing file", disk: config, top: path)
@@ -119,11 +119,6 @@ struct DiskImage {
             throw OpenError.refused(config, path: top, "\(image) (owned by uid \(owner)) names \(file) as its \(what), "
                                     + "which that user may not read; vmd does not open it for them")
         }
-    }
-
-    private static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     private static func readHeader(_ config: DiskConfig, path: String, fd: FileDescriptor, size: Int64, head: [UInt8]? = nil) throws -> Qcow2Header {
