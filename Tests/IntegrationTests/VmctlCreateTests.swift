@@ -113,6 +113,8 @@ final class VmctlCreateTests: XCTestCase {
 
     func testMistakesAreRefusedWithTheReasonAndLeaveNothing() {
         XCTAssertEqual(vmctl(["-s", "1M", path("a.raw")]).status, 0)
+        // A FIFO as input is refused at once (an open would wait for a writer), as is a device that never ends.
+        XCTAssertEqual(mkfifo(path("pipe"), 0o600), 0)
         let cases: [([String], String)] = [
             (["-s", "1M", path("a.raw")], "File exists"),
             (["-b", path("a.raw"), path("b.raw")], "a raw image has no base"),
@@ -122,13 +124,16 @@ final class VmctlCreateTests: XCTestCase {
             (["-b", path("a.raw"), "-i", path("a.raw"), path("f.qcow2")], "-b and -i exclude each other"),
             (["-b", path("a.raw"), "-s", "512K", path("g.qcow2")], "smaller than the base"),
             (["-i", path("a.raw"), "-s", "512K", path("h.qcow2")], "smaller than the input"),
+            (["-i", path("pipe"), path("i.raw")], "input \(path("pipe")): is a FIFO, not a regular file"),
+            (["-i", "/dev/zero", path("j.raw")], "input /dev/zero: is a character device, not a regular file"),
+            (["-b", path("pipe"), path("k.qcow2")], "base \(path("pipe")): is a FIFO, not a regular file"),
         ]
         for (arguments, reason) in cases {
             let run = vmctl(arguments)
             XCTAssertEqual(run.status, 1, "\(arguments): \(run.output)")
             XCTAssertTrue(run.output.contains(reason), "\(arguments): \(run.output)")
         }
-        for leftover in ["b.raw", "c.qcow2", "d.qcow2", "e.qcow2", "f.qcow2", "g.qcow2", "h.qcow2"] {
+        for leftover in ["b.raw", "c.qcow2", "d.qcow2", "e.qcow2", "f.qcow2", "g.qcow2", "h.qcow2", "i.raw", "j.raw", "k.qcow2"] {
             XCTAssertFalse(FileManager.default.fileExists(atPath: path(leftover)), leftover)
         }
     }
