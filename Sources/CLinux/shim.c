@@ -86,20 +86,22 @@ int vmd_unshare(int flags) { return unshare(flags); }
 int vmd_setns(int fd, int type) { return setns(fd, type); }
 
 #include <pthread.h>
-// A thread's unshare(CLONE_NEWNET) moves that thread only, so the namespace is made on a
-// thread of its own, which opens it and ends: the caller's threads stay where they are.
-static void *make_network_namespace(void *result) {
-    int fd = unshare(CLONE_NEWNET) == 0 ? open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) : -1;
-    *(int *)result = fd >= 0 ? fd : -errno;
+// A thread's unshare moves that thread only (CLONE_NEWNS takes the thread's root and working
+// directory with it), so vmd makes its children's namespaces each on a thread of its own,
+// which readies the namespace, opens it and ends: vmd's other threads stay where they are.
+struct vmd_thread_call { int (*body)(int); int argument; int result; };
+static void *run_thread_call(void *context) {
+    struct vmd_thread_call *call = context;
+    call->result = call->body(call->argument);
     return NULL;
 }
-int vmd_make_network_namespace(void) {
-    int result = -EIO;
+int vmd_call_on_new_thread(int (*body)(int), int argument) {
+    struct vmd_thread_call call = { body, argument, -EIO };
     pthread_t thread;
-    int error = pthread_create(&thread, NULL, make_network_namespace, &result);
+    int error = pthread_create(&thread, NULL, run_thread_call, &call);
     if (error) return -error;
     pthread_join(thread, NULL);
-    return result;
+    return call.result;
 }
 int vmd_setresuid(uid_t uid) { return setresuid(uid, uid, uid); }
 int vmd_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }

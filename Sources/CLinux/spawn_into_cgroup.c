@@ -5,8 +5,8 @@
 // What runs in the child between the clone and execve must be plain system calls (vmd has
 // threads; the child has only this one, and no lock another held may be taken), which
 // Swift cannot promise: so it is C, and it does exactly what ChildProcess asks of
-// posix_spawn: stdin, the channel on fd 3, the log on 1 and 2, the shared network namespace
-// on 5 if there is one, every other descriptor closed, no signal blocked or handled, a
+// posix_spawn: stdin, the channel on fd 3, the log on 1 and 2, the shared namespaces on 5
+// and 6 where given, every other descriptor closed, no signal blocked or handled, a
 // session of its own.
 #define _GNU_SOURCE 1
 #include "CLinux.h"
@@ -25,23 +25,26 @@
 
 // The descriptor numbers the child gets; every source is at or above 10 (the caller lifts
 // them there), so no dup2 below overwrites one still to be moved.
-enum { CHILD_CHANNEL = 3, CHILD_ERROR_PIPE = 4, CHILD_NETWORK_NAMESPACE = 5 };
+enum { CHILD_CHANNEL = 3, CHILD_ERROR_PIPE = 4, CHILD_FIRST_NAMESPACE = 5 };
 
 // Only async-signal-safe calls (dup2, sigaction, sigprocmask, setsid, execve, write,
 // _exit) and raw system calls: glibc's wrappers of those touch no lock and no heap.
 static void child_after_clone(const char *path, char *const argv[], char *const envp[], int stdin_fd, int channel,
-                              int log, int network_namespace, int error_pipe) {
+                              int log, const int namespaces[VMD_CHILD_NAMESPACES], int error_pipe) {
     int error = 0;
     // Where a failure is told: the pipe's own number until it is on CHILD_ERROR_PIPE.
     int report = error_pipe;
     if (dup2(stdin_fd, STDIN_FILENO) < 0 || dup2(log, STDOUT_FILENO) < 0 || dup2(log, STDERR_FILENO) < 0
-        || dup2(channel, CHILD_CHANNEL) < 0 || dup3(error_pipe, CHILD_ERROR_PIPE, O_CLOEXEC) < 0
-        || (network_namespace >= 0 && dup2(network_namespace, CHILD_NETWORK_NAMESPACE) < 0)) {
+        || dup2(channel, CHILD_CHANNEL) < 0 || dup3(error_pipe, CHILD_ERROR_PIPE, O_CLOEXEC) < 0) {
         error = errno;
     } else {
         report = CHILD_ERROR_PIPE;
-        int first_closed = network_namespace >= 0 ? CHILD_NETWORK_NAMESPACE + 1 : CHILD_ERROR_PIPE + 1;
-        if (syscall(SYS_close_range, first_closed, ~0U, 0) < 0) error = errno;
+        // Each namespace given on its number; a number none was given for is closed.
+        for (int slot = 0; slot < VMD_CHILD_NAMESPACES && !error; slot++) {
+            if (namespaces[slot] >= 0 ? dup2(namespaces[slot], CHILD_FIRST_NAMESPACE + slot) < 0
+                                      : close(CHILD_FIRST_NAMESPACE + slot) < 0 && errno != EBADF) error = errno;
+        }
+        if (!error && syscall(SYS_close_range, CHILD_FIRST_NAMESPACE + VMD_CHILD_NAMESPACES, ~0U, 0) < 0) error = errno;
     }
     // execve resets handled signals, not ignored ones: every disposition back to the
     // default, then nothing blocked (the parent blocked everything around the clone).
@@ -66,7 +69,7 @@ static void child_after_clone(const char *path, char *const argv[], char *const 
 }
 
 int vmd_spawn_into_cgroup(const char *path, char *const argv[], char *const envp[], int cgroup, int stdin_fd, int channel,
-                          int log, int network_namespace, int *exec_report) {
+                          int log, const int namespaces[VMD_CHILD_NAMESPACES], int *exec_report) {
     int pipe_fds[2];
     if (pipe2(pipe_fds, O_CLOEXEC) < 0) return -errno;
     // Lift the error pipe above the child's fixed numbers too.
@@ -89,7 +92,7 @@ int vmd_spawn_into_cgroup(const char *path, char *const argv[], char *const envp
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved_mask);
     long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0) child_after_clone(path, argv, envp, stdin_fd, channel, log, network_namespace, error_pipe);
+    if (pid == 0) child_after_clone(path, argv, envp, stdin_fd, channel, log, namespaces, error_pipe);
     int clone_error = errno;
     pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
     close(error_pipe);

@@ -59,7 +59,8 @@ final class SandboxTests: XCTestCase {
 
     /// Each child leaves the host's mount, IPC and UTS namespaces (vm, virtio-blk and
     /// virtio-rng its network too, for the one vmd made for them) and sees an empty
-    /// read-only root: no file of the host at all.
+    /// read-only root: no file of the host at all. The mount namespace is the one vmd made
+    /// for them all (`SharedNamespace`), its root that empty one.
     func testEveryChildHasNamespacesOfItsOwnAndAnEmptyReadOnlyRoot() throws {
         let vm = try VmdHarness("sandbox-ns")
         let namespace = try NetworkNamespace("vmdns")
@@ -89,6 +90,8 @@ final class SandboxTests: XCTestCase {
             let root = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/root")) ?? ["unreadable"]
             XCTAssertEqual(root, [], "\(name): nothing in its root")
         }
+        let mountNamespaces = Set(try leavesNetwork.keys.map { namespaceOf(try XCTUnwrap(vm.processes(named: $0).first), "mnt") })
+        XCTAssertEqual(mountNamespaces.count, 1, "every child joined the one mount namespace vmd made: \(mountNamespaces)")
         XCTAssertTrue(run.stderr.contains("empty read-only root"), run.stderr)
         XCTAssertFalse(run.stderr.contains("hardening degraded"), "nothing missing on this kernel: \(run.stderr)")
         kill(process.processIdentifier, SIGTERM)

@@ -9,7 +9,7 @@ import XCTest
 /// inside a cgroup (clone3 with CLONE_INTO_CGROUP) or is started by posix_spawn.
 final class ChildProcessTests: XCTestCase {
     /// A child that waits (sleep), looked at from outside through /proc while it runs.
-    private func run(cgroup: FileDescriptor?, network: FileDescriptor? = nil) throws -> (child: ChildProcess, proc: ProcView) {
+    private func run(cgroup: FileDescriptor?, namespaces: [FileDescriptor?] = [nil, nil]) throws -> (child: ChildProcess, proc: ProcView) {
         let (channel, childEnd) = try FileDescriptor.socketPair()
         let log = FileDescriptor(adopting: fileno(tmpfile()))
         // An ignored signal would stay ignored across execve if the child did not reset it.
@@ -17,7 +17,7 @@ final class ChildProcessTests: XCTestCase {
         defer { signal(SIGUSR1, previous) }
         let stray = try FileDescriptor.open("/dev/null", flags: O_RDONLY)  // close-on-exec, and above 3
         let child = try ChildProcess(executable: "/bin/sleep", arguments: ["30"], channel: childEnd, log: log, cgroup: cgroup,
-                                     networkNamespace: network)
+                                     namespaces: namespaces)
         defer { child.terminate() }
         childEnd.close()
         stray.close()
@@ -61,12 +61,14 @@ final class ChildProcessTests: XCTestCase {
         }
     }
 
-    private func assertAlone(_ view: ProcView, pid: pid_t, network: String? = nil, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(view.descriptors.keys.sorted(), network == nil ? [0, 1, 2, 3] : [0, 1, 2, 3, 5],
-                       "stdin, stdout, stderr, the channel and the network namespace given, only: \(view.descriptors)",
+    /// `namespaces`: what each descriptor from 5 on should be, by number.
+    private func assertAlone(_ view: ProcView, pid: pid_t, namespaces: [Int: String] = [:], file: StaticString = #filePath,
+                             line: UInt = #line) {
+        XCTAssertEqual(view.descriptors.keys.sorted(), [0, 1, 2, 3] + namespaces.keys.sorted(),
+                       "stdin, stdout, stderr, the channel and the namespaces given, only: \(view.descriptors)",
                        file: file, line: line)
-        if let network {
-            XCTAssertEqual(view.descriptors[5], network, "fd 5 is the network namespace given", file: file, line: line)
+        for (descriptor, name) in namespaces {
+            XCTAssertEqual(view.descriptors[descriptor], name, "fd \(descriptor) is the namespace given", file: file, line: line)
         }
         XCTAssertEqual(view.descriptors[0], "/dev/null", file: file, line: line)
         XCTAssertTrue(view.descriptors[3]?.hasPrefix("socket:") ?? false, "\(view.descriptors)", file: file, line: line)
@@ -84,28 +86,39 @@ final class ChildProcessTests: XCTestCase {
         assertAlone(view, pid: child.pid)
     }
 
-    /// Given a network namespace (as vmd gives the one its children share), either way of
-    /// starting puts it at fd 5 and nothing else besides.
-    func testAChildGetsTheNetworkNamespaceItIsGivenAtFiveEitherWay() throws {
+    /// Given the namespaces vmd makes for its children, either way of starting puts each at
+    /// its number (network 5, mount 6) and nothing else besides; given only the mount one,
+    /// 5 stays closed.
+    func testAChildGetsTheNamespacesItIsGivenAtTheirNumbersEitherWay() throws {
         guard getuid() == 0 else {
-            print("SKIP: making a network namespace needs root")
-            throw XCTSkip("making a network namespace needs root")
+            print("SKIP: making a namespace needs root")
+            throw XCTSkip("making a namespace needs root")
         }
-        let made = vmd_make_network_namespace()
-        XCTAssertGreaterThanOrEqual(made, 0, "vmd_make_network_namespace: \(-made)")
-        let namespace = FileDescriptor(adopting: made)
-        defer { namespace.close() }
-        let name = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(namespace.rawValue)")
-        XCTAssertTrue(name.hasPrefix("net:["), name)
-        XCTAssertNotEqual(name, try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net"),
-                          "a new namespace, not this process's")
-        let (spawned, spawnedView) = try run(cgroup: nil, network: namespace)
+        var made: [FileDescriptor] = []
+        var names: [String] = []
+        for namespace in SharedNamespace.all {
+            let descriptor = namespace.make()
+            XCTAssertGreaterThanOrEqual(descriptor, 0, "making the \(namespace.name) namespace: \(-descriptor)")
+            made.append(FileDescriptor(adopting: descriptor))
+            let name = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(descriptor)")
+            XCTAssertTrue(name.hasPrefix("\(namespace.procName):["), name)
+            XCTAssertNotEqual(name, try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/\(namespace.procName)"),
+                              "a new namespace, not this process's")
+            names.append(name)
+        }
+        defer { made.forEach { $0.close() } }
+        let both = [5: names[0], 6: names[1]]
+        let (spawned, spawnedView) = try run(cgroup: nil, namespaces: made)
         XCTAssertFalse(spawned.startedInCgroup)
-        assertAlone(spawnedView, pid: spawned.pid, network: name)
-        try withTestCgroup("spawn-netns") { _, _, directory in
-            let (cloned, clonedView) = try run(cgroup: directory, network: namespace)
+        assertAlone(spawnedView, pid: spawned.pid, namespaces: both)
+        let (mountOnly, mountOnlyView) = try run(cgroup: nil, namespaces: [nil, made[1]])
+        assertAlone(mountOnlyView, pid: mountOnly.pid, namespaces: [6: names[1]])
+        try withTestCgroup("spawn-ns") { _, _, directory in
+            let (cloned, clonedView) = try run(cgroup: directory, namespaces: made)
             XCTAssertTrue(cloned.startedInCgroup)
-            assertAlone(clonedView, pid: cloned.pid, network: name)
+            assertAlone(clonedView, pid: cloned.pid, namespaces: both)
+            let (clonedMountOnly, clonedMountOnlyView) = try run(cgroup: directory, namespaces: [nil, made[1]])
+            assertAlone(clonedMountOnlyView, pid: clonedMountOnly.pid, namespaces: [6: names[1]])
         }
     }
 

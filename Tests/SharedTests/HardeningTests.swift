@@ -103,40 +103,70 @@ final class HardeningTests: XCTestCase {
         XCTAssertTrue(rootEntered, "a mount namespace of its own gets the empty root")
     }
 
-    /// Given the namespace vmd made for its children, a child joins it rather than making
-    /// its own network namespace, and lets go of the descriptor either way.
-    func testAChildJoinsTheNetworkNamespaceItWasGivenAndClosesIt() throws {
-        for joinWorks in [true, false] {
-            Hardening.reset()
+    /// Gives this process the descriptors a child of vmd gets: a namespace of each kind
+    /// (here /dev/null, the fake kernel joins anything), named in its environment.
+    private func giveNamespaces() -> [Int32] {
+        SharedNamespace.all.map { namespace in
             let given = open("/dev/null", O_RDONLY)
             XCTAssertGreaterThan(given, 2)
-            setenv("VMD_SANDBOX_NETNS", String(given), 1)
-            var unshared: [Int32] = []
-            var joined: [Int32] = []
-            KernelCalls.current.unshare = { flags in unshared.append(flags); return 0 }
-            KernelCalls.current.joinNetworkNamespace = { fd in joined.append(fd); return joinWorks ? 0 : -EINVAL }
-            KernelCalls.current.enterEmptyRoot = { 0 }
-            try Sandbox.leaveHost(SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET)
-            XCTAssertEqual(joined, [given])
-            XCTAssertEqual(unshared, [joinWorks ? SandboxProfile.ownNamespaces : SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET],
-                           joinWorks ? "the network namespace was joined, not made" : "it could not join: it makes its own")
-            XCTAssertEqual(Hardening.applied, ["namespaces mount ipc uts network", "empty read-only root"])
-            XCTAssertEqual(fcntl(given, F_GETFD), -1, "the descriptor is closed")
-            XCTAssertNil(getenv("VMD_SANDBOX_NETNS"))
+            setenv(namespace.variable, String(given), 1)
+            return given
         }
     }
 
-    /// A child that keeps the host's network (virtio-net) joins nothing and still lets go of it.
-    func testAChildThatKeepsTheHostNetworkClosesTheNamespaceItWasGiven() throws {
-        let given = open("/dev/null", O_RDONLY)
-        setenv("VMD_SANDBOX_NETNS", String(given), 1)
-        var joined = false
-        KernelCalls.current.unshare = { _ in 0 }
-        KernelCalls.current.joinNetworkNamespace = { _ in joined = true; return 0 }
-        KernelCalls.current.enterEmptyRoot = { 0 }
+    private func assertLetGo(_ given: [Int32], file: StaticString = #filePath, line: UInt = #line) {
+        for (namespace, descriptor) in zip(SharedNamespace.all, given) {
+            XCTAssertEqual(fcntl(descriptor, F_GETFD), -1, "the \(namespace.name) namespace's descriptor is closed", file: file, line: line)
+            XCTAssertNil(getenv(namespace.variable), file: file, line: line)
+        }
+    }
+
+    /// Given the namespaces vmd made for its children, a child joins them rather than making
+    /// its own, and lets go of the descriptors either way. Where joining fails it makes its
+    /// own, and a joined mount namespace whose root is not the empty one vmd makes (a
+    /// container's stacked mounts) counts as not joined: the child then makes its own root.
+    func testAChildJoinsTheNamespacesItWasGivenAndClosesThem() throws {
+        let own = SandboxProfile.ownNamespaces | VMD_CLONE_NEWNET
+        for (joinWorks, rootIsEmpty) in [(true, true), (false, true), (true, false)] {
+            Hardening.reset()
+            let given = giveNamespaces()
+            var unshared: [Int32] = []
+            var joined: [Int32] = []
+            var rootEntered = false
+            KernelCalls.current.unshare = { flags in unshared.append(flags); return 0 }
+            KernelCalls.current.joinNamespace = { fd, flag in
+                XCTAssertEqual(fd, given[SharedNamespace.all.firstIndex { $0.flag == flag }!], "each namespace from its own descriptor")
+                joined.append(flag)
+                return joinWorks ? 0 : -EINVAL
+            }
+            KernelCalls.current.rootIsEmptyReadOnlyTmpfs = { rootIsEmpty }
+            KernelCalls.current.enterEmptyRoot = { rootEntered = true; return 0 }
+            try Sandbox.leaveHost(own)
+            XCTAssertEqual(joined, [VMD_CLONE_NEWNET, VMD_CLONE_NEWNS])
+            let expected = !joinWorks ? own
+                : rootIsEmpty ? own & ~(VMD_CLONE_NEWNET | VMD_CLONE_NEWNS)
+                : own & ~VMD_CLONE_NEWNET
+            XCTAssertEqual(unshared, [expected], "join works \(joinWorks), root empty \(rootIsEmpty)")
+            XCTAssertEqual(rootEntered, !(joinWorks && rootIsEmpty), "a pivot_root only into a namespace of its own")
+            XCTAssertEqual(Hardening.applied, ["namespaces mount ipc uts network", "empty read-only root"])
+            assertLetGo(given)
+        }
+    }
+
+    /// A child that keeps the host's network (virtio-net) joins the mount namespace only and
+    /// still lets go of both descriptors.
+    func testAChildThatKeepsTheHostNetworkJoinsOnlyTheMountNamespace() throws {
+        let given = giveNamespaces()
+        var joined: [Int32] = []
+        var unshared: [Int32] = []
+        KernelCalls.current.unshare = { flags in unshared.append(flags); return 0 }
+        KernelCalls.current.joinNamespace = { _, flag in joined.append(flag); return 0 }
+        KernelCalls.current.rootIsEmptyReadOnlyTmpfs = { true }
+        KernelCalls.current.enterEmptyRoot = { XCTFail("vmd's root is joined, not made"); return 0 }
         try Sandbox.leaveHost(SandboxProfile.ownNamespaces)
-        XCTAssertFalse(joined)
-        XCTAssertEqual(fcntl(given, F_GETFD), -1, "the descriptor is closed")
+        XCTAssertEqual(joined, [VMD_CLONE_NEWNS])
+        XCTAssertEqual(unshared, [SandboxProfile.ownNamespaces & ~VMD_CLONE_NEWNS])
+        assertLetGo(given)
         XCTAssertEqual(Hardening.applied, ["namespaces mount ipc uts", "empty read-only root"])
     }
 

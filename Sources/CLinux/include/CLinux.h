@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
+#include <sys/statfs.h>  // statfs: a sandboxed child checks the root it joined (EmptyRoot)
 #include <fcntl.h>
 #include <unistd.h>
 #include <termios.h>
@@ -51,9 +52,10 @@ extern const short VMD_POSIX_SPAWN_SETSID;
 // -errno: -ENOSYS, -EINVAL or -E2BIG where the kernel has no clone3 or CLONE_INTO_CGROUP.
 // It does not wait for the child's execve: `*exec_report` is a descriptor for
 // vmd_spawn_exec_result, which does (0 once the program runs; -errno, the child reaped, if not).
-// `network_namespace`, unless -1, goes to the child as descriptor 5 (SharedNetworkNamespace).
+// `namespaces[i]`, unless -1, goes to the child as descriptor 5 + i (SharedNamespace.all).
+#define VMD_CHILD_NAMESPACES 2
 int vmd_spawn_into_cgroup(const char *path, char *const argv[], char *const envp[], int cgroup, int stdin_fd, int channel,
-                          int log, int network_namespace, int *exec_report);
+                          int log, const int namespaces[VMD_CHILD_NAMESPACES], int *exec_report);
 int vmd_spawn_exec_result(int exec_report, int pid);
 int vmd_mseal(void *address, size_t length);
 int vmd_ioctl_ptr(int fd, unsigned long request, void *argument);
@@ -128,9 +130,9 @@ int vmd_landlock_create_ruleset(const void *attributes, size_t size, unsigned in
 int vmd_landlock_restrict_self(int ruleset, unsigned int flags);
 int vmd_unshare(int flags);
 int vmd_setns(int fd, int type);
-// A new network namespace, nothing in it, while the caller's threads stay in theirs: a
-// descriptor that holds it (close-on-exec), or -errno.
-int vmd_make_network_namespace(void);
+// body(argument) on a new thread, joined: its result, or -errno if no thread could start.
+// A thread's unshare leaves the caller's other threads where they are (SharedNamespace).
+int vmd_call_on_new_thread(int (*body)(int), int argument);
 int vmd_setresuid(uid_t uid);
 int vmd_setresgid(gid_t gid);
 extern const int VMD_CLONE_NEWNS, VMD_CLONE_NEWNET, VMD_CLONE_NEWIPC, VMD_CLONE_NEWUTS, VMD_CLONE_THREAD;

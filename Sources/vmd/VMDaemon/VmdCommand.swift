@@ -72,7 +72,7 @@ struct Serve: ParsableCommand {
             FileDescriptor.standardError("vmd: \(error)\n")
             throw ExitCode(ExitStatus.setupFailure)
         }
-        prepareChildrenNetworkNamespace(logger: Logger(label: "vmd"))
+        prepareChildrenNamespaces(logger: Logger(label: "vmd"))
         if let advice = ShmemHugePages.advice(setting: ShmemHugePages.hostSetting()) { Logger(label: "vmd").notice("\(advice)") }
         do {
             try Daemon(options: Daemon.Options(configPath: file, socketPath: Vmd.socketPath(socket),
@@ -131,7 +131,7 @@ struct Boot: ParsableCommand {
             throw ExitCode(ExitStatus.setupFailure)
         }
         let logger = Logger(label: "vmd")
-        prepareChildrenNetworkNamespace(logger: logger)
+        prepareChildrenNamespaces(logger: logger)
         if let advice = ShmemHugePages.advice(setting: ShmemHugePages.hostSetting()) { logger.info("\(advice)") }
         let vm: VMConfig
         let file: ConfigFile
@@ -232,12 +232,10 @@ struct Check: ParsableCommand {
     }
 }
 
-/// The network namespace the VMs' sandboxed processes share (`SharedNetworkNamespace`).
-/// Where it cannot be made, each makes its own as before: a notice, not a failure.
-func prepareChildrenNetworkNamespace(logger: Logger) {
-    do {
-        try SharedNetworkNamespace.prepare()
-    } catch {
-        logger.notice("\(error); each VM process makes its own")
+/// The network and mount namespaces the VMs' sandboxed processes share (`SharedNamespace`).
+/// Where one cannot be made, each child makes its own as before: a notice, not a failure.
+func prepareChildrenNamespaces(logger: Logger) {
+    for failure in SharedNamespace.prepareAll() {
+        logger.notice("\(failure); each VM process makes its own")
     }
 }

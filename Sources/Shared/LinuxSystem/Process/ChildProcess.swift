@@ -4,8 +4,8 @@ import CLinux
 /// A child process started with posix_spawn (fork+exec; never a bare fork of a
 /// multi-threaded Swift process, design §1). Its stdin is /dev/null, its stdout and
 /// stderr are its log pipe to vmd, its control channel is fd 3, the children's network
-/// namespace is fd 5 once vmd made one (`SharedNetworkNamespace`), and every other
-/// descriptor is closed in the child before exec: not only vmd's own (all
+/// and mount namespaces are fds 5 and 6 once vmd made them (`SharedNamespace`), and every
+/// other descriptor is closed in the child before exec: not only vmd's own (all
 /// close-on-exec) but any vmd inherited from whoever started it.
 public final class ChildProcess {
     public static let channelDescriptor: Int32 = 3
@@ -27,11 +27,12 @@ public final class ChildProcess {
     /// cgroup.procs waits for an RCU grace period, 6-13 ms per VM start here.
     /// `waitForExec` false: started in the cgroup, it returns before the child has called
     /// execve, and `confirmExec` says whether it did (a VM's processes exec side by side).
-    /// `networkNamespace` goes to the child as fd 5: vmd's `SharedNetworkNamespace` unless
-    /// a test gives another.
+    /// `namespaces`, in `SharedNamespace.all`'s order, go to the child each as its
+    /// `childDescriptor`: vmd's `SharedNamespace.forChildren` unless a test gives others.
     public init(executable: String, arguments: [String], channel: FileDescriptor, log: FileDescriptor,
                 cgroup: FileDescriptor? = nil, waitForExec: Bool = true,
-                networkNamespace: FileDescriptor? = SharedNetworkNamespace.forChildren) throws {
+                namespaces: [FileDescriptor?] = SharedNamespace.forChildren) throws {
+        precondition(namespaces.count == SharedNamespace.all.count, "one entry per SharedNamespace.all")
         self.executable = executable
         // dup2 onto the same number would keep FD_CLOEXEC, so first move the channel above 3.
         let lifted = try retryingInterrupts("fcntl(F_DUPFD_CLOEXEC)") {
@@ -41,12 +42,15 @@ public final class ChildProcess {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         // Above the child's fixed numbers too (vmd_spawn_into_cgroup), or -1 for none.
-        let network = try networkNamespace.map { shared in
-            try retryingInterrupts("fcntl(F_DUPFD_CLOEXEC)") { vmd_fcntl_int(shared.rawValue, F_DUPFD_CLOEXEC, 10) }
-        } ?? -1
-        defer { if network >= 0 { Glibc.close(network) } }
+        var given: [Int32] = []
+        defer { given.filter { $0 >= 0 }.forEach { Glibc.close($0) } }
+        for namespace in namespaces {
+            given.append(try namespace.map { shared in
+                try retryingInterrupts("fcntl(F_DUPFD_CLOEXEC)") { vmd_fcntl_int(shared.rawValue, F_DUPFD_CLOEXEC, 10) }
+            } ?? -1)
+        }
         if let cgroup, let (pid, report) = try ChildProcess.spawnIntoCgroup(executable, argv: argv, cgroup: cgroup,
-                                                                             channel: lifted, log: log, network: network) {
+                                                                             channel: lifted, log: log, namespaces: given) {
             self.pid = pid
             startedInCgroup = true
             execReport = report
@@ -63,10 +67,17 @@ public final class ChildProcess {
         posix_spawn_file_actions_adddup2(&actions, log.rawValue, STDOUT_FILENO)
         posix_spawn_file_actions_adddup2(&actions, log.rawValue, STDERR_FILENO)
         var firstClosed = ChildProcess.firstClosedDescriptor
-        if network >= 0 {
-            posix_spawn_file_actions_adddup2(&actions, network, SharedNetworkNamespace.childDescriptor)
-            posix_spawn_file_actions_addclose(&actions, firstClosed)  // 4: none of the child's (EBADF is not an error here)
-            firstClosed = SharedNetworkNamespace.childDescriptor + 1
+        if given.contains(where: { $0 >= 0 }) {
+            // 4 and any number no namespace was given for are none of the child's (EBADF is not an error here).
+            posix_spawn_file_actions_addclose(&actions, firstClosed)
+            for (namespace, source) in zip(SharedNamespace.all, given) {
+                if source >= 0 {
+                    posix_spawn_file_actions_adddup2(&actions, source, namespace.childDescriptor)
+                } else {
+                    posix_spawn_file_actions_addclose(&actions, namespace.childDescriptor)
+                }
+            }
+            firstClosed = SharedNamespace.all.map(\.childDescriptor).max()! + 1
         }
         // Descriptors vmd inherited without close-on-exec (from a shell, a service manager)
         // would otherwise reach every sandboxed child. glibc does this with close_range(2),
@@ -115,7 +126,7 @@ public final class ChildProcess {
     /// worked (`confirmExec`); nil where the kernel cannot (no clone3 or no CLONE_INTO_CGROUP),
     /// for posix_spawn to start it instead.
     private static func spawnIntoCgroup(_ executable: String, argv: [UnsafeMutablePointer<CChar>?], cgroup: FileDescriptor,
-                                        channel: Int32, log: FileDescriptor, network: Int32) throws -> (pid_t, Int32)? {
+                                        channel: Int32, log: FileDescriptor, namespaces: [Int32]) throws -> (pid_t, Int32)? {
         // Every source descriptor above the child's fixed numbers 0-4 (vmd_spawn_into_cgroup).
         let stdin = try FileDescriptor.open("/dev/null", flags: O_RDONLY)
         let lifted = try [stdin.rawValue, log.rawValue].map { fd in
@@ -125,7 +136,7 @@ public final class ChildProcess {
         defer { lifted.forEach { Glibc.close($0) } }
         var report: Int32 = -1
         let result = vmd_spawn_into_cgroup(executable, argv, vmd_environ(), cgroup.rawValue, lifted[0], channel, lifted[1],
-                                           network, &report)
+                                           namespaces, &report)
         if result >= 0 { return (result, report) }
         if [ENOSYS, EINVAL, E2BIG].contains(-result) { return nil }
         throw SystemError("clone3(\(executable), CLONE_INTO_CGROUP)", errno: -result)

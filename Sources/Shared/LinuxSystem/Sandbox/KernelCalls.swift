@@ -13,8 +13,10 @@ public struct KernelCalls {
     /// Creates a ruleset handling these rights and restricts this process with it.
     public var landlockRestrict: (_ filesystem: UInt64, _ network: UInt64, _ scoped: UInt64) -> Int32
     public var unshare: (Int32) -> Int32
-    /// setns(fd, CLONE_NEWNET): joins the network namespace `fd` holds.
-    public var joinNetworkNamespace: (Int32) -> Int32
+    /// setns(fd, flag): joins the namespace `fd` holds (CLONE_NEWNET, CLONE_NEWNS).
+    public var joinNamespace: (_ fd: Int32, _ flag: Int32) -> Int32
+    /// Whether this process's root is an empty tmpfs mounted read-only, as `EmptyRoot` makes it.
+    public var rootIsEmptyReadOnlyTmpfs: () -> Bool
     /// Makes this process's root an empty read-only tmpfs (in its own mount namespace).
     public var enterEmptyRoot: () -> Int32
     /// seccomp_load of a built libseccomp context.
@@ -42,7 +44,8 @@ public struct KernelCalls {
             return vmd_landlock_restrict_self(ruleset, 0) == 0 ? 0 : -vmd_errno()
         },
         unshare: { flags in vmd_unshare(flags) == 0 ? 0 : -vmd_errno() },
-        joinNetworkNamespace: { fd in vmd_setns(fd, VMD_CLONE_NEWNET) == 0 ? 0 : -vmd_errno() },
+        joinNamespace: { fd, flag in vmd_setns(fd, flag) == 0 ? 0 : -vmd_errno() },
+        rootIsEmptyReadOnlyTmpfs: { EmptyRoot.isCurrentRoot() },
         enterEmptyRoot: { EmptyRoot.enter() },
         seccompLoad: { context in seccomp_load(context) }
     )
@@ -69,5 +72,15 @@ enum EmptyRoot {
               vmd_mount(nil, "/", nil, VMD_MS_REMOUNT | VMD_MS_RDONLY | hidden, nil) == 0
         else { return -vmd_errno() }
         return 0
+    }
+
+    static let tmpfsMagic = 0x0102_1994
+
+    /// Whether "/" is a read-only tmpfs with nothing in it (statfs: its type and flags; its
+    /// inodes: the root's own and none other).
+    static func isCurrentRoot() -> Bool {
+        var info = statfs()
+        guard statfs("/", &info) == 0 else { return false }
+        return info.f_type == tmpfsMagic && info.f_flags & Int(ST_RDONLY) != 0 && info.f_files - info.f_ffree <= 1
     }
 }

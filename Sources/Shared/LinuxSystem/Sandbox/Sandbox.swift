@@ -35,19 +35,20 @@ public enum Sandbox {
         try leaveHost(profile.unshareFlags)
     }
 
-    /// `isolate`'s steps, each degrading where the kernel lacks it. The network namespace
-    /// is the one vmd made for its children where it gave one (`SharedNetworkNamespace`).
+    /// `isolate`'s steps, each degrading where the kernel lacks it. The network and mount
+    /// namespaces are the ones vmd made for its children where it gave them (`SharedNamespace`).
     static func leaveHost(_ flags: Int32) throws {
         var flags = flags
         var joined: Int32 = 0
-        if flags & VMD_CLONE_NEWNET != 0, let shared = SharedNetworkNamespace.inherited,
-           KernelCalls.current.joinNetworkNamespace(shared) == 0 {
-            flags &= ~VMD_CLONE_NEWNET
-            joined = VMD_CLONE_NEWNET
+        for namespace in SharedNamespace.all where flags & namespace.flag != 0 && namespace.joinInherited() {
+            flags &= ~namespace.flag
+            joined |= namespace.flag
         }
-        SharedNetworkNamespace.closeInherited()
+        SharedNamespace.closeAllInherited()
         let unshared = try step("unshare") { try unshare(flags, alongWith: joined) }
-        if unshared & VMD_CLONE_NEWNS != 0 {
+        if joined & VMD_CLONE_NEWNS != 0 {
+            Hardening.noteApplied("empty read-only root")  // vmd's, which joinInherited checked
+        } else if unshared & VMD_CLONE_NEWNS != 0 {
             let result = KernelCalls.current.enterEmptyRoot()
             if result == 0 {
                 Hardening.noteApplied("empty read-only root")
