@@ -72,6 +72,25 @@ final class Qcow2DiskTests: XCTestCase {
         XCTAssertEqual(try BlockDeviceTests.checkPattern(image: data, seed: 15, skipping: 8..<24), 0, "the raw data file holds the guest's pattern")
     }
 
+    /// An image QEMU was killed in with refcount updates deferred (lazy refcounts): vmd
+    /// starts the VM (it used to refuse the image), its device rebuilds the refcounts before
+    /// the guest writes and says so, and the kit's test passes with the image clean after.
+    func testAVMStartsOnADirtyImageWhoseRefcountsItsDeviceRebuilds() throws {
+        let vm = try VmdHarness("qcow2-dirty")
+        let image = vm.directory.appendingPathComponent("dirty.qcow2").path
+        XCTAssertEqual(qemuImg(["create", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=4096", image, "2M"]).status, 0)
+        _ = VmdHarness.runCommand(["/usr/bin/qemu-io", "-c", "write -P 0x5a 0 1M", "-c", "sigraise 9", image], seconds: 60)
+        XCTAssertTrue(qemuImg(["check", image]).output.contains("ERROR"), "qemu-io left it with refcounts missing")
+        let config = try vm.writeConfig(cmdline: "test=blk seed=16", extra: "    disk \"\(image)\" format qcow2")
+        let run = try vm.run(config: config, arguments: ["--deadline", "120", "-v"])
+        XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
+        XCTAssertTrue(run.stderr.contains("its refcounts were rebuilt"), run.stderr)
+        XCTAssertEqual(VmdHarness.result("blk", in: run.stdout)?["status"], "pass", run.stdout)
+        let check = qemuImg(["check", image])
+        XCTAssertEqual(check.status, 0, check.output)
+        XCTAssertTrue(check.output.contains("No errors were found"), check.output)
+    }
+
     func testAnOverlayLeavesItsBaseUnchangedAndAChainOfThreeWorks() throws {
         let vm = try VmdHarness("qcow2-chain")
         let base = vm.directory.appendingPathComponent("base.raw").path

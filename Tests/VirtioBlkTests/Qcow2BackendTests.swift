@@ -108,6 +108,115 @@ final class Qcow2BackendTests: XCTestCase {
         XCTAssertFalse(info.output.contains("backup0"), "QEMU dropped the stale bitmap:\n\(info.output)")
     }
 
+    /// An image QEMU was killed in while it deferred refcount updates (lazy refcounts:
+    /// `qemu-io ... -c "sigraise 9"`, as QEMU's own iotests make one) is dirty, and its
+    /// refcounts miss clusters its tables use. Opened for writing, it gets them rebuilt
+    /// first, as QEMU does at open: then `qemu-img check` is clean, the dirty bit is gone,
+    /// it reads as qemu-io wrote it, and our writes keep it so. Plain, compressed and
+    /// subcluster writes, and one with an internal snapshot whose clusters it shares.
+    func testADirtyImageHasItsRefcountsRebuiltBeforeItIsWritten() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("dirty")
+        let image = directory.appendingPathComponent("dirty.qcow2").path
+        let size = 8 << 20
+        // (options, qemu-io writes before a snapshot (none: no snapshot), qemu-io writes before the kill)
+        let cases: [(String, [String], [String])] = [
+            ("cluster_size=4096", [], ["write -P 0x5a 0 1M", "write -P 0x33 4M 72k", "write -P 0x11 7M 4k"]),
+            ("cluster_size=65536", [], ["write -c -P 0x21 0 64k", "write -c -P 0x22 2M 128k", "write -P 0x23 3M 100k"]),
+            ("cluster_size=65536,extended_l2=on", [], ["write -P 0x31 4k 8k", "write -P 0x32 1M 300k", "write -z 2M 64k"]),
+            ("cluster_size=4096", ["write -P 0x41 0 2M", "write -P 0x42 5M 64k"], ["write -P 0x43 1M 2M", "write -P 0x44 6M 12k"]),
+        ]
+        var broken = 0  // cases whose refcounts qemu-img check found wrong before the repair
+        for (options, beforeSnapshot, beforeKill) in cases {
+            unlink(image)
+            XCTAssertEqual(try QemuImg.run(["create", "-f", "qcow2", "-o", "lazy_refcounts=on," + options, image, "\(size)"]).status, 0)
+            var expected = [UInt8](repeating: 0, count: size)
+            func apply(_ commands: [String]) {
+                for command in commands {
+                    let words = command.split(separator: " ")
+                    let pattern = words.firstIndex(of: "-P").map { UInt8(words[$0 + 1].dropFirst(2), radix: 16)! } ?? 0
+                    func bytes(_ text: Substring) -> Int {
+                        let units: [Character: Int] = ["k": 1 << 10, "M": 1 << 20]
+                        return units[text.last!].map { Int(text.dropLast())! * $0 } ?? Int(text)!
+                    }
+                    let (offset, count) = (bytes(words[words.count - 2]), bytes(words[words.count - 1]))
+                    expected.replaceSubrange(offset..<(offset + count), with: repeatElement(pattern, count: count))
+                }
+            }
+            if !beforeSnapshot.isEmpty {
+                let written = try QemuImg.run(beforeSnapshot.flatMap { ["-c", $0] } + [image], tool: "qemu-io")
+                XCTAssertEqual(written.status, 0, written.output)
+                apply(beforeSnapshot)
+                XCTAssertEqual(try QemuImg.run(["snapshot", "-c", "before", image]).status, 0)
+            }
+            let snapshot = expected
+            _ = try QemuImg.run(beforeKill.flatMap { ["-c", $0] } + ["-c", "sigraise 9", image], tool: "qemu-io")
+            apply(beforeKill)
+            let header = { try Qcow2Header(bytes: try openImage(image).pread(count: Qcow2Header.bytesNeeded, offset: 0), fileSize: 1 << 30) }
+            XCTAssertTrue(try header().isDirty, "\(options): qemu-io died with refcounts deferred")
+            if try QemuImg.run(["check", "-U", image]).output.contains("ERROR") { broken += 1 }
+
+            let backend = try Qcow2Backend(file: try openImage(image, writable: true), readOnly: false, backing: nil)
+            XCTAssertTrue(backend.repairedRefcounts, options)
+            XCTAssertFalse(try header().isDirty, "\(options): the dirty bit is cleared once the refcounts are right")
+            try QemuImg.assertCheckClean(image)
+            XCTAssertTrue(try QemuImg.rawContents(of: image, in: directory) == expected, "\(options): as qemu-io wrote it")
+            var disk = ExpectedDisk(bytes: expected)
+            try disk.write(backend, pieces: [(0, 4096), (size / 2 + 512, 70_000), (size - 8192, 8192)])
+            try disk.assertImageHoldsIt(backend, image: image, in: directory, options)
+            if !beforeSnapshot.isEmpty {
+                let out = directory.appendingPathComponent("snapshot.raw").path
+                XCTAssertEqual(try QemuImg.run(["convert", "-l", "snapshot.name=before", "-O", "raw", image, out]).status, 0)
+                XCTAssertTrue(try Data(contentsOf: URL(fileURLWithPath: out)) == Data(snapshot), "\(options): the snapshot is as it was")
+                unlink(out)
+            }
+        }
+        // qemu-io's compressed writes flush their refcounts: that image is dirty but right.
+        XCTAssertGreaterThanOrEqual(broken, 3, "the dirty images' refcounts were wrong before the repair")
+    }
+
+    /// A dirty image damaged past what a killed QEMU leaves: its first refcount block gone
+    /// from the refcount table (every refcount reads 0), and a cluster past the end that it
+    /// counts in a second block (a leak). The repair gives it a new first block, which counts
+    /// itself, frees the leak, and the image checks clean and reads as it was made.
+    func testADirtyImageMissingARefcountBlockGetsOneAndLosesItsLeaks() throws {
+        _ = try QemuImg.require()
+        let directory = try makeImageDirectory("dirty-block")
+        let raw = directory.appendingPathComponent("source.raw").path
+        let image = directory.appendingPathComponent("damaged.qcow2").path
+        let source = sourceDisk(3 << 20)
+        try writeFile(source, raw)
+        XCTAssertEqual(try QemuImg.run(["convert", "-O", "qcow2", "-o", "cluster_size=4096,refcount_bits=64,lazy_refcounts=on", raw, image]).status, 0)
+        let file = try openImage(image, writable: true)
+        func u64(_ at: UInt64) throws -> UInt64 { try file.pread(count: 8, offset: Int64(at)).reduce(0) { $0 << 8 | UInt64($1) } }
+        let tableOffset = try u64(48)
+        let firstBlock = try u64(tableOffset)
+        XCTAssertNotEqual(firstBlock, 0)
+        // The leak: cluster 2000, past the image's end (the file made sparse), counted 1 by a
+        // refcount block at cluster 2001 that the table lists as its entry 3 (clusters 1536-2047).
+        XCTAssertLessThan(lseek(file.rawValue, 0, SEEK_END), 2000 * 4096, "the image ends below the leak")
+        var block = [UInt8](repeating: 0, count: 4096)
+        block.replaceSubrange((2000 % 512 * 8)..<(2000 % 512 * 8 + 8), with: Qcow2Backend.encode64(1))
+        block.replaceSubrange((2001 % 512 * 8)..<(2001 % 512 * 8 + 8), with: Qcow2Backend.encode64(1))
+        try file.pwriteAll([UInt8](repeating: 0xEE, count: 4096), offset: 2000 * 4096)
+        try file.pwriteAll(block, offset: 2001 * 4096)
+        try file.pwriteAll(Qcow2Backend.encode64(2001 * 4096), offset: tableOffset + 3 * 8)
+        try file.pwriteAll(Qcow2Backend.encode64(0), offset: tableOffset)  // block 0 gone
+        try file.pwriteAll(Qcow2Backend.encode64(Qcow2Header.IncompatibleFeature.dirty), offset: Qcow2Header.incompatibleOffset)
+        let before = try QemuImg.run(["check", "-U", image])
+        XCTAssertTrue(before.output.contains("ERROR"), before.output)
+
+        let backend = try Qcow2Backend(file: file, readOnly: false, backing: nil)
+        XCTAssertTrue(backend.repairedRefcounts)
+        XCTAssertEqual(try backend.refcount(ofHostCluster: 2000 * 4096), 0, "the leak is freed")
+        XCTAssertEqual(try backend.refcount(ofHostCluster: 0), 1, "the header counted again, in a new block")
+        XCTAssertGreaterThanOrEqual(try u64(tableOffset), 2002 * 4096, "the new block 0 is past the old end")
+        try QemuImg.assertCheckClean(image)
+        var expected = ExpectedDisk(bytes: source)
+        try expected.write(backend, pieces: [(8192, 20_000), (2 << 20, 4096)])
+        try expected.assertImageHoldsIt(backend, image: image, in: directory, "after the repair")
+    }
+
     /// Two processes on one image, as in a live migration: the receiver opens it while the
     /// sender still allocates. Taken over after the sender stopped, the receiver reads what
     /// the sender wrote and allocates past it; without `takeOver` it read zeros there and

@@ -4,7 +4,7 @@
 // across its whole disk and then written in a few places (on a copy), every failure an
 // error for that request. Seeds are small images made by qemu-img (v2, v3, compressed
 // with deflate and with zstd, 1- and 64-bit refcounts, subclusters, an internal snapshot,
-// an external data file, with a backing name).
+// an external data file, with a backing name, dirty with lazy refcounts: repaired).
 import CLinux
 import FuzzKit
 import Glibc

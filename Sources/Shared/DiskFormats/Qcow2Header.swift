@@ -18,6 +18,7 @@ public struct Qcow2Header: Equatable, Sendable {
     /// A virtual disk of at most 64 TiB: enough, and far from any overflow.
     public static let maximumSize: UInt64 = 1 << 46
     /// Where a version 3 header keeps its autoclear bits.
+    public static let incompatibleOffset: UInt64 = 72
     public static let autoclearOffset: UInt64 = 88
 
     public enum IncompatibleFeature {
@@ -92,7 +93,9 @@ public struct Qcow2Header: Equatable, Sendable {
     /// Refcounts per refcount block (one cluster).
     public var refcountBlockEntries: UInt64 { (clusterSize * 8) >> UInt64(refcountOrder) }
     public var compressionType: CompressionType
-    /// The image needs its refcounts rebuilt before it may be written (lazy refcounts).
+    /// The image needs its refcounts rebuilt before it may be written (lazy refcounts):
+    /// its writer stopped with refcount updates still deferred. The device does it
+    /// (`Qcow2Backend.repairRefcounts`), as QEMU does at open.
     public var isDirty: Bool { incompatibleFeatures & IncompatibleFeature.dirty != 0 }
 
     /// How many bytes of the image's start `init(bytes:fileSize:)` wants: the header
@@ -101,12 +104,6 @@ public struct Qcow2Header: Equatable, Sendable {
     public static let bytesNeeded = 1 << 16
 
     public static func hasMagic(_ bytes: [UInt8]) -> Bool { bytes.starts(with: magic) }
-
-    /// Why this image may be read but not written here, if it may not.
-    public var writableProblem: String? {
-        if isDirty { return "the image is dirty (lazy refcounts): `qemu-img check -r all` repairs it" }
-        return nil
-    }
 
     /// Where a file an image names (its backing file, its external data file) is: the name
     /// itself if absolute, else relative to the directory of the image that names it, as

@@ -22,6 +22,9 @@ package enum BlockProcessMain {
             if let qcow2 = backend as? Qcow2Backend, qcow2.clearedAutoclearFeatures & Qcow2Header.AutoclearFeature.bitmaps != 0 {
                 logger.warning("the image's persistent dirty bitmaps are now marked inconsistent (swift-vmd does not keep them; QEMU drops them at its next open, and `qemu-img check -r leaks` frees their clusters)")
             }
+            if let qcow2 = backend as? Qcow2Backend, qcow2.repairedRefcounts {
+                logger.notice("the image was dirty (lazy refcounts: its last writer stopped before it counted its clusters); its refcounts were rebuilt from its tables, as QEMU does")
+            }
             // vmd chose the queue count (one per vCPU) and made a kick and a call eventfd for each.
             let queues = wiring.kicks.count
             let raw = backend is RawFileBackend

@@ -31,14 +31,16 @@ import LinuxSystem
 /// Internal snapshots: the active L1 table is read and written; a data cluster or an L2
 /// table the snapshots share (refcount above 1) is copied before it changes, as QEMU does,
 /// so `qemu-img snapshot -a` finds each snapshot as it was. A dirty image (lazy
-/// refcounts) is refused for writing.
+/// refcounts, its writer killed) has its refcounts rebuilt before it is written.
 package final class Qcow2Backend: BlockBackend {
     package let capacityBytes: UInt64
     package let readOnly: Bool
     /// Read again with the tables when the image is taken over (`takeOver`).
-    package private(set) var header: Qcow2Header
+    package internal(set) var header: Qcow2Header
     /// Autoclear bits the image had and this writer cleared (`AutoclearFeature`).
     package private(set) var clearedAutoclearFeatures: UInt64 = 0
+    /// The image was dirty and its refcounts were rebuilt (`repairRefcounts`).
+    package internal(set) var repairedRefcounts = false
     let file: FileDescriptor
     /// Open O_DIRECT (`cache none`): metadata moves through aligned buffers, read-modify-write.
     let direct: Bool
@@ -48,7 +50,7 @@ package final class Qcow2Backend: BlockBackend {
     /// Data clusters are in an external data file (`data` is not `file`).
     var externalData: Bool { header.externalDataFile != nil }
     private let backing: BlockBackend?
-    private var l1: [UInt64] = []
+    var l1: [UInt64] = []
     var refcountTable: [UInt64] = [] {
         didSet { refcountBlockOffsets = Set(refcountTable) }
     }
@@ -73,7 +75,7 @@ package final class Qcow2Backend: BlockBackend {
     private var inflated: (entry: UInt64, bytes: [UInt8])?
     private let decompressor: Qcow2Decompressor
     /// The snapshot table and the snapshots' L1 tables, which no write in place may touch.
-    private var snapshotExtents = Qcow2SnapshotExtents.none
+    private(set) var snapshotExtents = Qcow2SnapshotExtents.none
 
     static let offsetMask: UInt64 = 0x00FF_FFFF_FFFF_FE00
     static let copiedFlag: UInt64 = 1 << 63
@@ -88,7 +90,6 @@ package final class Qcow2Backend: BlockBackend {
         let size = try Qcow2Backend.fileSize(file)
         direct = AlignedBuffer.isDirect(file)
         header = try Qcow2Header(bytes: try Qcow2Backend.read(file, direct: direct, count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
-        if !readOnly, let problem = header.writableProblem { throw Qcow2Error.unsupported(problem) }
         self.file = file
         if let name = header.externalDataFile {
             guard let dataFile else { throw Qcow2Error.unsupported("its external data file \(name) was not opened") }
@@ -117,7 +118,6 @@ package final class Qcow2Backend: BlockBackend {
         guard !readOnly else { return }  // no one writes a read-only disk or a backing image
         let size = try Qcow2Backend.fileSize(file)
         let now = try Qcow2Header(bytes: try Qcow2Backend.read(file, direct: direct, count: Qcow2Header.bytesNeeded, offset: 0), fileSize: size)
-        if let problem = now.writableProblem { throw Qcow2Error.unsupported(problem) }
         guard now.size == header.size, now.clusterBits == header.clusterBits, now.refcountOrder == header.refcountOrder,
               now.compressionType == header.compressionType, now.extendedL2 == header.extendedL2,
               now.externalDataFile == header.externalDataFile, now.version == header.version else {
@@ -150,6 +150,7 @@ package final class Qcow2Backend: BlockBackend {
             try retryingInterrupts("fdatasync") { fdatasync(file.rawValue) }
             clearedAutoclearFeatures |= unkept
         }
+        if !readOnly, header.isDirty { try repairRefcounts() }
     }
 
     private static func fileSize(_ file: FileDescriptor) throws -> UInt64 {
@@ -233,7 +234,7 @@ package final class Qcow2Backend: BlockBackend {
         return (table[index * words], words == 2 ? table[index * 2 + 1] : 0)
     }
 
-    private func l2Table(at offset: UInt64) throws -> [UInt64] {
+    func l2Table(at offset: UInt64) throws -> [UInt64] {
         if let table = l2Tables[offset] { return table }
         try checkMetadataCluster(offset, "an L2 table")
         let table = Qcow2Backend.decode64(try readMetadata(count: Int(header.clusterSize), offset: offset))
@@ -308,7 +309,7 @@ package final class Qcow2Backend: BlockBackend {
     /// Where a compressed cluster's bytes are: from its host offset to the end of its last
     /// sector. The descriptor's sector count cannot claim more than two clusters; its
     /// offset must lie inside the file.
-    private func compressedExtent(_ entry: UInt64) throws -> (host: UInt64, end: UInt64) {
+    func compressedExtent(_ entry: UInt64) throws -> (host: UInt64, end: UInt64) {
         let offsetBits = 62 - (UInt64(header.clusterBits) - 8)
         let host = entry & ((1 << offsetBits) - 1)
         let sectors = (entry & ~(Qcow2Backend.compressedFlag | Qcow2Backend.copiedFlag)) >> offsetBits

@@ -12,18 +12,22 @@ struct Qcow2SnapshotExtents {
     static let entryHeaderBytes = 40
 
     let ranges: [Range<UInt64>]
+    /// Each snapshot's L1 table (of those that have one), as bytes of the image: a repair
+    /// counts what they point at (`Qcow2Backend.repairRefcounts`).
+    let l1Tables: [Range<UInt64>]
 
     /// For an image opened read-only, which never checks.
-    static let none = Qcow2SnapshotExtents(ranges: [])
+    static let none = Qcow2SnapshotExtents(ranges: [], l1Tables: [])
 
-    private init(ranges: [Range<UInt64>]) {
+    private init(ranges: [Range<UInt64>], l1Tables: [Range<UInt64>]) {
         self.ranges = ranges
+        self.l1Tables = l1Tables
     }
 
     /// `read(count, offset)`: the image's bytes there (fewer at the end of the file).
     init(header: Qcow2Header, fileSize: UInt64, read: (Int, UInt64) throws -> [UInt8]) throws {
         guard header.snapshotCount > 0 else {
-            ranges = []
+            (ranges, l1Tables) = ([], [])
             return
         }
         guard header.snapshotCount <= Self.maximumSnapshots else {
@@ -55,6 +59,7 @@ struct Qcow2SnapshotExtents {
             }
             position = (end + 7) & ~7
         }
+        l1Tables = found
         found.append(header.snapshotsOffset..<position)
         ranges = found
     }

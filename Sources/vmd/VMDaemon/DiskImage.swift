@@ -67,9 +67,6 @@ struct DiskImage {
         }
         var chain: [(format: DiskImageFormat, path: String, fd: FileDescriptor)] = [(.qcow2, path, fd)]
         var header = try readHeader(config, path: path, fd: fd, size: fileSize)
-        if !config.readOnly, let problem = header.writableProblem {
-            throw OpenError.image(config, path: path, .unsupported(problem))
-        }
         let virtualSize = Int64(header.size)
         var current = path
         var currentOwner = topInfo.st_uid
