@@ -72,9 +72,10 @@ final class Qcow2DiskTests: XCTestCase {
         XCTAssertEqual(try BlockDeviceTests.checkPattern(image: data, seed: 15, skipping: 8..<24), 0, "the raw data file holds the guest's pattern")
     }
 
-    /// An image QEMU was killed in with refcount updates deferred (lazy refcounts): vmd
-    /// starts the VM (it used to refuse the image), its device rebuilds the refcounts before
-    /// the guest writes and says so, and the kit's test passes with the image clean after.
+    /// An image QEMU was killed in with refcount updates deferred (lazy refcounts): `vmd -n`
+    /// says what the start will do, vmd starts the VM (it used to refuse the image), its
+    /// device rebuilds the refcounts before the guest writes and says so, and the kit's test
+    /// passes with the image clean after.
     func testAVMStartsOnADirtyImageWhoseRefcountsItsDeviceRebuilds() throws {
         let vm = try VmdHarness("qcow2-dirty")
         let image = vm.directory.appendingPathComponent("dirty.qcow2").path
@@ -82,6 +83,9 @@ final class Qcow2DiskTests: XCTestCase {
         _ = VmdHarness.runCommand(["/usr/bin/qemu-io", "-c", "write -P 0x5a 0 1M", "-c", "sigraise 9", image], seconds: 60)
         XCTAssertTrue(qemuImg(["check", image]).output.contains("ERROR"), "qemu-io left it with refcounts missing")
         let config = try vm.writeConfig(cmdline: "test=blk seed=16", extra: "    disk \"\(image)\" format qcow2")
+        let checked = VmdHarness.runCommand([VmdHarness.productsDirectory + "/vmd", "-n", "-f", config])
+        XCTAssertEqual(checked.status, 0, checked.output)
+        XCTAssertTrue(checked.output.contains("is dirty (lazy refcounts"), "vmd -n says what the start will do: \(checked.output)")
         let run = try vm.run(config: config, arguments: ["--deadline", "120", "-v"])
         XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
         XCTAssertTrue(run.stderr.contains("its refcounts were rebuilt"), run.stderr)

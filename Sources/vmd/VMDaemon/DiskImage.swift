@@ -194,13 +194,13 @@ struct DiskImage {
         }
     }
 
-    /// For `vmd -n`: a writable qcow2 disk whose image has persistent dirty bitmaps, which
-    /// its device marks inconsistent before the first write (it does not keep them).
-    static func hasDirtyBitmapsToDrop(_ config: DiskConfig, resolvedPath path: String) -> Bool {
+    /// For `vmd -n`: the header of a writable qcow2 disk, for what its device changes before
+    /// the first write (persistent dirty bitmaps marked inconsistent, a dirty image's
+    /// refcounts rebuilt). Nil for any other disk, or one that cannot be read.
+    static func writableQcow2Header(_ config: DiskConfig, resolvedPath path: String) -> Qcow2Header? {
         guard config.format == .qcow2, !config.readOnly,
-              let (fd, info) = try? RegularFile.open(path, flags: O_RDONLY, allowed: [S_IFREG, S_IFBLK]),
-              let header = try? Qcow2Header(bytes: readHead(fd), fileSize: UInt64(max(0, info.st_size))) else { return false }
-        return header.autoclearFeatures & Qcow2Header.AutoclearFeature.bitmaps != 0
+              let (fd, info) = try? RegularFile.open(path, flags: O_RDONLY, allowed: [S_IFREG, S_IFBLK]) else { return nil }
+        return try? Qcow2Header(bytes: readHead(fd), fileSize: UInt64(max(0, info.st_size)))
     }
 
     /// For `vmd -n`: a raw disk whose first bytes are qcow2's magic is still given to the

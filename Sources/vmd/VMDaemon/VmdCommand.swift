@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Logging
 import Configuration
+import DiskFormats
 import IPC
 import MemorySlots
 import LinuxSystem
@@ -223,8 +224,15 @@ struct Check: ParsableCommand {
             for disk in vm.disks where DiskImage.rawLooksLikeQcow2(disk, resolvedPath: preflight.resolve(disk.path)) {
                 FileDescriptor.standardError("vmd: \(disk.location): warning: disk \(preflight.resolve(disk.path)) starts with the qcow2 magic but is raw here (the guest sees its bytes); write format qcow2 if it is an image\n")
             }
-            for disk in vm.disks where DiskImage.hasDirtyBitmapsToDrop(disk, resolvedPath: preflight.resolve(disk.path)) {
-                FileDescriptor.standardError("vmd: \(disk.location): warning: disk \(preflight.resolve(disk.path)) has persistent dirty bitmaps, which swift-vmd does not keep: they are marked inconsistent when the VM starts (QEMU then drops them); take the next backup in full\n")
+            for disk in vm.disks {
+                let path = preflight.resolve(disk.path)
+                guard let header = DiskImage.writableQcow2Header(disk, resolvedPath: path) else { continue }
+                if header.autoclearFeatures & Qcow2Header.AutoclearFeature.bitmaps != 0 {
+                    FileDescriptor.standardError("vmd: \(disk.location): warning: disk \(path) has persistent dirty bitmaps, which swift-vmd does not keep: they are marked inconsistent when the VM starts (QEMU then drops them); take the next backup in full\n")
+                }
+                if header.isDirty {
+                    FileDescriptor.standardError("vmd: \(disk.location): notice: disk \(path) is dirty (lazy refcounts, its last writer stopped before it counted its clusters): its refcounts are rebuilt from its tables when the VM starts, as QEMU does\n")
+                }
             }
         }
         warnOfUnenforceableLimits(file.vms)
