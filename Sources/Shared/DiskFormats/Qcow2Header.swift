@@ -17,8 +17,9 @@ public struct Qcow2Header: Equatable, Sendable {
     public static let maximumBackingNameBytes: UInt32 = 1023
     /// A virtual disk of at most 64 TiB: enough, and far from any overflow.
     public static let maximumSize: UInt64 = 1 << 46
-    /// Where a version 3 header keeps its autoclear bits.
+    /// Where a version 3 header keeps its incompatible feature bits (the dirty bit among them).
     public static let incompatibleOffset: UInt64 = 72
+    /// Where a version 3 header keeps its autoclear bits.
     public static let autoclearOffset: UInt64 = 88
 
     public enum IncompatibleFeature {

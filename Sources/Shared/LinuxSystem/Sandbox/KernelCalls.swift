@@ -81,6 +81,6 @@ enum EmptyRoot {
     static func isCurrentRoot() -> Bool {
         var info = statfs()
         guard statfs("/", &info) == 0 else { return false }
-        return info.f_type == tmpfsMagic && info.f_flags & Int(ST_RDONLY) != 0 && info.f_files - info.f_ffree <= 1
+        return info.f_type == tmpfsMagic && info.f_flags & Int(ST_RDONLY) != 0 && info.f_ffree + 1 >= info.f_files
     }
 }
