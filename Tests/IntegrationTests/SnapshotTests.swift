@@ -149,6 +149,49 @@ final class SnapshotTests: XCTestCase {
         return daemon
     }
 
+    /// A send right after a lazy receive, while the pager still copies RAM in: it waits until
+    /// every page is in, so the snapshot holds the guest's RAM and not the holes of pages not
+    /// in yet (vm writes RAM from its memfds). Received again, the guest finishes with its
+    /// patterns intact (200 MiB of RAM written over, which the pager takes a while to copy).
+    func testASendDuringALazyRestoreWaitsForItsRAMAndLosesNone() throws {
+        let daemon = try DaemonHarness("lazysend")
+        let disk = makeImage(daemon, "disk.img", mebibytes: 4)
+        let config = daemon.directory.appendingPathComponent("toucher.conf").path
+        try """
+            vm "toucher" {
+                memory 256M
+                boot "\(VmdHarness.guestKit)"
+                cmdline "test=migrate ticks=120 seed=11 touch_mib=200"
+                disk "\(disk)"
+            }
+
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
+        let before = daemon.directory.appendingPathComponent("before.out").path
+        let console = daemon.start(["console", "toucher"], stdout: before)
+        try console.run()
+        XCTAssertTrue(daemon.eventually(60) { Self.migrateTicks(self.text(before)).count >= 5 }, "the guest counts: \(text(before))\n\(daemon.log)")
+        let first = daemon.directory.appendingPathComponent("first.snap").path
+        XCTAssertEqual(try Self.send(daemon, "toucher", to: first).status, 0, daemon.log)
+        XCTAssertTrue(daemon.eventually { !console.isRunning })
+
+        let lazily = try Self.receive(daemon, "toucher", from: first, options: ["-l"])
+        XCTAssertEqual(lazily.status, 0, lazily.stderr + daemon.log)
+        let second = daemon.directory.appendingPathComponent("second.snap").path
+        let sent = try Self.send(daemon, "toucher", to: second)
+        XCTAssertEqual(sent.status, 0, sent.stderr + daemon.log)
+        XCTAssertTrue(daemon.log.contains("the snapshot waits until the lazy restore's RAM is all in"),
+                      "the send came while the pager copied: \(daemon.log)")
+
+        XCTAssertEqual(try Self.receive(daemon, "toucher", from: second).status, 0, daemon.log)
+        let after = daemon.directory.appendingPathComponent("after.out").path
+        let console2 = daemon.start(["console", "toucher"], stdout: after)
+        try console2.run()
+        XCTAssertTrue(daemon.eventually(60) { !console2.isRunning }, "the guest finishes: \(text(after))\n\(daemon.log)")
+        XCTAssertTrue(text(after).contains("RESULT name=migrate status=pass"), "its RAM came through whole: \(text(after))")
+        XCTAssertTrue(text(after).contains("bad_words=0"), text(after))
+    }
+
     /// A snapshot is only for a VM of its own shape: another memory size is refused with a
     /// message saying so, before the guest runs, and the VM stays stopped.
     func testASnapshotOfAnotherShapeIsRefusedWithAClearMessage() throws {

@@ -121,6 +121,13 @@ struct VMProcess {
                 case .resume:
                     machine.resume()
                     try channel.send(VMEvent.resumed)
+                case .save(let fd, let ram) where deferredMemory != nil && !pagesIn,
+                     .migrate(let fd, let ram) where deferredMemory != nil && !pagesIn:
+                    // vmd waits for the pager's word first; this is the second line. RAM goes out
+                    // from the memfds, where a page the pager has not copied yet reads as zeros.
+                    fd.close()
+                    ram.forEach { $0.close() }
+                    try channel.send(VMEvent.saveFailed("its RAM is still coming in from the snapshot (lazy restore)"))
                 case .save(let fd, let ram):
                     try channel.send(save(machine, to: fd, ramFiles: ram))
                 case .migrate(let fd, let ram):

@@ -48,6 +48,11 @@ final class VMInstance {
     private var ranOnce = false
     /// `vmctl send` and `vmctl migrate`: answered once the VM has stopped, or with why not.
     private var saveWaiter: ((Result<SentVM, SaveFailure>) -> Void)?
+    /// A lazy restore's RAM is still coming in (its pager has not said `loaded`). vm writes a
+    /// snapshot or a migration's RAM from its memfds, where a page not in yet is a hole that
+    /// would go out as zeros: a send or a migration waits in `afterRAMArrives` until then.
+    private var ramArriving = false
+    private var afterRAMArrives: [() -> Void] = []
     /// `vmctl migrate`: the connection to the receiving vmd, which confirms once its VM runs.
     private var outgoing: (connection: FileDescriptor, destination: String)?
     private var ackWatch: EventWatch?
@@ -106,6 +111,7 @@ final class VMInstance {
     /// Watches a new set of processes: the vm's channel and every child's log pipe.
     private func supervise(_ launched: LaunchedVM) throws {
         self.launched = launched
+        ramArriving = launched.pager != nil
         (reported, forced) = (nil, nil)
         exitTimer?.cancel()
         exitTimer = nil
@@ -249,6 +255,7 @@ final class VMInstance {
             case .loaded(let pages, let faults, let milliseconds):
                 logger.info("lazy restore: every page in after \(milliseconds) ms (\(pages) pages, \(faults) faults)")
                 try? launched?.vm.channel.send(VMCommand.memoryLoaded)
+                ramHasArrived()
             case .failed(let reason):
                 logger.error("lazy restore failed: \(reason)")
                 stop(force: true, reason: .guest(.failed("lazy restore: \(reason)")))
@@ -342,6 +349,23 @@ final class VMInstance {
         return .success(launched)
     }
 
+    /// Runs what waited for a lazy restore's RAM: once every page is in, or once the VM has
+    /// stopped (each then answers why not).
+    private func ramHasArrived() {
+        ramArriving = false
+        let waiting = afterRAMArrives
+        afterRAMArrives = []
+        waiting.forEach { $0() }
+    }
+
+    /// Whether `retry` must wait for a lazy restore's RAM (it is kept, and run once it is in).
+    private func waitsForRAM(_ what: String, _ retry: @escaping () -> Void) -> Bool {
+        guard ramArriving else { return false }
+        logger.info("\(what) waits until the lazy restore's RAM is all in")
+        afterRAMArrives.append(retry)
+        return true
+    }
+
     /// Writes the VM's snapshot to `output` and stops it (`vmctl send`).
     func send(to output: FileDescriptor, _ done: @escaping (Result<SentVM, SaveFailure>) -> Void) {
         let launched: LaunchedVM
@@ -349,6 +373,7 @@ final class VMInstance {
         case .success(let vm): launched = vm
         case .failure(let failure): return done(.failure(failure))
         }
+        if waitsForRAM("the snapshot", { [weak self] in self?.send(to: output, done) }) { return }
         saveWaiter = done
         do {
             try launched.vm.channel.send(VMCommand.save(output, ram: launched.ramFiles))
@@ -367,6 +392,7 @@ final class VMInstance {
         case .success(let vm): launched = vm
         case .failure(let failure): return done(.failure(failure))
         }
+        if waitsForRAM("the migration", { [weak self] in self?.migrate(over: connection, to: destination, done) }) { return }
         do {
             try launched.vm.channel.send(VMCommand.migrate(connection.duplicate(), ram: launched.ramFiles))
         } catch {
@@ -532,6 +558,7 @@ final class VMInstance {
             saveWaiter = nil
             waiter(.failure(SaveFailure(description: "vm \(config.name) stopped: \(outcome)")))
         }
+        ramHasArrived()  // a send or migration still waiting for it now finds the VM stopped
         let waiters = stopWaiters
         stopWaiters = []
         waiters.forEach { $0(outcome) }
