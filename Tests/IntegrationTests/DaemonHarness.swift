@@ -68,11 +68,11 @@ final class DaemonHarness {
     /// vmd's log: its stderr with -d, else what it sent to syslog.
     var log: String { syslog?.text ?? (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    func writeGuestConfig(_ name: String, cmdline: String, extra: String = "") throws -> String {
+    func writeGuestConfig(_ name: String, cmdline: String, extra: String = "", memory: String = "64M") throws -> String {
         let path = directory.appendingPathComponent("\(name).conf").path
         try """
             vm "\(name)" {
-                memory 64M
+                memory \(memory)
                 boot "\(VmdHarness.guestKit)"
                 cmdline "\(cmdline)"
             \(extra)

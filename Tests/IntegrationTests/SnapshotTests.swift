@@ -156,16 +156,8 @@ final class SnapshotTests: XCTestCase {
     func testASendDuringALazyRestoreWaitsForItsRAMAndLosesNone() throws {
         let daemon = try DaemonHarness("lazysend")
         let disk = makeImage(daemon, "disk.img", mebibytes: 4)
-        let config = daemon.directory.appendingPathComponent("toucher.conf").path
-        try """
-            vm "toucher" {
-                memory 256M
-                boot "\(VmdHarness.guestKit)"
-                cmdline "test=migrate ticks=120 seed=11 touch_mib=200"
-                disk "\(disk)"
-            }
-
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try daemon.writeGuestConfig("toucher", cmdline: "test=migrate ticks=120 seed=11 touch_mib=200",
+                                                 extra: "    disk \"\(disk)\"", memory: "256M")
         XCTAssertEqual(daemon.vmctl("start", config).status, 0, daemon.log)
         let before = daemon.directory.appendingPathComponent("before.out").path
         let console = daemon.start(["console", "toucher"], stdout: before)
@@ -202,15 +194,7 @@ final class SnapshotTests: XCTestCase {
         let snapshot = daemon.directory.appendingPathComponent("small.snap").path
         XCTAssertEqual(try Self.send(daemon, "small", to: snapshot).status, 0, daemon.log)
 
-        let bigPath = daemon.directory.appendingPathComponent("big.conf").path
-        try """
-            vm "big" {
-                memory 128M
-                boot "\(VmdHarness.guestKit)"
-                cmdline "test=boot ticks=1"
-            }
-
-            """.write(toFile: bigPath, atomically: true, encoding: .utf8)
+        let bigPath = try daemon.writeGuestConfig("big", cmdline: "test=boot ticks=1", memory: "128M")
         XCTAssertEqual(daemon.vmctl("start", bigPath).status, 0, daemon.log)
         XCTAssertTrue(daemon.eventually(20) { daemon.status()["big"]?.state == "stopped" }, daemon.log)
 
