@@ -25,7 +25,10 @@ extension Qcow2Backend {
         // The refcount table's own clusters first: growing the table frees them, which
         // needs their counts right; a growth moves the table, so its old clusters lose the
         // reference counted above.
-        let tableClusters = (refcountTableOffset / cluster)..<((refcountTableOffset + UInt64(refcountTable.count) * 8 + cluster - 1) / cluster)
+        func clusters(ofTableAt offset: UInt64, entries: Int) -> Range<UInt64> {
+            (offset / cluster)..<((offset + UInt64(entries) * 8 + cluster - 1) / cluster)
+        }
+        let tableClusters = clusters(ofTableAt: refcountTableOffset, entries: refcountTable.count)
         for number in Array(tableClusters) + (0..<(end / cluster)).filter({ !tableClusters.contains($0) }) {
             let wanted = counts[number] ?? 0
             let now = try refcount(ofHostCluster: number * cluster)
@@ -36,7 +39,7 @@ extension Qcow2Backend {
             let table = (offset: refcountTableOffset, count: refcountTable.count)
             try adjustRefcount(ofHostCluster: number * cluster, by: Int(wanted) - Int(now))
             if refcountTableOffset != table.offset {
-                for old in (table.offset / cluster)..<((table.offset + UInt64(table.count) * 8 + cluster - 1) / cluster) {
+                for old in clusters(ofTableAt: table.offset, entries: table.count) {
                     if let count = counts[old], count > 0 { counts[old] = count - 1 }
                 }
             }
